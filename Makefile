@@ -1,0 +1,40 @@
+# lfakit: `make run` runs every experiment notebook on its embedded default data (smoke profile)
+# into results/; `make test` runs the whole test suite (unit tests, papermill smoke runs, nbval).
+# Both create the virtual environment .venv on first use.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PROFILE ?= smoke
+NBVAL  := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
+export MPLBACKEND := Agg
+
+.PHONY: install run test test-fast notebooks bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/lfakit run-all --profile $(PROFILE)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -n 2 --dist loadfile tests notebooks $(NBVAL)
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -n 2 --dist loadfile tests -m "not slow"
+
+# Re-execute the committed notebooks with their default (smoke) parameters, keeping the outputs.
+notebooks: $(STAMP)
+	LFAKIT_RESULTS=$$(mktemp -d) $(BIN)/jupyter nbconvert --to notebook --execute --inplace \
+		--ExecutePreprocessor.kernel_name=python3 --ExecutePreprocessor.timeout=1800 notebooks/*.ipynb
+
+bench: $(STAMP)
+	for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,113 @@
+"""``lfakit list | run | run-all``: the command line over :mod:`lfakit.runner`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from lfakit.errors import LfakitError
+
+
+def _cmd_list(args) -> int:
+    from lfakit import runner
+
+    exps = [args.experiment] if args.experiment else runner.experiments()
+    for exp in exps:
+        params = runner.notebook_parameters(exp)
+        print(f"{exp}  (profiles: {', '.join(runner.profiles(exp)) or 'none'})")
+        if args.experiment or args.verbose:
+            width = max(len(n) for n in params)
+            for name, p in params.items():
+                print(f"  {name:<{width}}  {p['type']:<6} = {p['default']!r:<28} {p['help']}")
+    return 0
+
+
+def _overrides(pairs: list[str]) -> dict:
+    from lfakit.params import parse_override
+
+    return dict(parse_override(p) for p in pairs or [])
+
+
+def _run_one(experiment: str, args) -> int:
+    from lfakit import runner
+
+    t0 = time.perf_counter()
+    try:
+        outcome = runner.run(
+            experiment,
+            profile=args.profile,
+            overrides=_overrides(getattr(args, "param", None)),
+            resume=getattr(args, "resume", None),
+            timeout=args.timeout or None,
+            log_output=not args.quiet,
+        )
+    except runner.RunFailed as e:
+        print(f"lfakit: {experiment} failed: {e}", file=sys.stderr)
+        print(f"lfakit: resume with: lfakit run {experiment} --resume {e.run_dir.name}", file=sys.stderr)
+        return 1
+    print(f"{experiment}: done in {time.perf_counter() - t0:.0f} s -> {outcome.run_dir}")
+    return 0
+
+
+def _cmd_run(args) -> int:
+    return _run_one(args.experiment, args)
+
+
+def _cmd_run_all(args) -> int:
+    from lfakit import runner
+
+    failed = []
+    for exp in runner.experiments():
+        if args.profile not in runner.profiles(exp):
+            print(f"{exp}: no {args.profile!r} profile, skipped")
+            continue
+        if _run_one(exp, args):
+            failed.append(exp)
+    print(f"results are under {runner.results_root()}")
+    if failed:
+        print(f"lfakit: failed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lfakit", description="Run and compare loss-function experiments.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    ls = sub.add_parser("list", help="experiments, their profiles and notebook parameters")
+    ls.add_argument("experiment", nargs="?", help="show this experiment's parameters")
+    ls.add_argument("-v", "--verbose", action="store_true", help="show every experiment's parameters")
+    ls.set_defaults(func=_cmd_list)
+
+    def common(sp):
+        sp.add_argument("--profile", default="smoke", help="parameter profile in params/<experiment>/ (default: smoke)")
+        sp.add_argument("--timeout", type=int, default=0, help="per-cell execution timeout in seconds (0 = none)")
+        sp.add_argument("-q", "--quiet", action="store_true", help="do not stream the notebook's output")
+
+    run = sub.add_parser("run", help="execute an experiment notebook into a new run folder")
+    run.add_argument("experiment")
+    run.add_argument("-p", "--param", action="append", metavar="NAME=VALUE", help="override a parameter (repeatable; value read as YAML)")
+    run.add_argument("--resume", metavar="RUN_ID", help="continue an interrupted run in results/<experiment>/RUN_ID")
+    common(run)
+    run.set_defaults(func=_cmd_run)
+
+    ra = sub.add_parser("run-all", help="execute every experiment with one profile (the main job)")
+    common(ra)
+    ra.set_defaults(func=_cmd_run_all)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except LfakitError as e:
+        print(f"lfakit: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("lfakit: interrupted; resume with --resume <run-id> (the run folder name)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

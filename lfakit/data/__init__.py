@@ -1,0 +1,1 @@
+"""Data: real-format loaders, embedded-default generators, transforms, caches."""

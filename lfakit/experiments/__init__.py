@@ -1,0 +1,1 @@
+"""Experiment-level orchestration called by the notebooks."""

@@ -1,0 +1,13 @@
+"""Every loss of the kit behind one registry.
+
+>>> import lfakit.losses as L
+>>> L.available()            # {'multilabel': [...], 'multiclass': [...], 'iqa': [...]}
+>>> loss = L.build("zlpr")   # an nn.Module taking (logits, targets)
+"""
+
+from lfakit.losses._registry import TASKS, accepted_kwargs, available, build, get, register, task_of
+
+# Importing the modules registers their losses.
+from lfakit.losses import iqa, multiclass, multilabel  # noqa: F401,E402
+
+__all__ = ["TASKS", "accepted_kwargs", "available", "build", "get", "register", "task_of"]

@@ -1,0 +1,1 @@
+"""Metrics: classification, calibration, IQA correlation, privacy attacks."""

@@ -1,0 +1,292 @@
+"""Load and validate notebook parameters: one schema per experiment, strict, with clear errors.
+
+The notebook's ``parameters`` cell is the source of the defaults (annotated literals with a help
+comment); the schema here adds what a literal cannot say: the allowed range, the choices, and
+how to read a value that YAML or a command line gave in the wrong type (``1e-3`` arrives from
+PyYAML as the *string* "1e-3").
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from lfakit.errors import ParameterError, close_matches
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What one parameter may hold."""
+
+    type: type  # int, float, str, bool, list or dict
+    min: float | None = None
+    max: float | None = None
+    choices: tuple | None = None  # allowed values (for str) or allowed items (for list)
+    choices_fn: Callable[[], list] | None = field(default=None, compare=False)  # lazy choices
+    nonempty: bool = False
+    check: Callable[[Any], str | None] | None = field(default=None, compare=False)
+
+    def allowed(self) -> list | None:
+        if self.choices_fn is not None:
+            return list(self.choices_fn())
+        return list(self.choices) if self.choices is not None else None
+
+
+def _loss_names() -> list[str]:
+    from lfakit import losses
+
+    return [n for names in losses.available().values() for n in names]
+
+
+def _multilabel_losses() -> list[str]:
+    from lfakit import losses
+
+    return losses.available("multilabel")
+
+
+def _check_loss_kwargs(value: dict) -> str | None:
+    from lfakit import losses
+
+    for name, kwargs in value.items():
+        if name not in _loss_names():
+            return f"loss_kwargs names unknown loss {name!r}.{close_matches(name, _loss_names())}"
+        if not isinstance(kwargs, dict):
+            return f"loss_kwargs[{name!r}] must be a mapping of argument -> value, got {kwargs!r}"
+        valid = losses.accepted_kwargs(name)
+        for k in kwargs:
+            if k not in valid:
+                return (
+                    f"loss {name!r} has no argument {k!r}.{close_matches(k, valid)} "
+                    f"Its arguments are: {', '.join(valid)}."
+                )
+    return None
+
+
+# Parameters every experiment notebook has (set by the runner; defaults work interactively).
+COMMON: dict[str, Spec] = {
+    "run_dir": Spec(str),
+    "resume": Spec(bool),
+    "seed": Spec(int, min=0),
+    "device": Spec(str, choices=("auto", "cpu", "cuda", "mps")),
+    "num_threads": Spec(int, min=0),
+}
+
+ENGINE: dict[str, Spec] = {
+    "epochs": Spec(int, min=1, max=10_000),
+    "batch_size": Spec(int, min=1, max=65_536),
+    "optimizer": Spec(str, choices=("adamw", "adam", "sgd")),
+    "lr": Spec(float, min=1e-12, max=10.0),
+    "weight_decay": Spec(float, min=0.0, max=1.0),
+    "scheduler": Spec(str, choices=("none", "cosine", "step", "plateau")),
+    "grad_clip": Spec(float, min=0.0),
+    "early_stopping_patience": Spec(int, min=0),
+    "monitor": Spec(str, choices=("val_loss", "val_auroc")),
+    "amp": Spec(bool),
+    "num_workers": Spec(int, min=0, max=64),
+}
+
+SCHEMAS: dict[str, dict[str, Spec]] = {
+    "chestxray_zlpr": {
+        **COMMON,
+        **ENGINE,
+        "data_dir": Spec(str),
+        "cache_dir": Spec(str),
+        "losses": Spec(list, choices_fn=_multilabel_losses, nonempty=True),
+        "baseline": Spec(str, choices_fn=_multilabel_losses),
+        "loss_kwargs": Spec(dict, check=_check_loss_kwargs),
+        "model": Spec(str, choices=("tiny_cnn", "densenet121", "resnet18", "resnet50")),
+        "pretrained": Spec(bool),
+        "image_size": Spec(int, min=16, max=1024),
+        "clahe_clip": Spec(float, min=0.0, max=100.0),
+        "clahe_grid": Spec(int, min=1, max=64),
+        "val_fraction": Spec(float, min=0.01, max=0.5),
+        "max_images": Spec(int, min=0),
+        "synthetic_patients": Spec(int, min=20, max=100_000),
+        "augment": Spec(bool),
+    },
+}
+
+
+def schema(experiment: str) -> dict[str, Spec]:
+    if experiment not in SCHEMAS:
+        raise ParameterError(
+            f"unknown experiment {experiment!r}.{close_matches(experiment, SCHEMAS)} "
+            f"Experiments: {', '.join(sorted(SCHEMAS))}."
+        )
+    return SCHEMAS[experiment]
+
+
+def _coerce(name: str, value: Any, spec: Spec) -> Any:
+    """Return ``value`` as ``spec.type`` where that is unambiguous, else raise ParameterError."""
+    t = spec.type
+    where = f"parameter {name!r}"
+    if t is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        raise ParameterError(f"{where} must be true or false, got {value!r}")
+    if t in (int, float):
+        if isinstance(value, bool):
+            raise ParameterError(f"{where} must be a number, got the boolean {value!r}")
+        if isinstance(value, str):  # YAML 1.1 reads 1e-3 as a string; so may a command line
+            try:
+                value = float(value) if t is float else int(value)
+            except ValueError:
+                try:
+                    f = float(value)
+                except ValueError:
+                    raise ParameterError(f"{where} must be a {t.__name__}, got the text {value!r}") from None
+                if t is int and f.is_integer():
+                    value = int(f)
+                else:
+                    raise ParameterError(f"{where} must be an integer, got {value!r}") from None
+        if t is int:
+            if isinstance(value, float):
+                if not value.is_integer():
+                    raise ParameterError(f"{where} must be an integer, got {value!r}")
+                value = int(value)
+            if not isinstance(value, int):
+                raise ParameterError(f"{where} must be an integer, got {type(value).__name__} {value!r}")
+        else:
+            if not isinstance(value, (int, float)):
+                raise ParameterError(f"{where} must be a number, got {type(value).__name__} {value!r}")
+            value = float(value)
+            if not math.isfinite(value):
+                raise ParameterError(f"{where} must be finite, got {value!r}")
+        if spec.min is not None and value < spec.min:
+            raise ParameterError(f"{where} must be >= {spec.min}, got {value!r}")
+        if spec.max is not None and value > spec.max:
+            raise ParameterError(f"{where} must be <= {spec.max}, got {value!r}")
+        return value
+    if t is str:
+        if value is None:
+            return ""
+        if not isinstance(value, str):
+            raise ParameterError(f"{where} must be text, got {type(value).__name__} {value!r}")
+        return value
+    if t is list:
+        if isinstance(value, str):  # "a,b" or "[a, b]" from a command line
+            parsed = yaml.safe_load(value) if value.strip().startswith("[") else value.split(",")
+            value = [v.strip() if isinstance(v, str) else v for v in parsed]
+        if isinstance(value, tuple):
+            value = list(value)
+        if not isinstance(value, list):
+            raise ParameterError(f"{where} must be a list, got {type(value).__name__} {value!r}")
+        if spec.nonempty and not value:
+            raise ParameterError(f"{where} must not be empty")
+        if len(set(map(str, value))) != len(value):
+            raise ParameterError(f"{where} lists an item twice: {value!r}")
+        return value
+    if t is dict:
+        if value is None:
+            return {}
+        if isinstance(value, str):
+            value = yaml.safe_load(value)
+        if not isinstance(value, dict):
+            raise ParameterError(f"{where} must be a mapping, got {type(value).__name__} {value!r}")
+        return value
+    raise TypeError(f"unsupported spec type {t!r}")  # pragma: no cover - schema bug
+
+
+def validate(experiment: str, params: dict[str, Any], *, partial: bool = False) -> dict[str, Any]:
+    """Validate and normalise ``params`` against the experiment's schema.
+
+    Unknown names, wrong types, out-of-range values and unknown choices raise ParameterError
+    naming the parameter and, where one is close, the intended name. With ``partial=True``
+    missing names are allowed (used for profile files and overrides before merging).
+    """
+    sch = schema(experiment)
+    unknown = [k for k in params if k not in sch]
+    if unknown:
+        k = unknown[0]
+        raise ParameterError(
+            f"unknown parameter {k!r} for experiment {experiment!r}.{close_matches(k, sch)} "
+            f"Run `lfakit list {experiment}` to see its parameters."
+        )
+    if not partial:
+        missing = [k for k in sch if k not in params]
+        if missing:
+            raise ParameterError(f"missing parameter(s) for {experiment!r}: {', '.join(missing)}")
+    out: dict[str, Any] = {}
+    for name, value in params.items():
+        spec = sch[name]
+        v = _coerce(name, value, spec)
+        allowed = spec.allowed()
+        if allowed is not None:
+            items = v if spec.type is list else [v]
+            for item in items:
+                if item not in allowed:
+                    raise ParameterError(
+                        f"parameter {name!r}: {item!r} is not allowed.{close_matches(item, allowed)} "
+                        f"Choices: {', '.join(map(str, allowed))}."
+                    )
+        if spec.check is not None:
+            msg = spec.check(v)
+            if msg:
+                raise ParameterError(f"parameter {name!r}: {msg}")
+        out[name] = v
+    return out
+
+
+_IPYTHON_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}
+
+
+def validate_notebook(experiment: str, namespace: dict[str, Any]) -> dict[str, Any]:
+    """Validate the parameters a notebook holds in its globals (call it right after them).
+
+    Catches what papermill only warns about: an injected name the notebook does not know.
+    Returns the validated parameters as a dict (the notebook uses ``P["lr"]`` etc.).
+    """
+    import types
+
+    sch = schema(experiment)
+    user = {
+        k: v
+        for k, v in namespace.items()
+        if not k.startswith("_")
+        and k not in _IPYTHON_NAMES
+        and not isinstance(v, (types.ModuleType, types.FunctionType, type))
+    }
+    unknown = {k: v for k, v in user.items() if k not in sch}
+    if unknown:
+        validate(experiment, unknown, partial=True)  # raises with the close match
+    return validate(experiment, {k: user[k] for k in sch if k in user})
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML parameter file; it must hold a mapping of names to values."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ParameterError(f"{path} is not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ParameterError(f"{path} must hold a mapping of parameter names to values")
+    return data
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Parse one ``name=value`` command-line override (the value read as YAML)."""
+    if "=" not in text:
+        raise ParameterError(f"override {text!r} must look like name=value (e.g. -p epochs=2)")
+    name, raw = text.split("=", 1)
+    name = name.strip()
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as e:
+        raise ParameterError(f"override {text!r}: cannot read the value ({e})") from None
+    return name, value
+
+
+def literal_default(source: str) -> Any:
+    """The Python value of a default as papermill's inspector reports it (source text)."""
+    try:
+        return ast.literal_eval(source)
+    except (ValueError, SyntaxError):
+        return source

@@ -1,0 +1,275 @@
+"""Run folders and papermill execution.
+
+A run folder ``results/<experiment>/<run-id>/`` is the unit of record: the executed notebook,
+the resolved parameters (``params.yaml``), ``environment.json``, and whatever the experiment
+writes (``metrics.json``, ``predictions.npz``, figures, tables, checkpoints). Runs are never
+overwritten; ``--resume`` continues one in place and keeps the earlier notebook beside it.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import os
+import platform
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lfakit.errors import LfakitError, ParameterError, close_matches
+from lfakit.params import literal_default, load_yaml, schema, validate
+
+NOTEBOOK_NAME = "notebook.ipynb"
+PARAMS_NAME = "params.yaml"
+KERNEL = "python3"
+
+
+class RunFailed(LfakitError):
+    """A notebook cell raised; the partly executed notebook is kept in the run folder."""
+
+    def __init__(self, message: str, run_dir: Path):
+        super().__init__(message)
+        self.run_dir = run_dir
+
+
+def project_root() -> Path:
+    """The checkout holding ``notebooks/`` and ``params/`` (the package's parent folder)."""
+    here = Path(__file__).resolve().parents[1]
+    if (here / "notebooks").is_dir():
+        return here
+    cwd = Path.cwd()
+    for p in (cwd, *cwd.parents):
+        if (p / "notebooks").is_dir() and (p / "params").is_dir():
+            return p
+    raise LfakitError("cannot find the lfakit project folder (with notebooks/ and params/); run from inside it")
+
+
+def notebooks_dir() -> Path:
+    return project_root() / "notebooks"
+
+
+def results_root() -> Path:
+    """``$LFAKIT_RESULTS`` if set, else ``<project>/results``."""
+    env = os.environ.get("LFAKIT_RESULTS")
+    return Path(env).expanduser().resolve() if env else project_root() / "results"
+
+
+def experiments() -> list[str]:
+    """Experiments that have both a notebook and a parameter schema."""
+    from lfakit.params import SCHEMAS
+
+    return sorted(p.stem for p in notebooks_dir().glob("*.ipynb") if p.stem in SCHEMAS)
+
+
+def _check_experiment(experiment: str) -> None:
+    exps = experiments()
+    if experiment not in exps:
+        raise ParameterError(
+            f"unknown experiment {experiment!r}.{close_matches(experiment, exps)} Experiments: {', '.join(exps)}."
+        )
+
+
+def profiles(experiment: str) -> list[str]:
+    return sorted(p.stem for p in (project_root() / "params" / experiment).glob("*.yaml"))
+
+
+def notebook_parameters(experiment: str) -> dict[str, dict[str, Any]]:
+    """The notebook's parameters cell: name -> {type, default (Python value), help}."""
+    import papermill
+
+    _check_experiment(experiment)
+    info = papermill.inspect_notebook(str(notebooks_dir() / f"{experiment}.ipynb"))
+    return {
+        name: {
+            "type": p["inferred_type_name"],
+            "default": literal_default(p["default"]),
+            "help": p["help"],
+        }
+        for name, p in info.items()
+    }
+
+
+def resolve_params(experiment: str, profile: str | None = "smoke", overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Notebook defaults, then the profile file, then overrides; validated before any work starts."""
+    _check_experiment(experiment)
+    merged = {k: v["default"] for k, v in notebook_parameters(experiment).items()}
+    if profile:
+        path = project_root() / "params" / experiment / f"{profile}.yaml"
+        if not path.exists():
+            raise ParameterError(
+                f"no profile {profile!r} for {experiment}.{close_matches(profile, profiles(experiment))} "
+                f"Profiles: {', '.join(profiles(experiment))}."
+            )
+        merged.update(validate(experiment, load_yaml(path), partial=True))
+    if overrides:
+        merged.update(validate(experiment, overrides, partial=True))
+    return validate(experiment, merged)
+
+
+def new_run_dir(experiment: str, label: str = "") -> Path:
+    """A fresh ``results/<experiment>/<timestamp>[-label]`` folder; never an existing one."""
+    base = results_root() / experiment
+    base.mkdir(parents=True, exist_ok=True)
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    stem = f"{stamp}-{label}" if label else stamp
+    for i in range(1000):
+        path = base / (stem if i == 0 else f"{stem}-{i}")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise LfakitError(f"could not create a new run folder under {base}")  # pragma: no cover
+
+
+def _git_commit(root: Path) -> dict[str, Any]:
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True, timeout=10)
+        return {"commit": commit.stdout.strip() or None, "dirty": bool(dirty.stdout.strip())}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+
+
+def environment_record(seed: int | None = None, device: str | None = None) -> dict[str, Any]:
+    """Package versions, git commit, device, threads and seed: what a run depended on."""
+    from importlib import metadata
+
+    import torch
+
+    versions = {}
+    for pkg in ("lfakit", "torch", "torchvision", "numpy", "pandas", "scipy", "scikit-learn", "opencv-python-headless", "papermill", "matplotlib"):
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            versions[pkg] = None
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.version.cuda,
+        "gpu": gpu,
+        "device": device,
+        "seed": seed,
+        "packages": versions,
+        "git": _git_commit(project_root()),
+        "time": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+    }
+
+
+def write_params(run_dir: Path, params: dict[str, Any]) -> Path:
+    path = Path(run_dir) / PARAMS_NAME
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    return path
+
+
+def open_run(experiment: str, params: dict[str, Any]) -> Path:
+    """The run folder a notebook writes into (called from the notebook).
+
+    Under ``lfakit run`` it is ``params['run_dir']``; run interactively (``run_dir=""``) it is a
+    new ``results/<experiment>/<timestamp>-interactive`` folder. Writes ``params.yaml`` (when the
+    runner has not) and ``environment.json``.
+    """
+    run_dir = Path(params["run_dir"]) if params.get("run_dir") else new_run_dir(experiment, "interactive")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not (run_dir / PARAMS_NAME).exists():
+        write_params(run_dir, {**params, "run_dir": str(run_dir)})
+    env = environment_record(params.get("seed"), params.get("device"))
+    (run_dir / "environment.json").write_text(json.dumps(env, indent=2))
+    return run_dir
+
+
+@dataclass
+class RunOutcome:
+    experiment: str
+    run_dir: Path
+    notebook: Path
+    resumed: bool
+
+
+def _setup_logging() -> None:
+    logger = logging.getLogger("papermill")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
+def execute(experiment: str, params: dict[str, Any], run_dir: Path, timeout: int | None = None, log_output: bool = True) -> Path:
+    """Execute the experiment notebook with papermill into ``run_dir/notebook.ipynb``."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    out = run_dir / NOTEBOOK_NAME
+    if log_output:
+        _setup_logging()
+    env_before = os.environ.get("LFAKIT_PROGRESS")
+    os.environ["LFAKIT_PROGRESS"] = "text"  # the kernel inherits it: plain-text progress in the log
+    try:
+        papermill.execute_notebook(
+            str(notebooks_dir() / f"{experiment}.ipynb"),
+            str(out),
+            parameters=params,
+            kernel_name=KERNEL,
+            cwd=str(notebooks_dir()),
+            execution_timeout=timeout,
+            log_output=log_output,
+            progress_bar=False,
+            request_save_on_cell_execute=True,
+        )
+    except PapermillExecutionError as e:
+        msg = f"cell {e.cell_index} (execution count {e.exec_count}) failed: {e.ename}: {e.evalue}"
+        raise RunFailed(f"{msg}\nThe partly executed notebook is kept at {out}", run_dir) from None
+    finally:
+        if env_before is None:
+            os.environ.pop("LFAKIT_PROGRESS", None)
+        else:
+            os.environ["LFAKIT_PROGRESS"] = env_before
+    return out
+
+
+def run(
+    experiment: str,
+    profile: str | None = "smoke",
+    overrides: dict[str, Any] | None = None,
+    resume: str | None = None,
+    timeout: int | None = None,
+    log_output: bool = True,
+) -> RunOutcome:
+    """Validate parameters, make (or reopen) the run folder and execute the notebook."""
+    _check_experiment(experiment)
+    if resume:
+        run_dir = results_root() / experiment / resume
+        if not (run_dir / PARAMS_NAME).exists():
+            have = sorted(p.name for p in (results_root() / experiment).glob("*") if p.is_dir())
+            raise ParameterError(
+                f"cannot resume {resume!r}: no run folder with {PARAMS_NAME} at {run_dir}.{close_matches(resume, have)}"
+            )
+        if overrides:
+            raise ParameterError("--resume continues a run with its saved parameters; drop the -p overrides")
+        params = validate(experiment, load_yaml(run_dir / PARAMS_NAME))
+        params["resume"] = True
+        old = run_dir / NOTEBOOK_NAME
+        if old.exists():  # keep the interrupted attempt's notebook
+            n = 1
+            while (run_dir / f"notebook.attempt-{n}.ipynb").exists():
+                n += 1
+            old.rename(run_dir / f"notebook.attempt-{n}.ipynb")
+    else:
+        params = resolve_params(experiment, profile, overrides)
+        run_dir = new_run_dir(experiment, profile or "")
+        params["run_dir"] = str(run_dir)
+        params["resume"] = False
+        write_params(run_dir, params)
+    notebook = execute(experiment, params, run_dir, timeout, log_output)
+    return RunOutcome(experiment, run_dir, notebook, bool(resume))
