@@ -301,7 +301,7 @@ def fit(
                 kept = f"the last good checkpoint is {last_path}" if last_path and last_path.exists() else "no checkpoint was written yet"
                 raise TrainingError(
                     f"loss {getattr(loss_fn, 'registry_name', type(loss_fn).__name__)} became "
-                    f"{float(loss)} at {where}; {kept}. Lower lr, set grad_clip, or turn amp off."
+                    f"{float(loss.detach())} at {where}; {kept}. Lower lr, set grad_clip, or turn amp off."
                 )
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()

@@ -28,8 +28,7 @@ CLASSES = chestxray.CLASSES
 
 def cache_dir(P: dict) -> Path:
     """``cache_dir`` parameter, else ``$LFAKIT_CACHE``, else ``~/.cache/lfakit``."""
-    raw = P.get("cache_dir") or os.environ.get("LFAKIT_CACHE") or "~/.cache/lfakit"
-    return Path(raw).expanduser().resolve()
+    return Path(P["cache_dir"]).expanduser() if P["cache_dir"] else chestxray.default_cache_dir()
 
 
 def setup(P: dict) -> Path:
@@ -65,7 +64,7 @@ def load_data(P: dict) -> dict:
         val_fraction=P["val_fraction"],
         seed=P["seed"],
         max_images=P["max_images"] or None,
-        synthetic_patients=P["synthetic_patients"],
+        embedded_kwargs={"n_patients": P["synthetic_patients"]},
     )
 
 

@@ -1,0 +1,131 @@
+"""The shared training loop: determinism, exact resume, NaN stop, early stopping, checkpoints."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from lfakit import engine, losses
+from lfakit.errors import ParameterError, TrainingError
+
+
+def _data(n=96, d=8, c=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, d, generator=g)
+    w = torch.randn(d, c, generator=g)
+    y = ((x @ w + 0.5 * torch.randn(n, c, generator=g)) > 0).float()
+    return TensorDataset(x, y)
+
+
+def _model(seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 3))
+
+
+def _cfg(**kw):
+    base = dict(epochs=5, batch_size=16, lr=0.05, scheduler="cosine", seed=3, progress=False, device="cpu")
+    return engine.FitConfig(**{**base, **kw})
+
+
+def _mean_pred(t, s):
+    return float(((s > 0) == (t > 0.5)).mean())
+
+
+def _weights(m):
+    return torch.cat([p.detach().flatten() for p in m.state_dict().values()])
+
+
+def _hist(df):
+    return df.drop(columns=["seconds"]).reset_index(drop=True)
+
+
+def test_same_seed_same_result(tmp_path):
+    a = engine.fit(_model(), losses.build("bce"), _data(), _data(seed=1), _cfg())
+    b = engine.fit(_model(), losses.build("bce"), _data(), _data(seed=1), _cfg())
+    assert torch.equal(_weights(a.model), _weights(b.model))
+    pd.testing.assert_frame_equal(_hist(a.history), _hist(b.history))
+
+
+def test_resume_after_interruption_equals_uninterrupted_run(tmp_path):
+    full = engine.fit(_model(), losses.build("zlpr"), _data(), _data(seed=1), _cfg(), checkpoint_dir=tmp_path / "full",
+                      val_metric=("acc", _mean_pred))
+    part = engine.fit(_model(), losses.build("zlpr"), _data(), _data(seed=1), _cfg(), checkpoint_dir=tmp_path / "cut",
+                      val_metric=("acc", _mean_pred), stop_after_epoch=2)
+    assert len(part.history) == 2
+    # a new process would start from a fresh (differently initialised) model
+    resumed = engine.fit(_model(seed=99), losses.build("zlpr"), _data(), _data(seed=1), _cfg(),
+                         checkpoint_dir=tmp_path / "cut", val_metric=("acc", _mean_pred), resume=True)
+    assert resumed.resumed_from_epoch == 3
+    assert torch.equal(_weights(full.model), _weights(resumed.model))
+    pd.testing.assert_frame_equal(_hist(full.history), _hist(resumed.history))
+    assert (tmp_path / "cut" / "history.csv").exists()
+
+
+def test_resume_refuses_changed_settings(tmp_path):
+    engine.fit(_model(), losses.build("bce"), _data(), _data(seed=1), _cfg(), checkpoint_dir=tmp_path, stop_after_epoch=1)
+    with pytest.raises(ParameterError, match="settings changed"):
+        engine.fit(_model(), losses.build("bce"), _data(), _data(seed=1), _cfg(lr=0.1), checkpoint_dir=tmp_path, resume=True)
+
+
+class _NaNAfter(nn.Module):
+    """BCE that turns NaN once ``after`` training batches have been seen."""
+
+    def __init__(self, after):
+        super().__init__()
+        self.after, self.calls, self.inner = after, 0, losses.build("bce")
+
+    def forward(self, z, y):
+        if z.requires_grad:  # a training batch (predict runs without grad)
+            self.calls += 1
+        out = self.inner(z, y)
+        return out * float("nan") if self.calls > self.after else out
+
+
+def test_nan_loss_stops_with_clear_error_and_keeps_last_good_checkpoint(tmp_path):
+    loss = _NaNAfter(after=6 + 2)  # 96/16 = 6 batches per epoch: NaN in epoch 2
+    with pytest.raises(TrainingError, match=r"became nan at epoch 2, batch 2.*last\.pt"):
+        engine.fit(_model(), loss, _data(), _data(seed=1), _cfg(), checkpoint_dir=tmp_path)
+    state = torch.load(tmp_path / "last.pt", weights_only=False)
+    assert state["epoch"] == 1
+    assert all(torch.isfinite(v).all() for v in state["model"].values())
+
+
+def test_early_stopping_and_best_epoch(tmp_path):
+    res = engine.fit(_model(), losses.build("bce"), _data(), _data(seed=1),
+                     _cfg(lr=0.0, epochs=10, early_stopping_patience=2, scheduler="none"), checkpoint_dir=tmp_path)
+    # lr=0: the first epoch is the best and nothing ever improves on it
+    assert res.stopped_early and res.best_epoch == 1 and len(res.history) == 3
+    best = torch.load(tmp_path / "best.pt", weights_only=True)
+    assert all(torch.equal(best[k], v) for k, v in res.model.state_dict().items())
+
+
+def test_best_weights_are_returned_not_last(tmp_path):
+    res = engine.fit(_model(), losses.build("bce"), _data(), _data(seed=1), _cfg(lr=0.5, epochs=6, optimizer="sgd"),
+                     checkpoint_dir=tmp_path, val_metric=("acc", _mean_pred), )
+    best = res.history["val_loss"].idxmin() + 1
+    assert res.best_epoch == best
+    val = engine.predict(res.model, _data(seed=1), loss_fn=losses.build("bce"), device="cpu")
+    assert val["loss"] == pytest.approx(res.history["val_loss"].min(), rel=1e-5)
+
+
+def test_monitor_must_be_computed():
+    with pytest.raises(ParameterError, match="monitor"):
+        engine.fit(_model(), losses.build("bce"), _data(), _data(seed=1), _cfg(monitor="val_auroc"))
+
+
+def test_predict_keeps_order_and_shapes():
+    ds = _data(n=37)
+    out = engine.predict(_model(), ds, batch_size=8, device="cpu")
+    assert out["scores"].shape == (37, 3)
+    assert (out["targets"] == ds.tensors[1].numpy()).all()
+
+
+def test_select_device_rejects_absent_cuda():
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(ParameterError, match="no CUDA GPU"):
+        engine.select_device("cuda")
+    assert engine.select_device("auto").type in ("cpu", "mps")
