@@ -1,0 +1,396 @@
+"""Tables and figures for loss comparisons.
+
+Tables are pandas DataFrames rounded to ``decimals``; :func:`format_table` renders any of
+them as a stable plain-text (Markdown pipe) table that does not depend on pandas display
+options, so notebook cells that print it can be checked by nbval.
+
+Figures are built with the object API (``fig, ax = plt.subplots(...)``) and returned;
+nothing here calls ``plt.show()``. :func:`save_figure` writes a PNG at 120 dpi without a
+software-version stamp.
+
+Comparison tables
+-----------------
+:func:`comparison_table` compares every challenger with one baseline, class by class
+(DeLong test) and on the mean per-class AUROC (paired bootstrap, stratified). With several
+challengers the result is one **long** table: one block of rows per challenger (in the
+order of ``scores``), each block ending with its ``Mean`` row, so the column layout never
+depends on how many losses are compared. p-values are not adjusted for multiple
+comparisons.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from lfakit.errors import ParameterError, close_matches
+from lfakit.metrics.classification import (
+    UndefinedMetricWarning,
+    _as_labels,
+    _as_scores,
+    _auroc_columns,
+    roc_points,
+)
+from lfakit.stats import delong_test, paired_bootstrap
+
+__all__ = [
+    "per_class_table",
+    "overall_table",
+    "comparison_table",
+    "format_table",
+    "plot_per_class_auroc",
+    "plot_roc_curves",
+    "plot_history",
+    "save_figure",
+]
+
+COMPARISON_COLUMNS = [
+    "Challenger",
+    "Class",
+    "Baseline",
+    "AUROC",
+    "Delta",
+    "CI low",
+    "CI high",
+    "p-value",
+    "Test",
+    "Winner",
+]
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def _round_floats(df: pd.DataFrame, decimals: int) -> pd.DataFrame:
+    out = df.copy()
+    for col in out.columns:
+        if pd.api.types.is_float_dtype(out[col]):
+            out[col] = out[col].round(decimals) + 0.0  # + 0.0 turns -0.0 into 0.0
+    return out
+
+
+def per_class_table(report_df: pd.DataFrame, decimals: int = 4) -> pd.DataFrame:
+    """The seed's per-class table: ``Class | AUROC | F1 | Threshold``, rounded.
+
+    ``report_df`` is a :func:`lfakit.metrics.classification.multilabel_report` frame
+    (indexed by class).
+    """
+    missing = [c for c in ("AUROC", "F1", "Threshold") if c not in report_df.columns]
+    if missing:
+        raise KeyError(f"report_df lacks columns {missing}; expected a multilabel_report.")
+    out = report_df[["AUROC", "F1", "Threshold"]].astype(float)
+    out.insert(0, "Class", [str(c) for c in report_df.index])
+    return _round_floats(out.reset_index(drop=True), decimals)
+
+
+def overall_table(results: Mapping[str, Mapping[str, float]], decimals: int = 4) -> pd.DataFrame:
+    """The seed's "Overall metrics": rows ``Loss / Avg AUROC / Avg F1``, a column per loss.
+
+    ``results`` maps a loss name to ``{"loss": float, "avg_auroc": float, "avg_f1": float}``
+    (a missing entry shows as NaN). The index is named ``Metric``.
+    """
+    if not results:
+        raise ValueError("results is empty; give at least one loss.")
+    rows = {"Loss": "loss", "Avg AUROC": "avg_auroc", "Avg F1": "avg_f1"}
+    data = {
+        str(name): [float(res.get(key, math.nan)) for key in rows.values()]
+        for name, res in results.items()
+    }
+    out = pd.DataFrame(data, index=pd.Index(list(rows), name="Metric"))
+    return _round_floats(out, decimals)
+
+
+def _winner(delta: float, p: float, challenger: str, alpha: float) -> str:
+    """Who has the higher AUROC, with ' (n.s.)' unless ``p < alpha``."""
+    if not np.isfinite(delta):
+        return "n/a"
+    if delta > 0:
+        name = challenger
+    elif delta < 0:
+        name = "Baseline"
+    else:
+        name = "Tie"
+    significant = bool(np.isfinite(p) and p < alpha)
+    return name if significant else f"{name} (n.s.)"
+
+
+def comparison_table(
+    y_test,
+    scores: Mapping[str, np.ndarray],
+    baseline: str,
+    class_names: Sequence[str] | None = None,
+    decimals: int = 4,
+    alpha: float = 0.05,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Per-class AUROC of every challenger against ``baseline``, with significance.
+
+    Columns: ``Challenger | Class | Baseline | AUROC | Delta | CI low | CI high | p-value |
+    Test | Winner`` where ``Baseline``/``AUROC`` are the baseline's and the challenger's test
+    AUROC and ``Delta = AUROC - Baseline``.
+
+    * Class rows: DeLong test (``Test = "DeLong"``), normal 95% interval for the delta.
+    * ``Mean`` row (last of each block): mean per-class AUROC; delta, percentile interval
+      and p-value from a stratified paired bootstrap over test instances
+      (``Test = "bootstrap"``, ``n_boot`` replicates, ``seed``).
+    * ``Winner``: the challenger's name if ``Delta > 0``, ``"Baseline"`` if ``Delta < 0``,
+      ``"Tie"`` if equal; `` (n.s.)`` is appended unless ``p-value < alpha``. A class whose
+      test labels are all equal has no AUROC: its row shows NaN and ``"n/a"``.
+
+    One block per challenger (long table, see the module docstring). Everything is rounded
+    to ``decimals``; nothing depends on timing, so the printed table is deterministic.
+    """
+    if baseline not in scores:
+        raise ParameterError(
+            f"baseline {baseline!r} is not among the scores {list(scores)}."
+            + close_matches(baseline, scores)
+        )
+    challengers = [name for name in scores if name != baseline]
+    if not challengers:
+        raise ParameterError("comparison_table needs at least one loss besides the baseline.")
+    y = _as_labels(y_test, "y_test")
+    n_classes = y.shape[1]
+    names = [str(j) for j in range(n_classes)] if class_names is None else list(class_names)
+    if len(names) != n_classes:
+        raise ValueError(f"{len(names)} class names given for {n_classes} classes.")
+    base = _as_scores(scores[baseline], y.shape, f"scores[{baseline!r}]")
+    n_pos = y.sum(axis=0)
+    defined = (n_pos > 0) & (n_pos < y.shape[0])
+    for j in np.flatnonzero(~defined):
+        warnings.warn(
+            f"class {j} ({names[j]}): only one label value in y_test; its AUROC and "
+            "test are undefined.",
+            UndefinedMetricWarning,
+            stacklevel=2,
+        )
+    rows = []
+    for name in challengers:
+        other = _as_scores(scores[name], y.shape, f"scores[{name!r}]")
+        for j in range(n_classes):
+            if defined[j]:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", UndefinedMetricWarning)
+                    r = delong_test(y[:, j], base[:, j], other[:, j])
+            else:
+                r = dict.fromkeys(
+                    ("auc1", "auc2", "delta", "ci_low", "ci_high", "p_value"), math.nan
+                )
+            rows.append(
+                [name, names[j], r["auc1"], r["auc2"], r["delta"], r["ci_low"],
+                 r["ci_high"], r["p_value"], "DeLong",
+                 _winner(r["delta"], r["p_value"], name, alpha)]
+            )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UndefinedMetricWarning)
+            b = paired_bootstrap(
+                y[:, defined], base[:, defined], other[:, defined], metric="auroc",
+                n_boot=n_boot, seed=seed, stratified=True,
+            )
+        rows.append(
+            [name, "Mean", b["metric1"], b["metric2"], b["delta"], b["ci_low"],
+             b["ci_high"], b["p_value"], "bootstrap",
+             _winner(b["delta"], b["p_value"], name, alpha)]
+        )
+    out = pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
+    out = out.astype({c: float for c in COMPARISON_COLUMNS[2:8]})
+    out.attrs["baseline"] = baseline
+    return _round_floats(out, decimals)
+
+
+def _cell(value, decimals: int) -> str:
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        if not np.isfinite(value):
+            return "nan" if np.isnan(value) else ("inf" if value > 0 else "-inf")
+        text = f"{float(value):.{decimals}f}"
+        if text.startswith("-") and float(text) == 0.0:
+            text = text[1:]  # never print -0.0000
+        return text
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return "nan"
+    return str(value)
+
+
+def format_table(df: pd.DataFrame, decimals: int = 4, index: bool | None = None) -> str:
+    """Render ``df`` as a Markdown pipe table with fixed-decimal numbers.
+
+    The rendering depends only on the data (not on pandas display options): floats are
+    printed with ``decimals`` places (``-0.0000`` as ``0.0000``), numeric columns are
+    right-aligned and the others left-aligned. The index is included when it is named or
+    is not the default ``0..n-1`` range (``index=True/False`` forces it).
+    """
+    if index is None:
+        index = df.index.name is not None or not isinstance(df.index, pd.RangeIndex) or (
+            not df.index.equals(pd.RangeIndex(len(df)))
+        )
+    frame = df.reset_index() if index else df
+    headers = [str(c) for c in frame.columns]
+    numeric = [pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(
+        frame[c]) for c in frame.columns]
+    body = [[_cell(v, decimals) for v in row] for row in frame.itertuples(index=False)]
+    widths = [max([len(h), 3, *(len(r[i]) for r in body)]) for i, h in enumerate(headers)]
+
+    def line(cells):
+        parts = [
+            c.rjust(w) if num else c.ljust(w) for c, w, num in zip(cells, widths, numeric)
+        ]
+        return "| " + " | ".join(parts) + " |"
+
+    rule = "|" + "|".join(
+        ("-" * (w + 1) + ":") if num else (":" + "-" * (w + 1))
+        for w, num in zip(widths, numeric)
+    ) + "|"
+    return "\n".join([line(headers), rule, *(line(r) for r in body)])
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def _colors(names: Sequence[str]) -> dict[str, tuple]:
+    cmap = plt.get_cmap("tab10")
+    return {name: cmap(i % 10) for i, name in enumerate(names)}
+
+
+def plot_per_class_auroc(report_by_loss: Mapping[str, pd.DataFrame]) -> Figure:
+    """Grouped bars: for every class (x axis) one bar per loss with its test AUROC.
+
+    Classes are taken from the first report, in its order; a loss lacking a class gets NaN.
+    """
+    if not report_by_loss:
+        raise ValueError("report_by_loss is empty.")
+    losses = list(report_by_loss)
+    classes = [str(c) for c in next(iter(report_by_loss.values())).index]
+    colors = _colors(losses)
+    width = 0.8 / len(losses)
+    x = np.arange(len(classes))
+    fig_width = min(16.0, max(6.0, 0.55 * len(classes) * math.sqrt(len(losses)) + 2.0))
+    fig, ax = plt.subplots(figsize=(fig_width, 4.0))
+    values = []
+    for i, loss in enumerate(losses):
+        rep = report_by_loss[loss]
+        auc = pd.Series(rep["AUROC"].to_numpy(dtype=float), index=[str(c) for c in rep.index])
+        v = auc.reindex(classes).to_numpy(dtype=float)
+        values.append(v)
+        ax.bar(x - 0.4 + width * (i + 0.5), v, width=width, label=loss, color=colors[loss])
+    finite = np.concatenate(values)
+    finite = finite[np.isfinite(finite)]
+    low = max(0.0, float(finite.min()) - 0.05) if finite.size else 0.0
+    ax.set_ylim(low, 1.0)
+    ax.set_xticks(x)
+    ax.set_xticklabels(classes, rotation=45, ha="right")
+    ax.set_ylabel("Test AUROC")
+    ax.set_title("Per-class AUROC by loss")
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0), title="Loss")
+    fig.tight_layout()
+    return fig
+
+
+def plot_roc_curves(
+    y_test,
+    scores: Mapping[str, np.ndarray],
+    class_names: Sequence[str] | None = None,
+    max_classes: int = 14,
+) -> Figure:
+    """Small multiples of ROC curves: one panel per class (first ``max_classes``), one curve
+    per loss with its AUROC in the legend, plus the dotted chance diagonal.
+
+    A class with a single label value gets a panel that says so, without curves.
+    """
+    if not scores:
+        raise ValueError("scores is empty.")
+    y = _as_labels(y_test, "y_test")
+    n_classes = y.shape[1]
+    names = [str(j) for j in range(n_classes)] if class_names is None else list(class_names)
+    if len(names) != n_classes:
+        raise ValueError(f"{len(names)} class names given for {n_classes} classes.")
+    losses = list(scores)
+    colors = _colors(losses)
+    mats = {loss: _as_scores(scores[loss], y.shape, f"scores[{loss!r}]") for loss in losses}
+    aucs = {loss: _auroc_columns(y, m) for loss, m in mats.items()}
+    n_panels = min(n_classes, max_classes)
+    ncols = min(4, n_panels)
+    nrows = math.ceil(n_panels / ncols)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(3.2 * ncols, 3.0 * nrows), squeeze=False, sharex=True, sharey=True
+    )
+    for j in range(n_panels):
+        ax = axes.flat[j]
+        ax.plot([0, 1], [0, 1], linestyle=":", color="grey", linewidth=0.8)
+        n_pos = int(y[:, j].sum())
+        if 0 < n_pos < y.shape[0]:
+            for loss in losses:
+                fpr, tpr = roc_points(y[:, j], mats[loss][:, j])
+                ax.plot(fpr, tpr, color=colors[loss], linewidth=1.2,
+                        label=f"{loss} ({aucs[loss][j]:.3f})")
+            ax.legend(fontsize="x-small", loc="lower right", title="AUROC",
+                      title_fontsize="x-small")
+        else:
+            ax.text(0.5, 0.5, "AUROC undefined\n(one label value)", ha="center",
+                    va="center", fontsize="small", transform=ax.transAxes)
+        ax.set_title(f"{names[j]} (n+={n_pos})", fontsize="small")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+    for ax in axes.flat[n_panels:]:
+        fig.delaxes(ax)
+    fig.supxlabel("False positive rate")
+    fig.supylabel("True positive rate")
+    fig.tight_layout()
+    return fig
+
+
+def plot_history(history_by_loss: Mapping[str, pd.DataFrame]) -> Figure:
+    """Training curves: one panel per quantity (``train_loss``, ``val_loss``,
+    ``val_auroc`` -- those present in any history), one line per loss, against ``epoch``.
+
+    Loss panels use a log scale when all their values are positive, since different losses
+    live on very different scales (compare their shapes, not their levels).
+    """
+    if not history_by_loss:
+        raise ValueError("history_by_loss is empty.")
+    losses = list(history_by_loss)
+    colors = _colors(losses)
+    wanted = ["train_loss", "val_loss", "val_auroc"]
+    panels = [c for c in wanted if any(c in h.columns for h in history_by_loss.values())]
+    if not panels:
+        raise KeyError(f"no history has any of the columns {wanted}.")
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
+    titles = {"train_loss": "Training loss", "val_loss": "Validation loss",
+              "val_auroc": "Validation AUROC"}
+    for ax, col in zip(axes.flat, panels):
+        all_vals = []
+        for loss in losses:
+            h = history_by_loss[loss]
+            if col not in h.columns:
+                continue
+            epoch = h["epoch"] if "epoch" in h.columns else np.arange(1, len(h) + 1)
+            vals = h[col].to_numpy(dtype=float)
+            all_vals.append(vals)
+            ax.plot(epoch, vals, marker="o", markersize=3, color=colors[loss], label=loss)
+        v = np.concatenate(all_vals) if all_vals else np.array([])
+        v = v[np.isfinite(v)]
+        if col.endswith("loss") and v.size and (v > 0).all():
+            ax.set_yscale("log")
+        ax.set_title(titles[col])
+        ax.set_xlabel("epoch")
+        ax.legend(fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def save_figure(fig: Figure, path, dpi: int = 120) -> Path:
+    """Write ``fig`` as PNG at ``dpi`` (parents created; no software stamp); return path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi, format="png", metadata={"Software": None})
+    return path
