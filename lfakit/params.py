@@ -112,6 +112,16 @@ SCHEMAS: dict[str, dict[str, Spec]] = {
 }
 
 
+def _check_chestxray(p: dict[str, Any]) -> str | None:
+    if p["baseline"] not in p["losses"]:
+        return f"baseline {p['baseline']!r} is not among the trained losses {p['losses']}; add it to losses or pick another baseline"
+    return None
+
+
+# Checks that involve several parameters (run on complete parameter sets).
+CROSS_CHECKS: dict[str, Callable[[dict[str, Any]], str | None]] = {"chestxray_zlpr": _check_chestxray}
+
+
 def schema(experiment: str) -> dict[str, Spec]:
     if experiment not in SCHEMAS:
         raise ParameterError(
@@ -231,6 +241,10 @@ def validate(experiment: str, params: dict[str, Any], *, partial: bool = False) 
             if msg:
                 raise ParameterError(f"parameter {name!r}: {msg}")
         out[name] = v
+    if not partial and experiment in CROSS_CHECKS:
+        msg = CROSS_CHECKS[experiment](out)
+        if msg:
+            raise ParameterError(msg)
     return out
 
 

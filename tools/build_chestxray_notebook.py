@@ -36,7 +36,7 @@ from lfakit import report
 from lfakit.experiments import chestxray as X"""),
 tagged('''data_dir: str = ""  # NIH ChestX-ray14 root (Data_Entry_2017.csv, train_val_list.txt, test_list.txt, images*/); empty: the embedded default
 cache_dir: str = ""  # pre-resized image caches and the embedded data set; empty: $LFAKIT_CACHE or ~/.cache/lfakit
-synthetic_patients: int = 160  # patients in the embedded default data set (ignored with data_dir)
+synthetic_patients: int = 240  # patients in the embedded default data set (ignored with data_dir)
 max_images: int = 0  # use at most this many images, sampled by patient (0: all)
 val_fraction: float = 0.1  # share of train_val patients held out for validation
 image_size: int = 64  # model input side in pixels (images are resized once into the cache)
@@ -48,7 +48,7 @@ loss_kwargs: dict = {}  # per-loss arguments, e.g. {"fzlpr": {"tau": 0.2}}; empt
 model: str = "tiny_cnn"  # tiny_cnn | densenet121 | resnet18 | resnet50
 pretrained: bool = False  # ImageNet weights (downloaded once into torchvision's cache)
 augment: bool = False  # random flips and shifts on the training split
-epochs: int = 6  # training epochs per loss
+epochs: int = 10  # training epochs per loss
 batch_size: int = 32  # training batch size
 optimizer: str = "adamw"  # adamw | adam | sgd
 lr: float = 0.003  # learning rate

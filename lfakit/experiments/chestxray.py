@@ -35,10 +35,6 @@ def setup(P: dict) -> Path:
     """Fix threads and seeds, check inputs before any work, and open the run folder."""
     engine.set_threads(P["num_threads"])
     engine.seed_everything(P["seed"])
-    if P["baseline"] not in P["losses"]:
-        from lfakit.errors import ParameterError
-
-        raise ParameterError(f"baseline {P['baseline']!r} must be one of the trained losses {P['losses']}")
     if P["data_dir"]:
         root = Path(P["data_dir"]).expanduser()
         try:

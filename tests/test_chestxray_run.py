@@ -1,0 +1,125 @@
+"""End to end through papermill: the run folder, exact resume after a kill, and nbval's sensitivity."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pytest
+
+from lfakit import runner
+from lfakit.data.chestxray import CLASSES
+
+pytestmark = pytest.mark.slow
+EXP = "chestxray_zlpr"
+ROOT = Path(__file__).resolve().parents[1]
+# small and quick, but the same parameters for the uninterrupted and the killed run
+QUICK = ["-p", "epochs=3", "-p", "losses=[focal, zlpr]", "-p", "synthetic_patients=160"]
+
+
+def _lfakit(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "lfakit.cli", *args], capture_output=True, text=True, **kw)
+
+
+def _run_dir(stdout: str) -> Path:
+    return Path(stdout.strip().splitlines()[-1].split("-> ")[-1])
+
+
+@pytest.fixture(scope="module")
+def quick_run():
+    r = _lfakit("run", EXP, *QUICK, "-q")
+    assert r.returncode == 0, r.stderr[-3000:]
+    return _run_dir(r.stdout)
+
+
+def test_run_folder_holds_everything(quick_run):
+    d = quick_run
+    for f in ("notebook.ipynb", "params.yaml", "environment.json", "metrics.json", "predictions.npz",
+              "figures/per_class_auroc.png", "figures/roc_curves.png", "tables/overall.csv", "tables/comparison.csv",
+              "history/focal.csv", "checkpoints/zlpr/last.pt"):
+        assert (d / f).exists(), f
+    m = json.loads((d / "metrics.json").read_text())
+    assert set(m["losses"]) == {"focal", "zlpr"} and m["baseline"] == "focal"
+    for name, lm in m["losses"].items():
+        assert set(lm["per_class"]) == set(CLASSES)
+        for c, v in lm["per_class"].items():
+            assert 0.0 <= v["auroc"] <= 1.0 and 0.0 <= v["f1"] <= 1.0 and 0.0 <= v["threshold"] <= 1.0
+        assert lm["avg_auroc"] == pytest.approx(np.mean([v["auroc"] for v in lm["per_class"].values()]))
+        assert lm["avg_auroc"] > 0.6, f"{name} did not learn the embedded data's signal"
+    z = np.load(d / "predictions.npz")
+    for split in ("train", "val", "test"):
+        n = len(z[f"image_ids_{split}"])
+        assert z[f"targets_{split}"].shape == (n, 14) and z[f"logits_focal_{split}"].shape == (n, 14)
+    env = json.loads((d / "environment.json").read_text())
+    assert env["packages"]["torch"] == "2.14.1" and env["seed"] == 42
+
+
+def test_metrics_recomputable_from_predictions(quick_run):
+    """predictions.npz alone reproduces metrics.json (the run folder is the unit of record)."""
+    from lfakit.metrics.classification import multilabel_report
+
+    z = np.load(quick_run / "predictions.npz")
+    m = json.loads((quick_run / "metrics.json").read_text())
+    sig = lambda a: 1 / (1 + np.exp(-a))  # noqa: E731
+    rep = multilabel_report(z["targets_val"], sig(z["logits_zlpr_val"]), z["targets_test"], sig(z["logits_zlpr_test"]), CLASSES)
+    for c in CLASSES:
+        assert rep.loc[c, "AUROC"] == pytest.approx(m["losses"]["zlpr"]["per_class"][c]["auroc"])
+        assert rep.loc[c, "Threshold"] == pytest.approx(m["losses"]["zlpr"]["per_class"][c]["threshold"])
+
+
+def test_killed_run_resumes_to_the_same_metrics(quick_run, results_dir):
+    proc = subprocess.Popen([sys.executable, "-m", "lfakit.cli", "run", EXP, *QUICK, "-q"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    base = results_dir / EXP
+    before = set(base.iterdir())
+    deadline = time.time() + 300
+    run = None
+    while time.time() < deadline and proc.poll() is None:
+        new = [p for p in base.iterdir() if p not in before]
+        if new and (new[0] / "checkpoints" / "zlpr" / "last.pt").exists():
+            run = new[0]
+            break
+        time.sleep(0.02)
+    assert run is not None, "the run ended before zlpr's first checkpoint; cannot interrupt it"
+    os.killpg(proc.pid, signal.SIGKILL)  # the CLI, papermill and the kernel, mid-training
+    proc.wait()
+    assert not (run / "metrics.json").exists() and (run / "predictions" / "focal.npz").exists()
+
+    r = _lfakit("run", EXP, "--resume", run.name, "-q")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (run / "notebook.attempt-1.ipynb").exists()
+    got = json.loads((run / "metrics.json").read_text())["losses"]
+    want = json.loads((quick_run / "metrics.json").read_text())["losses"]
+    assert got == want
+    a, b = np.load(run / "predictions.npz"), np.load(quick_run / "predictions.npz")
+    np.testing.assert_array_equal(a["logits_zlpr_test"], b["logits_zlpr_test"])
+
+
+def _final_tables(nb) -> str:
+    """Text of the notebook's checked result cells (per-class, overall, comparison)."""
+    out = []
+    for cell in nb.cells:
+        if cell.cell_type == "code" and "format_table" in cell.source:
+            out.append("".join(o.get("text", "") for o in cell.outputs if o.get("output_type") == "stream"))
+    return "\n".join(out)
+
+
+def test_changed_loss_default_changes_the_checked_tables(tmp_path):
+    """What nbval compares: a changed focal gamma alters the focal rows, and only them."""
+    committed = nbformat.read(ROOT / "notebooks" / f"{EXP}.ipynb", as_version=4)
+    params = runner.resolve_params(EXP, "smoke", {"loss_kwargs": {"focal": {"gamma": 1.0}}})
+    params["run_dir"] = str(tmp_path)
+    out = runner.execute(EXP, params, tmp_path, log_output=False)
+    fresh = nbformat.read(out, as_version=4)
+    old, new = _final_tables(committed), _final_tables(fresh)
+    assert old and new and old != new
+    block = lambda text, name: text.split(f"=== {name} ===")[1].split("===")[0]  # noqa: E731
+    assert block(old, "focal") != block(new, "focal")
+    assert block(old, "zlpr") == block(new, "zlpr")  # the other losses repeat exactly
