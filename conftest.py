@@ -17,10 +17,10 @@ _MADE: list[str] = []
 
 
 def pytest_configure(config):
-    if "LFAKIT_RESULTS" not in os.environ:
-        path = tempfile.mkdtemp(prefix="lfakit-results-")
-        _MADE.append(path)
-        os.environ["LFAKIT_RESULTS"] = path
+    # one folder per process: xdist workers must not see each other's runs
+    path = tempfile.mkdtemp(prefix="lfakit-results-")
+    _MADE.append(path)
+    os.environ["LFAKIT_RESULTS"] = path
     # The embedded data set and image caches are keyed on their settings, so sharing one cache
     # folder across test sessions is safe and saves regenerating them.
     os.environ.setdefault("LFAKIT_CACHE", str(Path.home() / ".cache" / "lfakit-test"))

@@ -57,11 +57,13 @@ def test_resume_unknown_run_id(capsys):
 
 def test_paper_profile_without_data_stops_at_once_saying_where_data_goes(capsys, results_dir, tmp_path):
     missing = tmp_path / "ChestX-ray14"
+    before = set(_runs(results_dir))
     assert cli.main(["run", EXP, "--profile", "paper", "-q", "-p", f"data_dir={missing}"]) == 1
     err = capsys.readouterr().err
     assert "Data_Entry_2017.csv" in err and "train_val_list.txt" in err
     assert "--profile smoke" in err  # how to run without the data
     assert "cell" in err and "DataError" in err
-    run = results_dir / EXP / _runs(results_dir)[-1]
+    (new,) = set(_runs(results_dir)) - before
+    run = results_dir / EXP / new
     assert (run / "notebook.ipynb").exists() and (run / "params.yaml").exists()
     assert not (run / "checkpoints").exists()  # stopped before any training
