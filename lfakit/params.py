@@ -43,13 +43,22 @@ def _loss_names() -> list[str]:
     return [n for names in losses.available().values() for n in names]
 
 
-def _multilabel_losses() -> list[str]:
+def multilabel_losses() -> list[str]:
+    """Registered multi-label loss names (lazy choices for a ``losses`` parameter)."""
     from lfakit import losses
 
     return losses.available("multilabel")
 
 
-def _check_loss_kwargs(value: dict) -> str | None:
+def multiclass_losses() -> list[str]:
+    """Registered multi-class loss names."""
+    from lfakit import losses
+
+    return losses.available("multiclass")
+
+
+def check_loss_kwargs(value: dict) -> str | None:
+    """Check a ``loss_kwargs`` mapping: known loss names, known arguments for each."""
     from lfakit import losses
 
     for name, kwargs in value.items():
@@ -90,45 +99,34 @@ ENGINE: dict[str, Spec] = {
     "num_workers": Spec(int, min=0, max=64),
 }
 
-SCHEMAS: dict[str, dict[str, Spec]] = {
-    "chestxray_zlpr": {
-        **COMMON,
-        **ENGINE,
-        "data_dir": Spec(str),
-        "cache_dir": Spec(str),
-        "losses": Spec(list, choices_fn=_multilabel_losses, nonempty=True),
-        "baseline": Spec(str, choices_fn=_multilabel_losses),
-        "loss_kwargs": Spec(dict, check=_check_loss_kwargs),
-        "model": Spec(str, choices=("tiny_cnn", "densenet121", "resnet18", "resnet50")),
-        "pretrained": Spec(bool),
-        "image_size": Spec(int, min=16, max=1024),
-        "clahe_clip": Spec(float, min=0.0, max=100.0),
-        "clahe_grid": Spec(int, min=1, max=64),
-        "val_fraction": Spec(float, min=0.01, max=0.5),
-        "max_images": Spec(int, min=0),
-        "synthetic_patients": Spec(int, min=20, max=100_000),
-        "augment": Spec(bool),
-    },
-}
+def _experiment_modules() -> list[str]:
+    import pkgutil
+
+    import lfakit.experiments as pkg
+
+    return sorted(m.name for m in pkgutil.iter_modules(pkg.__path__) if not m.name.startswith("_"))
 
 
-def _check_chestxray(p: dict[str, Any]) -> str | None:
-    if p["baseline"] not in p["losses"]:
-        return f"baseline {p['baseline']!r} is not among the trained losses {p['losses']}; add it to losses or pick another baseline"
-    return None
+def _load(experiment: str):
+    """The experiment module ``lfakit.experiments.<experiment>`` (it defines ``SCHEMA``)."""
+    import importlib
 
-
-# Checks that involve several parameters (run on complete parameter sets).
-CROSS_CHECKS: dict[str, Callable[[dict[str, Any]], str | None]] = {"chestxray_zlpr": _check_chestxray}
+    names = _experiment_modules()
+    if experiment not in names:
+        raise ParameterError(
+            f"unknown experiment {experiment!r}.{close_matches(experiment, names)} "
+            f"Experiments: {', '.join(names)}."
+        )
+    return importlib.import_module(f"lfakit.experiments.{experiment}")
 
 
 def schema(experiment: str) -> dict[str, Spec]:
-    if experiment not in SCHEMAS:
-        raise ParameterError(
-            f"unknown experiment {experiment!r}.{close_matches(experiment, SCHEMAS)} "
-            f"Experiments: {', '.join(sorted(SCHEMAS))}."
-        )
-    return SCHEMAS[experiment]
+    """The parameter schema of ``experiment`` (``SCHEMA`` in ``lfakit/experiments/<experiment>.py``)."""
+    return _load(experiment).SCHEMA
+
+
+def experiments_with_schema() -> list[str]:
+    return [m for m in _experiment_modules() if hasattr(_load(m), "SCHEMA")]
 
 
 def _coerce(name: str, value: Any, spec: Spec) -> Any:
@@ -241,8 +239,9 @@ def validate(experiment: str, params: dict[str, Any], *, partial: bool = False) 
             if msg:
                 raise ParameterError(f"parameter {name!r}: {msg}")
         out[name] = v
-    if not partial and experiment in CROSS_CHECKS:
-        msg = CROSS_CHECKS[experiment](out)
+    cross = getattr(_load(experiment), "check_params", None)
+    if not partial and cross is not None:
+        msg = cross(out)
         if msg:
             raise ParameterError(msg)
     return out

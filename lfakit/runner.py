@@ -61,9 +61,10 @@ def results_root() -> Path:
 
 def experiments() -> list[str]:
     """Experiments that have both a notebook and a parameter schema."""
-    from lfakit.params import SCHEMAS
+    from lfakit.params import experiments_with_schema
 
-    return sorted(p.stem for p in notebooks_dir().glob("*.ipynb") if p.stem in SCHEMAS)
+    known = set(experiments_with_schema())
+    return sorted(p.stem for p in notebooks_dir().glob("*.ipynb") if p.stem in known)
 
 
 def _check_experiment(experiment: str) -> None:

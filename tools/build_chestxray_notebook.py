@@ -33,7 +33,7 @@ code("""import matplotlib.pyplot as plt
 
 import lfakit.params
 from lfakit import report
-from lfakit.experiments import chestxray as X"""),
+from lfakit.experiments import chestxray_zlpr as X"""),
 tagged('''data_dir: str = ""  # NIH ChestX-ray14 root (Data_Entry_2017.csv, train_val_list.txt, test_list.txt, images*/); empty: the embedded default
 cache_dir: str = ""  # pre-resized image caches and the embedded data set; empty: $LFAKIT_CACHE or ~/.cache/lfakit
 synthetic_patients: int = 240  # patients in the embedded default data set (ignored with data_dir)

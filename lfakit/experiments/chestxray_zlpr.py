@@ -1,6 +1,6 @@
 """ChestX-ray14 loss comparison (seed 000): focal vs ZLPR / FZLPR (+ BCE, ASL).
 
-The notebook ``notebooks/chestxray_zlpr.ipynb`` calls, in order: :func:`setup` (threads, seed,
+Defines the notebook's parameter ``SCHEMA``. The notebook ``notebooks/chestxray_zlpr.ipynb`` calls, in order: :func:`setup` (threads, seed,
 run folder, early input checks), :func:`load_data`, :func:`train_all`, :func:`evaluate`,
 :func:`figures` and :func:`save`. Every step reads the validated parameter dict ``P``.
 """
@@ -21,9 +21,37 @@ from lfakit.data import chestxray
 from lfakit.data.datasets import ArrayImageDataset
 from lfakit.errors import DataError
 from lfakit.metrics.classification import multilabel_report, per_class_auroc
+from lfakit.params import COMMON, ENGINE, Spec, check_loss_kwargs, multilabel_losses
 
 EXPERIMENT = "chestxray_zlpr"
 CLASSES = chestxray.CLASSES
+
+# What each notebook parameter may hold (the notebook's parameters cell holds the defaults).
+SCHEMA: dict[str, Spec] = {
+    **COMMON,
+    **ENGINE,
+    "data_dir": Spec(str),
+    "cache_dir": Spec(str),
+    "losses": Spec(list, choices_fn=multilabel_losses, nonempty=True),
+    "baseline": Spec(str, choices_fn=multilabel_losses),
+    "loss_kwargs": Spec(dict, check=check_loss_kwargs),
+    "model": Spec(str, choices=("tiny_cnn", "densenet121", "resnet18", "resnet50")),
+    "pretrained": Spec(bool),
+    "image_size": Spec(int, min=16, max=1024),
+    "clahe_clip": Spec(float, min=0.0, max=100.0),
+    "clahe_grid": Spec(int, min=1, max=64),
+    "val_fraction": Spec(float, min=0.01, max=0.5),
+    "max_images": Spec(int, min=0),
+    "synthetic_patients": Spec(int, min=20, max=100_000),
+    "augment": Spec(bool),
+}
+
+
+def check_params(p: dict) -> str | None:
+    """Checks across parameters, run before any work starts."""
+    if p["baseline"] not in p["losses"]:
+        return f"baseline {p['baseline']!r} is not among the trained losses {p['losses']}; add it to losses or pick another baseline"
+    return None
 
 
 def cache_dir(P: dict) -> Path:
