@@ -29,7 +29,7 @@ test-fast: $(STAMP)
 
 # Re-execute the committed notebooks with their default (smoke) parameters, keeping the outputs.
 notebooks: $(STAMP)
-	LFAKIT_RESULTS=$$(mktemp -d) $(BIN)/jupyter nbconvert --to notebook --execute --inplace \
+	LFAKIT_PROGRESS=text LFAKIT_RESULTS=$$(mktemp -d) $(BIN)/jupyter nbconvert --to notebook --execute --inplace \
 		--ExecutePreprocessor.kernel_name=python3 --ExecutePreprocessor.timeout=1800 notebooks/*.ipynb
 
 bench: $(STAMP)

@@ -44,7 +44,8 @@ def _run_one(experiment: str, args) -> int:
         )
     except runner.RunFailed as e:
         print(f"lfakit: {experiment} failed: {e}", file=sys.stderr)
-        print(f"lfakit: resume with: lfakit run {experiment} --resume {e.run_dir.name}", file=sys.stderr)
+        if (e.run_dir / "checkpoints").exists():  # training had started: it can be continued
+            print(f"lfakit: resume with: lfakit run {experiment} --resume {e.run_dir.name}", file=sys.stderr)
         return 1
     print(f"{experiment}: done in {time.perf_counter() - t0:.0f} s -> {outcome.run_dir}")
     return 0

@@ -206,6 +206,26 @@ def _setup_logging() -> None:
         logger.propagate = False
 
 
+def _kernel_manager_class():
+    """A kernel manager talking to the kernel over IPC sockets in the temp folder (not TCP).
+
+    Local kernels need no network; ipykernel warns on every start that TCP is unencrypted, and
+    socket files under /tmp leave nothing behind in notebooks/ when a run is killed.
+    """
+    import tempfile
+    import uuid
+
+    from jupyter_client.manager import AsyncKernelManager
+
+    class IPCKernelManager(AsyncKernelManager):
+        def __init__(self, **kw):
+            kw.setdefault("transport", "ipc")
+            kw.setdefault("ip", os.path.join(tempfile.gettempdir(), f"lfakit-kernel-{uuid.uuid4().hex[:12]}"))
+            super().__init__(**kw)
+
+    return IPCKernelManager
+
+
 def execute(experiment: str, params: dict[str, Any], run_dir: Path, timeout: int | None = None, log_output: bool = True) -> Path:
     """Execute the experiment notebook with papermill into ``run_dir/notebook.ipynb``."""
     import papermill
@@ -227,6 +247,7 @@ def execute(experiment: str, params: dict[str, Any], run_dir: Path, timeout: int
             log_output=log_output,
             progress_bar=False,
             request_save_on_cell_execute=True,
+            kernel_manager_class=_kernel_manager_class(),
         )
     except PapermillExecutionError as e:
         msg = f"cell {e.cell_index} (execution count {e.exec_count}) failed: {e.ename}: {e.evalue}"

@@ -68,10 +68,7 @@ def setup(P: dict) -> Path:
         try:
             chestxray.load_index(root, val_fraction=P["val_fraction"], seed=P["seed"], max_images=P["max_images"] or None)
         except DataError as e:
-            raise DataError(
-                f"{e}\nTo run without the NIH data, leave data_dir empty (the embedded default): "
-                f"lfakit run {EXPERIMENT} --profile smoke"
-            ) from None
+            raise DataError(f"{e}\nWithout the NIH data: lfakit run {EXPERIMENT} --profile smoke") from None
     if P["pretrained"]:
         models.ensure_weights(P["model"])
     return runner.open_run(EXPERIMENT, P)
