@@ -1,17 +1,34 @@
 """Forward+backward time of the IQA losses against a reference measured in the same run.
 
-    python benchmarks/bench_losses_iqa.py [--n 64] [--min-run-time 1] [--rounds 3]
+    python benchmarks/bench_losses_iqa.py [--n 64] [--rounds 41]
 
-References: for ``l1`` / ``l2``, ``F.l1_loss`` / ``F.mse_loss``; for the set-wise ``plcc`` and
-``norm_in_norm`` a plain torch expression of the formula (``torch.corrcoef``,
-``torch.linalg.vector_norm``); for the O(N^2) losses (``srcc``'s soft ranks, ``rank``,
-``fidelity``) a straightforward Python loop over the pairs building the loss from scalar torch
-ops, i.e. what the seed's pairwise formulas look like written naively. The kit computes all
-pairs at once on N x N tensors. Before timing, each pair is checked to give the same value.
+References (each checked to give the same value as the kit's loss before timing):
 
-One CPU thread, float32, batch N of predictions and MOS; after a warm-up, ours and the
-reference are timed in alternating rounds with ``torch.utils.benchmark.Timer.blocked_autorange``
-and the minimum of the round medians is kept (robust to other processes sharing the CPU).
+* ``l1`` / ``l2``: ``F.l1_loss`` / ``F.mse_loss`` (PyTorch's ops, no input checks);
+* ``plcc``, ``norm_in_norm``: a plain torch expression of the formula (``torch.corrcoef``,
+  ``torch.linalg.vector_norm``), no input checks;
+* the O(N^2) losses (``srcc``'s soft ranks, ``rank``, ``fidelity``): a straightforward Python
+  loop over the pairs building the loss from scalar torch ops, i.e. what the seed's pairwise
+  formulas look like written naively. The kit computes all pairs at once on N x N tensors.
+  The issue asks these to be at least 10x faster than the loop (column ``speed-up``); the
+  others within 10% of their reference (column ``ratio`` = ours / reference <= 1.10).
+
+The kit's losses additionally validate every call (shapes, dtypes, MOS finite -- and not all
+equal for the correlation losses: one fused reduction ``torch.aminmax`` and one device-to-host
+transfer), which the references do not. For the single-op references the table adds rows
+``(ref + check)`` whose reference is the same op preceded by that check written plainly
+(``torch.aminmax`` of the MOS, ``.item()``, ``math.isfinite``), so that the cost of the
+computation and that of the check can be told apart; the raw rows are the ones that count.
+
+Timing: one CPU thread, float32, batch N of predictions and MOS. CPU time of the process
+(``time.process_time``: time spent descheduled while other processes use the shared CPU is not
+counted). Ours and the reference run in alternating blocks (order swapped every round, each
+block ~``--block`` seconds of repeated forward+backward calls); the table gives the median over
+rounds of each side's time per call, the median of the per-round ratios ours/reference and the
+interquartile range of those ratios. The pairwise rows use a fifth of the rounds (their loop
+references take milliseconds per call and the margin is large). ``verdict``: ``ok`` when the
+median ratio is <= 1.10 (pairwise: speed-up >= 10), ``SLOW`` otherwise, with ``?`` appended when
+the interquartile range straddles the bound (inconclusive at this noise level).
 """
 
 from __future__ import annotations
@@ -19,10 +36,11 @@ from __future__ import annotations
 import argparse
 import math
 import platform
+import statistics
+import time
 
 import torch
 import torch.nn.functional as F
-from torch.utils import benchmark
 
 import lfakit.losses as L
 
@@ -93,47 +111,98 @@ def loop_fidelity(p, q, eps=1e-8):
     return torch.stack(terms).mean()
 
 
-# name -> (reference label, reference fn, kind)
+def _checked(ref):
+    """``ref`` preceded by a plain MOS check (finite), as the kit validates on every call."""
+
+    def fn(p, q):
+        lo, hi = torch.aminmax(q)
+        if not (math.isfinite(lo.item()) and math.isfinite(hi.item())):
+            raise ValueError("mos contains NaN or inf")
+        return ref(p, q)
+
+    return fn
+
+
+# row label -> (kit loss name, reference label, reference fn, kind)
 REFERENCES = {
-    "l1": ("F.l1_loss", ref_l1, "point-wise"),
-    "l2": ("F.mse_loss", ref_l2, "point-wise"),
-    "plcc": ("plain torch.corrcoef", ref_plcc, "set-wise"),
-    "norm_in_norm": ("plain vector_norm formula", ref_norm_in_norm, "set-wise"),
-    "srcc": ("per-pair Python loop", loop_srcc, "pairwise"),
-    "rank": ("per-pair Python loop", loop_rank, "pairwise"),
-    "fidelity": ("per-pair Python loop", loop_fidelity, "pairwise"),
+    "l1": ("l1", "F.l1_loss", ref_l1, "point-wise"),
+    "l1 (ref + check)": ("l1", "F.l1_loss + aminmax check", _checked(ref_l1), "point-wise"),
+    "l2": ("l2", "F.mse_loss", ref_l2, "point-wise"),
+    "l2 (ref + check)": ("l2", "F.mse_loss + aminmax check", _checked(ref_l2), "point-wise"),
+    "plcc": ("plcc", "plain torch.corrcoef", ref_plcc, "set-wise"),
+    "norm_in_norm": ("norm_in_norm", "plain vector_norm formula", ref_norm_in_norm, "set-wise"),
+    "srcc": ("srcc", "per-pair Python loop", loop_srcc, "pairwise"),
+    "rank": ("rank", "per-pair Python loop", loop_rank, "pairwise"),
+    "fidelity": ("fidelity", "per-pair Python loop", loop_fidelity, "pairwise"),
 }
 
+LIMIT = 1.10  # the issue's bound on ours / reference
+MIN_SPEEDUP = 10.0  # ... and on loop / ours for the pairwise losses
 
-def _fwd_bwd(fn, p, q):
+
+# ------------------------------------------------------------------------------------------
+# timing (the same harness in the three loss benchmarks)
+# ------------------------------------------------------------------------------------------
+def _fwd_bwd(fn, x, y):
     def step():
-        p.grad = None
-        fn(p, q).backward()
+        x.grad = None
+        fn(x, y).backward()
 
     return step
 
 
-def time_pair(ours, ref, p, q, min_run_time: float, rounds: int) -> tuple[float, float]:
-    """Seconds per forward+backward of ``ours`` and ``ref`` (min over alternating rounds of
-    each round's median)."""
-    steps = [_fwd_bwd(ours, p, q), _fwd_bwd(ref, p, q)]
+def _cpu_seconds_per_call(step, number: int) -> float:
+    t0 = time.process_time()
+    for _ in range(number):
+        step()
+    return (time.process_time() - t0) / number
+
+
+def _calls_per_block(step, block: float) -> int:
+    number = 1
+    while _cpu_seconds_per_call(step, number) * number < block and number < 1 << 20:
+        number *= 2
+    return number
+
+
+def time_pair(ours, ref, x, y, rounds: int, block: float) -> dict:
+    """Interleaved timing of ``ours`` and ``ref`` (forward+backward per call): per round one
+    block of each, order swapped every round. Returns the medians over rounds of the seconds
+    per call, the median of the per-round ratios ours/ref and their quartiles."""
+    steps = [_fwd_bwd(ours, x, y), _fwd_bwd(ref, x, y)]
     for step in steps:  # warm-up
-        for _ in range(3):
-            step()
-    best = [float("inf"), float("inf")]
-    for _ in range(rounds):
-        for k, step in enumerate(steps):
-            timer = benchmark.Timer(stmt="step()", globals={"step": step}, num_threads=1)
-            run = timer.blocked_autorange(min_run_time=min_run_time / rounds)
-            best[k] = min(best[k], run.median)
-    return best[0], best[1]
+        _cpu_seconds_per_call(step, 3)
+    numbers = [_calls_per_block(step, block) for step in steps]
+    times: list[list[float]] = [[], []]
+    for r in range(rounds):
+        for k in (0, 1) if r % 2 == 0 else (1, 0):
+            times[k].append(_cpu_seconds_per_call(steps[k], numbers[k]))
+    ratios = [a / b for a, b in zip(*times)]
+    q1, _, q3 = statistics.quantiles(ratios, n=4)
+    return {
+        "ours": statistics.median(times[0]),
+        "ref": statistics.median(times[1]),
+        "ratio": statistics.median(ratios),
+        "q1": q1,
+        "q3": q3,
+    }
+
+
+def verdict(res: dict, pairwise: bool) -> str:
+    if pairwise:  # speed-up = 1 / ratio must be >= MIN_SPEEDUP
+        limit = 1.0 / MIN_SPEEDUP
+    else:
+        limit = LIMIT
+    word = "ok" if res["ratio"] <= limit else "SLOW"
+    return word + ("?" if res["q1"] <= limit < res["q3"] else "")
 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=64, help="batch size N")
-    ap.add_argument("--min-run-time", type=float, default=1.0, help="seconds per loss and side")
-    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds (min is kept)")
+    ap.add_argument("--rounds", type=int, default=41, help="alternating rounds (median kept)")
+    ap.add_argument("--block", type=float, default=0.02, help="seconds per timed block")
+    ap.add_argument("--only", nargs="*", help="row labels to run (default: all)")
     args = ap.parse_args(argv)
 
     torch.set_num_threads(1)
@@ -143,22 +212,39 @@ def main(argv=None) -> None:
 
     print(
         f"IQA losses, forward+backward, N={args.n}, float32, CPU 1 thread, "
-        f"torch {torch.__version__}, {platform.processor() or platform.machine()}"
+        f"torch {torch.__version__}, {platform.processor() or platform.machine()}; "
+        f"CPU time, median of {args.rounds} interleaved rounds ({max(5, args.rounds // 5)} for "
+        "pairwise)"
     )
-    header = f"{'loss':<13} {'kind':<10} {'ours ms':>9} {'ref ms':>10} {'speed-up':>9}  reference"
+    header = (
+        f"{'loss':<17} {'kind':<10} {'ours ms':>9} {'ref ms':>10} {'ratio':>6} {'ratio IQR':>11} "
+        f"{'speed-up':>8} {'verdict':<8} reference"
+    )
     print(header)
-    print("-" * (len(header) + 16))
-    for name, (label, ref_fn, kind) in REFERENCES.items():
+    print("-" * (len(header) + 20))
+    slow = []
+    for row, (name, label, ref_fn, kind) in REFERENCES.items():
+        if args.only and row not in args.only:
+            continue
         kw = {"temperature": TEMPERATURE} if name == "srcc" else {}
         ours_fn = L.build(name, **kw)
         with torch.no_grad():  # sanity: both compute the same value on these inputs
             a, b = ours_fn(p, q).item(), ref_fn(p, q).item()
         if abs(a - b) > 1e-4 * max(1.0, abs(b)):
             raise SystemExit(f"{name}: value {a} differs from the reference {b}")
-        t_ours, t_ref = time_pair(ours_fn, ref_fn, p, q, args.min_run_time, args.rounds)
-        t_ours, t_ref = t_ours * 1e3, t_ref * 1e3
-        print(f"{name:<13} {kind:<10} {t_ours:>9.4f} {t_ref:>10.4f} {t_ref / t_ours:>8.1f}x  "
-              f"{label}")
+        pairwise = kind == "pairwise"
+        rounds = max(5, args.rounds // 5) if pairwise else args.rounds
+        res = time_pair(ours_fn, ref_fn, p, q, rounds, args.block)
+        v = verdict(res, pairwise)
+        if not v.startswith("ok"):
+            slow.append(row)
+        print(
+            f"{row:<17} {kind:<10} {res['ours'] * 1e3:>9.4f} {res['ref'] * 1e3:>10.4f} "
+            f"{res['ratio']:>6.2f} {res['q1']:>5.2f}-{res['q3']:<5.2f} "
+            f"{1 / res['ratio']:>7.1f}x {v:<8} {label}"
+        )
+    print(f"failing the bound (ratio > {LIMIT}, or pairwise speed-up < {MIN_SPEEDUP:g}x): "
+          f"{', '.join(slow) if slow else 'none'}")
 
 
 if __name__ == "__main__":

@@ -522,3 +522,56 @@ def test_iqa_report_states_which_plcc():
     assert rep4["plcc_kind"] == "logistic4" and rep4["plcc"] == rep4["plcc_logistic"]
     with pytest.raises(ValueError, match="plcc_kind"):
         M.iqa_report(pred, mos, plcc_kind="fitted")
+
+
+# ------------------------------------------------------------------------------------------
+# input checks after the speed work: one fused reduction, same errors on every path
+# ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", NAMES)
+def test_general_input_path_equals_fast_path(name):
+    # (N,) float64 pred and mos take the inlined path; an (N, 1) mos the general one
+    loss = L.build(name)
+    p = tp(requires_grad=True)
+    fast = loss(p, tq())
+    general = loss(p, tq()[:, None])
+    torch.testing.assert_close(fast, general, rtol=0, atol=0)
+    torch.testing.assert_close(loss(tp().float(), tq()), loss(tp().float(), tq().float()))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+@pytest.mark.parametrize("name", NAMES)
+def test_non_finite_mos_rejected_on_both_paths(name, bad):
+    q = tq().clone()
+    q[3] = bad
+    with pytest.raises(ValueError, match="NaN or inf"):
+        L.build(name)(tp(), q)  # fast path
+    with pytest.raises(ValueError, match="NaN or inf"):
+        L.build(name)(tp().float()[:, None], q)  # general path
+
+
+def test_mos_overflowing_the_prediction_dtype_is_rejected():
+    q = tq().clone()
+    q[0] = 1e300  # finite in float64, inf once cast to the float32 of the predictions
+    with pytest.raises(ValueError, match="NaN or inf"):
+        L.build("l2")(tp().float(), q)
+
+
+def test_std_and_pred_std_value_checks():
+    loss = L.build("fidelity")
+    s = tq([0.5] * N)
+    for bad in (float("nan"), -0.1, float("inf")):
+        s_bad = s.clone()
+        s_bad[2] = bad
+        with pytest.raises(ValueError, match="std must be finite and >= 0"):
+            loss(tp(), tq(), s_bad)
+    for bad in (float("nan"), 0.0, -1.0, float("inf")):
+        sg = tq([1.0] * N)
+        sg[4] = bad
+        with pytest.raises(ValueError, match="pred_std must be finite and > 0"):
+            loss(tp(), tq(), pred_std=sg)
+    # checked in the dtype it is used in: 1e300 is finite in float64, inf in float32
+    sg = tq([1.0] * N)
+    sg[0] = 1e300
+    with pytest.raises(ValueError, match="pred_std must be finite"):
+        loss(tp().float(), tq(), pred_std=sg)
+    assert torch.isfinite(loss(tp(), tq(), pred_std=sg))

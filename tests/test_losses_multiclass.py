@@ -523,3 +523,39 @@ def test_module_conventions(name):
     assert "Defaults:" in doc and "20" in doc  # a formula section and a source year
     assert ("sample mean" in doc) != (name == "flooding")
     assert L.build(name).reduction == "mean"
+
+
+# ------------------------------------------------------------------------------------------
+# input checks after the speed work: structural checks are one condition with a detailed
+# diagnosis on failure, the label range one fused reduction
+# ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", NAMES)
+def test_tensor_subclass_inputs_take_the_general_path(name):
+    # nn.Parameter logits (a Tensor subclass) are valid and give the same loss
+    loss = L.build(name)
+    want = loss(tz(), ty())
+    got = loss(torch.nn.Parameter(tz()), ty())
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("dt", [torch.int32, torch.int16, torch.uint8])
+def test_label_range_checked_for_every_integer_dtype(dt):
+    y = ty().clone()
+    y[2] = 7
+    with pytest.raises(ValueError, match=r"\[0, 4\).*found 7"):
+        L.build("mae")(tz(), y.to(dt))
+    if dt != torch.uint8:
+        y[2] = -3
+        with pytest.raises(ValueError, match="found -3"):
+            check_multiclass(tz(), y.to(dt))
+
+
+def test_complex_and_non_tensor_targets_rejected():
+    with pytest.raises(TypeError, match="integer class indices"):
+        check_multiclass(tz(), ty().to(torch.complex64))
+    with pytest.raises(TypeError, match="tensors"):
+        check_multiclass(tz(), ty().tolist())
+
+
+def test_empty_batch_passes_the_check():
+    check_multiclass(torch.zeros(0, 4, dtype=torch.float64), torch.zeros(0, dtype=torch.long))

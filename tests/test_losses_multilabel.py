@@ -551,3 +551,156 @@ def test_zlpr_consistency_value_and_gradient():
     )
     with pytest.raises(ValueError, match="same shape"):
         zlpr_consistency(s, t[:, :3])
+
+
+# ------------------------------------------------------------------------------------------
+# fast paths (added with the speed work): every shortcut equals the plain formula
+# ------------------------------------------------------------------------------------------
+from lfakit.losses.multilabel import _zlpr_direct, _zlpr_stable  # noqa: E402
+
+
+def _rand_case(seed, b=6, c=7, scale=3.0, soft=False):
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(b, c, generator=g, dtype=torch.float64) * scale
+    if soft:
+        t = torch.rand(b, c, generator=g, dtype=torch.float64)
+    else:
+        t = (torch.rand(b, c, generator=g, dtype=torch.float64) < 0.3).to(torch.float64)
+    return z, t
+
+
+@pytest.mark.parametrize("tau", [None, 0.2])
+@pytest.mark.parametrize("kind", ["hard", "general", "soft"])
+def test_zlpr_direct_sums_equal_stable_form_value_and_gradient(tau, kind):
+    z, t = _rand_case(1, soft=kind == "soft")
+    values, grad = _zlpr_direct(z, t, tau, kind == "hard", True)
+    zz = z.clone().requires_grad_(True)
+    ref = _zlpr_stable(zz if tau is None else zz / tau, t)
+    ref.sum().backward()
+    torch.testing.assert_close(values, ref.detach(), rtol=1e-12, atol=0)
+    torch.testing.assert_close(grad, zz.grad, rtol=1e-10, atol=1e-14)
+
+
+def test_zlpr_hard_and_general_direct_forms_are_bitwise_equal():
+    z, t = _rand_case(2)
+    v1, g1 = _zlpr_direct(z, t, None, True, True)
+    v2, g2 = _zlpr_direct(z, t, None, False, True)
+    assert torch.equal(v1, v2) and torch.equal(g1, g2)
+
+
+@pytest.mark.parametrize("name", ["zlpr", "fzlpr", "soft_zlpr"])
+def test_zlpr_row_that_overflows_switches_to_stable_form_exactly(name):
+    # one row far beyond exp's float32 range: the whole batch is evaluated stably, and every
+    # row equals the float64 value (which needs no fallback there)
+    z, y = _rand_case(3)
+    z[2] = torch.tensor([300.0, -250.0, 120.0, -90.0, 95.0, 0.5, -400.0], dtype=torch.float64)
+    z32 = z.float().requires_grad_(True)
+    loss = L.build(name, reduction="none")(z32, y.float())
+    loss.sum().backward()
+    z64 = z.clone().requires_grad_(True)
+    want = L.build(name, reduction="none")(z64, y)
+    want.sum().backward()
+    assert torch.isfinite(loss).all() and torch.isfinite(z32.grad).all()
+    torch.testing.assert_close(loss.double(), want.detach(), rtol=2e-6, atol=1e-6)
+    torch.testing.assert_close(z32.grad.double(), z64.grad, rtol=1e-4, atol=1e-6)
+
+
+def test_soft_zlpr_and_zlpr_agree_where_only_one_falls_back():
+    # exp(-z) of a negative label's z = -100 overflows float32 in soft_zlpr's general form
+    # (weight 0, but 0 * inf) while zlpr never evaluates it: both give the exact value
+    z = torch.tensor([[-100.0, 2.0, -1.0], [0.3, -0.2, 1.5]], requires_grad=True)
+    y = torch.tensor([[0.0, 1.0, 0.0], [1.0, 0.0, 1.0]])
+    a = L.build("zlpr", reduction="none")(z, y)
+    b = L.build("soft_zlpr", reduction="none")(z, y)
+    torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+    exact = torch.tensor(ref_zlpr(z.tolist(), y.tolist()))
+    torch.testing.assert_close(a, exact, rtol=1e-6, atol=1e-7)
+
+
+def _asl_autograd_reference(z, y, gamma_neg=4.0, gamma_pos=1.0, clip=0.05, eps=1e-8):
+    """ASL with detached focusing weights written with plain torch ops (autograd gradient)."""
+    p = torch.sigmoid(z)
+    one_minus_p = torch.sigmoid(-z)
+    log_pos = torch.log(torch.clamp(p, min=eps))
+    if clip > 0:
+        xs_neg = torch.clamp(one_minus_p + clip, max=1)
+        p_m = torch.clamp(p - clip, min=0)
+    else:
+        xs_neg, p_m = one_minus_p, p
+    log_neg = torch.log(torch.clamp(xs_neg, min=eps))
+    w_pos = one_minus_p.detach().clamp(min=1e-6 if gamma_pos < 1 else 0) ** gamma_pos
+    w_neg = p_m.detach().clamp(min=1e-6 if gamma_neg < 1 else 0) ** gamma_neg
+    return -(y * w_pos * log_pos + (1 - y) * w_neg * log_neg).sum()
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [{}, {"clip": 0.0}, {"clip": 1e-9, "eps": 1e-8}, {"gamma_pos": 0.5, "gamma_neg": 0.7},
+     {"gamma_pos": 0.0, "gamma_neg": 0.0}, {"clip": 0.2, "gamma_neg": 2.0}],
+    ids=["default", "noclip", "clip_below_eps", "gammas_below_1", "gammas_0", "clip02"],
+)
+def test_asl_detached_gradient_equals_autograd_of_the_formula(kw):
+    # logits away from the kinks, with some beyond the eps floor (|z| > 18.42)
+    z, y = _rand_case(4, b=8, c=6, scale=4.0)
+    z[0, :3] = torch.tensor([-25.0, 30.0, -40.0], dtype=torch.float64)
+    z1 = z.clone().requires_grad_(True)
+    L.build("asl", reduction="sum", **kw)(z1, y).backward()
+    z2 = z.clone().requires_grad_(True)
+    ref_kw = {k: v for k, v in kw.items()}
+    _asl_autograd_reference(z2, y, **ref_kw).backward()
+    torch.testing.assert_close(z1.grad, z2.grad, rtol=1e-9, atol=1e-12)
+
+
+FUSED = ["exp_ce", "f_ece", "zlpr", "soft_zlpr", "fzlpr"]
+
+
+@pytest.mark.parametrize("reduction", ["none", "mean"])
+@pytest.mark.parametrize("name", FUSED)
+def test_fused_losses_gradcheck_every_reduction(name, reduction):
+    loss = L.build(name, reduction=reduction)
+    y = ty(T if name == "soft_zlpr" else Y)
+    assert torch.autograd.gradcheck(lambda z: loss(z, y), (tz(requires_grad=True),))
+
+
+@pytest.mark.parametrize("name", FUSED + ["asl"])
+def test_fused_losses_same_value_without_grad_and_refuse_double_backward(name):
+    loss = L.build(name)
+    y = ty(T if name == "soft_zlpr" else Y)
+    z = tz(requires_grad=True)
+    with torch.no_grad():
+        plain = loss(z, y)
+    value = loss(z, y)
+    assert torch.equal(plain, value.detach())
+    (g,) = torch.autograd.grad(value, z, create_graph=True)
+    with pytest.raises(RuntimeError):  # a second derivative is refused, never wrong
+        torch.autograd.grad(g.sum(), z)
+
+
+@pytest.mark.parametrize("name", sorted(SOFT_OK))
+def test_nan_soft_targets_rejected(name):
+    y = ty(T).clone()
+    y[1, 2] = float("nan")
+    with pytest.raises(ValueError, match="0, 1"):
+        L.build(name)(tz(), y)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_integer_targets_out_of_range_rejected(name):
+    y = ty().long()
+    y[0, 0] = 2
+    with pytest.raises(ValueError, match="0, 1|0 or 1"):
+        L.build(name)(tz(), y)
+
+
+def test_focal_hard_and_soft_code_paths_agree():
+    # 0/1 targets take the signed-logit path; adding a 0.5 somewhere switches the whole batch
+    # to the interpolating path: the other elements must not change
+    y = ty()
+    y_mixed = y.clone()
+    y_mixed[0, 1] = 0.5
+    for kw in ({}, {"alpha": 0.25}, {"gamma": 0.5}):
+        a = L.build("focal", reduction="none", **kw)(tz(), y)
+        b = L.build("focal", reduction="none", **kw)(tz(), y_mixed)
+        mask = torch.ones_like(a, dtype=torch.bool)
+        mask[0, 1] = False
+        torch.testing.assert_close(a[mask], b[mask], rtol=1e-14, atol=1e-16)

@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 
 from lfakit.errors import ParameterError
-from lfakit.losses._base import Loss
+from lfakit.losses._base import Loss, to_host
 from lfakit.losses._registry import register
 
 __all__ = [
@@ -88,41 +88,91 @@ def _as_vector(x: torch.Tensor, name: str) -> torch.Tensor:
     )
 
 
-def _prepare(pred, mos, std=None, *, min_n: int = 1):
-    """Check and flatten the inputs; return float pred (upcast from half), constant mos/std."""
+_FULL_PRECISION = (torch.float32, torch.float64)
+
+
+def _prepare(pred, mos, std=None, *, min_n: int = 1, varying: str | None = None,
+             pred_std=None):
+    """Check and flatten the inputs; return float pred (upcast from half), constant mos/std.
+
+    Value checks (MOS finite; MOS not all equal when ``varying`` names the quantity that would
+    be undefined; ``std`` finite and >= 0; ``pred_std``, an already flattened tensor, finite
+    and > 0) read ``torch.aminmax`` of each of them in one device-to-host transfer per call.
+    """
+    if (  # the common case, (N,) float32/float64 tensors of one dtype and device: inlined
+        std is None
+        and pred_std is None
+        and type(pred) is torch.Tensor  # noqa: E721 (exact type; anything else: general path)
+        and type(mos) is torch.Tensor  # noqa: E721
+        and pred.ndim == 1
+        and mos.shape == pred.shape
+        and mos.dtype == pred.dtype
+        and pred.dtype in _FULL_PRECISION
+        and not mos.requires_grad
+        and mos.device == pred.device
+        and pred.shape[0] >= max(min_n, 1)
+    ):
+        lo, hi = torch.aminmax(mos)
+        lo, hi = (lo.item(), hi.item()) if mos.is_cpu else to_host(lo, hi)
+        if not (math.isfinite(lo) and math.isfinite(hi)):  # NaN propagates into both
+            raise ValueError("mos contains NaN or inf")
+        if varying is not None and not hi > lo:
+            _constant_mos(varying)
+        return pred, mos, None
     p = _as_vector(pred, "pred")
-    if not torch.is_floating_point(p):
+    if not p.is_floating_point():
         raise TypeError(f"pred must be a floating tensor, got {p.dtype}")
     if p.dtype in (torch.float16, torch.bfloat16):
         p = p.float()
     q = _as_vector(mos, "mos")
-    if q.shape[0] != p.shape[0]:
+    n = p.shape[0]
+    if q.shape[0] != n:
         raise ValueError(
             f"pred has {p.shape[0]} scores but mos has {q.shape[0]}: they must match one to one"
         )
-    n = p.shape[0]
     if n < min_n:
         raise ValueError(f"this loss needs a batch of at least {min_n} images, got N={n}")
-    q = q.detach().to(device=p.device, dtype=p.dtype)
-    if not bool(torch.isfinite(q).all()):
-        raise ValueError("mos contains NaN or inf")
+    q = _constant_like(q, p)
     s = None
     if std is not None:
         s = _as_vector(std, "std")
         if s.shape[0] != n:
             raise ValueError(f"std has {s.shape[0]} entries but mos has {n}")
-        s = s.detach().to(device=p.device, dtype=p.dtype)
-        if not bool(torch.isfinite(s).all()) or bool((s < 0).any()):
-            raise ValueError("std must be finite and >= 0")
+        s = _constant_like(s, p)
+    if n == 0:
+        return p, q, s
+    stats = [*torch.aminmax(q)]
+    if s is not None:
+        stats += torch.aminmax(s)
+    if pred_std is not None:
+        stats += torch.aminmax(pred_std.detach())
+    stats = to_host(*stats)
+    lo, hi = stats[0], stats[1]
+    if not (math.isfinite(lo) and math.isfinite(hi)):  # NaN propagates into both
+        raise ValueError("mos contains NaN or inf")
+    if varying is not None and not hi > lo:
+        _constant_mos(varying)
+    if s is not None and not (stats[2] >= 0 and math.isfinite(stats[3])):
+        raise ValueError("std must be finite and >= 0")
+    if pred_std is not None and not (stats[-2] > 0 and math.isfinite(stats[-1])):
+        raise ValueError("pred_std must be finite and > 0")
     return p, q, s
 
 
-def _require_varying(q: torch.Tensor, what: str) -> None:
-    if bool((q.max() - q.min()) <= 0):
-        raise ValueError(
-            f"all MOS in this batch are equal: {what} is undefined for a constant target "
-            "(check that the right score column was loaded)"
-        )
+def _constant_like(x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """``x`` as a constant (detached) tensor of ``p``'s dtype and device; no copy if it is."""
+    if x.requires_grad:
+        x = x.detach()
+    if x.dtype != p.dtype or x.device != p.device:
+        x = x.to(device=p.device, dtype=p.dtype)
+    return x
+
+
+def _constant_mos(what: str) -> None:
+    raise ValueError(
+        f"all MOS in this batch are equal: {what} is undefined for a constant target "
+        "(check that the right score column was loaded)"
+    )
 
 
 def _pearson(a: torch.Tensor, b: torch.Tensor, eps: float) -> torch.Tensor:
@@ -240,8 +290,7 @@ class PLCCLoss(Loss):
         self.eps = _check_number("eps", eps, low=0)
 
     def forward(self, pred: torch.Tensor, mos: torch.Tensor, std=None) -> torch.Tensor:
-        p, q, _ = _prepare(pred, mos, std, min_n=2)
-        _require_varying(q, "the Pearson correlation")
+        p, q, _ = _prepare(pred, mos, std, min_n=2, varying="the Pearson correlation")
         loss = 1.0 - _pearson(p, q, self.eps)
         return 0.5 * loss if self.halved else loss
 
@@ -282,8 +331,7 @@ class SRCCLoss(Loss):
         self.eps = _check_number("eps", eps, low=0)
 
     def forward(self, pred: torch.Tensor, mos: torch.Tensor, std=None) -> torch.Tensor:
-        p, q, _ = _prepare(pred, mos, std, min_n=2)
-        _require_varying(q, "the Spearman correlation")
+        p, q, _ = _prepare(pred, mos, std, min_n=2, varying="the Spearman correlation")
         return 1.0 - _pearson(soft_rank(p, self.temperature), average_rank(q), self.eps)
 
     def extra_repr(self) -> str:
@@ -331,15 +379,16 @@ class NormInNormLoss(Loss):
         return 2.0 ** max(1.0, 1.0 / self.q) * n ** max(0.0, 1.0 / self.p - 1.0 / self.q)
 
     def forward(self, pred: torch.Tensor, mos: torch.Tensor, std=None) -> torch.Tensor:
-        p, q, _ = _prepare(pred, mos, std, min_n=2)
-        _require_varying(q, "the normalised MOS")
+        p, q, _ = _prepare(pred, mos, std, min_n=2, varying="the normalised MOS")
         a = p - p.mean()
-        a = a / ((a.abs() ** self.q).sum() + self.eps) ** (1.0 / self.q)
+        # (sum |a|^q + eps)^(1/q) is the q-norm of a with one more entry eps^(1/q)
+        padded = torch.constant_pad_nd(a, (0, 1), self.eps ** (1.0 / self.q)) if self.eps else a
+        a = a / torch.linalg.vector_norm(padded, ord=self.q)
         b = q - q.mean()
-        b = b / (b.abs() ** self.q).sum() ** (1.0 / self.q)
-        err = (a - b).abs()
-        err = err if self.p == 1.0 else err**self.p
-        return err.sum() / self.scale(p.shape[0]) ** self.p
+        b = b / torch.linalg.vector_norm(b, ord=self.q)
+        if self.p == 1.0:  # sum |a - b| (its derivative at a = b is 0, as that of abs)
+            return torch.linalg.vector_norm(a - b, ord=1) / self.scale(p.shape[0])
+        return ((a - b).abs() ** self.p).sum() / self.scale(p.shape[0]) ** self.p
 
     def extra_repr(self) -> str:
         return f"p={self.p}, q={self.q}, eps={self.eps}, {super().extra_repr()}"
@@ -418,17 +467,20 @@ class FidelityLoss(Loss):
     def forward(
         self, pred: torch.Tensor, mos: torch.Tensor, std=None, pred_std=None
     ) -> torch.Tensor:
-        p, q, s = _prepare(pred, mos, std, min_n=2)
+        sg = None
+        if pred_std is not None:
+            sg = _as_vector(pred_std, "pred_std")
+            pv = _as_vector(pred, "pred")
+            if sg.shape[0] != pv.shape[0]:
+                raise ValueError(f"pred_std has {sg.shape[0]} entries but pred has {pv.shape[0]}")
+            dtype = torch.float32 if pv.dtype in (torch.float16, torch.bfloat16) else pv.dtype
+            if pv.is_floating_point():  # (a non-float pred is rejected by _prepare)
+                sg = sg.to(dtype)  # checked in the dtype it is used in
+        p, q, s = _prepare(pred, mos, std, min_n=2, pred_std=sg)
         i, j = pair_indices(p.shape[0], device=p.device)
-        if pred_std is None:
+        if sg is None:
             den = math.sqrt(2.0) * self.sigma
         else:
-            sg = _as_vector(pred_std, "pred_std")
-            if sg.shape[0] != p.shape[0]:
-                raise ValueError(f"pred_std has {sg.shape[0]} entries but pred has {p.shape[0]}")
-            sg = sg.to(p.dtype)
-            if bool((sg.detach() <= 0).any()) or not bool(torch.isfinite(sg.detach()).all()):
-                raise ValueError("pred_std must be finite and > 0")
             den = torch.sqrt(sg[i] ** 2 + sg[j] ** 2)
         x = (p[i] - p[j]) / den
         phat, phat_c = torch.special.ndtr(x), torch.special.ndtr(-x)

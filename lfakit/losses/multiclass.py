@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lfakit.errors import ParameterError
-from lfakit.losses._base import REDUCTIONS, Loss
+from lfakit.losses._base import REDUCTIONS, Loss, to_host
 from lfakit.losses._registry import build as _build_loss
 from lfakit.losses._registry import register
 
@@ -73,7 +73,40 @@ def check_multiclass(logits: torch.Tensor, target: torch.Tensor) -> None:
     wants; int32/uint8 labels are accepted and cast); floating, bool and one-hot targets are
     rejected, as is ``K < 2`` (a softmax over one class is constant). There is no
     ``ignore_index``: every label must be a valid class.
+
+    Cost: the structural checks are one combined condition (the detailed diagnosis runs only
+    when it fails); the label range is one fused reduction (``torch.aminmax``) and one
+    device-to-host transfer.
     """
+    if not (
+        type(logits) is torch.Tensor  # noqa: E721 (exact type: subclasses take the slow path)
+        and type(target) is torch.Tensor  # noqa: E721
+        and logits.ndim == 2
+        and target.ndim == 1
+        and logits.is_floating_point()
+        and not (target.is_floating_point() or target.is_complex() or target.dtype == torch.bool)
+    ):
+        _multiclass_input_error(logits, target)
+    n, k = logits.shape
+    if k < 2 or target.shape[0] != n:
+        _multiclass_input_error(logits, target)
+    if n:
+        lo, hi = torch.aminmax(target)
+        if target.is_cpu:
+            lo, hi = lo.item(), hi.item()
+        else:
+            lo, hi = to_host(lo, hi)
+        if lo < 0 or hi >= k:
+            bad = lo if lo < 0 else hi
+            raise ValueError(
+                f"target labels must lie in [0, {k}) for logits with {k} classes; found {bad}"
+                + (" (ignore_index is not supported)" if bad == -100 else "")
+            )
+
+
+def _multiclass_input_error(logits, target) -> None:
+    """The detailed structural checks of :func:`check_multiclass` (raises the first failing
+    one with its message; returns only for valid input, e.g. tensor subclasses)."""
     if not isinstance(logits, torch.Tensor) or not isinstance(target, torch.Tensor):
         raise TypeError(
             f"expected tensors (logits, target), got {type(logits).__name__}, "
@@ -83,7 +116,7 @@ def check_multiclass(logits: torch.Tensor, target: torch.Tensor) -> None:
         raise ValueError(
             f"expected logits of shape (batch, classes), got {tuple(logits.shape)}"
         )
-    if not torch.is_floating_point(logits):
+    if not logits.is_floating_point():
         raise TypeError(f"logits must be a floating tensor, got {logits.dtype}")
     n, k = logits.shape
     if k < 2:
@@ -103,19 +136,11 @@ def check_multiclass(logits: torch.Tensor, target: torch.Tensor) -> None:
             f"target must be a 1-D tensor of {n} class indices (one per row of logits "
             f"{tuple(logits.shape)}), got shape {tuple(target.shape)}.{hint}"
         )
-    if target.dtype == torch.bool or torch.is_floating_point(target) or target.is_complex():
+    if target.is_floating_point() or target.dtype == torch.bool or target.is_complex():
         raise TypeError(
             f"target must hold integer class indices (int64), got {target.dtype}; "
             "convert float labels with target.long() only if they are whole numbers"
         )
-    if n:
-        lo, hi = (int(v) for v in torch.aminmax(target.detach()))
-        if lo < 0 or hi >= k:
-            bad = lo if lo < 0 else hi
-            raise ValueError(
-                f"target labels must lie in [0, {k}) for logits with {k} classes; found {bad}"
-                + (" (ignore_index is not supported)" if bad == -100 else "")
-            )
 
 
 def _upcast(x: torch.Tensor) -> torch.Tensor:
@@ -145,16 +170,21 @@ def _one_minus(logp_y: torch.Tensor) -> torch.Tensor:
 
 def _rce(logp_y: torch.Tensor, a: float) -> torch.Tensor:
     """Reverse CE with ``log 0 := A``: ``-sum_k p_k log q_k = -A (1 - p_y)``."""
-    return -a * _one_minus(logp_y)
+    return torch.expm1(logp_y).mul(a)  # -A (1 - p_y), with 1 - p_y = -expm1(log p_y)
 
 
 def _nce(logp: torch.Tensor, logp_y: torch.Tensor) -> torch.Tensor:
     """Normalized CE ``log p_y / sum_k log p_k`` (denominator <= -K ln K < 0 for K >= 2)."""
-    return logp_y / logp.sum(dim=1)
+    return logp_y / logp.sum(dim=1, keepdim=True)
 
 
 class _MulticlassLoss(Loss):
-    """Shared forward: check inputs, upcast, ``log_softmax``, per-sample loss, reduce."""
+    """Shared forward: check inputs, upcast, ``log_softmax``, per-sample loss, reduce.
+
+    ``_per_sample(logp, logp_y)`` receives ``logp`` (B, K) and ``logp_y`` as a (B, 1) column
+    and returns a (B, 1) column (kept 2-D so that no squeeze op enters the autograd graph
+    unless ``reduction="none"`` asks for the (B,) vector).
+    """
 
     decision_rule = "argmax"
 
@@ -166,14 +196,19 @@ class _MulticlassLoss(Loss):
         raise NotImplementedError
 
     def _loss(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        logp = F.log_softmax(z, dim=1)
-        logp_y = logp.gather(1, y.unsqueeze(1)).squeeze(1)
-        return self._reduce(self._per_sample(logp, logp_y))
+        logp = z.log_softmax(1)  # (the tensor method: no Python wrapper per call)
+        per_sample = self._per_sample(logp, logp.gather(1, y.unsqueeze(1)))
+        if self.reduction == "none":
+            return per_sample.squeeze(1)
+        return self._reduce(per_sample)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         check_multiclass(logits, target)
         z = self._logits(_upcast(logits))
-        return self._loss(z, target.detach().to(device=z.device, dtype=torch.long))
+        y = target
+        if y.dtype != torch.long or y.device != z.device:
+            y = y.to(device=z.device, dtype=torch.long)
+        return self._loss(z, y)
 
 
 class _CEOfLogits(_MulticlassLoss):
@@ -259,8 +294,12 @@ class MAELoss(_MulticlassLoss):
         super().__init__(reduction)
         self.scale = _number("scale", scale, low=0, low_open=True)
 
-    def _per_sample(self, logp, logp_y):
-        return (2.0 * self.scale) * _one_minus(logp_y)
+    def _loss(self, z, y):  # 2 scale (1 - p_y) = -2 scale expm1(log p_y)
+        # the constant factor -2 scale is applied after the reduction (one op on a scalar)
+        p_y_minus_1 = torch.expm1(z.log_softmax(1).gather(1, y.unsqueeze(1)))
+        if self.reduction == "none":
+            return p_y_minus_1.squeeze(1).mul(-2.0 * self.scale)
+        return self._reduce(p_y_minus_1).mul(-2.0 * self.scale)
 
     def extra_repr(self) -> str:
         return f"scale={self.scale}, {super().extra_repr()}"
@@ -284,7 +323,7 @@ class GCELoss(_MulticlassLoss):
         self.q = _number("q", q, low=0, high=1, low_open=True)
 
     def _per_sample(self, logp, logp_y):
-        return -torch.expm1(self.q * logp_y.clamp(min=_GCE_LOG_FLOOR)) / self.q
+        return torch.expm1(logp_y.clamp(min=_GCE_LOG_FLOOR).mul(self.q)).mul(-1.0 / self.q)
 
     def extra_repr(self) -> str:
         return f"q={self.q}, {super().extra_repr()}"
@@ -413,8 +452,9 @@ class PHuberCELoss(_MulticlassLoss):
         self.tau = _number("tau", tau, low=1)
 
     def _per_sample(self, logp, logp_y):
-        linear = -self.tau * torch.exp(logp_y) + (math.log(self.tau) + 1.0)
-        return torch.where(logp_y <= -math.log(self.tau), linear, -logp_y)
+        # log(tau) + 1 - tau p_y, with p_y = exp(log p_y)
+        linear = torch.rsub(torch.exp(logp_y), math.log(self.tau) + 1.0, alpha=self.tau)
+        return torch.where(logp_y.detach() <= -math.log(self.tau), linear, torch.neg(logp_y))
 
     def extra_repr(self) -> str:
         return f"tau={self.tau}, {super().extra_repr()}"

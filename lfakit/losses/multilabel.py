@@ -14,6 +14,14 @@ Reduction conventions:
 Half-precision logits (float16/bfloat16, e.g. produced under ``torch.autocast``) are cast up to
 float32 before any arithmetic, so the returned loss is float32 for them; float64 stays float64.
 Targets are treated as constants: no gradient flows to them.
+
+Cost. Every call validates its inputs (shapes, dtype, target values) with one fused reduction
+over the targets and a single device-to-host transfer (see ``lfakit.losses._base``), and the
+losses are written with as few tensor operations as the formula allows: for 0/1 targets the
+two branches ``y = 1`` / ``y = 0`` of an element-wise loss are one expression of the signed
+logit ``u = z (1 - 2y)`` (``-z`` on positives, ``z`` on negatives; exact in floating point),
+e.g. ``bce = softplus(u)`` and ``1 - p_t = sigmoid(u)``. The values are those of the formulas
+below up to rounding.
 """
 
 from __future__ import annotations
@@ -25,7 +33,15 @@ import torch
 import torch.nn.functional as F
 
 from lfakit.errors import ParameterError
-from lfakit.losses._base import Loss, check_multilabel
+from lfakit.losses._base import (
+    Loss,
+    check_multilabel,
+    check_multilabel_shapes,
+    fused,
+    judge_targets,
+    target_stats,
+    to_host,
+)
 from lfakit.losses._registry import register
 
 __all__ = [
@@ -61,11 +77,23 @@ def _upcast(x: torch.Tensor) -> torch.Tensor:
 
 
 def _targets_like(targets: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-    return targets.detach().to(device=z.device, dtype=z.dtype)
+    """Targets as a constant (detached) tensor of the logits' dtype and device (no copy when
+    they already are one)."""
+    t = targets.detach() if targets.requires_grad else targets
+    if t.dtype != z.dtype or t.device != z.device:
+        t = t.to(device=z.device, dtype=z.dtype)
+    return t
+
+
+def _signed(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``u = z (1 - 2y)``: ``-z`` where y = 1, ``z`` where y = 0 (exact for 0/1 targets)."""
+    return torch.addcmul(z, z, y, value=-2)
 
 
 def _focus(base: torch.Tensor, gamma: float) -> torch.Tensor:
     """``base ** gamma`` with a finite gradient at base = 0 (floor 1e-6 when gamma < 1)."""
+    if gamma == 1:
+        return base
     if gamma < 1:
         base = base.clamp(min=_FOCUS_FLOOR)
     return base.pow(gamma)
@@ -87,8 +115,10 @@ def _check_number(name: str, value, *, low=None, high=None, low_open=False, high
 def _clamp_inclusive(z: torch.Tensor, bound: float) -> torch.Tensor:
     """``clamp(z, -bound, bound)`` whose gradient is 1 on ``|z| <= bound`` (bounds included)
     and 0 strictly outside. (``torch.clamp`` gives 0 *on* the bounds, which would make the
-    derivative jump at |z| = bound from the interior value to 0.)"""
-    return torch.where(z > bound, bound, torch.where(z < -bound, -bound, z))
+    derivative jump at |z| = bound from the interior value to 0.) The mask and the clamped
+    constant are computed on the detached tensor: one differentiable op (``where``)."""
+    zd = z.detach()
+    return torch.where(zd.abs() <= bound, z, zd.clamp(-bound, bound))
 
 
 def _smooth(t: torch.Tensor, eps: float) -> torch.Tensor:
@@ -179,6 +209,8 @@ class FocalLoss(Loss):
     ``1 - p_t`` is computed as ``sigmoid(-z)`` (y = 1) / ``sigmoid(z)`` (y = 0), never as a
     difference, so it has full relative precision for confident predictions; when
     ``gamma < 1`` it is floored at 1e-6 so the derivative of ``(1 - p_t)^gamma`` stays finite.
+    For 0/1 targets (detected by the input check) both are one expression of the signed logit
+    ``u = z (1 - 2y)``: ``bce = softplus(u)``, ``1 - p_t = sigmoid(u)``.
 
     Defaults: ``gamma=2.0``, ``alpha=None`` (no alpha weighting; RetinaNet uses alpha=0.25;
     the seed's ``FocalLoss(alpha=1, gamma=2)`` is ``alpha=None`` here).
@@ -211,17 +243,22 @@ class FocalLoss(Loss):
         self.alpha = alpha
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        check_multilabel(logits, targets, soft=True)
+        hard = check_multilabel(logits, targets, soft=True, need_hard=True)
         z = _upcast(logits)
         t = _targets_like(targets, z)
-        bce = t * F.softplus(-z) + (1 - t) * F.softplus(z)
-        if self.gamma != 0:
-            one_minus_pt = t * torch.sigmoid(-z) + (1 - t) * torch.sigmoid(z)
-            loss = bce * _focus(one_minus_pt, self.gamma)
-        else:
-            loss = bce
-        if self.alpha is not None:
-            loss = (self.alpha * t + (1 - self.alpha) * (1 - t)) * loss
+        if hard:  # u = -z on positives, z on negatives
+            u = _signed(z, t)
+            loss = F.softplus(u)
+            if self.gamma != 0:
+                loss = loss * _focus(torch.sigmoid(u), self.gamma)
+        else:  # soft targets interpolate both branches (lerp(a, b, t) = a + t (b - a))
+            nz = torch.neg(z)
+            loss = torch.lerp(F.softplus(z), F.softplus(nz), t)
+            if self.gamma != 0:
+                one_minus_pt = torch.lerp(torch.sigmoid(z), torch.sigmoid(nz), t)
+                loss = loss * _focus(one_minus_pt, self.gamma)
+        if self.alpha is not None:  # alpha_t = alpha t + (1 - alpha)(1 - t), a constant
+            loss = loss * (t * (2 * self.alpha - 1) + (1 - self.alpha))
         return self._reduce(loss)
 
     def extra_repr(self) -> str:
@@ -254,7 +291,9 @@ class AsymmetricLoss(Loss):
     ``detach_focusing=True`` (the authors' default, ``disable_torch_grad_focal_loss=True``)
     treats the focusing weights ``(1-p)^{gamma_pos}`` and ``p_m^{gamma_neg}`` as constants in
     the backward pass; ``detach_focusing=False`` differentiates through them as the paper's
-    formula does. The value is the same either way; the gradient differs.
+    formula does. The value is the same either way; the gradient differs. With detached
+    weights the loss and its analytic derivative are evaluated together as one autograd node
+    (``lfakit.losses._base.FusedLoss``; no second derivative).
 
     Targets must be hard (0/1).
     """
@@ -279,29 +318,62 @@ class AsymmetricLoss(Loss):
             raise ParameterError(f"detach_focusing must be a bool, got {detach_focusing!r}")
         self.detach_focusing = detach_focusing
 
+    def _values(self, z: torch.Tensor, y: torch.Tensor):
+        """Per-element loss, plus the pieces the analytic derivative needs."""
+        nz = torch.neg(z)
+        one_minus_p = torch.sigmoid(nz)
+        neg_log_eps = -math.log(self.eps)
+        # -log(max(p, eps)) = min(-log p, -log eps), with -log p = softplus(-z) (exact near p=1)
+        sp_neg = F.softplus(nz)
+        nlog_pos = sp_neg.clamp(max=neg_log_eps)
+        p = torch.sigmoid(z.detach() if self.detach_focusing else z)
+        if self.clip > 0:
+            # log(max(1 - p_m, eps)) with 1 - p_m = min(1 - p + clip, 1) >= clip
+            xs = one_minus_p + self.clip
+            log_neg = torch.log(xs.clamp(max=1))
+            if self.clip < self.eps:  # otherwise log(clip) >= log(eps): the floor never acts
+                log_neg = log_neg.clamp(min=-neg_log_eps)
+            base_neg = (p - self.clip).clamp(min=0)  # p_m
+            pieces = (one_minus_p, sp_neg, p, xs, log_neg)
+        else:
+            sp = F.softplus(z)
+            log_neg = torch.neg(sp.clamp(max=neg_log_eps))  # log(max(1 - p, eps))
+            base_neg = p
+            pieces = (one_minus_p, sp_neg, p, sp, log_neg)
+        # focusing weights, constants when detached
+        base_pos = one_minus_p.detach() if self.detach_focusing else one_minus_p
+        w_pos = _focus(base_pos, self.gamma_pos) if self.gamma_pos != 0 else None
+        w_neg = _focus(base_neg, self.gamma_neg) if self.gamma_neg != 0 else None
+        # y w_pos and (1 - y) w_neg; y is 0/1, so w - y w is exactly (1 - y) w
+        a = y if w_pos is None else y * w_pos
+        b = 1 - y if w_neg is None else torch.addcmul(w_neg, w_neg, y, value=-1)
+        return torch.addcmul(a * nlog_pos, b, log_neg, value=-1), a, b, pieces
+
+    def _fused(self, z: torch.Tensor, y: torch.Tensor, need_grad: bool):
+        """Values and derivative with constant (detached) focusing weights ``a``, ``b``:
+        ``d/dz [a (-log p)_floored - b log(1 - p_m)_floored]``; a floor (clamp) passes no
+        gradient where it is active, exactly as ``torch.clamp``'s backward."""
+        values, a, b, (omp, sp_neg, p, x, log_neg) = self._values(z, y)
+        if not need_grad:
+            return values, None
+        neg_log_eps = -math.log(self.eps)
+        d_pos = torch.where(sp_neg < neg_log_eps, torch.neg(omp), 0.0)  # d(-log p)/dz = -(1-p)
+        if self.clip > 0:  # d/dz log(1 - p + clip) = -p (1 - p) / (1 - p + clip), where < 1
+            live = x < 1
+            if self.clip < self.eps:
+                live = live & (log_neg > -neg_log_eps)
+            d_neg = torch.where(live, torch.neg(p * omp).div_(x), 0.0)
+        else:  # d/dz log(1 - p) = -p
+            d_neg = torch.where(x < neg_log_eps, torch.neg(p), 0.0)
+        return values, torch.addcmul(a * d_pos, b, d_neg, value=-1)
+
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         check_multilabel(logits, targets)
         z = _upcast(logits)
         y = _targets_like(targets, z)
-        p = torch.sigmoid(z)
-        one_minus_p = torch.sigmoid(-z)
-        log_eps = math.log(self.eps)
-        # log(max(p, eps)) = max(log p, log eps), with log p = -softplus(-z) (exact near p = 1)
-        log_pos = (-F.softplus(-z)).clamp(min=log_eps)
-        if self.clip > 0:
-            p_m = (p - self.clip).clamp(min=0)
-            log_neg = torch.log((one_minus_p + self.clip).clamp(max=1))  # >= log(clip)
-            log_neg = log_neg.clamp(min=log_eps)
-        else:
-            p_m = p
-            log_neg = (-F.softplus(z)).clamp(min=log_eps)
-        base_pos, base_neg = one_minus_p, p_m
-        if self.detach_focusing:
-            base_pos, base_neg = base_pos.detach(), base_neg.detach()
-        w_pos = _focus(base_pos, self.gamma_pos) if self.gamma_pos != 0 else 1.0
-        w_neg = _focus(base_neg, self.gamma_neg) if self.gamma_neg != 0 else 1.0
-        loss = -(y * w_pos * log_pos + (1 - y) * w_neg * log_neg)
-        return self._reduce(loss)
+        if self.detach_focusing:  # one autograd node (see lfakit.losses._base.FusedLoss)
+            return fused(z, self._fused, self.reduction, y)
+        return self._reduce(self._values(z, y)[0])
 
     def extra_repr(self) -> str:
         return (
@@ -324,7 +396,9 @@ class ExpCELoss(Loss):
     from inside; note ``torch.clamp`` itself would give 0 there, so the kit uses its own
     inclusive clamp); strictly outside it is 0 (the loss is constant there), as with the
     authors' probability clip -- so a confidently *wrong* logit beyond the bound gets no
-    gradient. No inf/NaN can arise for any finite z.
+    gradient. No inf/NaN can arise for any finite z. The value and this derivative are
+    evaluated together as one autograd node (``lfakit.losses._base.FusedLoss``; ``f_ece``
+    likewise; no second derivative).
 
     Defaults: ``clamp=18.42``. Reduction: ``"mean"`` is the **element mean** over B*C.
     Targets must be hard (0/1).
@@ -336,14 +410,25 @@ class ExpCELoss(Loss):
         super().__init__(reduction)
         self.clamp = _check_number("clamp", clamp, low=0, high=80, low_open=True)
 
-    def _per_element(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        zc = _clamp_inclusive(z, self.clamp)
-        return y * torch.exp(-zc) + (1 - y) * torch.exp(zc)
+    def _values(self, u, uc, y, need_grad):
+        """Per-element loss and its derivative w.r.t. the clamped signed logit ``u_c``."""
+        e = torch.exp(uc)
+        return e, (e if need_grad else None)
+
+    def _fused(self, z, y, need_grad):
+        # u = z (1 - 2y); y exp(-z_c) + (1 - y) exp(z_c) = exp(clamp(u)) (symmetric clamp)
+        u = _signed(z, y)
+        uc = u.clamp(-self.clamp, self.clamp)
+        values, d = self._values(u, uc, y, need_grad)
+        if need_grad:  # chain rule: d u_c / d u = 1 on |u| <= clamp (bound included), else 0;
+            # d u / d z = 1 - 2y
+            d = torch.where(u.abs() <= self.clamp, d, 0.0).mul_(torch.rsub(y, 1, alpha=2))
+        return values, d
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         check_multilabel(logits, targets)
         z = _upcast(logits)
-        return self._reduce(self._per_element(z, _targets_like(targets, z)))
+        return fused(z, self._fused, self.reduction, _targets_like(targets, z))
 
     def extra_repr(self) -> str:
         return f"clamp={self.clamp}, {super().extra_repr()}"
@@ -369,12 +454,23 @@ class FocalExpCELoss(ExpCELoss):
         super().__init__(clamp=clamp, reduction=reduction)
         self.gamma = _check_number("gamma", gamma, low=0)
 
-    def _per_element(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        zc = _clamp_inclusive(z, self.clamp)
-        neg = F.softplus(zc)
-        if self.gamma != 0:
-            neg = torch.sigmoid(zc).pow(self.gamma) * neg
-        return y * torch.exp(-zc) + (1 - y) * neg
+    def _values(self, u, uc, y, need_grad):
+        # with u_c = clamp(z (1 - 2y)): exp(u_c) = exp(-z_c) on positives, and u_c = z_c on
+        # negatives; lerp(neg, pos, y) picks one of the two exactly for y in {0, 1}
+        s = torch.sigmoid(uc)
+        sp = F.softplus(uc)
+        e = torch.exp(uc)
+        focus = s.pow(self.gamma) if self.gamma != 0 else None
+        neg = sp if focus is None else focus * sp
+        values = torch.lerp(neg, e, y)
+        if not need_grad:
+            return values, None
+        # d/du [s^g softplus(u)] = s^g (g (1 - s) softplus(u) + s), with 1 - s = sigmoid(-u)
+        if focus is None:
+            dneg = s
+        else:
+            dneg = (torch.sigmoid(-uc) * sp).mul_(self.gamma).add_(s).mul_(focus)
+        return values, torch.lerp(dneg, e, y)
 
     def extra_repr(self) -> str:
         return f"gamma={self.gamma}, {super().extra_repr()}"
@@ -392,8 +488,82 @@ def _zlpr_terms(neg_scores: torch.Tensor, pos_scores: torch.Tensor) -> torch.Ten
     return torch.logsumexp(scores, dim=-1).sum(dim=-1)
 
 
+def _zlpr_stable(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Per-sample ``log(1 + sum (1-t) e^x) + log(1 + sum t e^-x)`` for any finite scores:
+    ``logsumexp`` of ``x + log(1 - t)`` and ``-x + log(t)`` with an appended 0 column. A zero
+    weight gives log-weight ``-inf`` (the entry drops out exactly: the -inf masking of the
+    spec, never +-1e12); targets are constants, so no gradient passes through the logs."""
+    return _zlpr_terms(x + torch.log1p(-t), torch.log(t) - x)
+
+
+def _zlpr_direct(z: torch.Tensor, t: torch.Tensor, tau, hard: bool, need_grad: bool):
+    """The same per-sample value summed directly, ``log1p(sum (1-t) e^x) + log1p(sum t e^-x)``
+    with ``x = z / tau`` (``x = z`` when ``tau`` is None), and its gradient w.r.t. ``z``,
+    ``((1-t) e^x / (1 + S_neg) - t e^-x / (1 + S_pos)) / tau`` (for :func:`fused`): exact
+    whenever no ``e^{+-x}`` overflows, and then the result is finite; an overflow shows up as
+    inf or NaN (``0 * inf``) in the result, never as a wrong finite value.
+
+    ``hard=True`` (0/1 targets): one exponential per element, ``E = exp(x (1 - 2t))``, and
+    ``b = E t``, ``a = E - b``; these are bit for bit the ``a``, ``b`` of the general form
+    (``x - 2x = -x`` exactly), which takes ``exp(x)`` and ``exp(-x)`` of every element."""
+    x = z if tau is None else z / tau
+    if hard:
+        e = torch.exp(torch.addcmul(x, x, t, value=-2))
+        b = e * t
+        a = e - b
+    else:
+        a = (1 - t) * torch.exp(x)
+        b = t * torch.exp(torch.neg(x))
+    s_neg, s_pos = a.sum(dim=1), b.sum(dim=1)
+    values = torch.log1p(s_neg) + torch.log1p(s_pos)
+    if not need_grad:
+        return values, None
+    r_neg = s_neg.add_(1).reciprocal_().unsqueeze(1)
+    r_pos = s_pos.add_(1).reciprocal_().unsqueeze(1)
+    d = torch.addcmul(a * r_neg, b, r_pos, value=-1)
+    return values, (d if tau is None else d.div_(tau))
+
+
+class _ZLPRFamily(Loss):
+    """Shared forward of ``zlpr`` / ``fzlpr`` / ``soft_zlpr``: scores ``s = z / tau`` (``tau``
+    only for fzlpr), ``weights = _weights(t)``; per sample
+    ``log(1 + sum_c (1 - w_c) e^{s_c}) + log(1 + sum_c w_c e^{-s_c})``.
+
+    The sums are first evaluated directly (a handful of element-wise ops), which is exact
+    whenever no ``e^{+-s}`` overflows (|s| below ~88 in float32, ~709 in float64). Whether
+    that happened is read from the reduced result in the same device-to-host transfer as the
+    target check; if the result is not finite, the loss is evaluated again with the masked
+    ``logsumexp`` form (``-inf`` masks, appended 0 column), which is finite for any finite
+    logits. Both are the same formula; the second only rescales by the largest term.
+    The direct sums and their analytic gradient form one autograd node (``FusedLoss``).
+    """
+
+    decision_threshold_logit = 0.0
+    _soft = False
+    tau = None  # temperature of the scores z / tau (fzlpr)
+
+    def _weights(self, t: torch.Tensor) -> torch.Tensor:
+        return t
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        check_multilabel_shapes(logits, targets)
+        stats = target_stats(targets, self._soft)
+        z = _upcast(logits)
+        t = self._weights(_targets_like(targets, z))
+        loss = fused(z, _zlpr_direct, self.reduction, t, self.tau, not self._soft)
+        probe = loss if loss.ndim == 0 else loss.sum()
+        if stats is None:
+            (finite,) = to_host(probe)
+        else:
+            lo, hi, finite = to_host(stats[1], stats[2], probe)
+            judge_targets(stats[0], lo, hi, self._soft)
+        if not math.isfinite(finite):  # an e^{+-s} overflowed (or the logits hold NaN)
+            loss = self._reduce(_zlpr_stable(z if self.tau is None else z / self.tau, t))
+        return loss
+
+
 @register("zlpr", "multilabel")
-class ZLPRLoss(Loss):
+class ZLPRLoss(_ZLPRFamily):
     r"""ZLPR, "zero-bounded log-sum-exp & pairwise rank-based" loss (Su et al. 2022,
     arXiv:2208.02955).
 
@@ -401,62 +571,48 @@ class ZLPRLoss(Loss):
     It pushes every positive logit above 0 and every negative below 0, so a label is predicted
     positive iff ``z > 0``.
 
-    Computed as ``logsumexp`` over the masked scores with one appended 0 column; masked entries
-    are set to ``-inf`` (not +-1e12, which overflows in float16), and the evaluation is in
-    float32 or wider even under autocast (half-precision logits are cast up first).
+    Evaluation: the sums are computed directly when no ``exp(+-z)`` overflows (exact, and the
+    fast path); otherwise as ``logsumexp`` over the masked scores with one appended 0 column,
+    masked entries set to ``-inf`` (not +-1e12, which overflows in float16). Which one ran is
+    decided from the result itself, in the same single device-to-host transfer as the target
+    check. The evaluation is in float32 or wider even under autocast (half-precision logits
+    are cast up first).
 
     Defaults: none. Reduction: ``"mean"`` is the **sample mean** over B; ``"none"`` gives (B,).
     Targets must be hard (0/1).
     """
 
-    decision_threshold_logit = 0.0
-
     def __init__(self, reduction: str = "mean"):
         super().__init__(reduction)
 
-    @staticmethod
-    def _zlpr(z: torch.Tensor, positive: torch.Tensor) -> torch.Tensor:
-        neg_inf = float("-inf")
-        return _zlpr_terms(torch.where(positive, neg_inf, z), torch.where(positive, -z, neg_inf))
-
-    def _scores(self, z: torch.Tensor) -> torch.Tensor:
-        return z
-
-    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        check_multilabel(logits, targets)
-        z = _upcast(logits)
-        positive = targets.detach().to(z.device) > 0.5
-        return self._reduce(self._zlpr(self._scores(z), positive))
-
 
 @register("soft_zlpr", "multilabel")
-class SoftZLPRLoss(Loss):
+class SoftZLPRLoss(_ZLPRFamily):
     r"""ZLPR for soft targets t in [0, 1] (Su et al. 2022, soft-label form).
 
     Per sample: ``l = log(1 + sum_c (1 - t_c) exp(z_c)) + log(1 + sum_c t_c exp(-z_c))``,
     with ``t' = t (1 - eps) + eps / 2`` when ``label_smoothing = eps > 0``.
 
-    Computed stably as ``logsumexp`` of ``z + log(1 - t)`` and ``-z + log(t)`` with an appended 0
-    column; a zero weight gives log-weight ``-inf`` (the entry drops out exactly), so on hard
-    targets this equals ``zlpr`` bit for bit. Half-precision logits are cast up to float32.
+    Evaluated like ``zlpr`` (same code: direct sums when nothing overflows, else a stable
+    ``logsumexp`` of ``z + log(1 - t)`` and ``-z + log(t)`` with an appended 0 column, where a
+    zero weight gives log-weight ``-inf`` and drops out exactly), so on hard targets this
+    equals ``zlpr`` bit for bit (value and gradient) whenever no ``exp(+-z)`` overflows; where
+    one does, the two agree to rounding (``zlpr`` only evaluates ``exp`` of the signed score
+    ``z (1 - 2y)``, so it keeps the direct sums in cases where this one switches to the stable
+    form). Half-precision logits are cast up to float32.
     Targets are constants (no gradient to them).
 
     Defaults: ``label_smoothing=0.0``. Reduction: ``"mean"`` is the **sample mean** over B.
     """
 
-    decision_threshold_logit = 0.0
+    _soft = True
 
     def __init__(self, label_smoothing: float = 0.0, reduction: str = "mean"):
         super().__init__(reduction)
         self.label_smoothing = _check_number("label_smoothing", label_smoothing, low=0, high=1)
 
-    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        check_multilabel(logits, targets, soft=True)
-        z = _upcast(logits)
-        t = _smooth(_targets_like(targets, z), self.label_smoothing)
-        # log(0) = -inf exactly; targets are detached so no gradient passes through the log
-        loss = _zlpr_terms(z + torch.log1p(-t), -z + torch.log(t))
-        return self._reduce(loss)
+    def _weights(self, t: torch.Tensor) -> torch.Tensor:
+        return _smooth(t, self.label_smoothing)
 
     def extra_repr(self) -> str:
         return f"label_smoothing={self.label_smoothing}, {super().extra_repr()}"
@@ -469,7 +625,9 @@ class FocalZLPRLoss(ZLPRLoss):
 
     A small tau sharpens the log-sum-exp toward the hardest positive/negative. ``tau=0.2``
     comes from public implementations; the paper's own value was not available, so tau is a
-    parameter. The decision rule is unchanged (z > 0).
+    parameter. The decision rule is unchanged (z > 0). Evaluated exactly as ``zlpr`` on the
+    scaled scores (the direct sums overflow for |z| / tau above ~88 in float32, where the
+    stable form takes over).
 
     Defaults: ``tau=0.2``. Reduction: ``"mean"`` is the **sample mean** over B.
     Targets must be hard (0/1).
@@ -478,9 +636,6 @@ class FocalZLPRLoss(ZLPRLoss):
     def __init__(self, tau: float = 0.2, reduction: str = "mean"):
         super().__init__(reduction)
         self.tau = _check_number("tau", tau, low=0, low_open=True)
-
-    def _scores(self, z: torch.Tensor) -> torch.Tensor:
-        return z / self.tau
 
     def extra_repr(self) -> str:
         return f"tau={self.tau}, {super().extra_repr()}"

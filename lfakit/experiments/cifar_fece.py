@@ -1,0 +1,472 @@
+"""CIFAR-10 / CIFAR-10-LT Loss Function Assessment (seed 003): BCE, focal, ASL, ECE, F-ECE.
+
+Every loss trains the same model one-vs-rest (a sigmoid head: K logits, one-hot targets), once
+per imbalance ratio rho (and per fold with k-fold cross-validation). Results are judged **per
+class** with the LFA metrics (:mod:`lfakit.metrics.lfa`: thresholds by best F1 on validation,
+reported on test) and summarised as LFA's Table 2, mean ± std **across classes**.
+
+The notebook ``notebooks/cifar_fece.ipynb`` calls, in order: :func:`setup`, :func:`load_data`,
+:func:`split_summary`, :func:`train_all`, :func:`evaluate`, :func:`tables`, :func:`figures` and
+:func:`save`. Every step reads the validated parameter dict ``P``.
+
+Choices the seed does not fix (documented here and in the notebook):
+
+* ``image_size`` > 0 resizes the input inside the model (bilinear, on the device), so the data
+  stay at their native 8 px (digits) or 32 px (CIFAR) in memory. The paper profile fine-tunes an
+  ImageNet ResNet-50 at 224 px; ``-p pretrained=false -p image_size=0`` trains it from scratch on
+  32 px images instead.
+* The kept model is the best validation epoch (``monitor``), as for every kit experiment; "the
+  end of training" in the LFA analysis means that model.
+* With ``folds >= 2`` the per-class metrics are averaged over the folds (each fold's thresholds
+  come from its own validation fold) before Table 2 takes mean ± std across classes; the
+  significance tests compare the fold-averaged test probabilities; figures use fold 1.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from matplotlib.figure import Figure
+from scipy.special import expit
+from torch import nn
+
+from lfakit import engine, losses, models, report, runner
+from lfakit.data import cifar
+from lfakit.data.datasets import ArrayImageDataset
+from lfakit.errors import DataError
+from lfakit.metrics.classification import per_class_auroc
+from lfakit.metrics.lfa import (
+    METRICS,
+    hard_class_table,
+    per_class_metrics,
+    table2,
+    table2_numbers,
+    true_class_probability,
+)
+from lfakit.params import COMMON, ENGINE, Spec, check_loss_kwargs, multilabel_losses
+
+EXPERIMENT = "cifar_fece"
+SPLITS = ("train", "val", "test")
+
+
+def _check_ratios(value: list) -> str | None:
+    for r in value:
+        if isinstance(r, bool) or not isinstance(r, (int, float)) or not math.isfinite(r) or r < 1:
+            return f"every imbalance ratio must be a number >= 1 (1: balanced), got {r!r}"
+    return None
+
+
+def _check_folds(value: int) -> str | None:
+    return None if value == 0 or value >= 2 else "use 0 (one validation split) or k >= 2 folds"
+
+
+# What each notebook parameter may hold (the notebook's parameters cell holds the defaults).
+SCHEMA: dict[str, Spec] = {
+    **COMMON,
+    **ENGINE,
+    "dataset": Spec(str, choices=cifar.DATASETS),
+    "data_dir": Spec(str),
+    "imbalance_ratios": Spec(list, nonempty=True, check=_check_ratios),
+    "val_fraction": Spec(float, min=0.01, max=0.5),
+    "folds": Spec(int, min=0, max=20, check=_check_folds),
+    "digits_test_per_class": Spec(int, min=1, max=172),
+    "losses": Spec(list, choices_fn=multilabel_losses, nonempty=True),
+    "baseline": Spec(str, choices_fn=multilabel_losses),
+    "loss_kwargs": Spec(dict, check=check_loss_kwargs),
+    "hard_classes": Spec(int, min=0, max=10),
+    "model": Spec(str, choices=("tiny_cnn", "resnet18", "resnet50", "densenet121")),
+    "pretrained": Spec(bool),
+    "image_size": Spec(int, min=0, max=1024),
+    "augment": Spec(bool),
+}
+
+
+def check_params(p: dict) -> str | None:
+    """Checks across parameters, run before any work starts."""
+    if p["baseline"] not in p["losses"]:
+        return f"baseline {p['baseline']!r} is not among the trained losses {p['losses']}; add it to losses or pick another baseline"
+    if p["dataset"] == "digits" and p["data_dir"]:
+        return f"data_dir={p['data_dir']!r} is set but dataset is 'digits' (embedded); set dataset=cifar10 or leave data_dir empty"
+    if p["model"] == "tiny_cnn" and p["pretrained"]:
+        return "tiny_cnn has no pretrained weights; use pretrained=false"
+    return None
+
+
+def rho_label(r) -> str:
+    """``10`` -> ``"10"``, ``2.5`` -> ``"2.5"`` (used in names and tables)."""
+    return str(int(r)) if float(r).is_integer() else str(r)
+
+
+def setup(P: dict) -> Path:
+    """Fix threads and seeds, check the data and weights before any work, open the run folder."""
+    engine.set_threads(P["num_threads"])
+    engine.seed_everything(P["seed"])
+    if P["dataset"] == "cifar10":
+        cifar.find_cifar_dir(P["data_dir"])  # DataError: where the data go, how to run without
+    if P["pretrained"]:
+        models.ensure_weights(P["model"])
+    return runner.open_run(EXPERIMENT, P)
+
+
+@dataclass
+class Data:
+    source: cifar.Source
+    splits: dict[str, list[dict[str, cifar.Split]]]  # rho label -> one {train, val, test} per fold
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.source.classes
+
+
+def load_data(P: dict) -> Data:
+    """The data set and, for every imbalance ratio, its train / val / test splits (per fold)."""
+    src = cifar.load_source(P["dataset"], P["data_dir"], P["digits_test_per_class"])
+    splits = {}
+    for r in P["imbalance_ratios"]:
+        try:
+            splits[rho_label(r)] = cifar.make_splits(src, float(r), P["val_fraction"], P["folds"], P["seed"])
+        except DataError as e:
+            raise DataError(f"imbalance ratio {rho_label(r)}: {e}") from None
+    return Data(src, splits)
+
+
+def split_summary(data: Data) -> pd.DataFrame:
+    """Images per class in every split (fold 1 with k-fold) for each ratio, and the test set."""
+    out = pd.DataFrame(index=pd.Index(list(data.classes), name="Class"))
+    for rho, folds in data.splits.items():
+        for name in ("train", "val"):
+            out[f"{name} rho={rho}"] = folds[0][name].counts()
+    out["test"] = next(iter(data.splits.values()))[0]["test"].counts()
+    out.loc["total"] = out.sum()
+    return out
+
+
+def loss_modules(P: dict) -> dict[str, nn.Module]:
+    """Each loss of ``P['losses']`` built by name with its ``loss_kwargs`` (registry defaults otherwise)."""
+    return {name: losses.build(name, **P["loss_kwargs"].get(name, {})) for name in P["losses"]}
+
+
+def fit_config(P: dict) -> engine.FitConfig:
+    return engine.FitConfig(
+        epochs=P["epochs"], batch_size=P["batch_size"], optimizer=P["optimizer"], lr=P["lr"],
+        weight_decay=P["weight_decay"], scheduler=P["scheduler"], grad_clip=P["grad_clip"],
+        early_stopping_patience=P["early_stopping_patience"], monitor=P["monitor"], amp=P["amp"],
+        device=P["device"], num_workers=P["num_workers"], seed=P["seed"],
+    )
+
+
+class ResizeInput(nn.Module):
+    """Resize the input batch to ``size`` x ``size`` (bilinear) before ``net``."""
+
+    def __init__(self, net: nn.Module, size: int):
+        super().__init__()
+        self.net, self.size = net, int(size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-2:] != (self.size, self.size):
+            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
+        return self.net(x)
+
+
+def input_channels(P: dict, source: cifar.Source) -> int:
+    """3 for colour data or an ImageNet backbone; 1 for tiny_cnn on grayscale digits."""
+    colour = source.train_images.ndim == 4
+    return 3 if colour or P["model"] != "tiny_cnn" else 1
+
+
+def build_model(P: dict, num_classes: int, channels: int) -> nn.Module:
+    """The shared model builder's network with ``num_classes`` logits (sigmoid head)."""
+    net = models.build_model(P["model"], num_classes, pretrained=P["pretrained"],
+                             in_chans=channels if P["model"] == "tiny_cnn" else None)
+    return ResizeInput(net, P["image_size"]) if P["image_size"] else net
+
+
+def _mean_auroc(targets: np.ndarray, scores: np.ndarray) -> float:
+    return float(np.nanmean(per_class_auroc(targets, scores)))
+
+
+@dataclass
+class Run:
+    """What one (ratio, fold, loss) training left: logits per split and the history."""
+
+    rho: str
+    fold: int
+    loss: str
+    logits: dict[str, np.ndarray]
+    best_epoch: int
+    history: pd.DataFrame
+
+    @property
+    def tag(self) -> str:
+        return run_tag(self.rho, self.fold, self.loss)
+
+
+def run_tag(rho: str, fold: int, loss: str) -> str:
+    return f"rho{rho}_fold{fold + 1}_{loss}"
+
+
+def train_one(P: dict, rho: str, fold: int, name: str, loss_fn, splits: dict, channels: int, run_dir: Path,
+              stop_after_epoch: int | None = None) -> Run:
+    """Train a fresh model with one loss on one ratio/fold, or reload it when resuming."""
+    tag = run_tag(rho, fold, name)
+    pred_path = run_dir / "predictions" / f"{tag}.npz"
+    hist_path = run_dir / "history" / f"{tag}.csv"
+    if P["resume"] and pred_path.exists():
+        z = np.load(pred_path)
+        return Run(rho, fold, name, {k: z[k] for k in SPLITS}, int(z["best_epoch"]), pd.read_csv(hist_path))
+    ds = {s: ArrayImageDataset(sp.images, sp.targets, channels=channels, augment=P["augment"] and s == "train")
+          for s, sp in splits.items()}
+    engine.seed_everything(P["seed"])  # every loss starts from the same initial weights
+    model = build_model(P, len(splits["test"].classes), channels)
+    cfg = fit_config(P)
+    result = engine.fit(model, loss_fn, ds["train"], ds["val"], cfg, checkpoint_dir=run_dir / "checkpoints" / tag,
+                        val_metric=("auroc", _mean_auroc), resume=P["resume"],
+                        desc=f"rho={rho} fold={fold + 1} {name}", stop_after_epoch=stop_after_epoch)
+    # the training split is predicted without augmentation
+    ds["train"] = ArrayImageDataset(splits["train"].images, splits["train"].targets, channels=channels)
+    logits = {s: engine.predict(result.model, d, 2 * P["batch_size"], cfg.device, cfg.amp)["scores"] for s, d in ds.items()}
+    run = Run(rho, fold, name, logits, result.best_epoch, result.history)
+    pred_path.parent.mkdir(exist_ok=True)
+    hist_path.parent.mkdir(exist_ok=True)
+    run.history.to_csv(hist_path, index=False)
+    tmp = pred_path.with_suffix(".tmp.npz")
+    np.savez_compressed(tmp, **logits, best_epoch=run.best_epoch)
+    os.replace(tmp, pred_path)  # its presence marks this run as done for --resume
+    return run
+
+
+def train_all(P: dict, data: Data, run_dir: Path) -> dict[str, Run]:
+    """Train one model per (ratio, fold, loss): same seed, data and schedule for every loss."""
+    channels = input_channels(P, data.source)
+    fns = loss_modules(P)
+    runs = {}
+    for rho, folds in data.splits.items():
+        for f, splits in enumerate(folds):
+            for name, fn in fns.items():
+                r = train_one(P, rho, f, name, fn, splits, channels, run_dir)
+                runs[r.tag] = r
+    return runs
+
+
+@dataclass
+class Evaluation:
+    classes: tuple[str, ...]
+    per_class: dict[str, dict[str, pd.DataFrame]]  # rho -> loss -> LFA metrics per class (fold mean)
+    per_fold: dict[str, dict[str, list[pd.DataFrame]]]  # rho -> loss -> one frame per fold
+    probs_test: dict[str, dict[str, np.ndarray]]  # rho -> loss -> test probabilities (fold mean)
+    y_test: np.ndarray  # test labels (N,)
+    class_sizes: dict[str, np.ndarray]  # rho -> training images per class (fold 1)
+
+
+def evaluate(P: dict, runs: dict[str, Run], data: Data) -> Evaluation:
+    """LFA metrics per class on test, thresholds by best F1 on each fold's validation split."""
+    per_class, per_fold, probs, sizes = {}, {}, {}, {}
+    y_test = None
+    for rho, folds in data.splits.items():
+        per_class[rho], per_fold[rho], probs[rho] = {}, {}, {}
+        sizes[rho] = folds[0]["train"].counts()
+        for name in P["losses"]:
+            frames, p_tests = [], []
+            for f, splits in enumerate(folds):
+                r = runs[run_tag(rho, f, name)]
+                p_val, p_test = expit(r.logits["val"]), expit(r.logits["test"])
+                frames.append(per_class_metrics(splits["val"].labels, p_val, splits["test"].labels, p_test, data.classes))
+                p_tests.append(p_test)
+                y_test = splits["test"].labels
+            per_fold[rho][name] = frames
+            per_class[rho][name] = sum(frames[1:], frames[0].copy()) / len(frames) if len(frames) > 1 else frames[0]
+            probs[rho][name] = np.mean(p_tests, axis=0)
+    return Evaluation(tuple(data.classes), per_class, per_fold, probs, y_test, sizes)
+
+
+def table2_all(ev: Evaluation) -> pd.DataFrame:
+    """LFA Table 2 for every ratio: rows (rho, loss), mean±std across classes per metric."""
+    parts = []
+    for rho, by_loss in ev.per_class.items():
+        t = table2(by_loss).reset_index()
+        t.insert(0, "rho", rho)
+        parts.append(t)
+    return pd.concat(parts, ignore_index=True)
+
+
+def comparison_summary(comp: pd.DataFrame) -> pd.DataFrame:
+    """Per class (rows) and challenger (columns): ``ΔAUC vs baseline (p)``, ``n.s.`` when p >= 0.05."""
+    def cell(row):
+        if not np.isfinite(row["Delta"]):
+            return "n/a"
+        delta = round(float(row["Delta"]), 3) + 0.0  # never "-0.000"
+        return f"{delta:+.3f} (p={row['p-value']:.3f}){'' if row['p-value'] < 0.05 else ' n.s.'}"
+
+    out = comp.assign(cell=comp.apply(cell, axis=1)).pivot(index="Class", columns="Challenger", values="cell")
+    order = list(dict.fromkeys(comp["Class"]))
+    return out.loc[order, list(dict.fromkeys(comp["Challenger"]))]
+
+
+def tables(P: dict, ev: Evaluation) -> dict[str, pd.DataFrame]:
+    """Table 2, the hard-class tables, the per-class metrics and the significance tables."""
+    out = {"table2": table2_all(ev)}
+    for rho, by_loss in ev.per_class.items():
+        out[f"hard_classes_rho{rho}"] = hard_class_table(by_loss, P["hard_classes"], ev.class_sizes[rho])
+        for name, df in by_loss.items():
+            out[f"per_class_rho{rho}_{name}"] = df[list(METRICS)].round(4) + 0.0
+        if len(by_loss) > 1:
+            y = np.eye(len(ev.classes))[ev.y_test]
+            comp = report.comparison_table(y, ev.probs_test[rho], P["baseline"], ev.classes, seed=P["seed"])
+            out[f"comparison_rho{rho}"] = comp
+            out[f"significance_rho{rho}"] = comparison_summary(comp)
+    if P["folds"] >= 2:
+        rows = []
+        for rho, by_loss in ev.per_fold.items():
+            for name, frames in by_loss.items():
+                for f, df in enumerate(frames):
+                    rows.append({"rho": rho, "loss": name, "fold": f + 1, **df[list(METRICS)].mean().round(4).to_dict()})
+        out["folds"] = pd.DataFrame(rows)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# LFA analysis figures
+# --------------------------------------------------------------------------------------------
+
+
+def _colors(names):
+    cmap = plt.get_cmap("tab10")
+    return {n: cmap(i % 10) for i, n in enumerate(names)}
+
+
+def plot_true_class_probability(labels, probs_by_loss: dict, classes, hard=(), title: str = "") -> Figure:
+    """Per class (panels), the distribution of each image's predicted probability of its own
+    class, one box per loss (whiskers 5-95 %, mean as a dot). Hard classes have red titles."""
+    labels = np.asarray(labels)
+    names = list(probs_by_loss)
+    colors = _colors(names)
+    ncols = min(5, len(classes))
+    nrows = math.ceil(len(classes) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols, 2.6 * nrows + 0.6), squeeze=False, sharey=True)
+    ptrue = {n: true_class_probability(labels, p) for n, p in probs_by_loss.items()}
+    for c, ax in zip(range(len(classes)), axes.flat):
+        mask = labels == c
+        vals = [ptrue[n][mask] for n in names]
+        if mask.any():
+            bp = ax.boxplot(vals, whis=(5, 95), showfliers=False, patch_artist=True, widths=0.6)
+            for patch, n in zip(bp["boxes"], names):
+                patch.set_facecolor(colors[n])
+                patch.set_alpha(0.6)
+            ax.plot(range(1, len(names) + 1), [v.mean() for v in vals], "k.", markersize=5)
+        is_hard = classes[c] in hard
+        ax.set_title(f"{classes[c]} (n={int(mask.sum())}){' hard' if is_hard else ''}", fontsize="small",
+                     color="tab:red" if is_hard else "black")
+        ax.set_xticks(range(1, len(names) + 1))
+        ax.set_xticklabels(names, rotation=60, fontsize="x-small")
+        ax.set_ylim(-0.02, 1.02)
+    for ax in axes.flat[len(classes):]:
+        fig.delaxes(ax)
+    fig.supylabel("p(true class)")
+    fig.suptitle(title or "Predicted probability of the true class", fontsize="medium")
+    fig.tight_layout()
+    return fig
+
+
+def plot_recall_vs_size(per_class_by_rho: dict, sizes_by_rho: dict, classes) -> Figure:
+    """Per long-tailed ratio (panels): test recall of every class against its number of training
+    images (log scale), one line per loss."""
+    ratios = [r for r in per_class_by_rho if float(r) > 1]
+    fig, axes = plt.subplots(1, max(1, len(ratios)), figsize=(5.0 * max(1, len(ratios)), 3.8), squeeze=False)
+    if not ratios:
+        axes[0, 0].text(0.5, 0.5, "no long-tailed ratio (rho > 1) in this run", ha="center", va="center")
+        axes[0, 0].set_axis_off()
+    for ax, rho in zip(axes.flat, ratios):
+        sizes = np.asarray(sizes_by_rho[rho])
+        order = np.argsort(sizes, kind="stable")
+        by_loss = per_class_by_rho[rho]
+        colors = _colors(list(by_loss))
+        for name, df in by_loss.items():
+            ax.plot(sizes[order], df["Recall"].to_numpy()[order], marker="o", markersize=4, color=colors[name], label=name)
+        for j in order:
+            ax.annotate(str(classes[j]), (sizes[j], 0.0), fontsize="x-small", rotation=90, ha="center", va="bottom")
+        ax.set_xscale("log")
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_xlabel("training images of the class")
+        ax.set_ylabel("test recall")
+        ax.set_title(f"rho = {rho}")
+        ax.legend(fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def hard_set(table: pd.DataFrame) -> set:
+    return {c for c, h in table["hard"].items() if h}
+
+
+def figures(P: dict, ev: Evaluation, runs: dict[str, Run], data: Data, tabs: dict, run_dir: Path) -> dict[str, Figure]:
+    """True-class probability distributions (test and training split) per ratio, recall against
+    class size, per-class AUC and training curves; saved under ``figures/`` and returned."""
+    figs = {}
+    for rho, folds in data.splits.items():
+        hard = hard_set(tabs[f"hard_classes_rho{rho}"])
+        for split in ("test", "train"):
+            probs = {n: expit(runs[run_tag(rho, 0, n)].logits[split]) for n in P["losses"]}
+            figs[f"true_class_prob_{split}_rho{rho}"] = plot_true_class_probability(
+                folds[0][split].labels, probs, ev.classes, hard,
+                f"p(true class) on the {split} split, rho = {rho}" + (" (fold 1)" if P["folds"] else ""))
+        figs[f"per_class_auc_rho{rho}"] = report.plot_per_class_auroc(
+            {n: df.rename(columns={"AUC": "AUROC"}) for n, df in ev.per_class[rho].items()})
+        figs[f"history_rho{rho}"] = report.plot_history({n: runs[run_tag(rho, 0, n)].history for n in P["losses"]})
+    figs["recall_vs_class_size"] = plot_recall_vs_size(ev.per_class, ev.class_sizes, ev.classes)
+    for name, fig in figs.items():
+        report.save_figure(fig, run_dir / "figures" / f"{name}.png")
+    return figs
+
+
+def save(P: dict, run_dir: Path, runs: dict[str, Run], ev: Evaluation, data: Data, tabs: dict[str, pd.DataFrame]) -> list[str]:
+    """Write metrics.json, predictions.npz and tables/*.csv; return the files of the run folder."""
+    metrics = {
+        "experiment": EXPERIMENT,
+        "dataset": P["dataset"],
+        "classes": list(ev.classes),
+        "baseline": P["baseline"],
+        "threshold_rule": "per class, the probability threshold maximising F1 on validation; every metric on test",
+        "aggregation": "Table 2: mean and std (ddof=0) across classes, unweighted; k-fold: per-class metrics averaged over folds first",
+        "definitions": {"miss": "FN/(TP+FN)", "overflow": "FP/(TP+FP)", "F0": "precision (F-beta, beta=0)", "acc": "one-vs-rest (TP+TN)/N"},
+        "ratios": {},
+    }
+    for rho, by_loss in ev.per_class.items():
+        num = table2_numbers(by_loss)
+        metrics["ratios"][rho] = {
+            "train_counts": [int(v) for v in ev.class_sizes[rho]],
+            "losses": {
+                name: {
+                    "config": repr(loss_modules(P)[name]),
+                    "best_epochs": [runs[run_tag(rho, f, name)].best_epoch for f in range(len(data.splits[rho]))],
+                    "table2": {m: {"mean": num.loc[name, f"{m} mean"], "std": num.loc[name, f"{m} std"]} for m in METRICS},
+                    "per_class": {c: {m: float(df.loc[c, m]) for m in METRICS} for c in df.index},
+                }
+                for name, df in by_loss.items()
+            },
+        }
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    arrays = {"class_names": np.array(ev.classes), "losses": np.array(P["losses"]), "ratios": np.array(list(data.splits))}
+    for rho, folds in data.splits.items():
+        for f, splits in enumerate(folds):
+            for split, sp in splits.items():
+                key = f"rho{rho}_fold{f + 1}_{split}"
+                arrays[f"labels_{key}"] = sp.labels
+                arrays[f"ids_{key}"] = sp.ids
+                for name in P["losses"]:
+                    arrays[f"logits_{run_tag(rho, f, name)}_{split}"] = runs[run_tag(rho, f, name)].logits[split]
+    np.savez_compressed(run_dir / "predictions.npz", **arrays)
+    tdir = run_dir / "tables"
+    tdir.mkdir(exist_ok=True)
+    for tname, df in tabs.items():
+        df.to_csv(tdir / f"{tname}.csv", index=not isinstance(df.index, pd.RangeIndex))
+    figs = sorted(f"figures/{p.name}" for p in (run_dir / "figures").glob("*.png"))
+    return sorted(["metrics.json", "predictions.npz", *(f"tables/{t}.csv" for t in tabs), *figs])

@@ -1,0 +1,272 @@
+"""Loss atlas (seed 003's missing "Figure 2", seed 001's focal table): no training.
+
+Defines the notebook's parameter ``SCHEMA``. The notebook ``notebooks/loss_atlas.ipynb`` calls, in
+order: :func:`setup`, :func:`compute`, :func:`summary`, :func:`figure` (one per task family and an
+overview), :func:`tables`, :func:`explorer` (sliders, only with ``interactive=True``) and
+:func:`save`. The computations and plots live in :mod:`lfakit.atlas`; everything goes through
+``lfakit.losses.build`` with the notebook's ``loss_kwargs``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from lfakit import atlas, engine, losses, report, runner
+from lfakit.errors import ParameterError
+from lfakit.params import COMMON, Spec, check_loss_kwargs
+
+EXPERIMENT = "loss_atlas"
+
+
+def all_losses() -> list[str]:
+    """Every registered loss name (lazy choices for the ``losses`` parameter)."""
+    return [n for t in atlas.TASKS for n in losses.available(t)]
+
+
+def _probabilities(values: list) -> str | None:
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < 1:
+            return f"every p_t must be a number strictly between 0 and 1, got {v!r}"
+    return None
+
+
+def _numbers(values: list) -> str | None:
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            return f"every entry must be a finite number, got {v!r}"
+    return None
+
+
+# What each notebook parameter may hold (the notebook's parameters cell holds the defaults).
+SCHEMA: dict[str, Spec] = {
+    **COMMON,
+    "tasks": Spec(list, choices=atlas.TASKS, nonempty=True),
+    "losses": Spec(list, choices_fn=all_losses),
+    "loss_kwargs": Spec(dict, check=check_loss_kwargs),
+    "grid_size": Spec(int, min=5, max=20_001),
+    "pt_min": Spec(float, min=1e-6, max=0.5),
+    "pt_max": Spec(float, min=0.5, max=1 - 1e-6),
+    "table_pt": Spec(list, nonempty=True, check=_probabilities),
+    "num_classes": Spec(int, min=2, max=100_000),
+    "multiclass_other_logit": Spec(float, min=-30.0, max=30.0),
+    "setwise_labels": Spec(int, min=2, max=100_000),
+    "setwise_positives": Spec(int, min=0, max=99_999),
+    "setwise_other_pt": Spec(float, min=1e-6, max=1 - 1e-6),
+    "iqa_range": Spec(float, min=0.01, max=1000.0),
+    "table_x": Spec(list, nonempty=True, check=_numbers),
+    "interactive": Spec(bool),
+}
+
+
+def construction(P: dict) -> atlas.Construction:
+    """The fixed inputs of the atlas (see :class:`lfakit.atlas.Construction`)."""
+    return atlas.Construction(
+        num_classes=P["num_classes"],
+        multiclass_other_logit=P["multiclass_other_logit"],
+        setwise_labels=P["setwise_labels"],
+        setwise_positives=P["setwise_positives"],
+        setwise_other_pt=P["setwise_other_pt"],
+    )
+
+
+def _order(name: str) -> tuple:
+    task = losses.task_of(name)
+    return (atlas.TASKS.index(task), name != atlas.REFERENCE.get(task), name)
+
+
+def selected_losses(P: dict) -> list[str]:
+    """``losses``, or every registered loss of ``tasks``; by task, the reference (bce / ce)
+    first, then alphabetical."""
+    names = P["losses"] or [n for t in P["tasks"] for n in losses.available(t)]
+    return sorted(names, key=_order)
+
+
+def check_params(p: dict) -> str | None:
+    """Checks across parameters, run before any work starts (every chosen loss is built)."""
+    if not p["pt_min"] < p["pt_max"]:
+        return f"pt_min ({p['pt_min']}) must be smaller than pt_max ({p['pt_max']})"
+    for name in p["losses"]:
+        task = losses.task_of(name)
+        if task not in p["tasks"]:
+            return f"loss {name!r} is a {task} loss but tasks is {p['tasks']}; add {task!r} to tasks or drop the loss"
+    chosen = selected_losses(p)
+    for name in p["loss_kwargs"]:
+        if name not in chosen:
+            return (f"loss_kwargs gives arguments for {name!r}, which this atlas does not draw "
+                    f"(tasks {p['tasks']}, losses {p['losses'] or 'all'}); remove it or draw the loss")
+    try:
+        c = construction(p)
+    except ParameterError as e:
+        return str(e)
+    for name in chosen:
+        msg = atlas.check_loss(name, p["loss_kwargs"].get(name, {}), c)
+        if msg:
+            return msg
+    return None
+
+
+def setup(P: dict) -> Path:
+    """Fix threads and seeds (nothing here is random) and open the run folder."""
+    engine.set_threads(P["num_threads"])
+    engine.seed_everything(P["seed"])
+    return runner.open_run(EXPERIMENT, P)
+
+
+def loss_modules(P: dict) -> dict:
+    """Each drawn loss built by name with its ``loss_kwargs`` (registry defaults otherwise)."""
+    return {n: losses.build(n, **P["loss_kwargs"].get(n, {})) for n in selected_losses(P)}
+
+
+def compute(P: dict) -> atlas.Atlas:
+    """Curves on the grids and values at the table points, for every drawn loss."""
+    return atlas.compute(
+        selected_losses(P),
+        P["loss_kwargs"],
+        pts=atlas.pt_grid(P["grid_size"], P["pt_min"], P["pt_max"]),
+        xs=np.linspace(-P["iqa_range"], P["iqa_range"], P["grid_size"]),
+        table_pt=P["table_pt"],
+        table_x=P["table_x"],
+        construction=construction(P),
+    )
+
+
+DERIVATIVES = {
+    "classification": "-dL/ds, s the logit of the true class (others fixed); |dL/ds| where the loss falls as p_t rises; BCE/CE: 1 - p_t",
+    "classification_p": "-dL/dp_t along the construction's path, = (-dL/ds) / (p_t (1 - p_t))",
+    "iqa": "-dL/dy_m, y_m the moving prediction (positive: a gradient step raises it)",
+}
+
+
+def summary(A: atlas.Atlas) -> pd.DataFrame:
+    """Which losses each view draws and which derivative its lower panels show."""
+    rows = []
+    for df, x, d in ((A.curves, "p_t", "-dL/ds"), (A.iqa, "x", "-dL/dy_m")):
+        if df.empty:
+            continue
+        for view, g in df.groupby("view", sort=False):
+            names = list(dict.fromkeys(g["loss"]))
+            rows.append({"view": view, "x": x, "lower panels": d, "n": len(names), "losses": ", ".join(names)})
+    return pd.DataFrame(rows)
+
+
+FAMILIES = ("multilabel", "multiclass", "iqa", "overview")
+
+
+def figure(P: dict, A: atlas.Atlas, family: str, run_dir: Path) -> Figure | None:
+    """One figure (``multilabel``, ``multiclass``, ``iqa`` or ``overview``), saved as
+    ``figures/<family>.png``; None when no drawn loss belongs to it."""
+    if family not in FAMILIES:
+        raise ParameterError(f"unknown figure {family!r}; figures: {', '.join(FAMILIES)}")
+    if family == "iqa":
+        if A.iqa.empty:
+            return None
+        fig = atlas.plot_family(A.iqa, atlas.views_of("iqa"), x="x", y="pull", ncols=4,
+                                title="IQA losses: loss and -dL/dy_m against the moving prediction")
+    elif family == "overview":
+        if A.curves.empty:
+            return None
+        fig = atlas.plot_overview(A.curves)
+    else:
+        views = atlas.views_of(family)
+        curves = A.curves[A.curves["view"].isin(views)] if not A.curves.empty else A.curves
+        if curves.empty:
+            return None
+        ref = A.reference_curves[A.reference_curves["view"].isin(views)]
+        fig = atlas.plot_family(curves, views, reference=ref, ncols=8 if family == "multilabel" else 6,
+                                title=f"{family} losses: loss and -dL/ds against p_t (dashed: {atlas.REFERENCE[family]})")
+    report.save_figure(fig, run_dir / "figures" / f"{family}.png", dpi=100)
+    return fig
+
+
+def show(P: dict, A: atlas.Atlas, family: str, run_dir: Path):
+    """:func:`figure`, saved and closed, returned as the saved PNG for the notebook to display
+    (drawing it once instead of again for the inline backend); None when it has no curves."""
+    import matplotlib.pyplot as plt
+    from IPython.display import Image
+
+    fig = figure(P, A, family, run_dir)
+    if fig is None:
+        return None
+    plt.close(fig)
+    return Image(filename=str(run_dir / "figures" / f"{family}.png"))
+
+
+def _seed001(A: atlas.Atlas, P: dict, rel: pd.DataFrame) -> pd.DataFrame | None:
+    """Seed 001 tabulates focal loss's modulating factor (1-p_t)^gamma as its gradient weight
+    relative to BCE; next to it, focal's actual gradient ratio to BCE (autograd)."""
+    rows = rel[rel["loss"] == "focal"].set_index("view")
+    if rows.empty:
+        return None
+    gamma = losses.build("focal", **P["loss_kwargs"].get("focal", {})).gamma
+    cols = [c for c in rel.columns if c not in ("view", "loss", "reference")]
+    out = pd.DataFrame({"p_t": [float(c) for c in cols]})
+    out[f"seed 001: (1-p_t)^{gamma:g}"] = (1.0 - out["p_t"]) ** gamma
+    for view in rows.index:
+        out[f"focal/bce {view.split()[-1]}"] = rows.loc[view, cols].to_numpy(dtype=float)
+    return out
+
+
+def tables(P: dict, A: atlas.Atlas) -> dict[str, pd.DataFrame]:
+    """Gradient weight at ``table_pt`` (absolute, relative to p_t = 0.5, relative to BCE/CE),
+    the focal comparison with seed 001, and the IQA pull at ``table_x``."""
+    out = {}
+    if not A.at_table.empty:
+        out["gradient_weight"] = atlas.weight_table(A.at_table, A.table_pt)
+        out["relative_to_p05"] = atlas.relative_to_point(A.at_table, A.table_pt, 0.5)
+        out["relative_to_reference"] = atlas.relative_to_reference(A.at_table, A.reference, A.table_pt)
+        seed = _seed001(A, P, out["relative_to_reference"])
+        if seed is not None:
+            out["focal_vs_seed001"] = seed
+    if not A.iqa_at_table.empty:
+        out["iqa_pull"] = atlas.pull_table(A.iqa_at_table, A.table_x)
+    return out
+
+
+def explorer(P: dict):
+    """Sliders for gamma, tau and q (an ipywidgets panel) when ``interactive`` is True, else None."""
+    if not P["interactive"]:
+        return None
+    pts = atlas.pt_grid(P["grid_size"], P["pt_min"], P["pt_max"])
+    return atlas.explorer(pts, P["loss_kwargs"], construction(P))
+
+
+def _records(df: pd.DataFrame) -> list[dict]:
+    return [{k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in r.items()}
+            for r in df.to_dict(orient="records")]
+
+
+def save(P: dict, run_dir: Path, A: atlas.Atlas, tabs: dict[str, pd.DataFrame]) -> list[str]:
+    """Write metrics.json, tables/*.csv and the raw curves (curves/*.csv); return the files."""
+    run_dir = Path(run_dir)
+    views = {}
+    for df in (A.curves, A.iqa):
+        for name, g in (df.groupby("loss", sort=False) if not df.empty else []):
+            views[name] = list(dict.fromkeys(g["view"]))
+    metrics = {
+        "experiment": EXPERIMENT,
+        "derivatives": DERIVATIVES,
+        "constructions": A.construction.describe(),
+        "reference": atlas.REFERENCE,
+        "grid": {k: P[k] for k in ("grid_size", "pt_min", "pt_max", "iqa_range")},
+        "zero_below": atlas.NOISE,
+        "table_pt": list(A.table_pt),
+        "table_x": list(A.table_x),
+        "losses": {n: {"task": losses.task_of(n), "views": views.get(n, []), "config": A.configs[n]} for n in A.configs},
+        "tables": {name: _records(df) for name, df in tabs.items()},
+    }
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=False))
+    written = ["metrics.json"]
+    for sub, items in (("tables", tabs), ("curves", {"classification": A.curves, "iqa": A.iqa})):
+        (run_dir / sub).mkdir(exist_ok=True)
+        for name, df in items.items():
+            if not df.empty:
+                df.to_csv(run_dir / sub / f"{name}.csv", index=False)
+                written.append(f"{sub}/{name}.csv")
+    written += [f"figures/{p.name}" for p in (run_dir / "figures").glob("*.png")]
+    return sorted(written)
