@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 
 from lfakit.errors import ParameterError
-from lfakit.losses._base import Loss, to_host
+from lfakit.losses._base import FULL_PRECISION, REDUCTION_ENUM, Loss, to_host
 from lfakit.losses._registry import register
 
 __all__ = [
@@ -88,7 +88,6 @@ def _as_vector(x: torch.Tensor, name: str) -> torch.Tensor:
     )
 
 
-_FULL_PRECISION = (torch.float32, torch.float64)
 
 
 def _prepare(pred, mos, std=None, *, min_n: int = 1, varying: str | None = None,
@@ -107,7 +106,7 @@ def _prepare(pred, mos, std=None, *, min_n: int = 1, varying: str | None = None,
         and pred.ndim == 1
         and mos.shape == pred.shape
         and mos.dtype == pred.dtype
-        and pred.dtype in _FULL_PRECISION
+        and pred.dtype in FULL_PRECISION
         and not mos.requires_grad
         and mos.device == pred.device
         and pred.shape[0] >= max(min_n, 1)
@@ -233,8 +232,8 @@ class L1Loss(Loss):
     """
 
     def forward(self, pred: torch.Tensor, mos: torch.Tensor, std=None) -> torch.Tensor:
-        p, q, _ = _prepare(pred, mos, std)
-        return F.l1_loss(p, q, reduction=self.reduction)
+        p, q, _ = _prepare(pred, mos, std)  # (N,) vectors of one dtype: no broadcasting
+        return torch._C._nn.l1_loss(p, q, REDUCTION_ENUM[self.reduction])
 
 
 @register("l2", "iqa")
@@ -252,8 +251,8 @@ class L2Loss(Loss):
     """
 
     def forward(self, pred: torch.Tensor, mos: torch.Tensor, std=None) -> torch.Tensor:
-        p, q, _ = _prepare(pred, mos, std)
-        return F.mse_loss(p, q, reduction=self.reduction)
+        p, q, _ = _prepare(pred, mos, std)  # (N,) vectors of one dtype: no broadcasting
+        return torch._C._nn.mse_loss(p, q, REDUCTION_ENUM[self.reduction])
 
 
 # --------------------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lfakit.errors import ParameterError
-from lfakit.losses._base import REDUCTIONS, Loss, to_host
+from lfakit.losses._base import REDUCTION_ENUM, REDUCTIONS, Loss, to_host
 from lfakit.losses._registry import build as _build_loss
 from lfakit.losses._registry import register
 
@@ -218,7 +218,11 @@ class _CEOfLogits(_MulticlassLoss):
     label_smoothing = 0.0
 
     def _loss(self, z, y):
-        return F.cross_entropy(z, y, label_smoothing=self.label_smoothing, reduction=self.reduction)
+        # PyTorch's fused op directly (what F.cross_entropy calls, without its wrapper):
+        # no class weights, ignore_index -100 (unused: every label was checked to be a class)
+        return torch._C._nn.cross_entropy_loss(
+            z, y, None, REDUCTION_ENUM[self.reduction], -100, self.label_smoothing
+        )
 
 
 # --------------------------------------------------------------------------------------------

@@ -34,6 +34,8 @@ import torch.nn.functional as F
 
 from lfakit.errors import ParameterError
 from lfakit.losses._base import (
+    FULL_PRECISION,
+    REDUCTION_ENUM,
     Loss,
     check_multilabel,
     check_multilabel_shapes,
@@ -182,6 +184,16 @@ class BCELoss(Loss):
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         check_multilabel(logits, targets, soft=True)
+        if (  # the common case: PyTorch's fused op directly, without the functional wrapper
+            self._buffers["pos_weight"] is None
+            and not self.label_smoothing
+            and logits.dtype in FULL_PRECISION
+            and targets.dtype == logits.dtype
+            and not targets.requires_grad
+        ):
+            return torch.binary_cross_entropy_with_logits(
+                logits, targets, None, None, REDUCTION_ENUM[self.reduction]
+            )
         z = _upcast(logits)
         y = _smooth(_targets_like(targets, z), self.label_smoothing)
         pw = self.pos_weight
