@@ -60,7 +60,7 @@ noise of that size, of either sign).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Sequence
 
 import matplotlib.pyplot as plt
@@ -664,7 +664,7 @@ def explorer(pts: np.ndarray, loss_kwargs: Mapping[str, Mapping] | None = None,
     }
 
     def draw(**values):
-        fig = plot_focus(values, pts, loss_kwargs, construction)
+        plot_focus(values, pts, loss_kwargs, construction)
         plt.show()
         return None
 

@@ -168,7 +168,11 @@ def _atomic_save(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _progress(iterable, enabled: bool, **kw):
+def progress(iterable, enabled: bool = True, **kw):
+    """``iterable`` wrapped in a tqdm progress bar (``tqdm.auto``: a widget in JupyterLab), or
+    returned as it is when ``enabled`` is False. Under ``lfakit run`` (``LFAKIT_PROGRESS=text``)
+    the bar is plain text, so it reads well in the executed notebook and papermill's log.
+    ``kw`` goes to tqdm (``desc``, ``total``, ...)."""
     if not enabled:
         return iterable
     if os.environ.get("LFAKIT_PROGRESS") == "text":  # set by `lfakit run`: plain text through papermill's log
@@ -277,7 +281,7 @@ def fit(
 
     ebs = cfg.eval_batch_size or 2 * cfg.batch_size
     epochs = range(start_epoch, cfg.epochs + 1) if not stopped_early else range(0)
-    bar = _progress(epochs, cfg.progress, desc=desc or "epochs", total=cfg.epochs, initial=start_epoch - 1)
+    bar = progress(epochs, cfg.progress, desc=desc or "epochs", total=cfg.epochs, initial=start_epoch - 1)
     for epoch in bar:
         t0 = time.perf_counter()
         es = _epoch_seed(cfg.seed, epoch)

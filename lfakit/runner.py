@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 
 from lfakit.errors import LfakitError, ParameterError, close_matches
-from lfakit.params import literal_default, load_yaml, schema, validate
+from lfakit.params import literal_default, load_yaml, validate
 
 NOTEBOOK_NAME = "notebook.ipynb"
 PARAMS_NAME = "params.yaml"

@@ -248,7 +248,7 @@ def run_one(P: dict, method: str, es: edata.EnsembleSet, train: np.ndarray, seed
 def run_all(P: dict, data: dict, progress: bool = True) -> dict[tuple[str, int, str], np.ndarray]:
     """(data set, seed, method) -> scores for all instances of that ensemble."""
     jobs = [(name, s, m) for (name, s) in data for m in methods(P)]
-    it = engine._progress(jobs, progress, desc="fits", total=len(jobs))
+    it = engine.progress(jobs, progress, desc="fits", total=len(jobs))
     out = {}
     for name, s, m in it:
         es, tr = data[name, s]

@@ -10,8 +10,12 @@ for the losses whose formula would otherwise become a long chain of small autogr
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
+
+from lfakit.errors import ParameterError
 
 REDUCTIONS = ("none", "mean", "sum")
 
@@ -22,6 +26,20 @@ REDUCTION_ENUM = {"none": 0, "mean": 1, "sum": 2}
 
 #: Floating dtypes the losses compute in as given (half precision is cast up to float32).
 FULL_PRECISION = (torch.float32, torch.float64)
+
+
+def check_number(name: str, value, *, low=None, high=None, low_open=False, high_open=False) -> float:
+    """A loss argument as a finite float within the given bounds, or a ParameterError naming it."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ParameterError(f"{name} must be a number, got {type(value).__name__} {value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ParameterError(f"{name} must be finite, got {value!r}")
+    if low is not None and (value <= low if low_open else value < low):
+        raise ParameterError(f"{name} must be {'>' if low_open else '>='} {low}, got {value!r}")
+    if high is not None and (value >= high if high_open else value > high):
+        raise ParameterError(f"{name} must be {'<' if high_open else '<='} {high}, got {value!r}")
+    return value
 
 
 class Loss(nn.Module):

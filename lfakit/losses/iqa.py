@@ -40,10 +40,9 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 
 from lfakit.errors import ParameterError
-from lfakit.losses._base import FULL_PRECISION, REDUCTION_ENUM, Loss, to_host
+from lfakit.losses._base import FULL_PRECISION, REDUCTION_ENUM, Loss, check_number, to_host
 from lfakit.losses._registry import register
 
 __all__ = [
@@ -63,16 +62,6 @@ __all__ = [
 # --------------------------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------------------------
-def _check_number(name: str, value, *, low=None, low_open=False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ParameterError(f"{name} must be a number, got {type(value).__name__} {value!r}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ParameterError(f"{name} must be finite, got {value!r}")
-    if low is not None and (value <= low if low_open else value < low):
-        raise ParameterError(f"{name} must be {'>' if low_open else '>='} {low}, got {value!r}")
-    return value
-
 
 def _as_vector(x: torch.Tensor, name: str) -> torch.Tensor:
     """(N,) or (N, 1) -> (N,); anything else is an error (never a silent broadcast)."""
@@ -217,12 +206,23 @@ def average_rank(x: torch.Tensor) -> torch.Tensor:
 # --------------------------------------------------------------------------------------------
 # point-wise losses
 # --------------------------------------------------------------------------------------------
+class _PointwiseLoss(Loss):
+    """Shared forward of ``l1`` / ``l2``: checked (N,) vectors into PyTorch's fused op,
+    called directly (one dtype, same shape: nothing for the functional wrapper to do)."""
+
+    _op = None  # torch._C._nn.<loss>(pred, mos, reduction_enum)
+
+    def forward(self, pred: torch.Tensor, mos: torch.Tensor, std=None) -> torch.Tensor:
+        p, q, _ = _prepare(pred, mos, std)
+        return self._op(p, q, REDUCTION_ENUM[self.reduction])
+
+
 @register("l1", "iqa")
-class L1Loss(Loss):
+class L1Loss(_PointwiseLoss):
     r"""Mean absolute error between predicted scores and MOS.
 
     Per image: ``l_i = |pred_i - mos_i|``; equals ``F.l1_loss(pred, mos)`` on the flattened
-    (N,) vectors, which it calls.
+    (N,) vectors, whose ATen op it calls.
 
     Reduction: ``"mean"`` averages over the N images, ``"sum"`` sums, ``"none"`` gives (N,).
     ``std`` is accepted and ignored. N = 1 is allowed.
@@ -231,17 +231,15 @@ class L1Loss(Loss):
         reduction: "mean" | "sum" | "none".
     """
 
-    def forward(self, pred: torch.Tensor, mos: torch.Tensor, std=None) -> torch.Tensor:
-        p, q, _ = _prepare(pred, mos, std)  # (N,) vectors of one dtype: no broadcasting
-        return torch._C._nn.l1_loss(p, q, REDUCTION_ENUM[self.reduction])
+    _op = staticmethod(torch._C._nn.l1_loss)
 
 
 @register("l2", "iqa")
-class L2Loss(Loss):
+class L2Loss(_PointwiseLoss):
     r"""Mean squared error between predicted scores and MOS.
 
     Per image: ``l_i = (pred_i - mos_i)^2``; equals ``F.mse_loss(pred, mos)`` on the flattened
-    (N,) vectors, which it calls.
+    (N,) vectors, whose ATen op it calls.
 
     Reduction: ``"mean"`` averages over the N images, ``"sum"`` sums, ``"none"`` gives (N,).
     ``std`` is accepted and ignored. N = 1 is allowed.
@@ -250,9 +248,7 @@ class L2Loss(Loss):
         reduction: "mean" | "sum" | "none".
     """
 
-    def forward(self, pred: torch.Tensor, mos: torch.Tensor, std=None) -> torch.Tensor:
-        p, q, _ = _prepare(pred, mos, std)  # (N,) vectors of one dtype: no broadcasting
-        return torch._C._nn.mse_loss(p, q, REDUCTION_ENUM[self.reduction])
+    _op = staticmethod(torch._C._nn.mse_loss)
 
 
 # --------------------------------------------------------------------------------------------
@@ -286,7 +282,7 @@ class PLCCLoss(Loss):
         if not isinstance(halved, bool):
             raise ParameterError(f"halved must be True or False, got {halved!r}")
         self.halved = halved
-        self.eps = _check_number("eps", eps, low=0)
+        self.eps = check_number("eps", eps, low=0)
 
     def forward(self, pred: torch.Tensor, mos: torch.Tensor, std=None) -> torch.Tensor:
         p, q, _ = _prepare(pred, mos, std, min_n=2, varying="the Pearson correlation")
@@ -326,8 +322,8 @@ class SRCCLoss(Loss):
 
     def __init__(self, temperature: float = 0.1, eps: float = 1e-8, reduction: str = "mean"):
         super().__init__(reduction)
-        self.temperature = _check_number("temperature", temperature, low=0, low_open=True)
-        self.eps = _check_number("eps", eps, low=0)
+        self.temperature = check_number("temperature", temperature, low=0, low_open=True)
+        self.eps = check_number("eps", eps, low=0)
 
     def forward(self, pred: torch.Tensor, mos: torch.Tensor, std=None) -> torch.Tensor:
         p, q, _ = _prepare(pred, mos, std, min_n=2, varying="the Spearman correlation")
@@ -369,9 +365,9 @@ class NormInNormLoss(Loss):
 
     def __init__(self, p: float = 1.0, q: float = 2.0, eps: float = 1e-8, reduction: str = "mean"):
         super().__init__(reduction)
-        self.p = _check_number("p", p, low=1)
-        self.q = _check_number("q", q, low=1)
-        self.eps = _check_number("eps", eps, low=0)
+        self.p = check_number("p", p, low=1)
+        self.q = check_number("q", q, low=1)
+        self.eps = check_number("eps", eps, low=0)
 
     def scale(self, n: int) -> float:
         """``S = 2^max(1, 1/q) * N^max(0, 1/p - 1/q)`` for a batch of ``n`` images."""
@@ -460,8 +456,8 @@ class FidelityLoss(Loss):
 
     def __init__(self, sigma: float = 1.0, eps: float = 1e-8, reduction: str = "mean"):
         super().__init__(reduction)
-        self.sigma = _check_number("sigma", sigma, low=0, low_open=True)
-        self.eps = _check_number("eps", eps, low=0)
+        self.sigma = check_number("sigma", sigma, low=0, low_open=True)
+        self.eps = check_number("eps", eps, low=0)
 
     def forward(
         self, pred: torch.Tensor, mos: torch.Tensor, std=None, pred_std=None

@@ -24,11 +24,10 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from lfakit.errors import ParameterError
-from lfakit.losses._base import REDUCTION_ENUM, REDUCTIONS, Loss, to_host
+from lfakit.losses._base import REDUCTION_ENUM, REDUCTIONS, Loss, check_number, to_host
 from lfakit.losses._registry import build as _build_loss
 from lfakit.losses._registry import register
 
@@ -150,18 +149,6 @@ def _upcast(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-def _number(name: str, value, *, low=None, high=None, low_open=False, high_open=False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ParameterError(f"{name} must be a number, got {type(value).__name__} {value!r}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ParameterError(f"{name} must be finite, got {value!r}")
-    if low is not None and (value <= low if low_open else value < low):
-        raise ParameterError(f"{name} must be {'>' if low_open else '>='} {low}, got {value!r}")
-    if high is not None and (value >= high if high_open else value > high):
-        raise ParameterError(f"{name} must be {'<' if high_open else '<='} {high}, got {value!r}")
-    return value
-
 
 def _one_minus(logp_y: torch.Tensor) -> torch.Tensor:
     """``1 - p_y`` from ``log p_y`` without cancellation."""
@@ -236,14 +223,14 @@ class CrossEntropyLoss(_CEOfLogits):
     label_smoothing``; the smoothed target is ``(1 - eps) onehot(y) + eps / K``, PyTorch's
     convention; label smoothing from Szegedy et al., "Rethinking the Inception Architecture
     for Computer Vision", CVPR 2016). With ``eps = 0`` it is ``-log p_y``. Equals
-    ``F.cross_entropy(z, y, label_smoothing=eps)``, which computes it.
+    ``F.cross_entropy(z, y, label_smoothing=eps)``, whose ATen op computes it.
 
     Defaults: ``label_smoothing=0.0``. Reduction: ``"mean"`` is the **sample mean** over B.
     """
 
     def __init__(self, label_smoothing: float = 0.0, reduction: str = "mean"):
         super().__init__(reduction)
-        self.label_smoothing = _number("label_smoothing", label_smoothing, low=0, high=1)
+        self.label_smoothing = check_number("label_smoothing", label_smoothing, low=0, high=1)
 
     def extra_repr(self) -> str:
         return f"label_smoothing={self.label_smoothing}, {super().extra_repr()}"
@@ -265,7 +252,7 @@ class FocalCELoss(_MulticlassLoss):
 
     def __init__(self, gamma: float = 2.0, reduction: str = "mean"):
         super().__init__(reduction)
-        self.gamma = _number("gamma", gamma, low=0)
+        self.gamma = check_number("gamma", gamma, low=0)
 
     def _per_sample(self, logp, logp_y):
         if self.gamma == 0:
@@ -296,7 +283,7 @@ class MAELoss(_MulticlassLoss):
 
     def __init__(self, scale: float = 1.0, reduction: str = "mean"):
         super().__init__(reduction)
-        self.scale = _number("scale", scale, low=0, low_open=True)
+        self.scale = check_number("scale", scale, low=0, low_open=True)
 
     def _loss(self, z, y):  # 2 scale (1 - p_y) = -2 scale expm1(log p_y)
         # the constant factor -2 scale is applied after the reduction (one op on a scalar)
@@ -324,7 +311,7 @@ class GCELoss(_MulticlassLoss):
 
     def __init__(self, q: float = 0.7, reduction: str = "mean"):
         super().__init__(reduction)
-        self.q = _number("q", q, low=0, high=1, low_open=True)
+        self.q = check_number("q", q, low=0, high=1, low_open=True)
 
     def _per_sample(self, logp, logp_y):
         return torch.expm1(logp_y.clamp(min=_GCE_LOG_FLOOR).mul(self.q)).mul(-1.0 / self.q)
@@ -350,7 +337,7 @@ class RCELoss(_MulticlassLoss):
 
     def __init__(self, A: float = -4.0, reduction: str = "mean"):  # noqa: N803 (paper's name)
         super().__init__(reduction)
-        self.A = _number("A", A, high=0, high_open=True)
+        self.A = check_number("A", A, high=0, high_open=True)
 
     def _per_sample(self, logp, logp_y):
         return _rce(logp_y, self.A)
@@ -379,9 +366,9 @@ class SCELoss(_MulticlassLoss):
         self, alpha: float = 0.1, beta: float = 1.0, A: float = -4.0, reduction: str = "mean"
     ):
         super().__init__(reduction)
-        self.alpha = _number("alpha", alpha, low=0)
-        self.beta = _number("beta", beta, low=0)
-        self.A = _number("A", A, high=0, high_open=True)
+        self.alpha = check_number("alpha", alpha, low=0)
+        self.beta = check_number("beta", beta, low=0)
+        self.A = check_number("A", A, high=0, high_open=True)
 
     def _per_sample(self, logp, logp_y):
         return self.alpha * (-logp_y) + self.beta * _rce(logp_y, self.A)
@@ -427,9 +414,9 @@ class NCERCELoss(_MulticlassLoss):
         self, alpha: float = 1.0, beta: float = 1.0, A: float = -4.0, reduction: str = "mean"
     ):
         super().__init__(reduction)
-        self.alpha = _number("alpha", alpha, low=0)
-        self.beta = _number("beta", beta, low=0)
-        self.A = _number("A", A, high=0, high_open=True)
+        self.alpha = check_number("alpha", alpha, low=0)
+        self.beta = check_number("beta", beta, low=0)
+        self.A = check_number("A", A, high=0, high_open=True)
 
     def _per_sample(self, logp, logp_y):
         return self.alpha * _nce(logp, logp_y) + self.beta * _rce(logp_y, self.A)
@@ -453,7 +440,7 @@ class PHuberCELoss(_MulticlassLoss):
 
     def __init__(self, tau: float = 10.0, reduction: str = "mean"):
         super().__init__(reduction)
-        self.tau = _number("tau", tau, low=1)
+        self.tau = check_number("tau", tau, low=1)
 
     def _per_sample(self, logp, logp_y):
         # log(tau) + 1 - tau p_y, with p_y = exp(log p_y)
@@ -490,7 +477,7 @@ class LogitClipLoss(_CEOfLogits):
 
     def __init__(self, delta: float = 1.0, form: str = "paper", reduction: str = "mean"):
         super().__init__(reduction)
-        self.delta = _number("delta", delta, low=0, low_open=True)
+        self.delta = check_number("delta", delta, low=0, low_open=True)
         if form not in self.FORMS:
             raise ParameterError(f"form must be one of {self.FORMS}, got {form!r}")
         self.form = form
@@ -519,7 +506,7 @@ class LogitNormLoss(_CEOfLogits):
 
     def __init__(self, tau: float = 0.04, reduction: str = "mean"):
         super().__init__(reduction)
-        self.tau = _number("tau", tau, low=0, low_open=True)
+        self.tau = check_number("tau", tau, low=0, low_open=True)
 
     def _logits(self, z):
         norm = torch.linalg.vector_norm(z, ord=2, dim=1, keepdim=True)
@@ -565,7 +552,7 @@ class FloodingLoss(Loss):
                 f"'mean', got {reduction!r}"
             )
         super().__init__(reduction)
-        self.b = _number("b", b, low=0)
+        self.b = check_number("b", b, low=0)
         if base_kwargs is not None and not isinstance(base_kwargs, dict):
             raise ParameterError(
                 f"base_kwargs must be a dict or None, got {type(base_kwargs).__name__}"

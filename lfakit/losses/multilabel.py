@@ -37,6 +37,7 @@ from lfakit.losses._base import (
     FULL_PRECISION,
     REDUCTION_ENUM,
     Loss,
+    check_number,
     check_multilabel,
     check_multilabel_shapes,
     fused,
@@ -101,18 +102,6 @@ def _focus(base: torch.Tensor, gamma: float) -> torch.Tensor:
     return base.pow(gamma)
 
 
-def _check_number(name: str, value, *, low=None, high=None, low_open=False, high_open=False):
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ParameterError(f"{name} must be a number, got {type(value).__name__} {value!r}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ParameterError(f"{name} must be finite, got {value!r}")
-    if low is not None and (value <= low if low_open else value < low):
-        raise ParameterError(f"{name} must be {'>' if low_open else '>='} {low}, got {value!r}")
-    if high is not None and (value >= high if high_open else value > high):
-        raise ParameterError(f"{name} must be {'<' if high_open else '<='} {high}, got {value!r}")
-    return value
-
 
 def _clamp_inclusive(z: torch.Tensor, bound: float) -> torch.Tensor:
     """``clamp(z, -bound, bound)`` whose gradient is 1 on ``|z| <= bound`` (bounds included)
@@ -138,7 +127,8 @@ class BCELoss(Loss):
     Per element: ``l = w_pos * y' * softplus(-z) + (1 - y') * softplus(z)`` with
     ``y' = y (1 - eps) + eps / 2`` (label smoothing toward 1/2, ``eps = label_smoothing``) and
     ``w_pos = pos_weight[c]`` (1 when ``pos_weight`` is None). This is exactly
-    ``F.binary_cross_entropy_with_logits(z, y', pos_weight=pos_weight)``, which it calls.
+    ``F.binary_cross_entropy_with_logits(z, y', pos_weight=pos_weight)``, which it calls
+    (without pos_weight or smoothing: the ATen op under it, directly).
 
     Defaults: ``pos_weight=None``, ``label_smoothing=0.0``.
     Reduction: ``"mean"`` is the **element mean** over B*C (as PyTorch); ``"none"`` gives (B, C).
@@ -157,7 +147,7 @@ class BCELoss(Loss):
 
     def __init__(self, pos_weight=None, label_smoothing: float = 0.0, reduction: str = "mean"):
         super().__init__(reduction)
-        self.label_smoothing = _check_number("label_smoothing", label_smoothing, low=0, high=1)
+        self.label_smoothing = check_number("label_smoothing", label_smoothing, low=0, high=1)
         if pos_weight is not None:
             if isinstance(pos_weight, torch.Tensor):
                 pw = pos_weight.detach().clone().to(torch.get_default_dtype())
@@ -244,14 +234,14 @@ class FocalLoss(Loss):
 
     def __init__(self, gamma: float = 2.0, alpha: float | None = None, reduction: str = "mean"):
         super().__init__(reduction)
-        self.gamma = _check_number("gamma", gamma, low=0)
+        self.gamma = check_number("gamma", gamma, low=0)
         if alpha is not None:
             if isinstance(alpha, (int, float)) and not isinstance(alpha, bool) and alpha < 0:
                 raise ParameterError(
                     f"alpha must be None or in [0, 1], got {alpha!r} (torchvision's alpha=-1, "
                     "meaning no weighting, is alpha=None here)"
                 )
-            alpha = _check_number("alpha", alpha, low=0, high=1)
+            alpha = check_number("alpha", alpha, low=0, high=1)
         self.alpha = alpha
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -322,10 +312,10 @@ class AsymmetricLoss(Loss):
         reduction: str = "mean",
     ):
         super().__init__(reduction)
-        self.gamma_neg = _check_number("gamma_neg", gamma_neg, low=0)
-        self.gamma_pos = _check_number("gamma_pos", gamma_pos, low=0)
-        self.clip = _check_number("clip", clip, low=0, high=1, high_open=True)
-        self.eps = _check_number("eps", eps, low=0, high=1, low_open=True, high_open=True)
+        self.gamma_neg = check_number("gamma_neg", gamma_neg, low=0)
+        self.gamma_pos = check_number("gamma_pos", gamma_pos, low=0)
+        self.clip = check_number("clip", clip, low=0, high=1, high_open=True)
+        self.eps = check_number("eps", eps, low=0, high=1, low_open=True, high_open=True)
         if not isinstance(detach_focusing, bool):
             raise ParameterError(f"detach_focusing must be a bool, got {detach_focusing!r}")
         self.detach_focusing = detach_focusing
@@ -420,7 +410,7 @@ class ExpCELoss(Loss):
 
     def __init__(self, clamp: float = EXP_CE_CLAMP, reduction: str = "mean"):
         super().__init__(reduction)
-        self.clamp = _check_number("clamp", clamp, low=0, high=80, low_open=True)
+        self.clamp = check_number("clamp", clamp, low=0, high=80, low_open=True)
 
     def _values(self, u, uc, y, need_grad):
         """Per-element loss and its derivative w.r.t. the clamped signed logit ``u_c``."""
@@ -464,7 +454,7 @@ class FocalExpCELoss(ExpCELoss):
 
     def __init__(self, gamma: float = 2.0, clamp: float = EXP_CE_CLAMP, reduction: str = "mean"):
         super().__init__(clamp=clamp, reduction=reduction)
-        self.gamma = _check_number("gamma", gamma, low=0)
+        self.gamma = check_number("gamma", gamma, low=0)
 
     def _values(self, u, uc, y, need_grad):
         # with u_c = clamp(z (1 - 2y)): exp(u_c) = exp(-z_c) on positives, and u_c = z_c on
@@ -621,7 +611,7 @@ class SoftZLPRLoss(_ZLPRFamily):
 
     def __init__(self, label_smoothing: float = 0.0, reduction: str = "mean"):
         super().__init__(reduction)
-        self.label_smoothing = _check_number("label_smoothing", label_smoothing, low=0, high=1)
+        self.label_smoothing = check_number("label_smoothing", label_smoothing, low=0, high=1)
 
     def _weights(self, t: torch.Tensor) -> torch.Tensor:
         return _smooth(t, self.label_smoothing)
@@ -647,7 +637,7 @@ class FocalZLPRLoss(ZLPRLoss):
 
     def __init__(self, tau: float = 0.2, reduction: str = "mean"):
         super().__init__(reduction)
-        self.tau = _check_number("tau", tau, low=0, low_open=True)
+        self.tau = check_number("tau", tau, low=0, low_open=True)
 
     def extra_repr(self) -> str:
         return f"tau={self.tau}, {super().extra_repr()}"
