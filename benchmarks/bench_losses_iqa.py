@@ -20,29 +20,25 @@ transfer), which the references do not. For the single-op references the table a
 (``torch.aminmax`` of the MOS, ``.item()``, ``math.isfinite``), so that the cost of the
 computation and that of the check can be told apart; the raw rows are the ones that count.
 
-Timing: one CPU thread, float32, batch N of predictions and MOS. CPU time of the process
-(``time.process_time``: time spent descheduled while other processes use the shared CPU is not
-counted). Ours and the reference run in alternating blocks (order swapped every round, each
-block ~``--block`` seconds of repeated forward+backward calls); the table gives the median over
-rounds of each side's time per call, the median of the per-round ratios ours/reference and the
-interquartile range of those ratios. The pairwise rows use a fifth of the rounds (their loop
-references take milliseconds per call and the margin is large). ``verdict``: ``ok`` when the
-median ratio is <= 1.10 (pairwise: speed-up >= 10), ``SLOW`` otherwise, with ``?`` appended when
-the interquartile range straddles the bound (inconclusive at this noise level).
+Timing: one CPU thread, float32, batch N of predictions and MOS; ours and the reference timed
+in interleaved blocks of CPU time (the method: ``_timing.py``), median over ``--rounds`` rounds.
+The pairwise rows use a fifth of the rounds (their loop references take milliseconds per call
+and the margin is large). ``verdict``: ``ok`` when the median ratio is <= 1.10 (pairwise:
+speed-up >= 10), ``SLOW`` otherwise, with ``?`` appended when the interquartile range of the
+per-round ratios straddles the bound (inconclusive at this noise level).
 """
 
 from __future__ import annotations
 
 import argparse
 import math
-import platform
-import statistics
-import time
 
 import torch
 import torch.nn.functional as F
 
 import lfakit.losses as L
+
+from _timing import LIMIT, add_timing_args, setup_line, time_pair, verdict
 
 TEMPERATURE = 0.1
 
@@ -136,73 +132,13 @@ REFERENCES = {
     "fidelity": ("fidelity", "per-pair Python loop", loop_fidelity, "pairwise"),
 }
 
-LIMIT = 1.10  # the issue's bound on ours / reference
-MIN_SPEEDUP = 10.0  # ... and on loop / ours for the pairwise losses
-
-
-# ------------------------------------------------------------------------------------------
-# timing (the same harness in the three loss benchmarks)
-# ------------------------------------------------------------------------------------------
-def _fwd_bwd(fn, x, y):
-    def step():
-        x.grad = None
-        fn(x, y).backward()
-
-    return step
-
-
-def _cpu_seconds_per_call(step, number: int) -> float:
-    t0 = time.process_time()
-    for _ in range(number):
-        step()
-    return (time.process_time() - t0) / number
-
-
-def _calls_per_block(step, block: float) -> int:
-    number = 1
-    while _cpu_seconds_per_call(step, number) * number < block and number < 1 << 20:
-        number *= 2
-    return number
-
-
-def time_pair(ours, ref, x, y, rounds: int, block: float) -> dict:
-    """Interleaved timing of ``ours`` and ``ref`` (forward+backward per call): per round one
-    block of each, order swapped every round. Returns the medians over rounds of the seconds
-    per call, the median of the per-round ratios ours/ref and their quartiles."""
-    steps = [_fwd_bwd(ours, x, y), _fwd_bwd(ref, x, y)]
-    for step in steps:  # warm-up
-        _cpu_seconds_per_call(step, 3)
-    numbers = [_calls_per_block(step, block) for step in steps]
-    times: list[list[float]] = [[], []]
-    for r in range(rounds):
-        for k in (0, 1) if r % 2 == 0 else (1, 0):
-            times[k].append(_cpu_seconds_per_call(steps[k], numbers[k]))
-    ratios = [a / b for a, b in zip(*times)]
-    q1, _, q3 = statistics.quantiles(ratios, n=4)
-    return {
-        "ours": statistics.median(times[0]),
-        "ref": statistics.median(times[1]),
-        "ratio": statistics.median(ratios),
-        "q1": q1,
-        "q3": q3,
-    }
-
-
-def verdict(res: dict, pairwise: bool) -> str:
-    if pairwise:  # speed-up = 1 / ratio must be >= MIN_SPEEDUP
-        limit = 1.0 / MIN_SPEEDUP
-    else:
-        limit = LIMIT
-    word = "ok" if res["ratio"] <= limit else "SLOW"
-    return word + ("?" if res["q1"] <= limit < res["q3"] else "")
+MIN_SPEEDUP = 10.0  # the bound on loop / ours for the pairwise losses (LIMIT for the others)
 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=64, help="batch size N")
-    ap.add_argument("--rounds", type=int, default=41, help="alternating rounds (median kept)")
-    ap.add_argument("--block", type=float, default=0.02, help="seconds per timed block")
-    ap.add_argument("--only", nargs="*", help="row labels to run (default: all)")
+    add_timing_args(ap)
     args = ap.parse_args(argv)
 
     torch.set_num_threads(1)
@@ -211,10 +147,8 @@ def main(argv=None) -> None:
     p = (q + 0.5 * torch.randn(args.n)).requires_grad_(True)
 
     print(
-        f"IQA losses, forward+backward, N={args.n}, float32, CPU 1 thread, "
-        f"torch {torch.__version__}, {platform.processor() or platform.machine()}; "
-        f"CPU time, median of {args.rounds} interleaved rounds ({max(5, args.rounds // 5)} for "
-        "pairwise)"
+        f"IQA losses, forward+backward, N={args.n}, float32, " + setup_line(args.rounds)
+        + f" ({max(5, args.rounds // 5)} for pairwise)"
     )
     header = (
         f"{'loss':<17} {'kind':<10} {'ours ms':>9} {'ref ms':>10} {'ratio':>6} {'ratio IQR':>11} "
@@ -234,8 +168,9 @@ def main(argv=None) -> None:
             raise SystemExit(f"{name}: value {a} differs from the reference {b}")
         pairwise = kind == "pairwise"
         rounds = max(5, args.rounds // 5) if pairwise else args.rounds
-        res = time_pair(ours_fn, ref_fn, p, q, rounds, args.block)
-        v = verdict(res, pairwise)
+        res = time_pair(ours_fn, ref_fn, p, q, rounds, args.block, warmup=3)
+        # pairwise: speed-up = 1 / ratio must be >= MIN_SPEEDUP
+        v = verdict(res, 1.0 / MIN_SPEEDUP if pairwise else LIMIT)
         if not v.startswith("ok"):
             slow.append(row)
         print(

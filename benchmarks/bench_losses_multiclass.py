@@ -14,28 +14,22 @@ reference is the same op preceded by that label check written plainly (``torch.a
 labels, then ``.item()``), so that the cost of the computation and that of the check can be
 told apart; the raw rows are the ones that count.
 
-Timing: single thread, CPU, float32, B=256, K=10. CPU time of the process
-(``time.process_time``: time spent descheduled while other processes use the shared CPU is not
-counted). Ours and the reference run in alternating blocks (order swapped every round, each
-block ~``--block`` seconds of repeated forward+backward calls); the table gives the median over
-``--rounds`` rounds of each side's time per call, the median of the per-round ratios
-ours/reference and the interquartile range of those ratios (the spread caused by noise).
-``verdict``: ``ok`` when the median ratio is <= 1.10, ``SLOW`` when it is above, with ``?``
-appended when the interquartile range straddles 1.10 (inconclusive at this noise level).
+Timing: single thread, CPU, float32, B=256, K=10; ours and the reference timed in interleaved
+blocks of CPU time, median over ``--rounds`` rounds, ``verdict`` against the bound 1.10 on the
+median ratio ours/reference (the method: ``_timing.py``).
 """
 
 from __future__ import annotations
 
 import argparse
 import math
-import platform
-import statistics
-import time
 
 import torch
 import torch.nn.functional as F
 
 import lfakit.losses as L
+
+from _timing import LIMIT, add_timing_args, setup_line, time_pair, verdict
 
 
 def _py(z, y):
@@ -115,69 +109,12 @@ REFERENCES = {
     "flooding (+ check)": ("flooding", {}, _checked(_flood)),
 }
 
-LIMIT = 1.10  # the issue's bound on ours / reference
-
-
-# ------------------------------------------------------------------------------------------
-# timing (the same harness in the three loss benchmarks)
-# ------------------------------------------------------------------------------------------
-def _fwd_bwd(fn, x, y):
-    def step():
-        x.grad = None
-        fn(x, y).backward()
-
-    return step
-
-
-def _cpu_seconds_per_call(step, number: int) -> float:
-    t0 = time.process_time()
-    for _ in range(number):
-        step()
-    return (time.process_time() - t0) / number
-
-
-def _calls_per_block(step, block: float) -> int:
-    number = 1
-    while _cpu_seconds_per_call(step, number) * number < block and number < 1 << 20:
-        number *= 2
-    return number
-
-
-def time_pair(ours, ref, x, y, rounds: int, block: float) -> dict:
-    """Interleaved timing of ``ours`` and ``ref`` (forward+backward per call): per round one
-    block of each, order swapped every round. Returns the medians over rounds of the seconds
-    per call, the median of the per-round ratios ours/ref and their quartiles."""
-    steps = [_fwd_bwd(ours, x, y), _fwd_bwd(ref, x, y)]
-    for step in steps:  # warm-up
-        _cpu_seconds_per_call(step, 20)
-    numbers = [_calls_per_block(step, block) for step in steps]
-    times: list[list[float]] = [[], []]
-    for r in range(rounds):
-        for k in (0, 1) if r % 2 == 0 else (1, 0):
-            times[k].append(_cpu_seconds_per_call(steps[k], numbers[k]))
-    ratios = [a / b for a, b in zip(*times)]
-    q1, _, q3 = statistics.quantiles(ratios, n=4)
-    return {
-        "ours": statistics.median(times[0]),
-        "ref": statistics.median(times[1]),
-        "ratio": statistics.median(ratios),
-        "q1": q1,
-        "q3": q3,
-    }
-
-
-def verdict(res: dict, limit: float = LIMIT) -> str:
-    word = "ok" if res["ratio"] <= limit else "SLOW"
-    return word + ("?" if res["q1"] <= limit < res["q3"] else "")
-
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--classes", type=int, default=10)
-    ap.add_argument("--rounds", type=int, default=41, help="alternating rounds (median kept)")
-    ap.add_argument("--block", type=float, default=0.02, help="seconds per timed block")
-    ap.add_argument("--only", nargs="*", help="row labels to run (default: all)")
+    add_timing_args(ap)
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -185,8 +122,7 @@ def main(argv=None):
     y = torch.randint(0, args.classes, (args.batch,))
 
     print(f"multi-class losses, forward+backward, B={args.batch} x K={args.classes}, float32, "
-          f"CPU 1 thread, torch {torch.__version__}, {platform.processor() or platform.machine()}; "
-          f"CPU time, median of {args.rounds} interleaved rounds")
+          + setup_line(args.rounds))
     header = (f"{'loss':<19}{'ours ms':>9}{'ref ms':>9}{'ratio':>7} {'ratio IQR':>11} "
               f"{'verdict':<8}{'max |diff|':>10}")
     print(header)

@@ -1,13 +1,5 @@
 """One-off: write notebooks/chestxray_zlpr.ipynb's cells (outputs come from `make notebooks`)."""
-import nbformat as nbf
-
-md = nbf.v4.new_markdown_cell
-code = nbf.v4.new_code_cell
-
-def tagged(src, *tags):
-    c = code(src)
-    c.metadata["tags"] = list(tags)
-    return c
+from _nb import code, md, tagged, write_notebook
 
 cells = [
 md("""# ChestX-ray14: focal loss vs ZLPR / FZLPR (+ BCE, ASL)
@@ -88,8 +80,4 @@ code("""written = X.save(P, run_dir, runs, ev, splits, tables)
 print("\\n".join(written))"""),
 ]
 
-nb = nbf.v4.new_notebook()
-nb.cells = cells
-nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
-nb.metadata["language_info"] = {"name": "python"}
-nbf.write(nb, "notebooks/chestxray_zlpr.ipynb")
+write_notebook(cells, "notebooks/chestxray_zlpr.ipynb")

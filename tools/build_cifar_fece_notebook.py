@@ -1,15 +1,5 @@
 """One-off: write notebooks/cifar_fece.ipynb's cells (outputs come from `make notebooks`)."""
-import nbformat as nbf
-
-md = nbf.v4.new_markdown_cell
-code = nbf.v4.new_code_cell
-
-
-def tagged(src, *tags):
-    c = code(src)
-    c.metadata["tags"] = list(tags)
-    return c
-
+from _nb import code, md, tagged, write_notebook
 
 cells = [
 md("""# Loss Function Assessment on CIFAR-10 and CIFAR-10-LT: BCE, focal, ASL, ECE, F-ECE
@@ -98,8 +88,4 @@ code("""written = X.save(P, run_dir, runs, ev, data, tabs)
 print("\\n".join(written))"""),
 ]
 
-nb = nbf.v4.new_notebook()
-nb.cells = cells
-nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
-nb.metadata["language_info"] = {"name": "python"}
-nbf.write(nb, "notebooks/cifar_fece.ipynb")
+write_notebook(cells, "notebooks/cifar_fece.ipynb")

@@ -1,15 +1,5 @@
 """One-off: write notebooks/loss_atlas.ipynb's cells (outputs come from `make notebooks`)."""
-import nbformat as nbf
-
-md = nbf.v4.new_markdown_cell
-code = nbf.v4.new_code_cell
-
-
-def tagged(src, *tags):
-    c = code(src)
-    c.metadata["tags"] = list(tags)
-    return c
-
+from _nb import code, md, tagged, write_notebook
 
 cells = [
 md("""# Loss atlas: how each loss weighs easy and hard examples
@@ -139,8 +129,4 @@ code("""written = X.save(P, run_dir, A, tabs)
 print("\\n".join(written))"""),
 ]
 
-nb = nbf.v4.new_notebook()
-nb.cells = cells
-nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
-nb.metadata["language_info"] = {"name": "python"}
-nbf.write(nb, "notebooks/loss_atlas.ipynb")
+write_notebook(cells, "notebooks/loss_atlas.ipynb")

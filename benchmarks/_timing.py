@@ -1,0 +1,96 @@
+"""Timing harness shared by the loss benchmarks (``bench_losses_*.py``).
+
+Method: one CPU thread (the scripts call ``torch.set_num_threads(1)``), CPU time of the process
+(``time.process_time``), so time spent descheduled while other processes use the shared CPU is
+not counted. The kit's loss ("ours") and its reference are each timed as repeated
+forward+backward calls on the same input. After a short warm-up, each side's calls per block
+are doubled until a block lasts about ``--block`` seconds. Ours and the reference then run in
+alternating blocks, with the order swapped every round, for ``--rounds`` rounds. The tables give
+the median over rounds of each side's time per call, the median of the per-round ratios
+ours/reference, and the interquartile range of those ratios (the spread caused by noise).
+
+``verdict``: ``ok`` when the median ratio is <= the bound (``LIMIT`` = 1.10 unless a script
+says otherwise), ``SLOW`` when it is above, with ``?`` appended when the interquartile range
+straddles the bound (inconclusive at this noise level: rerun with more rounds).
+
+The scripts are run as ``python benchmarks/bench_losses_X.py``, so this directory is on
+``sys.path`` and they import this module as ``from _timing import ...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+
+import torch
+
+LIMIT = 1.10  # the issue's bound on ours / reference
+
+
+def add_timing_args(ap: argparse.ArgumentParser) -> None:
+    """The command-line flags common to the loss benchmarks."""
+    ap.add_argument("--rounds", type=int, default=41, help="alternating rounds (median kept)")
+    ap.add_argument("--block", type=float, default=0.02, help="seconds per timed block")
+    ap.add_argument("--only", nargs="*", help="row labels to run (default: all)")
+
+
+def setup_line(rounds: int) -> str:
+    """The part of a table's title that describes the machine and the timing method."""
+    return (
+        f"CPU 1 thread, torch {torch.__version__}, {platform.processor() or platform.machine()}; "
+        f"CPU time, median of {rounds} interleaved rounds"
+    )
+
+
+def _fwd_bwd(fn, x, y):
+    def step():
+        x.grad = None
+        fn(x, y).backward()
+
+    return step
+
+
+def cpu_seconds_per_call(step, number: int) -> float:
+    """CPU seconds per call of ``step()`` over ``number`` consecutive calls."""
+    t0 = time.process_time()
+    for _ in range(number):
+        step()
+    return (time.process_time() - t0) / number
+
+
+def _calls_per_block(step, block: float) -> int:
+    number = 1
+    while cpu_seconds_per_call(step, number) * number < block and number < 1 << 20:
+        number *= 2
+    return number
+
+
+def time_pair(ours, ref, x, y, rounds: int, block: float, warmup: int = 20) -> dict:
+    """Interleaved timing of ``ours`` and ``ref`` (forward+backward per call): per round one
+    block of each, order swapped every round. Returns the medians over rounds of the seconds
+    per call, the median of the per-round ratios ours/ref and their quartiles."""
+    steps = [_fwd_bwd(ours, x, y), _fwd_bwd(ref, x, y)]
+    for step in steps:  # warm-up
+        cpu_seconds_per_call(step, warmup)
+    numbers = [_calls_per_block(step, block) for step in steps]
+    times: list[list[float]] = [[], []]
+    for r in range(rounds):
+        for k in (0, 1) if r % 2 == 0 else (1, 0):
+            times[k].append(cpu_seconds_per_call(steps[k], numbers[k]))
+    ratios = [a / b for a, b in zip(*times)]
+    q1, _, q3 = statistics.quantiles(ratios, n=4)
+    return {
+        "ours": statistics.median(times[0]),
+        "ref": statistics.median(times[1]),
+        "ratio": statistics.median(ratios),
+        "q1": q1,
+        "q3": q3,
+    }
+
+
+def verdict(res: dict, limit: float = LIMIT) -> str:
+    """``ok`` / ``SLOW`` for the median ratio against ``limit``, ``?`` if the IQR straddles it."""
+    word = "ok" if res["ratio"] <= limit else "SLOW"
+    return word + ("?" if res["q1"] <= limit < res["q3"] else "")
