@@ -27,7 +27,14 @@ import torch
 from torch import nn
 
 from lfakit.errors import ParameterError
-from lfakit.losses._base import REDUCTION_ENUM, REDUCTIONS, Loss, check_number, to_host
+from lfakit.losses._base import (
+    FULL_PRECISION,
+    REDUCTION_ENUM,
+    REDUCTIONS,
+    Loss,
+    check_number,
+    to_host,
+)
 from lfakit.losses._registry import build as _build_loss
 from lfakit.losses._registry import register
 
@@ -231,6 +238,16 @@ class CrossEntropyLoss(_CEOfLogits):
     def __init__(self, label_smoothing: float = 0.0, reduction: str = "mean"):
         super().__init__(reduction)
         self.label_smoothing = check_number("label_smoothing", label_smoothing, low=0, high=1)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        check_multiclass(logits, target)
+        if (  # the common case, inlined: int64 labels, float32/64 logits on one device
+            target.dtype == torch.long
+            and logits.dtype in FULL_PRECISION
+            and target.device == logits.device
+        ):
+            return self._loss(logits, target)
+        return super().forward(logits, target)
 
     def extra_repr(self) -> str:
         return f"label_smoothing={self.label_smoothing}, {super().extra_repr()}"
@@ -584,13 +601,14 @@ class FloodingLoss(Loss):
         self.last_base_loss: torch.Tensor | None = None
 
     def forward(self, *args, **kwargs) -> torch.Tensor:
-        loss = self.base(*args, **kwargs)
+        loss = self._modules["base"](*args, **kwargs)  # (the dict: no Module.__getattr__ per call)
         if loss.ndim != 0:
             raise ValueError(
                 f"flooding expects the base loss to return a scalar batch mean, got shape "
                 f"{tuple(loss.shape)}"
             )
-        self.last_base_loss = loss.detach()
+        # a plain attribute (what Module.__setattr__ would store, minus its per-call checks)
+        self.__dict__["last_base_loss"] = loss.detach()
         return (loss - self.b).abs() + self.b
 
     def extra_repr(self) -> str:
