@@ -1,4 +1,7 @@
-"""The cf_ensemble experiment: notebook / SCHEMA / profiles consistency, its tables, its run folder."""
+"""The cf_ensemble experiment: its profiles and early errors, its tables, its run folder.
+
+Notebook / SCHEMA / profile consistency (shared by every experiment) is in test_params.py.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ import pandas as pd
 import pytest
 from scipy.stats import ttest_rel
 
-from lfakit import params, runner
+from lfakit import runner
 from lfakit.errors import ParameterError
 from lfakit.experiments import cf_ensemble as X
 
@@ -22,23 +25,6 @@ EXP = "cf_ensemble"
 # --------------------------------------------------------------------------- parameters
 
 
-def test_notebook_parameters_match_schema():
-    """Every notebook parameter has a schema entry of the same type, and vice versa."""
-    nb = runner.notebook_parameters(EXP)
-    sch = params.schema(EXP)
-    assert set(nb) == set(sch)
-    for name, p in nb.items():
-        assert p["type"] == sch[name].type.__name__, name
-        assert p["help"], f"{name} has no help comment"
-    params.validate(EXP, {k: v["default"] for k, v in nb.items()})
-
-
-def test_smoke_profile_equals_notebook_defaults():
-    """nbval executes the notebook's defaults; `lfakit run --profile smoke` must run the same."""
-    defaults = {k: v["default"] for k, v in runner.notebook_parameters(EXP).items()}
-    assert runner.resolve_params(EXP, "smoke") == params.validate(EXP, defaults)
-
-
 def test_paper_profile_is_the_seed_configuration():
     p = runner.resolve_params(EXP, "paper")
     assert (p["n_instances"], p["n_classifiers"], p["positive_rate"]) == (500, 10, 0.1)
@@ -46,14 +32,6 @@ def test_paper_profile_is_the_seed_configuration():
     assert (p["use_label_aware_confidence"], p["label_aware_alpha"], p["focal_gamma"]) == (True, 1.0, 2.0)
     assert (p["max_epochs"], p["lr"], p["optimizer"], p["patience"]) == (500, 0.01, "adam", 20)
     assert p["datasets"] == ["synthetic", "digits"] and p["trainers"] == ["als", "pytorch"] and p["seeds"] >= 10
-
-
-def test_validate_notebook_catches_injected_unknown_names():
-    ns = {k: v["default"] for k, v in runner.notebook_parameters(EXP).items()}
-    assert params.validate_notebook(EXP, ns)["seeds"] == ns["seeds"]
-    ns["focal_gama"] = 1.0
-    with pytest.raises(ParameterError, match="'focal_gamma'"):
-        params.validate_notebook(EXP, ns)
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,7 @@
-"""cifar_fece: parameters vs notebook, profiles, early errors, and tiny end-to-end runs."""
+"""cifar_fece: profiles, early errors, and tiny end-to-end runs.
+
+Notebook / SCHEMA / profile consistency (shared by every experiment) is in test_params.py.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ import pytest
 import torch
 from scipy.special import expit
 
-from lfakit import cli, params, runner
+from lfakit import cli, runner
 from lfakit.data import cifar
 from lfakit.errors import DataError
 from lfakit.experiments import cifar_fece as X
@@ -29,23 +32,6 @@ def _runs(results_dir):
 
 
 # --------------------------------------------------------------------------- parameters
-
-
-def test_notebook_parameters_match_schema():
-    """Every notebook parameter has a schema entry of the same type, and vice versa."""
-    nb = runner.notebook_parameters(EXP)
-    sch = params.schema(EXP)
-    assert set(nb) == set(sch)
-    for name, p in nb.items():
-        assert p["type"] == sch[name].type.__name__, name
-        assert p["help"], f"{name} has no help comment"
-    params.validate(EXP, {k: v["default"] for k, v in nb.items()})
-
-
-def test_smoke_profile_equals_notebook_defaults():
-    """nbval executes the notebook's defaults; `lfakit run --profile smoke` must run the same."""
-    defaults = {k: v["default"] for k, v in runner.notebook_parameters(EXP).items()}
-    assert runner.resolve_params(EXP, "smoke") == params.validate(EXP, defaults)
 
 
 def test_smoke_runs_balanced_and_long_tailed_digits():

@@ -1,4 +1,5 @@
-"""Parameter validation: unknown names, wrong types, ranges, YAML traps, profiles."""
+"""Parameter validation: unknown names, wrong types, ranges, YAML traps, profiles; and, for every
+experiment the runner finds, notebook parameters vs SCHEMA vs profile files."""
 
 from __future__ import annotations
 
@@ -73,36 +74,79 @@ def test_override_parsing():
         params.parse_override("epochs")
 
 
-def test_validate_notebook_catches_injected_unknown_names():
-    ns = {k: v["default"] for k, v in runner.notebook_parameters(EXP).items()}
+# ------------------------------------------------------------------ every experiment: notebook / SCHEMA / profiles
+# Found by the runner's own discovery, so a new experiment (a notebook with a SCHEMA) is covered
+# without touching this file.
+
+EXPERIMENTS = runner.experiments()
+PROFILES = [(exp, profile) for exp in EXPERIMENTS for profile in runner.profiles(exp)]
+
+# Typos known to have a close match, beside the one derived for every parameter below.
+TYPOS = {
+    "chestxray_zlpr": [("batchsize", "batch_size")],
+    "cf_ensemble": [("focal_gama", "focal_gamma")],
+}
+
+
+def _defaults(exp: str) -> dict:
+    return {k: v["default"] for k, v in runner.notebook_parameters(exp).items()}
+
+
+def _typo(name: str) -> str:
+    """``name`` with its middle character doubled (batch_size -> batchh_size)."""
+    k = len(name) // 2
+    return name[:k] + name[k] + name[k:]
+
+
+def test_discovery_finds_every_experiment():
+    """Each notebook has a schema (else it would silently drop out of the tests below) and each
+    params/ folder belongs to an experiment."""
+    assert EXPERIMENTS == sorted(p.stem for p in runner.notebooks_dir().glob("*.ipynb"))
+    assert sorted(p.name for p in (runner.project_root() / "params").iterdir() if p.is_dir()) == EXPERIMENTS
+    assert {"chestxray_zlpr", "loss_atlas", "cifar_fece", "cf_ensemble"} <= set(EXPERIMENTS)
+
+
+@pytest.mark.parametrize("exp", EXPERIMENTS)
+def test_validate_notebook_catches_injected_unknown_names(exp):
+    ns = _defaults(exp)
     ns.update({"In": [], "_": None, "params": params})  # IPython and module names are ignored
-    assert params.validate_notebook(EXP, ns)["epochs"] == ns["epochs"]
-    ns["batchsize"] = 4
-    with pytest.raises(ParameterError, match="'batch_size'"):
-        params.validate_notebook(EXP, ns)
+    assert params.validate_notebook(exp, ns) == params.validate(exp, _defaults(exp))
+    sch = params.schema(exp)
+    derived = [(_typo(name), name) for name in sch]
+    for typo, meant in TYPOS.get(exp, []) + derived:
+        assert typo not in sch, typo
+        with pytest.raises(ParameterError, match=f"'{typo}'.*'{meant}'"):
+            params.validate_notebook(exp, {**ns, typo: ns.get(meant, 1)})
 
 
-def test_notebook_parameters_match_schema():
+@pytest.mark.parametrize("exp", EXPERIMENTS)
+def test_notebook_parameters_match_schema(exp):
     """Every notebook parameter has a schema entry of the same type, and vice versa."""
-    nb = runner.notebook_parameters(EXP)
-    sch = params.schema(EXP)
+    nb = runner.notebook_parameters(exp)
+    sch = params.schema(exp)
     assert set(nb) == set(sch)
     for name, p in nb.items():
         assert p["type"] == sch[name].type.__name__, name
         assert p["help"], f"{name} has no help comment"
-    params.validate(EXP, {k: v["default"] for k, v in nb.items()})  # defaults are valid
+    params.validate(exp, {k: v["default"] for k, v in nb.items()})  # defaults are valid
 
 
-@pytest.mark.parametrize("profile", ["smoke", "paper"])
-def test_profiles_validate(profile):
-    resolved = runner.resolve_params(EXP, profile)
-    assert resolved["seed"] == 42
+@pytest.mark.parametrize("exp, profile", PROFILES)
+def test_profiles_validate(exp, profile):
+    """Every committed profile resolves (notebook defaults + profile) without a ParameterError,
+    to a value for every parameter of the notebook."""
+    resolved = runner.resolve_params(exp, profile)
+    assert set(resolved) >= set(runner.notebook_parameters(exp))
 
 
-def test_smoke_profile_equals_notebook_defaults():
+@pytest.mark.parametrize("exp", EXPERIMENTS)
+def test_smoke_profile_equals_notebook_defaults(exp):
     """nbval executes the notebook's defaults; `lfakit run --profile smoke` must run the same."""
-    defaults = {k: v["default"] for k, v in runner.notebook_parameters(EXP).items()}
-    assert runner.resolve_params(EXP, "smoke") == params.validate(EXP, defaults)
+    assert "smoke" in runner.profiles(exp)
+    assert runner.resolve_params(exp, "smoke") == params.validate(exp, _defaults(exp))
+
+
+# ------------------------------------------------------------------ chestxray_zlpr
 
 
 def test_paper_profile_is_the_seed_configuration():
