@@ -14,9 +14,15 @@ focal-balanced variant F-ECE.
   precision: F-beta with beta = 0), F1, and the kit's own **miss** = FN/(TP+FN) and
   **overflow** = FP/(TP+FP). Table 2 gives mean ± std **across classes** (every class weighs the
   same; never frequency-weighted).
-* **Long tail** (Cao et al.): class *i* of *K* keeps `int(n_max·(1/ρ)^(i/(K−1)))` training images
-  (CIFAR-10: `int(5000·(1/ρ)^(i/9))`); the test set stays balanced. Validation is carved from the
-  long-tailed training set, stratified; `folds ≥ 2` gives stratified k-fold cross-validation.
+* **Long tail** (Cao et al.): class *i* of *K* keeps `int(n_max·(1/ρ)^(i/(K−1)))` images of the
+  training **pool** (CIFAR-10: `int(5000·(1/ρ)^(i/9))`, a seeded random subset of each class,
+  where Cao et al.'s script keeps the first ones); the test set stays balanced. Validation is
+  carved from that pool, stratified (`val_fraction`), so the `train` split holds
+  `1 − val_fraction` of each count and validation has the training class mix (a head class of
+  CIFAR-10 has no image to spare for a balanced one): per-class thresholds are tuned at the
+  training prior, not at the balanced test's. `folds ≥ 2` gives stratified k-fold
+  cross-validation of the pool. The LFA seed's "CIFAR10_LT" table (non-monotone class sizes) is
+  not this profile.
 * **Smoke profile** (the defaults below): scikit-learn's bundled digits (1,797 real 8×8 images, a
   fixed balanced test set of 50 per class), balanced (ρ = 1) **and** long-tailed (ρ = 10) in one
   run, a tiny CNN on CPU. Digits are easy: the numbers show that the pipeline works, not how the
@@ -80,7 +86,7 @@ code("""for rho in data.splits:
     print(f"=== rho = {rho} (baseline: {P['baseline']}) ===")
     key = f"significance_rho{rho}"
     print(report.format_table(tabs[key]) if key in tabs else "one loss only: nothing to compare")"""),
-md("## LFA analysis\nFor every class, the distribution of each test (and training) image's predicted probability of its **own** class under each loss (hard classes in red): how each loss moved the hard classes. Then, on the long-tailed runs, per-class test recall against the class's number of training images. Per-class AUC bars and training curves follow."),
+md("## LFA analysis\nFor every class, the distribution of each test (and training) image's predicted probability of its **own** class under each loss (hard classes in red), from the kept epoch (the best by `monitor` on validation, which need not be the last one): how each loss moved the hard classes. Then, on the long-tailed runs, per-class test recall against the class's number of training images. Per-class AUC bars and training curves follow."),
 code("""figs = X.figures(P, ev, runs, data, tabs, run_dir)"""),
 md("## Table 2\nLFA's Table-2 layout: for every ratio and loss, **mean ± std across classes** (unweighted) of the per-class test metrics; `threshold` is the validation-chosen threshold, `F0` equals `Precision` by definition, `miss` = FN/(TP+FN), `overflow` = FP/(TP+FP)."),
 code("""print(report.format_table(tabs["table2"]))"""),

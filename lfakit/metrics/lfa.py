@@ -144,6 +144,8 @@ def per_class_metrics(y_val, p_val, y_test, p_test, class_names: Sequence[str] |
 def table2_numbers(per_class_by_loss: Mapping[str, pd.DataFrame], metrics: Sequence[str] = METRICS) -> pd.DataFrame:
     """Mean and std across classes (unweighted, ddof=0) of each metric, per loss.
 
+    Every class counts: a class whose metric is undefined (NaN, e.g. an AUC without both
+    labels) makes that mean NaN rather than silently leaving the class out.
     Returns a frame indexed by loss with columns ``<metric> mean`` and ``<metric> std``.
     """
     rows = {}
@@ -151,8 +153,8 @@ def table2_numbers(per_class_by_loss: Mapping[str, pd.DataFrame], metrics: Seque
         row = {}
         for m in metrics:
             v = df[m].to_numpy(float)
-            row[f"{m} mean"] = float(np.nanmean(v))
-            row[f"{m} std"] = float(np.nanstd(v))
+            row[f"{m} mean"] = float(np.mean(v))
+            row[f"{m} std"] = float(np.std(v))
         rows[str(loss)] = row
     out = pd.DataFrame.from_dict(rows, orient="index")
     out.index.name = "loss"
