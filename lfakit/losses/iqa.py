@@ -77,8 +77,6 @@ def _as_vector(x: torch.Tensor, name: str) -> torch.Tensor:
     )
 
 
-
-
 def _prepare(pred, mos, std=None, *, min_n: int = 1, varying: str | None = None,
              pred_std=None):
     """Check and flatten the inputs; return float pred (upcast from half), constant mos/std.

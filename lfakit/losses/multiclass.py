@@ -156,7 +156,6 @@ def _upcast(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-
 def _one_minus(logp_y: torch.Tensor) -> torch.Tensor:
     """``1 - p_y`` from ``log p_y`` without cancellation."""
     return -torch.expm1(logp_y)

@@ -102,7 +102,6 @@ def _focus(base: torch.Tensor, gamma: float) -> torch.Tensor:
     return base.pow(gamma)
 
 
-
 def _clamp_inclusive(z: torch.Tensor, bound: float) -> torch.Tensor:
     """``clamp(z, -bound, bound)`` whose gradient is 1 on ``|z| <= bound`` (bounds included)
     and 0 strictly outside. (``torch.clamp`` gives 0 *on* the bounds, which would make the
