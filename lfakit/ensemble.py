@@ -20,9 +20,10 @@ Objective (both trainers report it; the PyTorch trainer minimises it directly)::
     a_i   = n_L / (2 n_L,class(y_i))  with class weights, else 1
 
 ``f_i`` is :class:`lfakit.losses.multilabel.FocalLoss` (``gamma = focal_gamma``; ``gamma = 0``
-is plain binary cross-entropy), reused rather than re-implemented; its gradient is the exact
-gradient of the focal loss (the seed's aggregator update instead multiplies the cross-entropy
-gradient by ``(1 - p_t)^gamma`` held constant, and divides by the sum of the weights).
+is plain binary cross-entropy), reused rather than re-implemented. :class:`TorchTrainer` follows
+its exact gradient; :class:`ALSTrainer`'s aggregator uses the seed's update instead, which
+multiplies the cross-entropy gradient by ``(1 - p_t)^gamma`` held constant and divides by the
+sum of the instance weights (see ``ALSTrainer._aggregator_steps``).
 
 Scale, as in the original: ``L_rec`` and ``Omega`` are **sums** over all ``m n`` entries while
 ``L_sup`` is a **mean** over labelled instances, so with the default ``rho = 0.5`` the
@@ -41,9 +42,10 @@ Two trainers:
   supervised term is **not** in these updates: supervision reaches ``X, Y`` only through
   *label-aware confidence* (``c_ui`` multiplied by ``1 + alpha r_ui`` on labelled positives and
   ``1 + alpha (1 - r_ui)`` on labelled negatives, so entries that agree with the label are
-  reconstructed more faithfully). Then ``aggregator_steps`` steps of plain gradient descent
-  (learning rate ``aggregator_lr``) on ``L_sup`` update ``(w, b)``; class weights and the
-  focal factor act there only.
+  reconstructed more faithfully). Then ``aggregator_steps`` steps of the seed's aggregator
+  update (learning rate ``aggregator_lr``; the gradient of ``L_sup`` with the focal factor held
+  constant, normalised by the summed instance weights) update ``(w, b)``; class weights and
+  the focal factor act there only.
 * :class:`TorchTrainer` (the original ``CFEnsemblePyTorchTrainer``): all of ``X, Y, w, b`` by
   gradient descent (Adam by default) on ``L``, so class weights and the focal factor reach
   every parameter through ``L_sup``. No label-aware confidence.
@@ -367,19 +369,32 @@ class ALSTrainer(_Base):
         self.aggregator_steps = _check("aggregator_steps", aggregator_steps, low=1, integer=True)
 
     def _aggregator_steps(self, R_hat_lab: np.ndarray, y: torch.Tensor, a: torch.Tensor) -> float:
-        Rl = torch.from_numpy(R_hat_lab)
-        w = torch.from_numpy(self.w.copy()).requires_grad_(True)
-        b = torch.tensor(self.b, dtype=torch.float64, requires_grad=True)
-        fl = self._fl
+        """``aggregator_steps`` steps of the original aggregator update, then ``L_sup``.
+
+        The seed's (and the original ``WeightedAggregator.update``'s) step: with
+        ``p = sigmoid(w^T r_hat + b)`` and instance weights ``v_i = a_i (1 - p_t,i)^gamma``,
+        the focal factor held **constant** (no gradient through it),
+        ``grad_w = sum_i v_i (p_i - y_i) r_hat_i / sum_i v_i`` and
+        ``grad_b = sum_i v_i (p_i - y_i) / sum_i v_i``. (For gamma = 0 this is the exact
+        gradient of ``L_sup``; for gamma > 0 it is not, which is the original's choice.)
+        """
+        Rl = R_hat_lab
+        yn = y.numpy()
+        an = a.numpy()
+        w, b = self.w.copy(), float(self.b)
         for _ in range(self.aggregator_steps):
-            loss = supervised_loss(w @ Rl + b, y, a, self.focal_gamma, fl)
-            gw, gb = torch.autograd.grad(loss, (w, b))
-            with torch.no_grad():
-                w -= self.aggregator_lr * gw
-                b -= self.aggregator_lr * gb
-        self.w, self.b = w.detach().numpy().copy(), float(b.detach())
+            p = _sigmoid(w @ Rl + b)
+            v = an * focal_weights(p, yn, self.focal_gamma) if self.focal_gamma else an
+            total = v.sum()
+            if not total > 0:  # every labelled instance predicted perfectly: nothing to learn
+                break
+            wr = v * (p - yn)
+            w -= self.aggregator_lr * (Rl @ wr) / total
+            b -= self.aggregator_lr * wr.sum() / total
+        self.w, self.b = w, b
         with torch.no_grad():
-            return float(supervised_loss(w @ Rl + b, y, a, self.focal_gamma, fl))
+            z = torch.from_numpy(w @ Rl + b)
+            return float(supervised_loss(z, y, a, self.focal_gamma, self._fl))
 
     def fit(self, data: EnsembleData) -> "ALSTrainer":
         self._check_data(data)

@@ -292,3 +292,33 @@ def test_labelled_split_is_stratified():
     assert es.y[tr].sum() == 25
     assert np.bincount(es.difficulty[tr]).tolist() == [100, 100, 50]
     assert not np.array_equal(tr, D.labelled_split(es, 0.5, seed=1))
+
+
+@pytest.mark.parametrize("gamma, class_weights", [(0.0, False), (2.0, False), (2.0, True)])
+def test_als_aggregator_step_is_the_seed_update(gamma, class_weights):
+    """One aggregator step of ALSTrainer = the seed's update, written out here: instance weights
+    a_i (1 - p_t)^gamma held constant, gradient normalised by their sum."""
+    data, _ = _random_data(3)
+    t = E.ALSTrainer(6, focal_gamma=gamma, use_class_weights=class_weights, aggregator_steps=1,
+                     aggregator_lr=0.5, max_iter=1, tol=0, random_seed=0)
+    t.fit(data)  # fitted factors; now take one more step from a chosen (w, b)
+    lab = data.labeled_mask
+    Rl = (t.X.T @ t.Y)[:, lab]
+    y = data.labels[lab]
+    w0, b0 = np.linspace(-0.5, 1.0, 6), 0.3
+    p = 1 / (1 + np.exp(-(w0 @ Rl + b0)))
+    n, n1 = len(y), y.sum()
+    a = np.where(y == 1, n / (2 * n1), n / (2 * (n - n1))) if class_weights else np.ones(n)
+    v = a * (1 - np.where(y == 1, p, 1 - p)) ** gamma
+    w_expected = w0 - 0.5 * (Rl @ (v * (p - y))) / v.sum()
+    b_expected = b0 - 0.5 * (v * (p - y)).sum() / v.sum()
+    t.w, t.b = w0.copy(), b0
+    t._aggregator_steps(Rl, torch.from_numpy(y), torch.from_numpy(E.class_weights(y, class_weights)))
+    np.testing.assert_allclose(t.w, w_expected, rtol=1e-12)
+    assert t.b == pytest.approx(b_expected, rel=1e-12)
+    if gamma:  # the focal step differs from the exact gradient of the focal loss
+        wt = torch.from_numpy(w0).requires_grad_(True)
+        loss = E.supervised_loss(wt @ torch.from_numpy(Rl) + b0, torch.from_numpy(y),
+                                 torch.from_numpy(E.class_weights(y, class_weights)), gamma)
+        (g,) = torch.autograd.grad(loss, wt)
+        assert not np.allclose(w0 - 0.5 * g.numpy(), w_expected, rtol=1e-3)

@@ -97,17 +97,21 @@ code("""print(report.format_table(tables["comparison"]))"""),
 md("""## The aggregator collapse
 On 10%-positive data the unweighted gradient of the aggregator is dominated by the negatives. Its
 first effect is to push every score down — through `b` and through the common part of `w`, since
-all reconstructed probabilities are ≥ 0 — so the predictions crowd near the base rate, below 0.5,
-before the weights have learnt which classifiers to trust: nearly constant predictions, no
-positive predicted. Class weights `n / (2·n_class)` give both classes half of the gradient, so the
-first steps move `w` toward the classifiers that separate the classes. The table follows the ALS
-aggregator (γ = 0, first seed) for more and more gradient steps: the collapse is a property of
+the reconstructed probabilities are mostly positive — so the predictions crowd near the base rate,
+below 0.5, before the weights have learnt which classifiers to trust: nearly constant predictions,
+no positive predicted. Class weights `n / (2·n_class)` give both classes half of the gradient, so
+the first steps move `w` toward the classifiers that separate the classes. The table follows the
+ALS aggregator (γ = 0, first seed) for more and more gradient steps: the collapse is a property of
 *slow* gradient descent under imbalance, not of the optimum — given enough steps the unweighted
-aggregator spreads out too (and stacking, which solves the same logistic regression to
+aggregator spreads out too (stacking, an L2-regularised logistic regression on R fitted to
 convergence, never collapses). The collapse is in the probabilities and decisions: the ranking,
 hence PR-AUC, survives as long as the mean weight stays positive (column `Mean w`, from 1/m =
-0.1 at the start); the seed's collapsed baseline (PR-AUC 0.071, below the 10% prevalence) had
-inverted weights. Histograms of the predictions are in `figures/prediction_spread.png`."""),
+0.1 at the start). The seed's collapsed baseline had PR-AUC 0.071, below the 10% prevalence,
+which needs a ranking worse than chance; the seed does not say how it arose (inverted weights
+would do it), and this kit does not reproduce it. Note also that plain accuracy at `p > 0.5` rewards the
+collapse on the mostly negative hard instances (the ALS baseline's high hard accuracy), while the
+seed reports 0.12 for its collapsed baseline, which plain accuracy cannot give: read `Hard acc`
+together with `Pos. pred`. Histograms of the predictions are in `figures/prediction_spread.png`."""),
 code("""collapse, collapse_preds = X.collapse_study(P, data)
 print(report.format_table(collapse, decimals=3))
 print("\\n".join(X.collapse_verdicts(collapse)))"""),
