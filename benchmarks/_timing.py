@@ -5,13 +5,17 @@ Method: one CPU thread (the scripts call ``torch.set_num_threads(1)``), CPU time
 not counted. The kit's loss ("ours") and its reference are each timed as repeated
 forward+backward calls on the same input. After a short warm-up, each side's calls per block
 are doubled until a block lasts about ``--block`` seconds. Ours and the reference then run in
-alternating blocks, with the order swapped every round, for ``--rounds`` rounds. The tables give
+alternating blocks, in an order that rotates every round, for ``--rounds`` rounds. The tables give
 the median over rounds of each side's time per call, the median of the per-round ratios
 ours/reference, and the interquartile range of those ratios (the spread caused by noise).
 
 ``verdict``: ``ok`` when the median ratio is <= the bound (``LIMIT`` = 1.10 unless a script
 says otherwise), ``SLOW`` when it is above, with ``?`` appended when the interquartile range
 straddles the bound (inconclusive at this noise level: rerun with more rounds).
+
+Each loss is also timed with the kit's per-call value checks off (``lfakit.losses.value_checks
+(False)``, columns ``off``): the checks read the targets once per call (about 5-15 microseconds
+on this CPU, a tenth of a fused loss at these sizes), which the references do not do.
 
 The scripts are run as ``python benchmarks/bench_losses_X.py``, so this directory is on
 ``sys.path`` and they import this module as ``from _timing import ...``.
@@ -20,11 +24,14 @@ The scripts are run as ``python benchmarks/bench_losses_X.py``, so this director
 from __future__ import annotations
 
 import argparse
+import contextlib
 import platform
 import statistics
 import time
 
 import torch
+
+from lfakit.losses import value_checks
 
 LIMIT = 1.10  # the issue's bound on ours / reference
 
@@ -67,27 +74,58 @@ def _calls_per_block(step, block: float) -> int:
     return number
 
 
-def time_pair(ours, ref, x, y, rounds: int, block: float, warmup: int = 20) -> dict:
+def time_pair(ours, ref, x, y, rounds: int, block: float, warmup: int = 20,
+              ours_off=None) -> dict:
     """Interleaved timing of ``ours`` and ``ref`` (forward+backward per call): per round one
-    block of each, order swapped every round. Returns the medians over rounds of the seconds
-    per call, the median of the per-round ratios ours/ref and their quartiles."""
-    steps = [_fwd_bwd(ours, x, y), _fwd_bwd(ref, x, y)]
-    for step in steps:  # warm-up
-        cpu_seconds_per_call(step, warmup)
-    numbers = [_calls_per_block(step, block) for step in steps]
-    times: list[list[float]] = [[], []]
+    block of each, in an order that rotates every round. Returns the medians over rounds of the
+    seconds per call, the median of the per-round ratios ours/ref and their quartiles.
+
+    ``ours_off`` (usually ``ours`` itself) is timed as a third side, in blocks run with the
+    kit's per-call value checks off (``lfakit.losses.value_checks(False)``); its figures, in the
+    same form and against the same reference, are under the key ``"off"``.
+    """
+    sides = [(ours, contextlib.nullcontext), (ref, contextlib.nullcontext)]
+    if ours_off is not None:
+        sides.append((ours_off, lambda: value_checks(False)))
+    steps = [(_fwd_bwd(fn, x, y), ctx) for fn, ctx in sides]
+    numbers = []
+    for step, ctx in steps:
+        with ctx():
+            cpu_seconds_per_call(step, warmup)  # warm-up
+            numbers.append(_calls_per_block(step, block))
+    times: list[list[float]] = [[] for _ in steps]
+    n = len(steps)
     for r in range(rounds):
-        for k in (0, 1) if r % 2 == 0 else (1, 0):
-            times[k].append(cpu_seconds_per_call(steps[k], numbers[k]))
-    ratios = [a / b for a, b in zip(*times)]
+        order = [(k + r) % n for k in range(n)]
+        if (r // n) % 2:
+            order.reverse()
+        for k in order:
+            step, ctx = steps[k]
+            with ctx():
+                times[k].append(cpu_seconds_per_call(step, numbers[k]))
+    res = _summary(times[0], times[1])
+    if ours_off is not None:
+        res["off"] = _summary(times[2], times[1])
+    return res
+
+
+def _summary(ours: list[float], ref: list[float]) -> dict:
+    ratios = [a / b for a, b in zip(ours, ref)]
     q1, _, q3 = statistics.quantiles(ratios, n=4)
     return {
-        "ours": statistics.median(times[0]),
-        "ref": statistics.median(times[1]),
+        "ours": statistics.median(ours),
+        "ref": statistics.median(ref),
         "ratio": statistics.median(ratios),
         "q1": q1,
         "q3": q3,
     }
+
+
+def ratio_cells(res: dict | None) -> str:
+    """``ratio  q1-q3`` of a :func:`time_pair` result (or its ``"off"`` part), blank if None."""
+    if res is None:
+        return f"{'':>6} {'':>11}"
+    return f"{res['ratio']:>6.2f} {res['q1']:>5.2f}-{res['q3']:<5.2f}"
 
 
 def verdict(res: dict, limit: float = LIMIT) -> str:

@@ -4,7 +4,8 @@
 
 References (each checked to give the same value as the kit's loss before timing):
 
-* ``bce``: ``F.binary_cross_entropy_with_logits`` (PyTorch's fused op, no input checks);
+* ``bce``: PyTorch's ``nn.BCEWithLogitsLoss`` module (no input checks): the built-in that the
+  kit's loss module replaces in a training loop (module against module);
 * ``focal``: ``torchvision.ops.sigmoid_focal_loss`` (alpha=-1, gamma=2, as the kit's default);
 * every other loss: the formula written the obvious way, one torch op per term of the
   formula sheet, element-wise over the (B, C) batch (``naive_*`` below): no input checks, no
@@ -16,9 +17,10 @@ References (each checked to give the same value as the kit's loss before timing)
 The kit's losses additionally validate every call (shapes, dtype, target values: one fused
 reduction and one device-to-host transfer), which the references do not. For the single-op
 reference (``bce``) the table adds a row ``bce (ref + check)`` whose reference is
-``F.binary_cross_entropy_with_logits`` preceded by the same target-range check written plainly
+``nn.BCEWithLogitsLoss`` preceded by the same target-range check written plainly
 (``torch.aminmax`` of the targets, then ``.item()``), so that the cost of the computation and
-the cost of the check can be told apart; the raw row above it is the one that counts.
+the cost of the check can be told apart. Every raw row is also timed with the kit's value
+checks off (``lfakit.losses.value_checks(False)``; columns ``off``), against the same reference.
 
 Timing: one CPU thread, float32; ours and the reference timed in interleaved blocks of CPU
 time, median over ``--rounds`` rounds, ``verdict`` against the bound 1.10 on the median ratio
@@ -30,7 +32,7 @@ from __future__ import annotations
 import argparse
 
 import torch
-import torch.nn.functional as F
+from torch import nn
 
 from torchvision.ops import sigmoid_focal_loss
 
@@ -38,7 +40,15 @@ import lfakit.losses as L
 from lfakit.losses._base import check_multilabel
 from lfakit.losses.multilabel import EXP_CE_CLAMP
 
-from _timing import LIMIT, add_timing_args, cpu_seconds_per_call, setup_line, time_pair, verdict
+from _timing import (
+    LIMIT,
+    add_timing_args,
+    cpu_seconds_per_call,
+    ratio_cells,
+    setup_line,
+    time_pair,
+    verdict,
+)
 
 
 # ------------------------------------------------------------------------------------------
@@ -78,8 +88,8 @@ def torchvision_focal(z, y):
     return sigmoid_focal_loss(z, y, alpha=-1, gamma=2.0, reduction="mean")
 
 
-def bce_reference(z, y):
-    return F.binary_cross_entropy_with_logits(z, y)
+# PyTorch's loss module, called as it is (a Python function around it would slow it)
+bce_reference = nn.BCEWithLogitsLoss()
 
 
 def bce_reference_checked(z, y):
@@ -87,12 +97,12 @@ def bce_reference_checked(z, y):
     lo, hi = torch.aminmax(y)
     if not (lo.item() >= 0 and hi.item() <= 1):
         raise ValueError("targets must lie in [0, 1]")
-    return F.binary_cross_entropy_with_logits(z, y)
+    return bce_reference(z, y)
 
 
 # row label -> (kit loss name, reference label, reference fn, soft targets?)
 REFERENCES = {
-    "bce": ("bce", "F.binary_cross_entropy_with_logits", bce_reference, False),
+    "bce": ("bce", "nn.BCEWithLogitsLoss", bce_reference, False),
     "bce (ref + check)": ("bce", "the same + aminmax target check", bce_reference_checked, False),
     "focal": ("focal", "torchvision sigmoid_focal_loss", torchvision_focal, False),
     "asl": ("asl", "naive element-wise", naive_asl, False),
@@ -123,11 +133,11 @@ def main(argv=None) -> None:
     )
     header = (
         f"{'loss':<18} {'ours ms':>9} {'ref ms':>9} {'ratio':>6} {'ratio IQR':>11} "
-        f"{'verdict':<8} reference"
+        f"{'off ms':>8} {'off':>6} {'off IQR':>11} {'verdict':<10} reference"
     )
     print(header)
     print("-" * (len(header) + 22))
-    slow = []
+    slow, slow_off = [], []
     for row, (name, label, ref_fn, soft) in REFERENCES.items():
         if args.only and row not in args.only:
             continue
@@ -137,19 +147,26 @@ def main(argv=None) -> None:
             a, b = ours_fn(z, y).item(), ref_fn(z, y).item()
         if abs(a - b) > 1e-4 * max(1.0, abs(b)):
             raise SystemExit(f"{name}: value {a} differs from the reference {b}")
-        res = time_pair(ours_fn, ref_fn, z, y, args.rounds, args.block)
-        v = verdict(res)
+        raw = "check" not in row  # the (ref + check) rows compare like with like already
+        res = time_pair(ours_fn, ref_fn, z, y, args.rounds, args.block,
+                        ours_off=ours_fn if raw else None)
+        off = res.get("off")
+        v, v_off = verdict(res), (verdict(off) if off else "")
         if not v.startswith("ok"):
             slow.append(row)
+        if off and not v_off.startswith("ok"):
+            slow_off.append(row)
+        off_ms = f"{off['ours'] * 1e3:>8.4f}" if off else f"{'':>8}"
         print(
-            f"{row:<18} {res['ours'] * 1e3:>9.4f} {res['ref'] * 1e3:>9.4f} {res['ratio']:>6.2f} "
-            f"{res['q1']:>5.2f}-{res['q3']:<5.2f} {v:<8} {label}"
+            f"{row:<18} {res['ours'] * 1e3:>9.4f} {res['ref'] * 1e3:>9.4f} {ratio_cells(res)} "
+            f"{off_ms} {ratio_cells(off)} {(v + '/' + v_off) if off else v:<10} {label}"
         )
     # the kit validates every call (shape, dtype, target range); the references do not
     t_check = cpu_seconds_per_call(lambda: check_multilabel(z.detach(), y_hard), 2000)
     print(f"(input validation alone, check_multilabel on 0/1 targets: {t_check * 1e3:.4f} ms "
           "per call, measured in a tight loop)")
-    print(f"median ratio above {LIMIT}: {', '.join(slow) if slow else 'none'}")
+    print(f"median ratio above {LIMIT}, value checks on: {', '.join(slow) or 'none'}; "
+          f"off: {', '.join(slow_off) or 'none'}")
 
 
 if __name__ == "__main__":

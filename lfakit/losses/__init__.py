@@ -3,11 +3,25 @@
 >>> import lfakit.losses as L
 >>> L.available()            # {'multilabel': [...], 'multiclass': [...], 'iqa': [...]}
 >>> loss = L.build("zlpr")   # an nn.Module taking (logits, targets)
+>>> with L.value_checks(False):   # skip the per-call target-value checks (speed; see the docs)
+...     value = loss(logits, targets)
 """
 
+from lfakit.losses._base import set_value_checks, value_checks, value_checks_enabled
 from lfakit.losses._registry import TASKS, accepted_kwargs, available, build, get, register, task_of
 
 # Importing the modules registers their losses.
 from lfakit.losses import iqa, multiclass, multilabel  # noqa: F401,E402
 
-__all__ = ["TASKS", "accepted_kwargs", "available", "build", "get", "register", "task_of"]
+__all__ = [
+    "TASKS",
+    "accepted_kwargs",
+    "available",
+    "build",
+    "get",
+    "register",
+    "set_value_checks",
+    "task_of",
+    "value_checks",
+    "value_checks_enabled",
+]

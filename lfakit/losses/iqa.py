@@ -42,7 +42,14 @@ import math
 import torch
 
 from lfakit.errors import ParameterError
-from lfakit.losses._base import FULL_PRECISION, REDUCTION_ENUM, Loss, check_number, to_host
+from lfakit.losses._base import (
+    _VALUE_CHECKS,
+    FULL_PRECISION,
+    REDUCTION_ENUM,
+    Loss,
+    check_number,
+    to_host,
+)
 from lfakit.losses._registry import register
 
 __all__ = [
@@ -83,7 +90,8 @@ def _prepare(pred, mos, std=None, *, min_n: int = 1, varying: str | None = None,
 
     Value checks (MOS finite; MOS not all equal when ``varying`` names the quantity that would
     be undefined; ``std`` finite and >= 0; ``pred_std``, an already flattened tensor, finite
-    and > 0) read ``torch.aminmax`` of each of them in one device-to-host transfer per call.
+    and > 0) read ``torch.aminmax`` of each of them in one device-to-host transfer per call;
+    they are skipped with the value checks off (:func:`lfakit.losses.set_value_checks`).
     """
     if (  # the common case, (N,) float32/float64 tensors of one dtype and device: inlined
         std is None
@@ -98,6 +106,8 @@ def _prepare(pred, mos, std=None, *, min_n: int = 1, varying: str | None = None,
         and mos.device == pred.device
         and pred.shape[0] >= max(min_n, 1)
     ):
+        if not _VALUE_CHECKS[0]:
+            return pred, mos, None
         lo, hi = torch.aminmax(mos)
         lo, hi = (lo.item(), hi.item()) if mos.is_cpu else to_host(lo, hi)
         if not (math.isfinite(lo) and math.isfinite(hi)):  # NaN propagates into both
@@ -125,7 +135,7 @@ def _prepare(pred, mos, std=None, *, min_n: int = 1, varying: str | None = None,
         if s.shape[0] != n:
             raise ValueError(f"std has {s.shape[0]} entries but mos has {n}")
         s = _constant_like(s, p)
-    if n == 0:
+    if n == 0 or not _VALUE_CHECKS[0]:
         return p, q, s
     stats = [*torch.aminmax(q)]
     if s is not None:

@@ -31,6 +31,7 @@ from lfakit.losses._base import (
     FULL_PRECISION,
     REDUCTION_ENUM,
     REDUCTIONS,
+    _VALUE_CHECKS,
     Loss,
     check_number,
     to_host,
@@ -71,7 +72,14 @@ _FOCUS_FLOOR = 1e-6
 # --------------------------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------------------------
-def check_multiclass(logits: torch.Tensor, target: torch.Tensor) -> None:
+#: The ``ignore_index`` passed to PyTorch's cross-entropy op, which has no "none" setting: on
+#: the CPU, where the op's own index check stands in for the kit's label check, a label equal
+#: to it would be skipped. -2**63 + 1 is not a float64 (so no float label cast to int64 gives it;
+#: NaN and inf cast to -2**63 or 2**63 - 1), unlike PyTorch's default -100.
+_NO_IGNORE = -(2**63) + 1
+
+
+def check_multiclass(logits: torch.Tensor, target: torch.Tensor, values: bool = True) -> None:
     """Raise a clear error unless ``logits`` is a (B, K) float tensor and ``target`` a (B,)
     tensor of integer class indices in [0, K).
 
@@ -81,8 +89,9 @@ def check_multiclass(logits: torch.Tensor, target: torch.Tensor) -> None:
     ``ignore_index``: every label must be a valid class.
 
     Cost: the structural checks are one combined condition (the detailed diagnosis runs only
-    when it fails); the label range is one fused reduction (``torch.aminmax``) and one
-    device-to-host transfer.
+    when it fails); the label range (``values=True``) is one fused reduction (``torch.aminmax``)
+    and one device-to-host transfer. The losses skip that read on the CPU, where PyTorch's
+    kernels check every label index themselves (:func:`_run_checked`).
     """
     if not (
         type(logits) is torch.Tensor  # noqa: E721 (exact type: subclasses take the slow path)
@@ -96,7 +105,7 @@ def check_multiclass(logits: torch.Tensor, target: torch.Tensor) -> None:
     n, k = logits.shape
     if k < 2 or target.shape[0] != n:
         _multiclass_input_error(logits, target)
-    if n:
+    if n and values:
         lo, hi = torch.aminmax(target)
         if target.is_cpu:
             lo, hi = lo.item(), hi.item()
@@ -108,6 +117,30 @@ def check_multiclass(logits: torch.Tensor, target: torch.Tensor) -> None:
                 f"target labels must lie in [0, {k}) for logits with {k} classes; found {bad}"
                 + (" (ignore_index is not supported)" if bad == -100 else "")
             )
+
+
+def _run_checked(loss_fn, z, y, logits, target):
+    """``loss_fn(z, y)`` with the label range checked once, at the lowest cost.
+
+    On the CPU the kernels that read the labels (``nll_loss`` under cross-entropy, ``gather``
+    in the others) reject any index outside [0, K) themselves, so the labels are not read
+    beforehand; if such a kernel raises, the labels are checked and the kit's error replaces
+    PyTorch's (whatever the value-check switch says: this costs nothing on valid input).
+    Cross-entropy's ``ignore_index`` is :data:`_NO_IGNORE`, the one label value this leaves
+    unchecked. Elsewhere (a GPU kernel's index check is a device-side assert that poisons the
+    context) the labels are read first, when the value checks are on.
+    """
+    on_cpu = logits.is_cpu and target.is_cpu
+    check_multiclass(logits, target, values=_VALUE_CHECKS[0] and not on_cpu)
+    try:
+        return loss_fn(z, y)
+    except (IndexError, RuntimeError):
+        if on_cpu:
+            try:
+                check_multiclass(logits, target)
+            except ValueError as err:
+                raise err from None  # the label, not PyTorch's index message
+        raise
 
 
 def _multiclass_input_error(logits, target) -> None:
@@ -196,7 +229,9 @@ class _MulticlassLoss(Loss):
         return self._reduce(per_sample)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        check_multiclass(logits, target)
+        return _run_checked(self._transformed_loss, logits, target, logits, target)
+
+    def _transformed_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         z = self._logits(_upcast(logits))
         y = target
         if y.dtype != torch.long or y.device != z.device:
@@ -212,9 +247,10 @@ class _CEOfLogits(_MulticlassLoss):
 
     def _loss(self, z, y):
         # PyTorch's fused op directly (what F.cross_entropy calls, without its wrapper):
-        # no class weights, ignore_index -100 (unused: every label was checked to be a class)
+        # no class weights; the labels are checked by _run_checked (on the CPU by this op's own
+        # index check), and the ignore_index the op requires is one no label should take
         return torch._C._nn.cross_entropy_loss(
-            z, y, None, REDUCTION_ENUM[self.reduction], -100, self.label_smoothing
+            z, y, None, REDUCTION_ENUM[self.reduction], _NO_IGNORE, self.label_smoothing
         )
 
 
@@ -239,13 +275,13 @@ class CrossEntropyLoss(_CEOfLogits):
         self.label_smoothing = check_number("label_smoothing", label_smoothing, low=0, high=1)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        check_multiclass(logits, target)
         if (  # the common case, inlined: int64 labels, float32/64 logits on one device
-            target.dtype == torch.long
+            type(target) is torch.Tensor  # noqa: E721 (anything else: the general path's errors)
+            and target.dtype == torch.long
             and logits.dtype in FULL_PRECISION
             and target.device == logits.device
         ):
-            return self._loss(logits, target)
+            return _run_checked(self._loss, logits, target, logits, target)
         return super().forward(logits, target)
 
     def extra_repr(self) -> str:
