@@ -2,7 +2,7 @@
 
 Off, a loss must compute exactly what it computes with the checks on (same value, same
 gradient) and skip only the reads of the target values; shape errors stay, and so do the
-numerical safeguards.
+numerical safeguards. Also here: what every loss says when it is not given tensors.
 """
 
 from __future__ import annotations
@@ -148,3 +148,10 @@ def test_switch_api():
     with L.value_checks(False), L.value_checks(True):
         assert L.value_checks_enabled()
     assert L.value_checks_enabled()
+
+
+@pytest.mark.parametrize("name", MULTILABEL + MULTICLASS + IQA)
+def test_non_tensor_inputs_get_a_type_error(name):
+    x, y = _inputs(name)
+    with pytest.raises(TypeError, match="Tensor|tensors"):
+        L.build(name)(x.tolist(), y.tolist())

@@ -46,12 +46,14 @@ def set_value_checks(enabled: bool) -> bool:
     device-to-host transfer) and raises a clear error for values outside the loss's domain:
     multi-label targets outside {0, 1} (or [0, 1] for soft targets) or NaN, class labels
     outside [0, K), NaN/inf MOS, a constant MOS where a correlation loss needs variation,
-    negative or non-finite MOS standard deviations.
+    negative or non-finite MOS standard deviations. (Class labels on the CPU are the
+    exception: PyTorch's kernels check their range anyway, so the multi-class losses leave it
+    to them and give the kit's error when they fail, with the switch on or off.)
 
     Off, those reads are skipped: a loss costs what PyTorch's own op costs (the checks are
     about 10 microseconds a call on a CPU, which is a tenth of a fused loss at B=256, and a
     host synchronisation on a GPU), and bad values give what the formula gives (NaN, a wrong
-    value, or PyTorch's own error, e.g. its index check for labels on the CPU). Shape and dtype
+    value, or on a GPU a device-side assert for labels out of range). Shape and dtype
     errors are still raised. Numerical safeguards are not checks and stay on (ZLPR's overflow
     fallback; focal loss still reads whether targets are hard, to choose its formula).
 
@@ -172,6 +174,11 @@ def _bad_targets(soft: bool):
 
 def check_multilabel_shapes(logits: torch.Tensor, targets: torch.Tensor) -> None:
     """Raise a clear error unless logits and targets are matching B x C tensors, logits float."""
+    if not isinstance(logits, torch.Tensor) or not isinstance(targets, torch.Tensor):
+        raise TypeError(
+            f"expected tensors (logits, targets), got {type(logits).__name__}, "
+            f"{type(targets).__name__}"
+        )
     if logits.ndim != 2:
         raise ValueError(f"expected logits of shape (batch, classes), got {tuple(logits.shape)}")
     if targets.shape != logits.shape:
@@ -199,7 +206,11 @@ def check_multilabel(
     soft targets (not known).
     """
     if not (
-        logits.ndim == 2 and targets.shape == logits.shape and logits.is_floating_point()
+        type(logits) is torch.Tensor  # noqa: E721 (exact type: anything else, the full checks)
+        and type(targets) is torch.Tensor  # noqa: E721
+        and logits.ndim == 2
+        and targets.shape == logits.shape
+        and logits.is_floating_point()
     ):
         check_multilabel_shapes(logits, targets)  # raises the detailed error
     if not (_VALUE_CHECKS[0] or need_hard):

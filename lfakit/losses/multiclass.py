@@ -130,7 +130,10 @@ def _run_checked(loss_fn, z, y, logits, target):
     unchecked. Elsewhere (a GPU kernel's index check is a device-side assert that poisons the
     context) the labels are read first, when the value checks are on.
     """
-    on_cpu = logits.is_cpu and target.is_cpu
+    on_cpu = (
+        isinstance(logits, torch.Tensor) and isinstance(target, torch.Tensor)
+        and logits.is_cpu and target.is_cpu
+    )
     check_multiclass(logits, target, values=_VALUE_CHECKS[0] and not on_cpu)
     try:
         return loss_fn(z, y)
@@ -276,7 +279,8 @@ class CrossEntropyLoss(_CEOfLogits):
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if (  # the common case, inlined: int64 labels, float32/64 logits on one device
-            type(target) is torch.Tensor  # noqa: E721 (anything else: the general path's errors)
+            type(logits) is torch.Tensor  # noqa: E721 (anything else: the general path's errors)
+            and type(target) is torch.Tensor  # noqa: E721
             and target.dtype == torch.long
             and logits.dtype in FULL_PRECISION
             and target.device == logits.device
