@@ -63,7 +63,12 @@ def _cmd_run_all(args) -> int:
         if args.profile not in runner.profiles(exp):
             print(f"{exp}: no {args.profile!r} profile, skipped")
             continue
-        if _run_one(exp, args):
+        try:
+            code = _run_one(exp, args)
+        except LfakitError as e:  # e.g. this experiment's data are missing: go on with the next
+            print(f"lfakit: {exp}: error: {e}", file=sys.stderr)
+            code = 2
+        if code:
             failed.append(exp)
     print(f"results are under {runner.results_root()}")
     if failed:

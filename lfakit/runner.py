@@ -260,6 +260,17 @@ def execute(experiment: str, params: dict[str, Any], run_dir: Path, timeout: int
     return out
 
 
+def preflight(experiment: str, params: dict[str, Any]) -> None:
+    """The experiment's checks of what a run needs beyond its parameters (data on disk,
+    pretrained weights), run before a run folder is made or a kernel is started. Experiments
+    define them as ``preflight(P)`` in their module; the notebook's ``setup`` runs the same."""
+    from lfakit.params import _load
+
+    check = getattr(_load(experiment), "preflight", None)
+    if check is not None:
+        check(params)
+
+
 def run(
     experiment: str,
     profile: str | None = "smoke",
@@ -268,7 +279,8 @@ def run(
     timeout: int | None = None,
     log_output: bool = True,
 ) -> RunOutcome:
-    """Validate parameters, make (or reopen) the run folder and execute the notebook."""
+    """Validate parameters, check the data and weights (:func:`preflight`), make (or reopen)
+    the run folder and execute the notebook."""
     _check_experiment(experiment)
     if resume:
         run_dir = results_root() / experiment / resume
@@ -280,6 +292,7 @@ def run(
         if overrides:
             raise ParameterError("--resume continues a run with its saved parameters; drop the -p overrides")
         params = validate(experiment, load_yaml(run_dir / PARAMS_NAME))
+        preflight(experiment, params)
         params["resume"] = True
         old = run_dir / NOTEBOOK_NAME
         if old.exists():  # keep the interrupted attempt's notebook
@@ -289,6 +302,7 @@ def run(
             old.rename(run_dir / f"notebook.attempt-{n}.ipynb")
     else:
         params = resolve_params(experiment, profile, overrides)
+        preflight(experiment, params)
         run_dir = new_run_dir(experiment, profile or "")
         params["run_dir"] = str(run_dir)
         params["resume"] = False

@@ -72,15 +72,14 @@ def test_bad_parameters_fail_before_any_work(args, message, capsys, results_dir)
 
 
 def test_paper_profile_without_cifar_stops_at_once_saying_where_data_goes(capsys, results_dir, tmp_path):
+    """Checked by the CLI before a run folder is made or a kernel started (runner.preflight)."""
     missing = tmp_path / "cifar10"
-    before = set(_runs(results_dir))
-    assert cli.main(["run", EXP, "--profile", "paper", "-q", "-p", f"data_dir={missing}"]) == 1
+    before = _runs(results_dir)
+    assert cli.main(["run", EXP, "--profile", "paper", "-q", "-p", f"data_dir={missing}"]) == 2
     err = capsys.readouterr().err
     assert "cifar-10-batches-py" in err and "data_batch_1" in err and str(missing) in err
-    assert "--profile smoke" in err and "DataError" in err
-    (new,) = set(_runs(results_dir)) - before
-    run = results_dir / EXP / new
-    assert (run / "params.yaml").exists() and not (run / "checkpoints").exists()
+    assert "--profile smoke" in err
+    assert _runs(results_dir) == before  # no run folder, no notebook
 
 
 # --------------------------------------------------------------------------- models

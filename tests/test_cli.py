@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from lfakit import cli
+from lfakit import cli, runner
 
 EXP = "chestxray_zlpr"
 
@@ -56,14 +56,39 @@ def test_resume_unknown_run_id(capsys):
 
 
 def test_paper_profile_without_data_stops_at_once_saying_where_data_goes(capsys, results_dir, tmp_path):
+    """Checked by the CLI before a run folder is made or a kernel started (runner.preflight)."""
     missing = tmp_path / "ChestX-ray14"
-    before = set(_runs(results_dir))
-    assert cli.main(["run", EXP, "--profile", "paper", "-q", "-p", f"data_dir={missing}"]) == 1
+    before = _runs(results_dir)
+    assert cli.main(["run", EXP, "--profile", "paper", "-q", "-p", f"data_dir={missing}"]) == 2
     err = capsys.readouterr().err
     assert "Data_Entry_2017.csv" in err and "train_val_list.txt" in err
     assert "--profile smoke" in err  # how to run without the data
-    assert "cell" in err and "DataError" in err
-    (new,) = set(_runs(results_dir)) - before
-    run = results_dir / EXP / new
-    assert (run / "notebook.ipynb").exists() and (run / "params.yaml").exists()
-    assert not (run / "checkpoints").exists()  # stopped before any training
+    assert _runs(results_dir) == before  # no run folder, no notebook
+
+
+def test_notebook_setup_runs_the_same_data_check(tmp_path):
+    """In JupyterLab (no CLI) the notebook's first cell stops with the same message."""
+    from lfakit.errors import DataError
+    from lfakit.experiments import chestxray_zlpr
+
+    P = runner.resolve_params(EXP, "paper", {"data_dir": str(tmp_path / "missing")})
+    with pytest.raises(DataError, match="Data_Entry_2017.csv"):
+        chestxray_zlpr.setup(P)
+
+
+def test_run_all_goes_on_after_an_experiment_whose_data_are_missing(capsys, results_dir, monkeypatch):
+    from lfakit.errors import DataError
+
+    ran = []
+
+    def fake_run(experiment, **kw):
+        if experiment == EXP:
+            raise DataError(f"{experiment}: no data here")
+        ran.append(experiment)
+        return runner.RunOutcome(experiment, results_dir, results_dir / "nb.ipynb", False)
+
+    monkeypatch.setattr(runner, "run", fake_run)
+    assert cli.main(["run-all", "-q"]) == 1
+    err = capsys.readouterr().err
+    assert f"{EXP}: error: {EXP}: no data here" in err and f"failed: {EXP}" in err
+    assert sorted(ran) == sorted(e for e in runner.experiments() if e != EXP)

@@ -98,6 +98,13 @@ def check_params(p: dict) -> str | None:
         return f"collapse_steps must be positive integers (aggregator steps per ALS iteration), got {bad}"
     if p["focal_gamma"] == 0:
         return "focal_gamma=0 makes the focal rows equal to the unweighted ones; use a positive gamma (the seed uses 2)"
+    if "synthetic" in p["datasets"]:
+        n_pos = round(p["positive_rate"] * p["n_instances"])
+        if n_pos * p["labelled_fraction"] < 2 or n_pos * (1 - p["labelled_fraction"]) < 2:
+            return (
+                f"{p['n_instances']} instances at positive_rate {p['positive_rate']} give {n_pos} positives: too few "
+                "for both the labelled and the test part to hold 2; raise n_instances or positive_rate"
+            )
     return None
 
 
@@ -109,13 +116,6 @@ def setup(P: dict) -> Path:
         import sklearn  # noqa: F401
     except ImportError:  # pragma: no cover - a dependency of the kit
         raise ParameterError("scikit-learn is needed for the digits data and the stacking baseline: pip install scikit-learn") from None
-    if "synthetic" in P["datasets"]:
-        n_pos = round(P["positive_rate"] * P["n_instances"])
-        if n_pos * P["labelled_fraction"] < 2 or n_pos * (1 - P["labelled_fraction"]) < 2:
-            raise ParameterError(
-                f"{P['n_instances']} instances at positive_rate {P['positive_rate']} give {n_pos} positives: too few "
-                "for both the labelled and the test part to hold 2; raise n_instances or positive_rate"
-            )
     return runner.open_run(EXPERIMENT, P)
 
 

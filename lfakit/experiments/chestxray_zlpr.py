@@ -59,10 +59,10 @@ def cache_dir(P: dict) -> Path:
     return Path(P["cache_dir"]).expanduser() if P["cache_dir"] else chestxray.default_cache_dir()
 
 
-def setup(P: dict) -> Path:
-    """Fix threads and seeds, check inputs before any work, and open the run folder."""
-    engine.set_threads(P["num_threads"])
-    engine.seed_everything(P["seed"])
+def preflight(P: dict) -> None:
+    """What the run needs beyond its parameters: the NIH data (when ``data_dir`` is set) and
+    the pretrained weights. ``lfakit run`` calls it before making a run folder; so does
+    :func:`setup`."""
     if P["data_dir"]:
         root = Path(P["data_dir"]).expanduser()
         try:
@@ -71,6 +71,13 @@ def setup(P: dict) -> Path:
             raise DataError(f"{e}\nWithout the NIH data: lfakit run {EXPERIMENT} --profile smoke") from None
     if P["pretrained"]:
         models.ensure_weights(P["model"])
+
+
+def setup(P: dict) -> Path:
+    """Fix threads and seeds, check inputs before any work, and open the run folder."""
+    engine.set_threads(P["num_threads"])
+    engine.seed_everything(P["seed"])
+    preflight(P)
     return runner.open_run(EXPERIMENT, P)
 
 

@@ -106,14 +106,20 @@ def rho_label(r) -> str:
     return str(int(r)) if float(r).is_integer() else str(r)
 
 
-def setup(P: dict) -> Path:
-    """Fix threads and seeds, check the data and weights before any work, open the run folder."""
-    engine.set_threads(P["num_threads"])
-    engine.seed_everything(P["seed"])
+def preflight(P: dict) -> None:
+    """What the run needs beyond its parameters: CIFAR-10 on disk (``dataset=cifar10``) and the
+    pretrained weights. ``lfakit run`` calls it before making a run folder; so does :func:`setup`."""
     if P["dataset"] == "cifar10":
         cifar.find_cifar_dir(P["data_dir"])  # DataError: where the data go, how to run without
     if P["pretrained"]:
         models.ensure_weights(P["model"])
+
+
+def setup(P: dict) -> Path:
+    """Fix threads and seeds, check the data and weights before any work, open the run folder."""
+    engine.set_threads(P["num_threads"])
+    engine.seed_everything(P["seed"])
+    preflight(P)
     return runner.open_run(EXPERIMENT, P)
 
 
