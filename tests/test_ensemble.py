@@ -47,16 +47,29 @@ def test_als_updates_never_increase_the_weighted_reconstruction_objective(seed, 
     assert J[-1] == pytest.approx(E.als_objective(data.R, m.C_, m.X, m.Y, 0.05, 0.5))
 
 
-def test_als_x_update_is_the_exact_block_minimiser():
-    """After fit the last update was Y: its gradient of rho L_rec + lambda Omega must vanish."""
+def _grads(R, C, X, Y, rho, lam):
+    """Gradients of rho L_rec + lambda Omega with respect to X and Y."""
+    E_ = C * (R - X.T @ Y)
+    return -2 * rho * Y @ E_.T + 2 * lam * X, -2 * rho * X @ E_ + 2 * lam * Y
+
+
+def test_als_x_and_y_updates_are_exact_block_minimisers():
+    """Each ALS half-step zeroes the gradient of rho L_rec + lambda Omega in its block."""
     data, _ = _random_data(3)
-    rho, lam = 0.7, 0.1
-    m = E.ALSTrainer(data.n_classifiers, latent_dim=3, rho=rho, lambda_reg=lam, max_iter=3, tol=0, random_seed=0).fit(data)
+    rho, lam, d = 0.7, 0.1, 3
+    m = E.ALSTrainer(data.n_classifiers, latent_dim=d, rho=rho, lambda_reg=lam, max_iter=3, tol=0, random_seed=0).fit(data)
     C, R, X, Y = m.C_, data.R, m.X, m.Y
-    grad_Y = -2 * rho * X @ (C * (R - X.T @ Y)) + 2 * lam * Y
-    assert np.abs(grad_Y).max() < 1e-9
-    grad_X = -2 * rho * Y @ (C * (R - X.T @ Y)).T + 2 * lam * X
+    grad_X, grad_Y = _grads(R, C, X, Y, rho, lam)
+    assert np.abs(grad_Y).max() < 1e-9  # the last update was Y's
     assert np.abs(grad_X).max() > 1e-6  # X was updated before Y, so it is not stationary any more
+    # X's update: one iteration from the documented start (factors ~ N(0, 0.01^2), seed's rng)
+    one = E.ALSTrainer(data.n_classifiers, latent_dim=d, rho=rho, lambda_reg=lam, max_iter=1, tol=0, random_seed=0).fit(data)
+    rng = np.random.default_rng(0)
+    rng.normal(0.0, 0.01, (d, data.n_classifiers))  # X0, replaced by the first update
+    Y0 = rng.normal(0.0, 0.01, (d, R.shape[1]))
+    grad_X1, _ = _grads(R, one.C_, one.X, Y0, rho, lam)
+    assert np.abs(grad_X1).max() < 1e-9
+    assert np.abs(_grads(R, one.C_, one.X * 1.01, Y0, rho, lam)[0]).max() > 1e-6  # not trivially 0
 
 
 def test_rho_one_without_labels_reconstructs_a_low_rank_matrix():
