@@ -121,6 +121,35 @@ def _summary(ours: list[float], ref: list[float]) -> dict:
     }
 
 
+class Tally:
+    """The rows over the bound, with the value checks on and off, and each row's verdict cell."""
+
+    def __init__(self):
+        self.slow: list[str] = []
+        self.slow_off: list[str] = []
+
+    def judge(self, row: str, res: dict, limit: float = LIMIT) -> str:
+        """``ok/ok``-style verdicts of a :func:`time_pair` result (one word without ``"off"``)."""
+        v = verdict(res, limit)
+        if not v.startswith("ok"):
+            self.slow.append(row)
+        if "off" not in res:
+            return v
+        v_off = verdict(res["off"], limit)
+        if not v_off.startswith("ok"):
+            self.slow_off.append(row)
+        return f"{v}/{v_off}"
+
+    def summary(self) -> str:
+        return (f"value checks on: {', '.join(self.slow) or 'none'}; "
+                f"off: {', '.join(self.slow_off) or 'none'}")
+
+
+def off_ms_cell(res: dict) -> str:
+    """Milliseconds per call with the value checks off, blank without an ``"off"`` part."""
+    return f"{res['off']['ours'] * 1e3:>8.4f}" if "off" in res else f"{'':>8}"
+
+
 def ratio_cells(res: dict | None) -> str:
     """``ratio  q1-q3`` of a :func:`time_pair` result (or its ``"off"`` part), blank if None."""
     if res is None:

@@ -41,7 +41,7 @@ from torch import nn
 
 import lfakit.losses as L
 
-from _timing import LIMIT, add_timing_args, ratio_cells, setup_line, time_pair, verdict
+from _timing import LIMIT, Tally, add_timing_args, ratio_cells, setup_line, time_pair
 
 TEMPERATURE = 0.1
 
@@ -156,7 +156,7 @@ def main(argv=None) -> None:
     )
     print(header)
     print("-" * (len(header) + 20))
-    slow, slow_off = [], []
+    tally = Tally()
     for row, (name, label, ref_fn, kind) in REFERENCES.items():
         if args.only and row not in args.only:
             continue
@@ -171,21 +171,15 @@ def main(argv=None) -> None:
         raw = "check" not in row  # the (ref + check) rows compare like with like already
         res = time_pair(ours_fn, ref_fn, p, q, rounds, args.block, warmup=3,
                         ours_off=ours_fn if raw else None)
-        off = res.get("off")
         # pairwise: speed-up = 1 / ratio must be >= MIN_SPEEDUP
-        limit = 1.0 / MIN_SPEEDUP if pairwise else LIMIT
-        v, v_off = verdict(res, limit), (verdict(off, limit) if off else "")
-        if not v.startswith("ok"):
-            slow.append(row)
-        if off and not v_off.startswith("ok"):
-            slow_off.append(row)
+        v = tally.judge(row, res, 1.0 / MIN_SPEEDUP if pairwise else LIMIT)
         print(
             f"{row:<17} {kind:<10} {res['ours'] * 1e3:>9.4f} {res['ref'] * 1e3:>10.4f} "
-            f"{ratio_cells(res)} {ratio_cells(off)} "
-            f"{1 / res['ratio']:>7.1f}x {(v + '/' + v_off) if off else v:<10} {label}"
+            f"{ratio_cells(res)} {ratio_cells(res.get('off'))} "
+            f"{1 / res['ratio']:>7.1f}x {v:<10} {label}"
         )
     print(f"failing the bound (ratio > {LIMIT}, or pairwise speed-up < {MIN_SPEEDUP:g}x), "
-          f"value checks on: {', '.join(slow) or 'none'}; off: {', '.join(slow_off) or 'none'}")
+          f"{tally.summary()}")
 
 if __name__ == "__main__":
     main()

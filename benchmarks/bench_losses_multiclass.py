@@ -31,7 +31,7 @@ from torch import nn
 
 import lfakit.losses as L
 
-from _timing import LIMIT, add_timing_args, ratio_cells, setup_line, time_pair, verdict
+from _timing import LIMIT, Tally, add_timing_args, off_ms_cell, ratio_cells, setup_line, time_pair
 
 
 def _py(z, y):
@@ -111,7 +111,7 @@ def main(argv=None):
               f"{'off ms':>8} {'off':>6} {'off IQR':>11} {'verdict':<10}{'max |diff|':>10}")
     print(header)
     print("-" * len(header))
-    slow, slow_off = [], []
+    tally = Tally()
     for label, (name, kw, ref) in REFERENCES.items():
         if args.only and label not in args.only:
             continue
@@ -121,17 +121,11 @@ def main(argv=None):
         if diff > 1e-4:
             raise SystemExit(f"{label}: differs from the reference by {diff}")
         res = time_pair(ours, ref, z, y, args.rounds, args.block, ours_off=ours)
-        off = res.get("off")
-        v, v_off = verdict(res), (verdict(off) if off else "")
-        if not v.startswith("ok"):
-            slow.append(label)
-        if off and not v_off.startswith("ok"):
-            slow_off.append(label)
-        off_ms = f"{off['ours'] * 1e3:>8.4f}" if off else f"{'':>8}"
         print(f"{label:<19}{res['ours'] * 1e3:>9.4f}{res['ref'] * 1e3:>9.4f} {ratio_cells(res)} "
-              f"{off_ms} {ratio_cells(off)} {(v + '/' + v_off) if off else v:<10}{diff:>10.1e}")
-    print(f"median ratio above {LIMIT}, value checks on: {', '.join(slow) or 'none'}; "
-          f"off: {', '.join(slow_off) or 'none'}")
+              f"{off_ms_cell(res)} {ratio_cells(res['off'])} {tally.judge(label, res):<10}"
+              f"{diff:>10.1e}")
+    print(f"median ratio above {LIMIT}, {tally.summary()}")
+
 
 if __name__ == "__main__":
     main()

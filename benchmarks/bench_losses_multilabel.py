@@ -44,10 +44,11 @@ from _timing import (
     LIMIT,
     add_timing_args,
     cpu_seconds_per_call,
+    Tally,
+    off_ms_cell,
     ratio_cells,
     setup_line,
     time_pair,
-    verdict,
 )
 
 
@@ -137,7 +138,7 @@ def main(argv=None) -> None:
     )
     print(header)
     print("-" * (len(header) + 22))
-    slow, slow_off = [], []
+    tally = Tally()
     for row, (name, label, ref_fn, soft) in REFERENCES.items():
         if args.only and row not in args.only:
             continue
@@ -150,23 +151,15 @@ def main(argv=None) -> None:
         raw = "check" not in row  # the (ref + check) rows compare like with like already
         res = time_pair(ours_fn, ref_fn, z, y, args.rounds, args.block,
                         ours_off=ours_fn if raw else None)
-        off = res.get("off")
-        v, v_off = verdict(res), (verdict(off) if off else "")
-        if not v.startswith("ok"):
-            slow.append(row)
-        if off and not v_off.startswith("ok"):
-            slow_off.append(row)
-        off_ms = f"{off['ours'] * 1e3:>8.4f}" if off else f"{'':>8}"
         print(
             f"{row:<18} {res['ours'] * 1e3:>9.4f} {res['ref'] * 1e3:>9.4f} {ratio_cells(res)} "
-            f"{off_ms} {ratio_cells(off)} {(v + '/' + v_off) if off else v:<10} {label}"
+            f"{off_ms_cell(res)} {ratio_cells(res.get('off'))} {tally.judge(row, res):<10} {label}"
         )
     # the kit validates every call (shape, dtype, target range); the references do not
     t_check = cpu_seconds_per_call(lambda: check_multilabel(z.detach(), y_hard), 2000)
     print(f"(input validation alone, check_multilabel on 0/1 targets: {t_check * 1e3:.4f} ms "
           "per call, measured in a tight loop)")
-    print(f"median ratio above {LIMIT}, value checks on: {', '.join(slow) or 'none'}; "
-          f"off: {', '.join(slow_off) or 'none'}")
+    print(f"median ratio above {LIMIT}, {tally.summary()}")
 
 
 if __name__ == "__main__":

@@ -107,7 +107,7 @@ def _experiment_modules() -> list[str]:
     return sorted(m.name for m in pkgutil.iter_modules(pkg.__path__) if not m.name.startswith("_"))
 
 
-def _load(experiment: str):
+def experiment_module(experiment: str):
     """The experiment module ``lfakit.experiments.<experiment>`` (it defines ``SCHEMA``)."""
     import importlib
 
@@ -122,11 +122,11 @@ def _load(experiment: str):
 
 def schema(experiment: str) -> dict[str, Spec]:
     """The parameter schema of ``experiment`` (``SCHEMA`` in ``lfakit/experiments/<experiment>.py``)."""
-    return _load(experiment).SCHEMA
+    return experiment_module(experiment).SCHEMA
 
 
 def experiments_with_schema() -> list[str]:
-    return [m for m in _experiment_modules() if hasattr(_load(m), "SCHEMA")]
+    return [m for m in _experiment_modules() if hasattr(experiment_module(m), "SCHEMA")]
 
 
 def _coerce(name: str, value: Any, spec: Spec) -> Any:
@@ -239,7 +239,7 @@ def validate(experiment: str, params: dict[str, Any], *, partial: bool = False) 
             if msg:
                 raise ParameterError(f"parameter {name!r}: {msg}")
         out[name] = v
-    cross = getattr(_load(experiment), "check_params", None)
+    cross = getattr(experiment_module(experiment), "check_params", None)
     if not partial and cross is not None:
         msg = cross(out)
         if msg:

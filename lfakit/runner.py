@@ -264,9 +264,9 @@ def preflight(experiment: str, params: dict[str, Any]) -> None:
     """The experiment's checks of what a run needs beyond its parameters (data on disk,
     pretrained weights), run before a run folder is made or a kernel is started. Experiments
     define them as ``preflight(P)`` in their module; the notebook's ``setup`` runs the same."""
-    from lfakit.params import _load
+    from lfakit.params import experiment_module
 
-    check = getattr(_load(experiment), "preflight", None)
+    check = getattr(experiment_module(experiment), "preflight", None)
     if check is not None:
         check(params)
 

@@ -42,6 +42,17 @@ def test_verdict():
     assert _timing.verdict({"ratio": 1.09, "q1": 1.0, "q3": 1.2}) == "ok?"
 
 
+def test_tally_lists_rows_over_the_bound_on_and_off():
+    ok = {"ratio": 1.0, "q1": 0.9, "q3": 1.05}
+    slow = {"ratio": 1.3, "q1": 1.2, "q3": 1.4}
+    t = _timing.Tally()
+    assert t.judge("a", {**ok, "off": ok}) == "ok/ok"
+    assert t.judge("b", {**slow, "off": ok}) == "SLOW/ok"
+    assert t.judge("c", {**ok, "off": slow}) == "ok/SLOW"
+    assert t.judge("d", slow) == "SLOW"
+    assert t.summary() == "value checks on: b, d; off: c"
+
+
 @pytest.mark.parametrize("script,row", [
     ("bench_losses_multilabel.py", "bce"),
     ("bench_losses_multiclass.py", "ce"),
