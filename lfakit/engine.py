@@ -28,25 +28,9 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from lfakit.errors import ParameterError, TrainingError
+from lfakit.runtime import PRECISIONS, progress
 
 MetricFn = Callable[[np.ndarray, np.ndarray], float]
-
-
-def seed_everything(seed: int, deterministic: bool = True) -> None:
-    """Seed Python, NumPy and torch; make CPU (and, best effort, CUDA) kernels deterministic."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-    if deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.backends.cudnn.benchmark = False
-
-
-def set_threads(num_threads: int) -> None:
-    """Fix the intra-op thread count (0 leaves torch's default); fixed counts keep CPU runs repeatable."""
-    if num_threads > 0:
-        torch.set_num_threads(num_threads)
 
 
 def select_device(device: str = "auto") -> torch.device:
@@ -62,6 +46,18 @@ def select_device(device: str = "auto") -> torch.device:
     if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise ParameterError("device='mps' was asked for but MPS is not available; use device='auto' or 'cpu'")
     return torch.device(device)
+
+
+def _to_input(t: torch.Tensor, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """A batch tensor on ``device``; floating tensors in the training ``dtype``."""
+    if t.is_floating_point():
+        return t.to(device, dtype, non_blocking=True)
+    return t.to(device, non_blocking=True)
+
+
+def _model_dtype(model: nn.Module) -> torch.dtype:
+    p = next(iter(model.parameters()), None)
+    return p.dtype if p is not None and p.is_floating_point() else torch.float32
 
 
 @dataclass
@@ -87,14 +83,21 @@ class FitConfig:
     seed: int = 0
     progress: bool = True
     eval_batch_size: int = 0  # 0 = 2 * batch_size
+    precision: str = "float32"  # float32 | float64 (weights, activations and the loss)
 
     def __post_init__(self):
+        if self.precision not in PRECISIONS:
+            raise ParameterError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.optimizer not in ("adamw", "adam", "sgd"):
             raise ParameterError(f"optimizer must be adamw, adam or sgd, got {self.optimizer!r}")
         if self.scheduler not in ("none", "cosine", "step", "plateau"):
             raise ParameterError(f"scheduler must be none, cosine, step or plateau, got {self.scheduler!r}")
         if not self.monitor.startswith("val_"):
             raise ParameterError(f"monitor must name a validation quantity (val_loss, val_auroc...), got {self.monitor!r}")
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return PRECISIONS[self.precision]
 
     @property
     def monitor_mode(self) -> str:
@@ -168,20 +171,6 @@ def _atomic_save(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def progress(iterable, enabled: bool = True, **kw):
-    """``iterable`` wrapped in a tqdm progress bar (``tqdm.auto``: a widget in JupyterLab), or
-    returned as it is when ``enabled`` is False. Under ``lfakit run`` (``LFAKIT_PROGRESS=text``)
-    the bar is plain text, so it reads well in the executed notebook and papermill's log.
-    ``kw`` goes to tqdm (``desc``, ``total``, ...)."""
-    if not enabled:
-        return iterable
-    if os.environ.get("LFAKIT_PROGRESS") == "text":  # set by `lfakit run`: plain text through papermill's log
-        from tqdm import tqdm
-    else:
-        from tqdm.auto import tqdm
-    return tqdm(iterable, **kw)
-
-
 @torch.no_grad()
 def predict(
     model: nn.Module,
@@ -196,19 +185,20 @@ def predict(
     given ``loss_fn``, the dataset-mean ``loss`` (batch losses weighted by batch size)."""
     dev = device if isinstance(device, torch.device) else select_device(device)
     model.eval().to(dev)
+    dtype = _model_dtype(model)
     loader = _loader(dataset, batch_size, False, 0, num_workers, dev)
     scores, targets, total, n = [], [], 0.0, 0
-    use_amp = amp and dev.type == "cuda"
+    use_amp = amp and dev.type == "cuda" and dtype == torch.float32
     for batch in loader:
         x, y = _split_batch(batch)
-        x = x.to(dev, non_blocking=True)
+        x = _to_input(x, dev, dtype)
         if dev.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x
         with torch.autocast(dev.type, enabled=use_amp):
             out = model(x)
-        out = out.float()
+        out = out.to(dtype)
         if loss_fn is not None:
-            total += float(loss_fn(out, y.to(dev))) * len(y)
+            total += float(loss_fn(out, _to_input(y, dev, dtype))) * len(y)
             n += len(y)
         scores.append(out.cpu().numpy())
         targets.append(y.numpy())
@@ -249,12 +239,12 @@ def fit(
     if cfg.monitor not in known:
         raise ParameterError(f"monitor={cfg.monitor!r} is not computed here; choose one of {sorted(known)}")
 
-    model.to(device)
+    model.to(device, cfg.dtype)
     if device.type == "cuda" and cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     opt = _make_optimizer(model, cfg)
     sched = _make_scheduler(opt, cfg)
-    use_amp = cfg.amp and device.type == "cuda"
+    use_amp = cfg.amp and device.type == "cuda" and cfg.precision == "float32"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     mode = cfg.monitor_mode
     best = math.inf if mode == "min" else -math.inf
@@ -293,13 +283,13 @@ def fit(
         run_loss, seen = 0.0, 0
         for step, batch in enumerate(loader):
             x, y = _split_batch(batch)
-            x = x.to(device, non_blocking=True)
-            y = y.to(device, non_blocking=True)
+            x = _to_input(x, device, cfg.dtype)
+            y = _to_input(y, device, cfg.dtype)
             if device.type == "cuda" and cfg.channels_last and x.ndim == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, enabled=use_amp):
                 out = model(x)
-            loss = loss_fn(out.float(), y)
+            loss = loss_fn(out.to(cfg.dtype), y)
             if not torch.isfinite(loss):
                 where = f"epoch {epoch}, batch {step}"
                 kept = f"the last good checkpoint is {last_path}" if last_path and last_path.exists() else "no checkpoint was written yet"

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from lfakit.errors import ParameterError, close_matches
+from lfakit.runtime import default_dtype
 
 
 class TinyCNN(nn.Module):
@@ -97,8 +98,17 @@ def ensure_weights(name: str, timeout: float = 15.0) -> Path:
     return path
 
 
-def build_model(name: str, num_classes: int, pretrained: bool = False, in_chans: int | None = None) -> nn.Module:
-    """Build model ``name`` emitting ``num_classes`` logits."""
+def build_model(name: str, num_classes: int, pretrained: bool = False, in_chans: int | None = None,
+                precision: str = "float32") -> nn.Module:
+    """Build model ``name`` emitting ``num_classes`` logits, its parameters in ``precision``.
+
+    The initial weights are drawn directly in ``precision`` (not drawn in float32 and cast), so
+    a float64 model starts from the same weights on every CPU (see :mod:`lfakit.runtime`)."""
+    with default_dtype(precision):
+        return _build_model(name, num_classes, pretrained, in_chans)
+
+
+def _build_model(name: str, num_classes: int, pretrained: bool, in_chans: int | None) -> nn.Module:
     if name not in MODELS:
         raise ParameterError(f"unknown model {name!r}.{close_matches(name, MODELS)} Models: {', '.join(MODELS)}.")
     if name == "tiny_cnn":
@@ -110,7 +120,8 @@ def build_model(name: str, num_classes: int, pretrained: bool = False, in_chans:
     builder, _, head = _TORCHVISION[name]
     model = getattr(tvm, builder)(weights=None)
     if pretrained:
-        model.load_state_dict(torch.load(ensure_weights(name), map_location="cpu", weights_only=True))
+        state = torch.load(ensure_weights(name), map_location="cpu", weights_only=True)
+        model.load_state_dict({k: v.to(torch.get_default_dtype()) if v.is_floating_point() else v for k, v in state.items()})
     old = getattr(model, head)
     setattr(model, head, nn.Linear(old.in_features, num_classes))
     if in_chans not in (None, 3):

@@ -97,6 +97,7 @@ ENGINE: dict[str, Spec] = {
     "monitor": Spec(str, choices=("val_loss", "val_auroc")),
     "amp": Spec(bool),
     "num_workers": Spec(int, min=0, max=64),
+    "precision": Spec(str, choices=("float32", "float64")),
 }
 
 def _experiment_modules() -> list[str]:

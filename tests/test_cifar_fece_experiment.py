@@ -87,12 +87,14 @@ def test_paper_profile_without_cifar_stops_at_once_saying_where_data_goes(capsys
 
 def test_models_take_8px_digits_and_32px_cifar():
     P = runner.resolve_params(EXP, "smoke")
+    f64 = dict(dtype=torch.float64)  # the smoke profile builds and trains in float64
     tiny = X.build_model(P, 10, channels=1)
-    assert tiny(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
-    big = X.build_model({**P, "model": "resnet50", "image_size": 0}, 10, channels=3)
+    assert all(p.dtype == torch.float64 for p in tiny.parameters())
+    assert tiny(torch.zeros(2, 1, 8, 8, **f64)).shape == (2, 10)
+    big = X.build_model({**P, "model": "resnet50", "image_size": 0, "precision": "float32"}, 10, channels=3)
     assert big(torch.zeros(2, 3, 32, 32)).shape == (2, 10)  # 10 logits: the sigmoid head
     up = X.build_model({**P, "image_size": 16}, 10, channels=1)
-    assert isinstance(up, X.ResizeInput) and up(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
+    assert isinstance(up, X.ResizeInput) and up(torch.zeros(2, 1, 8, 8, **f64)).shape == (2, 10)
 
 
 # --------------------------------------------------------------------------- end to end

@@ -53,6 +53,7 @@ amp: bool = True  # mixed precision and channels_last (CUDA only)
 device: str = "auto"  # auto | cpu | cuda | mps
 num_workers: int = 0  # DataLoader worker processes
 num_threads: int = 2  # torch CPU threads (fixed so CPU runs repeat exactly)
+precision: str = "float64"  # float64 | float32: float64 keeps CPU results identical across AVX2 / AVX-512 (docs/reproducibility.md); float32 for GPUs
 seed: int = 42  # seed for data split, initial weights and shuffling
 run_dir: str = ""  # run folder (set by `lfakit run`); empty: a new results/chestxray_zlpr/<time>-interactive
 resume: bool = False  # continue the run in run_dir from its checkpoints''', "parameters"),

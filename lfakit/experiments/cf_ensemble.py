@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import t as student_t
 
-from lfakit import engine, report, runner
+from lfakit import report, runner, runtime
 from lfakit import ensemble as cfe
 from lfakit.data import ensemble_data as edata
 from lfakit.errors import ParameterError
@@ -110,8 +110,8 @@ def check_params(p: dict) -> str | None:
 
 def setup(P: dict) -> Path:
     """Fix threads and seeds, check inputs before any work, and open the run folder."""
-    engine.set_threads(P["num_threads"])
-    engine.seed_everything(P["seed"])
+    runtime.set_threads(P["num_threads"])
+    runtime.seed_everything(P["seed"])
     try:
         import sklearn  # noqa: F401
     except ImportError:  # pragma: no cover - a dependency of the kit
@@ -248,7 +248,7 @@ def run_one(P: dict, method: str, es: edata.EnsembleSet, train: np.ndarray, seed
 def run_all(P: dict, data: dict, progress: bool = True) -> dict[tuple[str, int, str], np.ndarray]:
     """(data set, seed, method) -> scores for all instances of that ensemble."""
     jobs = [(name, s, m) for (name, s) in data for m in methods(P)]
-    it = engine.progress(jobs, progress, desc="fits", total=len(jobs))
+    it = runtime.progress(jobs, progress, desc="fits", total=len(jobs))
     out = {}
     for name, s, m in it:
         es, tr = data[name, s]

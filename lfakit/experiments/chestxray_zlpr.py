@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lfakit import engine, losses, models, report, runner
+from lfakit import engine, losses, models, report, runner, runtime
 from lfakit.data import chestxray
 from lfakit.data.datasets import ArrayImageDataset
 from lfakit.errors import DataError
@@ -75,8 +75,8 @@ def preflight(P: dict) -> None:
 
 def setup(P: dict) -> Path:
     """Fix threads and seeds, check inputs before any work, and open the run folder."""
-    engine.set_threads(P["num_threads"])
-    engine.seed_everything(P["seed"])
+    runtime.set_threads(P["num_threads"])
+    runtime.seed_everything(P["seed"])
     preflight(P)
     return runner.open_run(EXPERIMENT, P)
 
@@ -124,7 +124,7 @@ def fit_config(P: dict) -> engine.FitConfig:
         amp=P["amp"],
         device=P["device"],
         num_workers=P["num_workers"],
-        seed=P["seed"],
+        seed=P["seed"], precision=P["precision"],
     )
 
 
@@ -158,8 +158,9 @@ def train_one(P: dict, name: str, loss_fn, datasets: dict, run_dir: Path, stop_a
     if P["resume"] and pred_path.exists():
         z = np.load(pred_path)
         return LossRun(name, {k: z[k] for k in ("train", "val", "test")}, float(z["test_loss"]), int(z["best_epoch"]), pd.read_csv(hist_path))
-    engine.seed_everything(P["seed"])  # every loss starts from the same initial weights
-    model = models.build_model(P["model"], len(CLASSES), pretrained=P["pretrained"], in_chans=models.input_channels(P["model"]))
+    runtime.seed_everything(P["seed"])  # every loss starts from the same initial weights
+    model = models.build_model(P["model"], len(CLASSES), pretrained=P["pretrained"], in_chans=models.input_channels(P["model"]),
+                               precision=P["precision"])
     cfg = fit_config(P)
     result = engine.fit(
         model,

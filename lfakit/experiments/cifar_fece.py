@@ -39,7 +39,7 @@ from matplotlib.figure import Figure
 from scipy.special import expit
 from torch import nn
 
-from lfakit import engine, losses, models, report, runner
+from lfakit import engine, losses, models, report, runner, runtime
 from lfakit.data import cifar
 from lfakit.data.datasets import ArrayImageDataset
 from lfakit.errors import DataError
@@ -117,8 +117,8 @@ def preflight(P: dict) -> None:
 
 def setup(P: dict) -> Path:
     """Fix threads and seeds, check the data and weights before any work, open the run folder."""
-    engine.set_threads(P["num_threads"])
-    engine.seed_everything(P["seed"])
+    runtime.set_threads(P["num_threads"])
+    runtime.seed_everything(P["seed"])
     preflight(P)
     return runner.open_run(EXPERIMENT, P)
 
@@ -166,7 +166,7 @@ def fit_config(P: dict) -> engine.FitConfig:
         epochs=P["epochs"], batch_size=P["batch_size"], optimizer=P["optimizer"], lr=P["lr"],
         weight_decay=P["weight_decay"], scheduler=P["scheduler"], grad_clip=P["grad_clip"],
         early_stopping_patience=P["early_stopping_patience"], monitor=P["monitor"], amp=P["amp"],
-        device=P["device"], num_workers=P["num_workers"], seed=P["seed"],
+        device=P["device"], num_workers=P["num_workers"], seed=P["seed"], precision=P["precision"],
     )
 
 
@@ -192,7 +192,7 @@ def input_channels(P: dict, source: cifar.Source) -> int:
 def build_model(P: dict, num_classes: int, channels: int) -> nn.Module:
     """The shared model builder's network with ``num_classes`` logits (sigmoid head)."""
     net = models.build_model(P["model"], num_classes, pretrained=P["pretrained"],
-                             in_chans=channels if P["model"] == "tiny_cnn" else None)
+                             in_chans=channels if P["model"] == "tiny_cnn" else None, precision=P["precision"])
     return ResizeInput(net, P["image_size"]) if P["image_size"] else net
 
 
@@ -231,7 +231,7 @@ def train_one(P: dict, rho: str, fold: int, name: str, loss_fn, splits: dict, ch
         return Run(rho, fold, name, {k: z[k] for k in SPLITS}, int(z["best_epoch"]), pd.read_csv(hist_path))
     ds = {s: ArrayImageDataset(sp.images, sp.targets, channels=channels, augment=P["augment"] and s == "train")
           for s, sp in splits.items()}
-    engine.seed_everything(P["seed"])  # every loss starts from the same initial weights
+    runtime.seed_everything(P["seed"])  # every loss starts from the same initial weights
     model = build_model(P, len(splits["test"].classes), channels)
     cfg = fit_config(P)
     result = engine.fit(model, loss_fn, ds["train"], ds["val"], cfg, checkpoint_dir=run_dir / "checkpoints" / tag,

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from lfakit import atlas, engine, losses, report, runner
+from lfakit import atlas, losses, report, runner, runtime
 from lfakit.errors import ParameterError
 from lfakit.params import COMMON, Spec, check_loss_kwargs
 
@@ -113,8 +113,8 @@ def check_params(p: dict) -> str | None:
 
 def setup(P: dict) -> Path:
     """Fix threads and seeds (nothing here is random) and open the run folder."""
-    engine.set_threads(P["num_threads"])
-    engine.seed_everything(P["seed"])
+    runtime.set_threads(P["num_threads"])
+    runtime.seed_everything(P["seed"])
     return runner.open_run(EXPERIMENT, P)
 
 
