@@ -27,8 +27,10 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadfile tests -m "not slow"
 
-# Re-execute the committed notebooks with their default (smoke) parameters, keeping the outputs.
+# Write each notebook's parameters cell from its schema, then re-execute the committed notebooks
+# with those defaults (the smoke profile), keeping the outputs.
 notebooks: $(STAMP)
+	$(BIN)/python tools/sync_parameters.py
 	LFAKIT_PROGRESS=text LFAKIT_RESULTS=$$(mktemp -d) $(BIN)/jupyter nbconvert --to notebook --execute --inplace \
 		--ExecutePreprocessor.kernel_name=python3 --ExecutePreprocessor.timeout=1800 notebooks/*.ipynb
 

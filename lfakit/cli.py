@@ -9,17 +9,46 @@ import time
 from lfakit.errors import LfakitError
 
 
+def _range(spec) -> str:
+    if spec.choices is not None or spec.choices_fn is not None:
+        items = spec.allowed()
+        return "{" + ", ".join(map(str, items)) + "}" if len(items) <= 6 else f"{{{len(items)} choices}}"
+    if spec.min is not None or spec.max is not None:
+        lo = "" if spec.min is None else f"{spec.min:g}"
+        hi = "" if spec.max is None else f"{spec.max:g}"
+        return f"[{lo}, {hi}]"
+    return ""
+
+
 def _cmd_list(args) -> int:
-    from lfakit import runner
+    """Experiments and profiles; with an experiment (or -v), its parameters: type, default,
+    allowed values, what each profile sets, help. Reads the schemas only (no torch)."""
+    from lfakit import params, runner
 
     exps = [args.experiment] if args.experiment else runner.experiments()
+    if args.experiment:
+        if args.experiment not in runner.experiments():
+            from lfakit.errors import ParameterError, close_matches
+
+            raise ParameterError(f"unknown experiment {args.experiment!r}.{close_matches(args.experiment, runner.experiments())} "
+                                 f"Experiments: {', '.join(runner.experiments())}.")
     for exp in exps:
-        params = runner.notebook_parameters(exp)
-        print(f"{exp}  (profiles: {', '.join(runner.profiles(exp)) or 'none'})")
-        if args.experiment or args.verbose:
-            width = max(len(n) for n in params)
-            for name, p in params.items():
-                print(f"  {name:<{width}}  {p['type']:<6} = {p['default']!r:<28} {p['help']}")
+        profs = runner.profiles(exp)
+        print(f"{exp}  (profiles: {', '.join(profs) or 'none'})")
+        if not (args.experiment or args.verbose):
+            continue
+        sch = {k: v for k, v in params.schema(exp).items() if not v.internal}
+        values = {pr: params.load_yaml(runner.project_root() / "params" / exp / f"{pr}.yaml") for pr in profs}
+        width = max(len(n) for n in sch)
+        for name, spec in sch.items():
+            allowed = _range(spec)
+            print(f"  {name:<{width}}  {params.TYPE_NAMES[spec.type]:<5} = {spec.default!r}"
+                  + (f"  {allowed}" if allowed else ""))
+            print(f"  {'':<{width}}  {spec.help}")
+            set_by = [f"{pr}: {values[pr][name]!r}" for pr in profs if name in values[pr] and values[pr][name] != spec.default]
+            if set_by:
+                print(f"  {'':<{width}}  profiles: {'; '.join(set_by)}")
+        print(f"\n  run: lfakit run {exp} [--profile {'|'.join(profs) or 'smoke'}] [-p name=value ...]")
     return 0
 
 
@@ -110,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     except LfakitError as e:
         print(f"lfakit: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `lfakit list | head`
+        return 0
     except KeyboardInterrupt:
         print("lfakit: interrupted; resume with --resume <run-id> (the run folder name)", file=sys.stderr)
         return 130

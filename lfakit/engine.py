@@ -28,7 +28,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from lfakit.errors import ParameterError, TrainingError
-from lfakit.runtime import PRECISIONS, progress
+from lfakit.fitconfig import FitConfig
+from lfakit.runtime import progress
 
 MetricFn = Callable[[np.ndarray, np.ndarray], float]
 
@@ -58,50 +59,6 @@ def _to_input(t: torch.Tensor, device: torch.device, dtype: torch.dtype) -> torc
 def _model_dtype(model: nn.Module) -> torch.dtype:
     p = next(iter(model.parameters()), None)
     return p.dtype if p is not None and p.is_floating_point() else torch.float32
-
-
-@dataclass
-class FitConfig:
-    """Training settings (the engine's part of an experiment's parameters)."""
-
-    epochs: int = 10
-    batch_size: int = 32
-    optimizer: str = "adamw"  # adamw | adam | sgd
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    momentum: float = 0.9  # sgd only
-    scheduler: str = "none"  # none | cosine | step | plateau
-    step_size: int = 10  # step scheduler: epochs between decays
-    step_gamma: float = 0.1
-    grad_clip: float = 0.0  # max global grad norm; 0 = off
-    early_stopping_patience: int = 0  # epochs without improvement; 0 = off
-    monitor: str = "val_loss"  # val_loss (min) or val_<metric> (max)
-    amp: bool = True  # autocast + GradScaler, CUDA only
-    channels_last: bool = True  # CUDA only
-    device: str = "auto"
-    num_workers: int = 0
-    seed: int = 0
-    progress: bool = True
-    eval_batch_size: int = 0  # 0 = 2 * batch_size
-    precision: str = "float32"  # float32 | float64 (weights, activations and the loss)
-
-    def __post_init__(self):
-        if self.precision not in PRECISIONS:
-            raise ParameterError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
-        if self.optimizer not in ("adamw", "adam", "sgd"):
-            raise ParameterError(f"optimizer must be adamw, adam or sgd, got {self.optimizer!r}")
-        if self.scheduler not in ("none", "cosine", "step", "plateau"):
-            raise ParameterError(f"scheduler must be none, cosine, step or plateau, got {self.scheduler!r}")
-        if not self.monitor.startswith("val_"):
-            raise ParameterError(f"monitor must name a validation quantity (val_loss, val_auroc...), got {self.monitor!r}")
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return PRECISIONS[self.precision]
-
-    @property
-    def monitor_mode(self) -> str:
-        return "min" if self.monitor.endswith("loss") else "max"
 
 
 @dataclass

@@ -15,7 +15,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from lfakit.errors import ParameterError, close_matches
+from lfakit import catalog as _catalog
+from lfakit.errors import ParameterError
 from lfakit.runtime import default_dtype
 
 
@@ -44,25 +45,18 @@ class TinyCNN(nn.Module):
         return self.head(self.drop(self.pool(self.features(x)).flatten(1)))
 
 
-_TORCHVISION = {
-    # name: (builder, weights enum name, head attribute)
-    "densenet121": ("densenet121", "DenseNet121_Weights", "classifier"),
-    "resnet18": ("resnet18", "ResNet18_Weights", "fc"),
-    "resnet50": ("resnet50", "ResNet50_Weights", "fc"),
-}
-
-MODELS = ("tiny_cnn", *_TORCHVISION)
+MODELS = tuple(_catalog.MODELS.names())
 
 
 def input_channels(name: str) -> int:
     """Channels a model expects: 1 for tiny models on grayscale, 3 for ImageNet backbones."""
-    return 1 if name == "tiny_cnn" else 3
+    return _catalog.MODELS.meta(name)["channels"]
 
 
 def _weights(name: str):
     import torchvision.models as tvm
 
-    return getattr(tvm, _TORCHVISION[name][1]).IMAGENET1K_V1
+    return getattr(tvm, _catalog.MODELS.meta(name)["pretrained_weights"]).IMAGENET1K_V1
 
 
 def weights_path(name: str) -> Path:
@@ -76,7 +70,7 @@ def ensure_weights(name: str, timeout: float = 15.0) -> Path:
     Offline, this fails at once (a short socket timeout) with a message naming the file and
     the folder it belongs in, instead of a long traceback deep inside training.
     """
-    if name not in _TORCHVISION:
+    if not _catalog.MODELS.meta(name)["pretrained_weights"]:
         raise ParameterError(f"model {name!r} has no pretrained weights; use pretrained=false")
     path = weights_path(name)
     if path.exists():
@@ -109,16 +103,13 @@ def build_model(name: str, num_classes: int, pretrained: bool = False, in_chans:
 
 
 def _build_model(name: str, num_classes: int, pretrained: bool, in_chans: int | None) -> nn.Module:
-    if name not in MODELS:
-        raise ParameterError(f"unknown model {name!r}.{close_matches(name, MODELS)} Models: {', '.join(MODELS)}.")
-    if name == "tiny_cnn":
+    meta = _catalog.MODELS.meta(name)  # unknown names: the registry's "did you mean" error
+    if meta["head"] is None:  # a kit model, built for the data's channels
         if pretrained:
-            raise ParameterError("tiny_cnn has no pretrained weights; use pretrained=false")
-        return TinyCNN(num_classes, in_chans=in_chans or 1)
-    import torchvision.models as tvm
-
-    builder, _, head = _TORCHVISION[name]
-    model = getattr(tvm, builder)(weights=None)
+            raise ParameterError(f"{name} has no pretrained weights; use pretrained=false")
+        return _catalog.MODELS.get(name)(num_classes, in_chans=in_chans or meta["channels"])
+    head = meta["head"]
+    model = _catalog.MODELS.get(name)(weights=None)
     if pretrained:
         state = torch.load(ensure_weights(name), map_location="cpu", weights_only=True)
         model.load_state_dict({k: v.to(torch.get_default_dtype()) if v.is_floating_point() else v for k, v in state.items()})

@@ -1,9 +1,10 @@
 """Load and validate notebook parameters: one schema per experiment, strict, with clear errors.
 
-The notebook's ``parameters`` cell is the source of the defaults (annotated literals with a help
-comment); the schema here adds what a literal cannot say: the allowed range, the choices, and
-how to read a value that YAML or a command line gave in the wrong type (``1e-3`` arrives from
-PyYAML as the *string* "1e-3").
+Each experiment's schema (``lfakit/schemas/<experiment>.py``) holds every parameter's type,
+default, help, range and choices in one :class:`Spec`. The notebook's ``parameters`` cell is
+generated from it (:func:`parameters_cell`), the smoke profile is checked against it, and
+validation reads values the way a user means them (``1e-3`` arrives from PyYAML as the *string*
+"1e-3"). This module is the bottom layer: it imports no experiment and no torch.
 """
 
 from __future__ import annotations
@@ -21,15 +22,23 @@ from lfakit.errors import ParameterError, close_matches
 
 @dataclass(frozen=True)
 class Spec:
-    """What one parameter may hold."""
+    """One parameter: its type, default, help text and what it may hold.
+
+    This is the one source of these facts: the notebook's ``parameters`` cell is generated
+    from the specs (:func:`parameters_cell`; a test keeps the committed cell equal), the
+    smoke profile is checked against the defaults, and ``lfakit list`` prints them.
+    ``internal`` marks parameters the runner sets (``run_dir``, ``resume``)."""
 
     type: type  # int, float, str, bool, list or dict
+    default: Any = None
+    help: str = ""
     min: float | None = None
     max: float | None = None
     choices: tuple | None = None  # allowed values (for str) or allowed items (for list)
     choices_fn: Callable[[], list] | None = field(default=None, compare=False)  # lazy choices
     nonempty: bool = False
     check: Callable[[Any], str | None] | None = field(default=None, compare=False)
+    internal: bool = False
 
     def allowed(self) -> list | None:
         if self.choices_fn is not None:
@@ -37,97 +46,96 @@ class Spec:
         return list(self.choices) if self.choices is not None else None
 
 
-def _loss_names() -> list[str]:
-    from lfakit import losses
+def loss_choices(task: str | None = None) -> Callable[[], list[str]]:
+    """Lazy choices for a ``losses`` / ``baseline`` parameter: the loss registry's names (of
+    one task). Read from :mod:`lfakit.catalog`, so validation never imports torch."""
 
-    return [n for names in losses.available().values() for n in names]
+    def names() -> list[str]:
+        from lfakit.catalog import loss_names
+
+        return loss_names(task)
+
+    return names
 
 
-def multilabel_losses() -> list[str]:
-    """Registered multi-label loss names (lazy choices for a ``losses`` parameter)."""
-    from lfakit import losses
+def model_choices() -> list[str]:
+    from lfakit.catalog import model_names
 
-    return losses.available("multilabel")
-
-
-def multiclass_losses() -> list[str]:
-    """Registered multi-class loss names."""
-    from lfakit import losses
-
-    return losses.available("multiclass")
+    return model_names()
 
 
 def check_loss_kwargs(value: dict) -> str | None:
-    """Check a ``loss_kwargs`` mapping: known loss names, known arguments for each."""
-    from lfakit import losses
+    """``loss_kwargs`` maps registered loss names to argument mappings. The arguments and their
+    values are checked by building each loss (``lfakit.losses.check_kwargs``), which the
+    experiments' preflight does before any run folder is made."""
+    from lfakit.catalog import loss_names
 
     for name, kwargs in value.items():
-        if name not in _loss_names():
-            return f"loss_kwargs names unknown loss {name!r}.{close_matches(name, _loss_names())}"
+        if name not in loss_names():
+            return f"loss_kwargs names unknown loss {name!r}.{close_matches(name, loss_names())}"
         if not isinstance(kwargs, dict):
             return f"loss_kwargs[{name!r}] must be a mapping of argument -> value, got {kwargs!r}"
-        valid = losses.accepted_kwargs(name)
-        for k in kwargs:
-            if k not in valid:
-                return (
-                    f"loss {name!r} has no argument {k!r}.{close_matches(k, valid)} "
-                    f"Its arguments are: {', '.join(valid)}."
-                )
     return None
 
 
-# Parameters every experiment notebook has (set by the runner; defaults work interactively).
-COMMON: dict[str, Spec] = {
-    "run_dir": Spec(str),
-    "resume": Spec(bool),
-    "seed": Spec(int, min=0),
-    "device": Spec(str, choices=("auto", "cpu", "cuda", "mps")),
-    "num_threads": Spec(int, min=0),
-}
-
-ENGINE: dict[str, Spec] = {
-    "epochs": Spec(int, min=1, max=10_000),
-    "batch_size": Spec(int, min=1, max=65_536),
-    "optimizer": Spec(str, choices=("adamw", "adam", "sgd")),
-    "lr": Spec(float, min=1e-12, max=10.0),
-    "weight_decay": Spec(float, min=0.0, max=1.0),
-    "scheduler": Spec(str, choices=("none", "cosine", "step", "plateau")),
-    "grad_clip": Spec(float, min=0.0),
-    "early_stopping_patience": Spec(int, min=0),
-    "monitor": Spec(str, choices=("val_loss", "val_auroc")),
-    "amp": Spec(bool),
-    "num_workers": Spec(int, min=0, max=64),
-    "precision": Spec(str, choices=("float32", "float64")),
-}
-
-def _experiment_modules() -> list[str]:
-    import pkgutil
-
-    import lfakit.experiments as pkg
-
-    return sorted(m.name for m in pkgutil.iter_modules(pkg.__path__) if not m.name.startswith("_"))
+def run_params(experiment: str, *, seed: int = 42, num_threads: int = 1, device: str = "auto") -> dict[str, Spec]:
+    """The parameters every experiment notebook has; ``run_dir`` and ``resume`` are set by the runner."""
+    return {
+        "device": Spec(str, device, "auto | cpu | cuda | mps", choices=("auto", "cpu", "cuda", "mps")),
+        "num_threads": Spec(int, num_threads, "torch CPU threads (fixed so CPU runs repeat exactly; 0: torch's default)",
+                            min=0, max=1024),
+        "seed": Spec(int, seed, "seed for data splits, initial weights and shuffling", min=0, max=2**32 - 1),
+        "run_dir": Spec(str, "", f"run folder (set by `lfakit run`); empty: a new results/{experiment}/<time>-interactive",
+                        internal=True),
+        "resume": Spec(bool, False, "continue the run in run_dir from its checkpoints", internal=True),
+    }
 
 
-def experiment_module(experiment: str):
-    """The experiment module ``lfakit.experiments.<experiment>`` (it defines ``SCHEMA``)."""
-    import importlib
+def schema_module(experiment: str):
+    """The parameter module ``lfakit.schemas.<experiment>`` (``SCHEMA``, ``check_params``).
 
-    names = _experiment_modules()
-    if experiment not in names:
-        raise ParameterError(
-            f"unknown experiment {experiment!r}.{close_matches(experiment, names)} "
-            f"Experiments: {', '.join(names)}."
-        )
-    return importlib.import_module(f"lfakit.experiments.{experiment}")
+    Schema modules import nothing heavy; the experiment's code (which imports torch) is not
+    imported here. Discovery of experiments lives in :mod:`lfakit.catalog`."""
+    from lfakit.catalog import EXPERIMENTS
+
+    return EXPERIMENTS.entry(experiment).meta["schema"]()
 
 
-def schema(experiment: str) -> dict[str, Spec]:
-    """The parameter schema of ``experiment`` (``SCHEMA`` in ``lfakit/experiments/<experiment>.py``)."""
-    return experiment_module(experiment).SCHEMA
+def schema(experiment) -> dict[str, Spec]:
+    """The parameter schema of ``experiment`` (a name, a schema module, or a schema dict)."""
+    if isinstance(experiment, dict):
+        return experiment
+    mod = schema_module(experiment) if isinstance(experiment, str) else experiment
+    return mod.SCHEMA
 
 
-def experiments_with_schema() -> list[str]:
-    return [m for m in _experiment_modules() if hasattr(experiment_module(m), "SCHEMA")]
+def defaults(experiment) -> dict[str, Any]:
+    """Every parameter's default (deep copies: lists and dicts may be changed by the caller)."""
+    import copy
+
+    return {k: copy.deepcopy(s.default) for k, s in schema(experiment).items()}
+
+
+TYPE_NAMES = {int: "int", float: "float", str: "str", bool: "bool", list: "list", dict: "dict"}
+
+
+def _literal(value: Any) -> str:
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_literal(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_literal(k)}: {_literal(v)}" for k, v in value.items()) + "}"
+    return repr(value)
+
+
+def parameters_cell(experiment) -> str:
+    """The source of the notebook's ``parameters`` cell, generated from the schema: one
+    annotated literal per parameter with its help as the trailing comment (papermill's
+    ``--help-notebook`` and ``lfakit list`` show both)."""
+    return "\n".join(
+        f"{name}: {TYPE_NAMES[s.type]} = {_literal(s.default)}  # {s.help}" for name, s in schema(experiment).items()
+    )
 
 
 def _coerce(name: str, value: Any, spec: Spec) -> Any:
@@ -240,7 +248,7 @@ def validate(experiment: str, params: dict[str, Any], *, partial: bool = False) 
             if msg:
                 raise ParameterError(f"parameter {name!r}: {msg}")
         out[name] = v
-    cross = getattr(experiment_module(experiment), "check_params", None)
+    cross = getattr(schema_module(experiment), "check_params", None)
     if not partial and cross is not None:
         msg = cross(out)
         if msg:

@@ -33,9 +33,9 @@ from matplotlib.figure import Figure
 from lfakit.errors import ParameterError, close_matches
 from lfakit.metrics.classification import (
     UndefinedMetricWarning,
-    _as_labels,
-    _as_scores,
-    _auroc_columns,
+    as_labels,
+    as_scores,
+    auroc_columns,
     roc_points,
 )
 from lfakit.stats import delong_test, paired_bootstrap
@@ -156,12 +156,12 @@ def comparison_table(
     challengers = [name for name in scores if name != baseline]
     if not challengers:
         raise ParameterError("comparison_table needs at least one loss besides the baseline.")
-    y = _as_labels(y_test, "y_test")
+    y = as_labels(y_test, "y_test")
     n_classes = y.shape[1]
     names = [str(j) for j in range(n_classes)] if class_names is None else list(class_names)
     if len(names) != n_classes:
         raise ValueError(f"{len(names)} class names given for {n_classes} classes.")
-    base = _as_scores(scores[baseline], y.shape, f"scores[{baseline!r}]")
+    base = as_scores(scores[baseline], y.shape, f"scores[{baseline!r}]")
     n_pos = y.sum(axis=0)
     defined = (n_pos > 0) & (n_pos < y.shape[0])
     for j in np.flatnonzero(~defined):
@@ -173,7 +173,7 @@ def comparison_table(
         )
     rows = []
     for name in challengers:
-        other = _as_scores(scores[name], y.shape, f"scores[{name!r}]")
+        other = as_scores(scores[name], y.shape, f"scores[{name!r}]")
         for j in range(n_classes):
             if defined[j]:
                 with warnings.catch_warnings():
@@ -309,15 +309,15 @@ def plot_roc_curves(
     """
     if not scores:
         raise ValueError("scores is empty.")
-    y = _as_labels(y_test, "y_test")
+    y = as_labels(y_test, "y_test")
     n_classes = y.shape[1]
     names = [str(j) for j in range(n_classes)] if class_names is None else list(class_names)
     if len(names) != n_classes:
         raise ValueError(f"{len(names)} class names given for {n_classes} classes.")
     losses = list(scores)
     colors = _colors(losses)
-    mats = {loss: _as_scores(scores[loss], y.shape, f"scores[{loss!r}]") for loss in losses}
-    aucs = {loss: _auroc_columns(y, m) for loss, m in mats.items()}
+    mats = {loss: as_scores(scores[loss], y.shape, f"scores[{loss!r}]") for loss in losses}
+    aucs = {loss: auroc_columns(y, m) for loss, m in mats.items()}
     n_panels = min(n_classes, max_classes)
     ncols = min(4, n_panels)
     nrows = math.ceil(n_panels / ncols)

@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 
 from lfakit.errors import LfakitError, ParameterError, close_matches
-from lfakit.params import literal_default, load_yaml, validate
+from lfakit.params import defaults, literal_default, load_yaml, validate
 
 NOTEBOOK_NAME = "notebook.ipynb"
 PARAMS_NAME = "params.yaml"
@@ -60,11 +60,19 @@ def results_root() -> Path:
 
 
 def experiments() -> list[str]:
-    """Experiments that have both a notebook and a parameter schema."""
-    from lfakit.params import experiments_with_schema
+    """Experiments that have both a notebook and a parameter schema (``lfakit.catalog.EXPERIMENTS``)."""
+    from lfakit.catalog import EXPERIMENTS
 
-    known = set(experiments_with_schema())
-    return sorted(p.stem for p in notebooks_dir().glob("*.ipynb") if p.stem in known)
+    have = {p.stem for p in notebooks_dir().glob("*.ipynb")}
+    return sorted(n for n in EXPERIMENTS if n in have)
+
+
+def experiment_module(experiment: str):
+    """The experiment's code, ``lfakit.experiments.<experiment>`` (imports torch)."""
+    from lfakit.catalog import EXPERIMENTS
+
+    _check_experiment(experiment)
+    return EXPERIMENTS.get(experiment)
 
 
 def _check_experiment(experiment: str) -> None:
@@ -80,7 +88,9 @@ def profiles(experiment: str) -> list[str]:
 
 
 def notebook_parameters(experiment: str) -> dict[str, dict[str, Any]]:
-    """The notebook's parameters cell: name -> {type, default (Python value), help}."""
+    """The notebook's parameters as papermill reads them from its ``parameters`` cell: name ->
+    {type, default (Python value), help}. The cell is generated from the schema; a test keeps
+    the two equal."""
     import papermill
 
     _check_experiment(experiment)
@@ -96,9 +106,10 @@ def notebook_parameters(experiment: str) -> dict[str, dict[str, Any]]:
 
 
 def resolve_params(experiment: str, profile: str | None = "smoke", overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Notebook defaults, then the profile file, then overrides; validated before any work starts."""
+    """Schema defaults (the notebook's parameters cell), then the profile file, then overrides;
+    validated before any work starts."""
     _check_experiment(experiment)
-    merged = {k: v["default"] for k, v in notebook_parameters(experiment).items()}
+    merged = defaults(experiment)
     if profile:
         path = project_root() / "params" / experiment / f"{profile}.yaml"
         if not path.exists():
@@ -264,8 +275,6 @@ def preflight(experiment: str, params: dict[str, Any]) -> None:
     """The experiment's checks of what a run needs beyond its parameters (data on disk,
     pretrained weights), run before a run folder is made or a kernel is started. Experiments
     define them as ``preflight(P)`` in their module; the notebook's ``setup`` runs the same."""
-    from lfakit.params import experiment_module
-
     check = getattr(experiment_module(experiment), "preflight", None)
     if check is not None:
         check(params)

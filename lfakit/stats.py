@@ -24,9 +24,9 @@ from scipy.stats import t as student_t
 
 from lfakit.metrics.classification import (
     UndefinedMetricWarning,
-    _as_labels,
-    _as_scores,
-    _auroc_columns,
+    as_labels,
+    as_scores,
+    auroc_columns,
 )
 
 __all__ = ["delong_test", "paired_bootstrap", "aggregate_seeds"]
@@ -39,7 +39,7 @@ _BLOCK_ELEMENTS = 2_000_000
 
 
 def _binary_labels(y) -> np.ndarray:
-    arr = _as_labels(y, "y")
+    arr = as_labels(y, "y")
     if arr.shape[1] != 1:
         raise ValueError(
             f"this test needs 1-D binary labels; got shape {np.shape(y)}. "
@@ -67,8 +67,8 @@ def delong_test(y, s1, s2, ci: float = 0.95) -> dict:
     and the interval are NaN (with a warning).
     """
     yb = _binary_labels(y)
-    a = _as_scores(s1, (yb.shape[0], 1), "s1")[:, 0]
-    b = _as_scores(s2, (yb.shape[0], 1), "s2")[:, 0]
+    a = as_scores(s1, (yb.shape[0], 1), "s1")[:, 0]
+    b = as_scores(s2, (yb.shape[0], 1), "s2")[:, 0]
     m = int(yb.sum())
     n = yb.shape[0] - m
     if m == 0 or n == 0:
@@ -143,7 +143,7 @@ def _strata(y: np.ndarray, stratified: bool) -> list[np.ndarray]:
             )
         _, key = np.unique(y, return_inverse=True)
     else:
-        yb = _as_labels(y, "y")
+        yb = as_labels(y, "y")
         prevalence = yb.sum(axis=0)
         # Rank classes from rarest to most frequent (stable: ties by column index).
         rarity = np.argsort(np.argsort(prevalence, kind="stable"), kind="stable")
@@ -286,9 +286,9 @@ def paired_bootstrap(
     if isinstance(metric, str):
         if metric.lower() != "auroc":
             raise ValueError(f"unknown metric {metric!r}; use 'auroc' or a callable.")
-        yb = _as_labels(y_arr, "y")
-        a2 = _as_scores(a, yb.shape, "s1")
-        b2 = _as_scores(b, yb.shape, "s2")
+        yb = as_labels(y_arr, "y")
+        a2 = as_scores(a, yb.shape, "s1")
+        b2 = as_scores(b, yb.shape, "s2")
         n_pos = yb.sum(axis=0)
         undefined = np.flatnonzero((n_pos == 0) | (n_pos == n))
         if undefined.size:
@@ -300,8 +300,8 @@ def paired_bootstrap(
             )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            m1 = float(np.nanmean(_auroc_columns(yb, a2)))
-            m2 = float(np.nanmean(_auroc_columns(yb, b2)))
+            m1 = float(np.nanmean(auroc_columns(yb, a2)))
+            m2 = float(np.nanmean(auroc_columns(yb, b2)))
         cols1 = [_SortedColumn(yb[:, j], a2[:, j]) for j in range(yb.shape[1])]
         cols2 = [_SortedColumn(yb[:, j], b2[:, j]) for j in range(yb.shape[1])]
         for size in _replicate_blocks(n_boot, n):

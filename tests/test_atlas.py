@@ -31,7 +31,7 @@ PTS = (0.05, 0.3, 0.5, 0.8, 0.95)
 
 def _params(**over) -> dict:
     """The smoke profile with a coarse grid (fast), validated like a run's parameters."""
-    p = {k: v["default"] for k, v in runner.notebook_parameters(EXP).items()}
+    p = params.defaults(EXP)
     p.update({"grid_size": 21, **over})
     return params.validate(EXP, p)
 
@@ -225,7 +225,6 @@ def test_tiny_derivatives_are_reported_as_zero(default_atlas):
     [
         ({"losses": ["focall"]}, r"'focall' is not allowed.*'focal'"),
         ({"loss_kwargs": {"focall": {}}}, r"'focal'"),
-        ({"loss_kwargs": {"focal": {"gama": 1.0}}}, r"'gamma'"),
         ({"tasks": ["multilable"]}, r"'multilabel'"),
         ({"table_pt": [0.5, 1.0]}, r"strictly between 0 and 1"),
         ({"table_x": [0.5, "a"]}, r"finite number"),
@@ -246,11 +245,14 @@ def test_bad_values_name_the_fix(over, pattern):
         ({"loss_kwargs": {"focal": {"gamma": -1.0}}}, r"gamma must be >= 0"),
         ({"loss_kwargs": {"flooding": {"base": "bce"}}}, r"flooding.*multi-class"),
         ({"setwise_positives": 14}, r"setwise_positives"),
+        ({"loss_kwargs": {"focal": {"gama": 1.0}}}, r"'gamma'"),
     ],
 )
 def test_cross_parameter_errors_before_any_work(over, pattern):
+    """Validation, then the preflight that builds every chosen loss: both run before the run
+    folder is made (``lfakit run`` calls them in that order)."""
     with pytest.raises(ParameterError, match=pattern):
-        _params(**over)
+        runner.preflight(EXP, _params(**over))
 
 
 def test_losses_subset_and_order():

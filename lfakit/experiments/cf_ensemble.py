@@ -38,12 +38,9 @@ from lfakit import report, runner, runtime
 from lfakit import ensemble as cfe
 from lfakit.data import ensemble_data as edata
 from lfakit.errors import ParameterError
-from lfakit.params import COMMON, Spec
+from lfakit.schemas.cf_ensemble import DATASETS, EXPERIMENT, SCHEMA, TRAINERS, check_params  # noqa: F401
 from lfakit.stats import aggregate_seeds
 
-EXPERIMENT = "cf_ensemble"
-DATASETS = ("synthetic", "digits")
-TRAINERS = ("als", "pytorch")
 CONFIGS = ("baseline", "class_weights", "focal", "both")
 CONFIG_LABELS = {
     "baseline": "baseline (no weighting)",
@@ -56,56 +53,6 @@ THRESHOLD = 0.5
 FOCAL_TABLE_PT = (0.1, 0.3, 0.5, 0.51, 0.6, 0.8, 0.95)
 FOCAL_TABLE_GAMMAS = (0.0, 0.5, 1.0, 2.0, 5.0)
 
-SCHEMA: dict[str, Spec] = {
-    **COMMON,
-    "device": Spec(str, choices=("cpu", "auto")),  # the ensemble is tiny: everything runs on the CPU
-    "datasets": Spec(list, choices=DATASETS, nonempty=True),
-    "trainers": Spec(list, choices=TRAINERS, nonempty=True),
-    "seeds": Spec(int, min=1, max=1000),
-    "n_instances": Spec(int, min=40, max=1_000_000),
-    "n_classifiers": Spec(int, min=2, max=1000),
-    "positive_rate": Spec(float, min=0.01, max=0.5),
-    "positive_digit": Spec(int, min=0, max=9),
-    "base_fraction": Spec(float, min=0.1, max=0.9),
-    "labelled_fraction": Spec(float, min=0.05, max=0.95),
-    "confidence": Spec(str, choices=("certainty", "uniform")),
-    "latent_dim": Spec(int, min=1, max=1000),
-    "rho": Spec(float, min=0.0, max=1.0),
-    "lambda_reg": Spec(float, min=0.0, max=1e6),
-    "focal_gamma": Spec(float, min=0.0, max=20.0),
-    "aggregator_lr": Spec(float, min=1e-9, max=100.0),
-    "aggregator_steps": Spec(int, min=1, max=100_000),
-    "max_iter": Spec(int, min=1, max=100_000),
-    "tol": Spec(float, min=0.0),
-    "use_label_aware_confidence": Spec(bool),
-    "label_aware_alpha": Spec(float, min=0.0, max=1e3),
-    "max_epochs": Spec(int, min=1, max=1_000_000),
-    "lr": Spec(float, min=1e-9, max=10.0),
-    "optimizer": Spec(str, choices=("adam", "adamw", "sgd")),
-    "patience": Spec(int, min=0),
-    "min_delta": Spec(float, min=0.0),
-    "collapse_steps": Spec(list, nonempty=True),
-    "alpha": Spec(float, min=1e-6, max=0.5),
-}
-
-
-def check_params(p: dict) -> str | None:
-    """Checks across parameters, run before any work starts."""
-    if "als" in p["trainers"] and p["rho"] == 0:
-        return "rho=0 leaves the ALS trainer nothing to fit (its latent factors ignore the labels); use rho > 0 or trainers=[pytorch]"
-    bad = [k for k in p["collapse_steps"] if isinstance(k, bool) or not isinstance(k, int) or k < 1]
-    if bad:
-        return f"collapse_steps must be positive integers (aggregator steps per ALS iteration), got {bad}"
-    if p["focal_gamma"] == 0:
-        return "focal_gamma=0 makes the focal rows equal to the unweighted ones; use a positive gamma (the seed uses 2)"
-    if "synthetic" in p["datasets"]:
-        n_pos = round(p["positive_rate"] * p["n_instances"])
-        if n_pos * p["labelled_fraction"] < 2 or n_pos * (1 - p["labelled_fraction"]) < 2:
-            return (
-                f"{p['n_instances']} instances at positive_rate {p['positive_rate']} give {n_pos} positives: too few "
-                "for both the labelled and the test part to hold 2; raise n_instances or positive_rate"
-            )
-    return None
 
 
 def setup(P: dict) -> Path:

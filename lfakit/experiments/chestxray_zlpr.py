@@ -21,37 +21,12 @@ from lfakit.data import chestxray
 from lfakit.data.datasets import ArrayImageDataset
 from lfakit.errors import DataError
 from lfakit.metrics.classification import multilabel_report, per_class_auroc
-from lfakit.params import COMMON, ENGINE, Spec, check_loss_kwargs, multilabel_losses
+from lfakit.experiments._shared import loss_modules, preflight_device, preflight_losses
+from lfakit.fitconfig import FitConfig
+from lfakit.schemas.chestxray_zlpr import EXPERIMENT, SCHEMA, VAL_METRICS, check_params  # noqa: F401
 
-EXPERIMENT = "chestxray_zlpr"
 CLASSES = chestxray.CLASSES
 
-# What each notebook parameter may hold (the notebook's parameters cell holds the defaults).
-SCHEMA: dict[str, Spec] = {
-    **COMMON,
-    **ENGINE,
-    "data_dir": Spec(str),
-    "cache_dir": Spec(str),
-    "losses": Spec(list, choices_fn=multilabel_losses, nonempty=True),
-    "baseline": Spec(str, choices_fn=multilabel_losses),
-    "loss_kwargs": Spec(dict, check=check_loss_kwargs),
-    "model": Spec(str, choices=("tiny_cnn", "densenet121", "resnet18", "resnet50")),
-    "pretrained": Spec(bool),
-    "image_size": Spec(int, min=16, max=1024),
-    "clahe_clip": Spec(float, min=0.0, max=100.0),
-    "clahe_grid": Spec(int, min=1, max=64),
-    "val_fraction": Spec(float, min=0.01, max=0.5),
-    "max_images": Spec(int, min=0),
-    "synthetic_patients": Spec(int, min=20, max=100_000),
-    "augment": Spec(bool),
-}
-
-
-def check_params(p: dict) -> str | None:
-    """Checks across parameters, run before any work starts."""
-    if p["baseline"] not in p["losses"]:
-        return f"baseline {p['baseline']!r} is not among the trained losses {p['losses']}; add it to losses or pick another baseline"
-    return None
 
 
 def cache_dir(P: dict) -> Path:
@@ -63,6 +38,8 @@ def preflight(P: dict) -> None:
     """What the run needs beyond its parameters: the NIH data (when ``data_dir`` is set) and
     the pretrained weights. ``lfakit run`` calls it before making a run folder; so does
     :func:`setup`."""
+    preflight_losses(P)
+    preflight_device(P)
     if P["data_dir"]:
         root = Path(P["data_dir"]).expanduser()
         try:
@@ -105,29 +82,6 @@ def split_summary(splits: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def loss_modules(P: dict) -> dict[str, torch.nn.Module]:
-    """Each loss of ``P['losses']`` built by name with its ``loss_kwargs`` (registry defaults otherwise)."""
-    return {name: losses.build(name, **P["loss_kwargs"].get(name, {})) for name in P["losses"]}
-
-
-def fit_config(P: dict) -> engine.FitConfig:
-    return engine.FitConfig(
-        epochs=P["epochs"],
-        batch_size=P["batch_size"],
-        optimizer=P["optimizer"],
-        lr=P["lr"],
-        weight_decay=P["weight_decay"],
-        scheduler=P["scheduler"],
-        grad_clip=P["grad_clip"],
-        early_stopping_patience=P["early_stopping_patience"],
-        monitor=P["monitor"],
-        amp=P["amp"],
-        device=P["device"],
-        num_workers=P["num_workers"],
-        seed=P["seed"], precision=P["precision"],
-    )
-
-
 def _mean_auroc(targets: np.ndarray, scores: np.ndarray) -> float:
     return float(np.nanmean(per_class_auroc(targets, scores)))
 
@@ -161,7 +115,7 @@ def train_one(P: dict, name: str, loss_fn, datasets: dict, run_dir: Path, stop_a
     runtime.seed_everything(P["seed"])  # every loss starts from the same initial weights
     model = models.build_model(P["model"], len(CLASSES), pretrained=P["pretrained"], in_chans=models.input_channels(P["model"]),
                                precision=P["precision"])
-    cfg = fit_config(P)
+    cfg = FitConfig.from_params(P)
     result = engine.fit(
         model,
         loss_fn,

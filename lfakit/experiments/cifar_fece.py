@@ -52,53 +52,13 @@ from lfakit.metrics.lfa import (
     table2_numbers,
     true_class_probability,
 )
-from lfakit.params import COMMON, ENGINE, Spec, check_loss_kwargs, multilabel_losses
+from lfakit.experiments._shared import loss_modules, preflight_device, preflight_losses
+from lfakit.fitconfig import FitConfig
+from lfakit.schemas.cifar_fece import EXPERIMENT, SCHEMA, VAL_METRICS, check_params  # noqa: F401
 
-EXPERIMENT = "cifar_fece"
 SPLITS = ("train", "val", "test")
 
 
-def _check_ratios(value: list) -> str | None:
-    for r in value:
-        if isinstance(r, bool) or not isinstance(r, (int, float)) or not math.isfinite(r) or r < 1:
-            return f"every imbalance ratio must be a number >= 1 (1: balanced), got {r!r}"
-    return None
-
-
-def _check_folds(value: int) -> str | None:
-    return None if value == 0 or value >= 2 else "use 0 (one validation split) or k >= 2 folds"
-
-
-# What each notebook parameter may hold (the notebook's parameters cell holds the defaults).
-SCHEMA: dict[str, Spec] = {
-    **COMMON,
-    **ENGINE,
-    "dataset": Spec(str, choices=cifar.DATASETS),
-    "data_dir": Spec(str),
-    "imbalance_ratios": Spec(list, nonempty=True, check=_check_ratios),
-    "val_fraction": Spec(float, min=0.01, max=0.5),
-    "folds": Spec(int, min=0, max=20, check=_check_folds),
-    "digits_test_per_class": Spec(int, min=1, max=172),
-    "losses": Spec(list, choices_fn=multilabel_losses, nonempty=True),
-    "baseline": Spec(str, choices_fn=multilabel_losses),
-    "loss_kwargs": Spec(dict, check=check_loss_kwargs),
-    "hard_classes": Spec(int, min=0, max=10),
-    "model": Spec(str, choices=("tiny_cnn", "resnet18", "resnet50", "densenet121")),
-    "pretrained": Spec(bool),
-    "image_size": Spec(int, min=0, max=1024),
-    "augment": Spec(bool),
-}
-
-
-def check_params(p: dict) -> str | None:
-    """Checks across parameters, run before any work starts."""
-    if p["baseline"] not in p["losses"]:
-        return f"baseline {p['baseline']!r} is not among the trained losses {p['losses']}; add it to losses or pick another baseline"
-    if p["dataset"] == "digits" and p["data_dir"]:
-        return f"data_dir={p['data_dir']!r} is set but dataset is 'digits' (embedded); set dataset=cifar10 or leave data_dir empty"
-    if p["model"] == "tiny_cnn" and p["pretrained"]:
-        return "tiny_cnn has no pretrained weights; use pretrained=false"
-    return None
 
 
 def rho_label(r) -> str:
@@ -109,6 +69,8 @@ def rho_label(r) -> str:
 def preflight(P: dict) -> None:
     """What the run needs beyond its parameters: CIFAR-10 on disk (``dataset=cifar10``) and the
     pretrained weights. ``lfakit run`` calls it before making a run folder; so does :func:`setup`."""
+    preflight_losses(P)
+    preflight_device(P)
     if P["dataset"] == "cifar10":
         cifar.find_cifar_dir(P["data_dir"])  # DataError: where the data go, how to run without
     if P["pretrained"]:
@@ -154,20 +116,6 @@ def split_summary(data: Data) -> pd.DataFrame:
     out["test"] = next(iter(data.splits.values()))[0]["test"].counts()
     out.loc["total"] = out.sum()
     return out
-
-
-def loss_modules(P: dict) -> dict[str, nn.Module]:
-    """Each loss of ``P['losses']`` built by name with its ``loss_kwargs`` (registry defaults otherwise)."""
-    return {name: losses.build(name, **P["loss_kwargs"].get(name, {})) for name in P["losses"]}
-
-
-def fit_config(P: dict) -> engine.FitConfig:
-    return engine.FitConfig(
-        epochs=P["epochs"], batch_size=P["batch_size"], optimizer=P["optimizer"], lr=P["lr"],
-        weight_decay=P["weight_decay"], scheduler=P["scheduler"], grad_clip=P["grad_clip"],
-        early_stopping_patience=P["early_stopping_patience"], monitor=P["monitor"], amp=P["amp"],
-        device=P["device"], num_workers=P["num_workers"], seed=P["seed"], precision=P["precision"],
-    )
 
 
 class ResizeInput(nn.Module):
@@ -233,7 +181,7 @@ def train_one(P: dict, rho: str, fold: int, name: str, loss_fn, splits: dict, ch
           for s, sp in splits.items()}
     runtime.seed_everything(P["seed"])  # every loss starts from the same initial weights
     model = build_model(P, len(splits["test"].classes), channels)
-    cfg = fit_config(P)
+    cfg = FitConfig.from_params(P)
     result = engine.fit(model, loss_fn, ds["train"], ds["val"], cfg, checkpoint_dir=run_dir / "checkpoints" / tag,
                         val_metric=("auroc", _mean_auroc), resume=P["resume"],
                         desc=f"rho={rho} fold={fold + 1} {name}", stop_after_epoch=stop_after_epoch)

@@ -19,49 +19,10 @@ from matplotlib.figure import Figure
 
 from lfakit import atlas, losses, report, runner, runtime
 from lfakit.errors import ParameterError
-from lfakit.params import COMMON, Spec, check_loss_kwargs
-
-EXPERIMENT = "loss_atlas"
+from lfakit.schemas.loss_atlas import EXPERIMENT, SCHEMA, check_params  # noqa: F401
 
 
-def all_losses() -> list[str]:
-    """Every registered loss name (lazy choices for the ``losses`` parameter)."""
-    return [n for t in atlas.TASKS for n in losses.available(t)]
 
-
-def _probabilities(values: list) -> str | None:
-    for v in values:
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < 1:
-            return f"every p_t must be a number strictly between 0 and 1, got {v!r}"
-    return None
-
-
-def _numbers(values: list) -> str | None:
-    for v in values:
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-            return f"every entry must be a finite number, got {v!r}"
-    return None
-
-
-# What each notebook parameter may hold (the notebook's parameters cell holds the defaults).
-SCHEMA: dict[str, Spec] = {
-    **COMMON,
-    "tasks": Spec(list, choices=atlas.TASKS, nonempty=True),
-    "losses": Spec(list, choices_fn=all_losses),
-    "loss_kwargs": Spec(dict, check=check_loss_kwargs),
-    "grid_size": Spec(int, min=5, max=20_001),
-    "pt_min": Spec(float, min=1e-6, max=0.5),
-    "pt_max": Spec(float, min=0.5, max=1 - 1e-6),
-    "table_pt": Spec(list, nonempty=True, check=_probabilities),
-    "num_classes": Spec(int, min=2, max=100_000),
-    "multiclass_other_logit": Spec(float, min=-30.0, max=30.0),
-    "setwise_labels": Spec(int, min=2, max=100_000),
-    "setwise_positives": Spec(int, min=0, max=99_999),
-    "setwise_other_pt": Spec(float, min=1e-6, max=1 - 1e-6),
-    "iqa_range": Spec(float, min=0.01, max=1000.0),
-    "table_x": Spec(list, nonempty=True, check=_numbers),
-    "interactive": Spec(bool),
-}
 
 
 def construction(P: dict) -> atlas.Construction:
@@ -87,34 +48,24 @@ def selected_losses(P: dict) -> list[str]:
     return sorted(names, key=_order)
 
 
-def check_params(p: dict) -> str | None:
-    """Checks across parameters, run before any work starts (every chosen loss is built)."""
-    if not p["pt_min"] < p["pt_max"]:
-        return f"pt_min ({p['pt_min']}) must be smaller than pt_max ({p['pt_max']})"
-    for name in p["losses"]:
-        task = losses.task_of(name)
-        if task not in p["tasks"]:
-            return f"loss {name!r} is a {task} loss but tasks is {p['tasks']}; add {task!r} to tasks or drop the loss"
-    chosen = selected_losses(p)
-    for name in p["loss_kwargs"]:
-        if name not in chosen:
-            return (f"loss_kwargs gives arguments for {name!r}, which this atlas does not draw "
-                    f"(tasks {p['tasks']}, losses {p['losses'] or 'all'}); remove it or draw the loss")
+def preflight(P: dict) -> None:
+    """Build every chosen loss with its ``loss_kwargs`` on the atlas's construction, before a
+    run folder is made (an argument out of range fails here, naming the loss)."""
     try:
-        c = construction(p)
+        c = construction(P)
     except ParameterError as e:
-        return str(e)
-    for name in chosen:
-        msg = atlas.check_loss(name, p["loss_kwargs"].get(name, {}), c)
+        raise ParameterError(str(e)) from None
+    for name in selected_losses(P):
+        msg = atlas.check_loss(name, P["loss_kwargs"].get(name, {}), c)
         if msg:
-            return msg
-    return None
+            raise ParameterError(msg)
 
 
 def setup(P: dict) -> Path:
     """Fix threads and seeds (nothing here is random) and open the run folder."""
     runtime.set_threads(P["num_threads"])
     runtime.seed_everything(P["seed"])
+    preflight(P)
     return runner.open_run(EXPERIMENT, P)
 
 

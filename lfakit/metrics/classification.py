@@ -33,6 +33,9 @@ from scipy.stats import rankdata
 
 __all__ = [
     "UndefinedMetricWarning",
+    "as_labels",
+    "as_scores",
+    "auroc_columns",
     "per_class_auroc",
     "best_f1_thresholds",
     "f1_at_thresholds",
@@ -49,7 +52,7 @@ class UndefinedMetricWarning(UserWarning):
 # --------------------------------------------------------------------------- validation
 
 
-def _as_labels(y, name: str = "y") -> np.ndarray:
+def as_labels(y, name: str = "y") -> np.ndarray:
     """Return ``y`` as a 2-D bool array (N x C), checking that it holds only 0/1."""
     arr = np.asarray(y)
     if arr.ndim == 1:
@@ -68,7 +71,7 @@ def _as_labels(y, name: str = "y") -> np.ndarray:
     return arr
 
 
-def _as_scores(p, shape: tuple[int, int], name: str = "scores") -> np.ndarray:
+def as_scores(p, shape: tuple[int, int], name: str = "scores") -> np.ndarray:
     """Return ``p`` as a 2-D float array of ``shape``, checking that it is finite."""
     arr = np.asarray(p, dtype=float)
     if arr.ndim == 1:
@@ -85,8 +88,10 @@ def _as_scores(p, shape: tuple[int, int], name: str = "scores") -> np.ndarray:
 # --------------------------------------------------------------------------- AUROC
 
 
-def _auroc_columns(y: np.ndarray, s: np.ndarray) -> np.ndarray:
-    """Mid-rank AUROC of every column; NaN where a column has a single label value."""
+def auroc_columns(y: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """Mid-rank AUROC of every column of already-checked arrays (:func:`as_labels`,
+    :func:`as_scores`) without warnings; NaN where a column has a single label value.
+    :func:`per_class_auroc` is the checked, warning form."""
     n_pos = y.sum(axis=0).astype(float)
     n_neg = y.shape[0] - n_pos
     ranks = rankdata(s, axis=0)  # average ranks for ties == trapezoidal ROC area
@@ -110,8 +115,8 @@ def per_class_auroc(y_true, scores) -> np.ndarray:
     np.ndarray of shape (C,). ``NaN`` (with an :class:`UndefinedMetricWarning` naming the
     class index) for a class whose labels are all 0 or all 1.
     """
-    y = _as_labels(y_true, "y_true")
-    s = _as_scores(scores, y.shape)
+    y = as_labels(y_true, "y_true")
+    s = as_scores(scores, y.shape)
     n_pos = y.sum(axis=0)
     for j in np.flatnonzero((n_pos == 0) | (n_pos == y.shape[0])):
         warnings.warn(
@@ -119,7 +124,7 @@ def per_class_auroc(y_true, scores) -> np.ndarray:
             UndefinedMetricWarning,
             stacklevel=2,
         )
-    return _auroc_columns(y, s)
+    return auroc_columns(y, s)
 
 
 def roc_points(y, s) -> tuple[np.ndarray, np.ndarray]:
@@ -128,11 +133,11 @@ def roc_points(y, s) -> tuple[np.ndarray, np.ndarray]:
     Predicts positive iff ``s >= t``, for ``t`` running down the distinct scores; the area
     under these points (trapezoids) is the AUROC. Needs both label values in ``y``.
     """
-    yb = _as_labels(y)
+    yb = as_labels(y)
     if yb.shape[1] != 1:
         raise ValueError(f"roc_points takes one class (1-D y); got shape {np.shape(y)}.")
     yb = yb[:, 0]
-    sc = _as_scores(s, (yb.shape[0], 1))[:, 0]
+    sc = as_scores(s, (yb.shape[0], 1))[:, 0]
     n_pos = int(yb.sum())
     n_neg = yb.shape[0] - n_pos
     if n_pos == 0 or n_neg == 0:
@@ -158,8 +163,8 @@ def precision_recall_f1_at_thresholds(y, p, thresholds):
     -------
     (precision, recall, f1), each an array of shape (C,).
     """
-    yb = _as_labels(y)
-    s = _as_scores(p, yb.shape, "p")
+    yb = as_labels(y)
+    s = as_scores(p, yb.shape, "p")
     t = np.broadcast_to(np.asarray(thresholds, dtype=float), (yb.shape[1],))
     pred = s >= t[None, :]
     tp = (pred & yb).sum(axis=0).astype(float)
@@ -189,8 +194,8 @@ def best_f1_thresholds(y_val, p_val) -> tuple[np.ndarray, np.ndarray]:
     -------
     (thresholds, f1), each of shape (C,), ``f1`` being the validation F1 at the threshold.
     """
-    y = _as_labels(y_val, "y_val")
-    s = _as_scores(p_val, y.shape, "p_val")
+    y = as_labels(y_val, "y_val")
+    s = as_scores(p_val, y.shape, "p_val")
     n, _ = y.shape
     if n == 0:
         raise ValueError("y_val is empty.")
@@ -235,8 +240,8 @@ def multilabel_report(
     ``Precision``, ``Recall``  on test at that threshold,
     ``Prevalence`` fraction of positive test labels, ``n_pos`` number of positive test labels.
     """
-    yv = _as_labels(y_val, "y_val")
-    yt = _as_labels(y_test, "y_test")
+    yv = as_labels(y_val, "y_val")
+    yt = as_labels(y_test, "y_test")
     if yv.shape[1] != yt.shape[1]:
         raise ValueError(
             f"y_val has {yv.shape[1]} classes but y_test has {yt.shape[1]}."
@@ -250,7 +255,7 @@ def multilabel_report(
             f"{len(class_names)} class names given for {n_classes} classes."
         )
     thresholds, _ = best_f1_thresholds(yv, p_val)
-    pt = _as_scores(p_test, yt.shape, "p_test")
+    pt = as_scores(p_test, yt.shape, "p_test")
     auroc = per_class_auroc(yt, pt)
     precision, recall, f1 = precision_recall_f1_at_thresholds(yt, pt, thresholds)
     n_pos = yt.sum(axis=0).astype(int)

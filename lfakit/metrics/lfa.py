@@ -45,8 +45,8 @@ import numpy as np
 import pandas as pd
 
 from lfakit.metrics.classification import (
-    _as_labels,
-    _as_scores,
+    as_labels,
+    as_scores,
     best_f1_thresholds,
     per_class_auroc,
     precision_recall_f1_at_thresholds,
@@ -71,7 +71,7 @@ def one_hot(labels, num_classes: int) -> np.ndarray:
     """Integer labels (N,) -> 0/1 float array (N, K); an (N, K) 0/1 array is returned as is."""
     a = np.asarray(labels)
     if a.ndim == 2:
-        return _as_labels(a).astype(np.float64)
+        return as_labels(a).astype(np.float64)
     if a.ndim != 1 or (a.size and (a.min() < 0 or a.max() >= num_classes)):
         raise ValueError(f"labels must be (N,) integers in 0..{num_classes - 1} or an (N, K) 0/1 array.")
     return np.eye(num_classes)[a.astype(int)]
@@ -88,8 +88,8 @@ def fbeta(precision, recall, beta: float) -> np.ndarray:
 
 def confusion_counts(y, p, thresholds) -> dict[str, np.ndarray]:
     """Per-class TP, FP, FN, TN when predicting positive iff ``p >= threshold``."""
-    yb = _as_labels(y)
-    s = _as_scores(p, yb.shape, "p")
+    yb = as_labels(y)
+    s = as_scores(p, yb.shape, "p")
     t = np.broadcast_to(np.asarray(thresholds, dtype=float), (yb.shape[1],))
     pred = s >= t[None, :]
     return {

@@ -1,0 +1,90 @@
+"""What the kit can build by name: losses, models, data sets and experiments.
+
+Every name lives here once, next to its metadata; parameter choices (``losses``, ``model``,
+``dataset``) are read from these registries, and the code that builds a thing looks it up
+here. Targets are lazy ``"module:attribute"`` paths, so importing this module costs nothing:
+``lfakit list`` and parameter validation never import torch.
+"""
+
+from __future__ import annotations
+
+from lfakit.registry import Registry
+
+LOSS_TASKS = ("multilabel", "multiclass", "iqa")
+
+LOSSES = Registry("loss")
+for _name, _target, _task in [
+    ("bce", "multilabel:BCELoss", "multilabel"),
+    ("focal", "multilabel:FocalLoss", "multilabel"),
+    ("asl", "multilabel:AsymmetricLoss", "multilabel"),
+    ("exp_ce", "multilabel:ExpCELoss", "multilabel"),
+    ("f_ece", "multilabel:FocalExpCELoss", "multilabel"),
+    ("zlpr", "multilabel:ZLPRLoss", "multilabel"),
+    ("soft_zlpr", "multilabel:SoftZLPRLoss", "multilabel"),
+    ("fzlpr", "multilabel:FocalZLPRLoss", "multilabel"),
+    ("ce", "multiclass:CrossEntropyLoss", "multiclass"),
+    ("focal_ce", "multiclass:FocalCELoss", "multiclass"),
+    ("mae", "multiclass:MAELoss", "multiclass"),
+    ("gce", "multiclass:GCELoss", "multiclass"),
+    ("rce", "multiclass:RCELoss", "multiclass"),
+    ("sce", "multiclass:SCELoss", "multiclass"),
+    ("nce", "multiclass:NCELoss", "multiclass"),
+    ("nce_rce", "multiclass:NCERCELoss", "multiclass"),
+    ("phuber_ce", "multiclass:PHuberCELoss", "multiclass"),
+    ("logit_clip", "multiclass:LogitClipLoss", "multiclass"),
+    ("logit_norm", "multiclass:LogitNormLoss", "multiclass"),
+    ("flooding", "multiclass:FloodingLoss", "multiclass"),
+    ("l1", "iqa:L1Loss", "iqa"),
+    ("l2", "iqa:L2Loss", "iqa"),
+    ("plcc", "iqa:PLCCLoss", "iqa"),
+    ("srcc", "iqa:SRCCLoss", "iqa"),
+    ("norm_in_norm", "iqa:NormInNormLoss", "iqa"),
+    ("rank", "iqa:RankLoss", "iqa"),
+    ("fidelity", "iqa:FidelityLoss", "iqa"),
+]:
+    LOSSES.add(_name, f"lfakit.losses.{_target}", task=_task)
+
+MODELS = Registry("model")
+# tiny CPU models take the data's channels; ImageNet backbones take 3 (grayscale is replicated)
+MODELS.add("tiny_cnn", "lfakit.models:TinyCNN", channels=1, pretrained_weights=None, head=None)
+MODELS.add("densenet121", "torchvision.models:densenet121", channels=3, pretrained_weights="DenseNet121_Weights", head="classifier")
+MODELS.add("resnet18", "torchvision.models:resnet18", channels=3, pretrained_weights="ResNet18_Weights", head="fc")
+MODELS.add("resnet50", "torchvision.models:resnet50", channels=3, pretrained_weights="ResNet50_Weights", head="fc")
+
+DATASETS = Registry("dataset")
+DATASETS.add("digits", "lfakit.data.cifar:load_source", task="multiclass", embedded=True,
+             about="scikit-learn's bundled 8x8 digits (1,797 images), the embedded default")
+DATASETS.add("cifar10", "lfakit.data.cifar:load_source", task="multiclass", embedded=False,
+             about="CIFAR-10 python batches (cifar-10-batches-py/)")
+DATASETS.add("nih_chestxray14", "lfakit.data.chestxray:load_chestxray", task="multilabel", embedded=False,
+             about="NIH ChestX-ray14 (Data_Entry_2017.csv, split lists, images*/)")
+DATASETS.add("synthetic_chestxray14", "lfakit.data.chestxray:load_chestxray", task="multilabel", embedded=True,
+             about="a small data set generated in the NIH ChestX-ray14 layout, the embedded default")
+
+
+def loss_names(task: str | None = None) -> list[str]:
+    """Registered loss names, all or of one task (registration order)."""
+    return LOSSES.names(task=task) if task else LOSSES.names()
+
+
+def model_names() -> list[str]:
+    return MODELS.names()
+
+
+def _discover_experiments() -> Registry:
+    """Every ``lfakit/schemas/<name>.py`` is an experiment; its code is ``lfakit.experiments.<name>``."""
+    import importlib
+    import pkgutil
+
+    import lfakit.schemas as pkg
+
+    reg = Registry("experiment")
+    for m in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
+        if m.name.startswith("_"):
+            continue
+        reg.add(m.name, f"lfakit.experiments.{m.name}",
+                schema=lambda n=m.name: importlib.import_module(f"lfakit.schemas.{n}"))
+    return reg
+
+
+EXPERIMENTS = _discover_experiments()

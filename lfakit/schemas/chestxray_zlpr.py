@@ -1,0 +1,41 @@
+"""Parameters of the ChestX-ray14 loss comparison (focal vs ZLPR / FZLPR, + BCE and ASL)."""
+
+from __future__ import annotations
+
+from lfakit.fitconfig import fit_params
+from lfakit.params import Spec, check_loss_kwargs, loss_choices, model_choices, run_params
+
+EXPERIMENT = "chestxray_zlpr"
+VAL_METRICS = ("auroc",)
+_multilabel = loss_choices("multilabel")
+
+SCHEMA: dict[str, Spec] = {
+    "data_dir": Spec(str, "", "NIH ChestX-ray14 root (Data_Entry_2017.csv, train_val_list.txt, test_list.txt, images*/); empty: the embedded default"),
+    "cache_dir": Spec(str, "", "pre-resized image caches and the embedded data set; empty: $LFAKIT_CACHE or ~/.cache/lfakit"),
+    "synthetic_patients": Spec(int, 240, "patients in the embedded default data set (ignored with data_dir)", min=20, max=100_000),
+    "max_images": Spec(int, 0, "use at most this many images, sampled by patient (0: all)", min=0, max=10_000_000),
+    "val_fraction": Spec(float, 0.1, "share of train_val patients held out for validation", min=0.01, max=0.5),
+    "image_size": Spec(int, 64, "model input side in pixels (images are resized once into the cache)", min=16, max=1024),
+    "clahe_clip": Spec(float, 2.0, "CLAHE clip limit, applied on uint8 before resizing (0: no CLAHE)", min=0.0, max=100.0),
+    "clahe_grid": Spec(int, 8, "CLAHE tile grid (n x n)", min=1, max=64),
+    "losses": Spec(list, ["focal", "zlpr", "fzlpr", "bce", "asl"], "losses to train, by registry name", choices_fn=_multilabel, nonempty=True),
+    "baseline": Spec(str, "focal", "loss every other loss is compared against", choices_fn=_multilabel),
+    "loss_kwargs": Spec(dict, {}, 'per-loss arguments, e.g. {"fzlpr": {"tau": 0.2}}; empty: registry defaults', check=check_loss_kwargs),
+    "model": Spec(str, "tiny_cnn", "tiny_cnn | densenet121 | resnet18 | resnet50", choices_fn=model_choices),
+    "pretrained": Spec(bool, False, "ImageNet weights (downloaded once into torchvision's cache)"),
+    "augment": Spec(bool, False, "random flips and shifts on the training split"),
+    **fit_params(VAL_METRICS, epochs=10, batch_size=32, optimizer="adamw", lr=0.003, weight_decay=1e-05,
+                 scheduler="cosine", monitor="val_auroc", precision="float64"),
+    **run_params(EXPERIMENT, seed=42, num_threads=2),
+}
+
+
+def check_params(p: dict) -> str | None:
+    """Checks across parameters, run before any work starts."""
+    if p["baseline"] not in p["losses"]:
+        return f"baseline {p['baseline']!r} is not among the trained losses {p['losses']}; add it to losses or pick another baseline"
+    if p["model"] == "tiny_cnn" and p["pretrained"]:
+        return "tiny_cnn has no pretrained weights; use pretrained=false"
+    if p["model"] != "tiny_cnn" and p["image_size"] < 32:
+        return f"{p['model']} needs image_size >= 32 (five stride-2 stages), got {p['image_size']}"
+    return None
