@@ -1,14 +1,25 @@
-"""One fit / predict loop for every experiment.
+"""One fit / predict loop for every experiment, in the style of torchvision's classification
+reference: :func:`fit` is a short loop over :func:`train_one_epoch` and :func:`evaluate`, with
+the optimiser and scheduler from :func:`make_optimizer` / :func:`make_scheduler`.
 
-Seeding and deterministic CPU runs, device auto-selection, mixed precision and channels_last on
-CUDA, AdamW/Adam/SGD, schedules, gradient clipping, early stopping on a validation metric, a
-checkpoint every epoch with exact resume, a clear stop on a NaN/inf loss that keeps the last good
-checkpoint, tqdm progress and a ``history.csv``.
+Device auto-selection, float32 or float64 (:class:`~lfakit.fitconfig.FitConfig`'s
+``precision``), mixed precision and channels_last on CUDA, AdamW/Adam/SGD, schedules, gradient
+clipping, several validation metrics with early stopping on any of them, a checkpoint every epoch
+with exact resume, a clear stop on a NaN/inf loss that keeps the last good checkpoint, tqdm
+progress and a ``history.csv``.
+
+Batches. A dataset item is ``(x, y)``, ``(x, y, index)``, or a mapping with ``"x"``, ``"y"``,
+optionally ``"index"`` (the sample id) and any further fields, which reach the loss as keyword
+arguments (an IQA data set's ``"std"`` of the opinion scores goes to the fidelity loss as
+``std=``). :func:`predict` returns the sample ids with the scores and, on request, every
+sample's own loss (membership inference).
 
 Exact resume: every epoch reseeds torch from ``(seed, epoch)`` and draws its shuffling order
 from a generator seeded the same way, so an epoch's randomness does not depend on what ran
 before it; ``last.pt`` holds model, optimiser, scheduler, scaler, history and early-stopping
-state, written atomically at the end of each epoch.
+state in types that ``torch.load(weights_only=True)`` accepts (a shared run folder cannot run
+code), written atomically at the end of each epoch; the previous one is kept as ``last.prev.pt``,
+so a checkpoint truncated by a crash falls back to the epoch before.
 """
 
 from __future__ import annotations
@@ -49,7 +60,14 @@ def select_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
-def _to_input(t: torch.Tensor, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+def _to_input(t, device: torch.device, dtype: torch.dtype):
+    """A batch field on ``device``; floating tensors in the training ``dtype``; non-tensors as they are."""
+    if not isinstance(t, torch.Tensor):
+        return t
+    return _tensor_to(t, device, dtype)
+
+
+def _tensor_to(t: torch.Tensor, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """A batch tensor on ``device``; floating tensors in the training ``dtype``."""
     if t.is_floating_point():
         return t.to(device, dtype, non_blocking=True)
@@ -73,8 +91,15 @@ class FitResult:
     extra: dict = field(default_factory=dict)
 
 
-def _make_optimizer(model: nn.Module, cfg: FitConfig) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
+def make_optimizer(model: nn.Module, cfg: FitConfig) -> torch.optim.Optimizer:
+    """The optimiser ``cfg.optimizer`` over the trainable parameters of ``model``."""
+    return make_optimizer_for([p for p in model.parameters() if p.requires_grad], cfg)
+
+
+def make_optimizer_for(params, cfg: FitConfig) -> torch.optim.Optimizer:
+    """The optimiser ``cfg.optimizer`` (adamw | adam | sgd, with ``lr``, ``weight_decay`` and, for
+    SGD, ``momentum``) over any parameter list (the CF-Ensemble trainer's factors, say)."""
+    params = list(params)
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "adam":
@@ -82,7 +107,7 @@ def _make_optimizer(model: nn.Module, cfg: FitConfig) -> torch.optim.Optimizer:
     return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
 
-def _make_scheduler(opt: torch.optim.Optimizer, cfg: FitConfig):
+def make_scheduler(opt: torch.optim.Optimizer, cfg: FitConfig):
     if cfg.scheduler == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
     if cfg.scheduler == "step":
@@ -117,15 +142,93 @@ def _loader(ds: Dataset, batch_size: int, shuffle: bool, seed: int, num_workers:
     )
 
 
-def _split_batch(batch):
-    """Batches are (x, y) or (x, y, index); returns x, y."""
-    return batch[0], batch[1]
+@dataclass
+class Batch:
+    """One collated batch: input, target, sample ids (or None) and the extra fields for the loss."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    index: torch.Tensor | None
+    extra: dict
+
+    def to(self, device: torch.device, dtype: torch.dtype) -> "Batch":
+        return Batch(_to_input(self.x, device, dtype), _to_input(self.y, device, dtype), self.index,
+                     {k: _to_input(v, device, dtype) for k, v in self.extra.items()})
 
 
-def _atomic_save(obj, path: Path) -> None:
+def split_batch(batch) -> Batch:
+    """A DataLoader batch as a :class:`Batch`: ``(x, y)``, ``(x, y, index)`` or a mapping with
+    ``x``, ``y``, optional ``index`` and extra fields."""
+    if isinstance(batch, dict):
+        missing = {"x", "y"} - set(batch)
+        if missing:
+            raise ParameterError(f"a dataset item given as a mapping needs the fields 'x' and 'y'; missing {sorted(missing)}")
+        extra = {k: v for k, v in batch.items() if k not in ("x", "y", "index")}
+        return Batch(batch["x"], batch["y"], batch.get("index"), extra)
+    if len(batch) not in (2, 3):
+        raise ParameterError(f"a dataset item must be (x, y), (x, y, index) or a mapping; got a {len(batch)}-tuple")
+    return Batch(batch[0], batch[1], batch[2] if len(batch) == 3 else None, {})
+
+
+def _atomic_save(obj, path: Path, keep_previous: bool = False) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(obj, tmp)
+    if keep_previous and path.exists():
+        os.replace(path, path.with_suffix(".prev.pt"))
     os.replace(tmp, path)
+
+
+def _loss_name(loss_fn: nn.Module) -> str:
+    return getattr(loss_fn, "registry_name", type(loss_fn).__name__)
+
+
+def _forward(model: nn.Module, x: torch.Tensor, device: torch.device, use_amp: bool, channels_last: bool):
+    if device.type == "cuda" and channels_last and x.ndim == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.autocast(device.type, enabled=use_amp):
+        return model(x)
+
+
+def train_one_epoch(model: nn.Module, loss_fn: nn.Module, loader, opt: torch.optim.Optimizer, scaler, cfg: FitConfig,
+                    device: torch.device, epoch: int, last_checkpoint: Path | None = None) -> float:
+    """One pass over ``loader``: forward, loss (with the batch's extra fields), backward, clip,
+    step. Returns the sample-weighted mean training loss; a NaN/inf loss stops with a clear error."""
+    model.train()
+    use_amp = cfg.amp and device.type == "cuda" and cfg.precision == "float32"
+    run_loss, seen = 0.0, 0
+    for step, raw in enumerate(loader):
+        b = split_batch(raw).to(device, cfg.dtype)
+        out = _forward(model, b.x, device, use_amp, cfg.channels_last)
+        loss = loss_fn(out.to(cfg.dtype), b.y, **b.extra)
+        if not torch.isfinite(loss):
+            kept = (f"the last good checkpoint is {last_checkpoint}" if last_checkpoint and last_checkpoint.exists()
+                    else "no checkpoint was written yet")
+            raise TrainingError(
+                f"loss {_loss_name(loss_fn)} became {float(loss.detach())} at epoch {epoch}, batch {step}; {kept}. "
+                "Lower lr, set grad_clip, or turn amp off."
+            )
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        if cfg.grad_clip > 0:
+            scaler.unscale_(opt)
+            nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        scaler.step(opt)
+        scaler.update()
+        run_loss += float(loss.detach()) * len(b.y)
+        seen += len(b.y)
+    return run_loss / max(seen, 1)
+
+
+def per_sample_loss(loss_fn: nn.Module) -> nn.Module:
+    """A copy of ``loss_fn`` returning one value per sample (``reduction="none"``, averaged over
+    any further axes, e.g. the classes of a multi-label loss)."""
+    if not hasattr(loss_fn, "reduction"):
+        raise ParameterError(f"loss {_loss_name(loss_fn)} has no reduction argument; it cannot give per-sample losses")
+    import copy
+
+    fn = copy.copy(loss_fn)
+    fn.reduction = "none"
+    return fn
 
 
 @torch.no_grad()
@@ -137,35 +240,85 @@ def predict(
     amp: bool = True,
     loss_fn: nn.Module | None = None,
     num_workers: int = 0,
+    sample_losses: bool = False,
 ) -> dict[str, np.ndarray | float]:
-    """Run ``model`` over ``dataset`` in order; return raw ``scores`` (logits), ``targets`` and,
-    given ``loss_fn``, the dataset-mean ``loss`` (batch losses weighted by batch size)."""
+    """Run ``model`` over ``dataset`` in order.
+
+    Returns raw ``scores`` (logits, in the model's precision), ``targets``, ``index`` (the sample
+    ids the dataset gave, else positions) and, given ``loss_fn``, the dataset-mean ``loss``
+    (batch losses weighted by batch size). ``sample_losses=True`` adds ``sample_loss``: each
+    sample's own loss (:func:`per_sample_loss`), what membership-inference attacks read."""
     dev = device if isinstance(device, torch.device) else select_device(device)
     model.eval().to(dev)
     dtype = _model_dtype(model)
+    if sample_losses and loss_fn is None:
+        raise ParameterError("sample_losses=True needs the loss_fn whose per-sample values to return")
+    each = per_sample_loss(loss_fn) if sample_losses else None
     loader = _loader(dataset, batch_size, False, 0, num_workers, dev)
-    scores, targets, total, n = [], [], 0.0, 0
+    scores, targets, ids, per, total, n = [], [], [], [], 0.0, 0
     use_amp = amp and dev.type == "cuda" and dtype == torch.float32
-    for batch in loader:
-        x, y = _split_batch(batch)
-        x = _to_input(x, dev, dtype)
-        if dev.type == "cuda":
-            x = x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x
-        with torch.autocast(dev.type, enabled=use_amp):
-            out = model(x)
-        out = out.to(dtype)
+    for raw in loader:
+        cpu = split_batch(raw)
+        b = cpu.to(dev, dtype)
+        out = _forward(model, b.x, dev, use_amp, True).to(dtype)
         if loss_fn is not None:
-            total += float(loss_fn(out, _to_input(y, dev, dtype))) * len(y)
-            n += len(y)
+            total += float(loss_fn(out, b.y, **b.extra)) * len(b.y)
+            n += len(b.y)
+        if each is not None:
+            v = each(out, b.y, **b.extra)
+            per.append((v.flatten(1).mean(1) if v.ndim > 1 else v).cpu().numpy())
         scores.append(out.cpu().numpy())
-        targets.append(y.numpy())
+        targets.append(cpu.y.numpy())
+        start = sum(len(i) for i in ids)
+        ids.append(cpu.index.numpy() if cpu.index is not None else np.arange(start, start + len(cpu.y)))
+    empty = np.zeros((0,))
     result: dict[str, np.ndarray | float] = {
-        "scores": np.concatenate(scores) if scores else np.zeros((0,)),
-        "targets": np.concatenate(targets) if targets else np.zeros((0,)),
+        "scores": np.concatenate(scores) if scores else empty,
+        "targets": np.concatenate(targets) if targets else empty,
+        "index": np.concatenate(ids) if ids else empty.astype(np.int64),
     }
     if loss_fn is not None:
         result["loss"] = total / max(n, 1)
+    if each is not None:
+        result["sample_loss"] = np.concatenate(per) if per else empty
     return result
+
+
+def evaluate(model: nn.Module, dataset: Dataset, loss_fn: nn.Module, cfg: FitConfig, device: torch.device,
+             metrics: dict[str, MetricFn] | None = None) -> dict[str, float]:
+    """``val_loss`` and ``val_<name> = fn(targets, scores)`` for every metric (scores are logits)."""
+    ebs = cfg.eval_batch_size or 2 * cfg.batch_size
+    val = predict(model, dataset, ebs, device, cfg.amp, loss_fn, cfg.num_workers)
+    row = {"val_loss": val["loss"]}
+    for name, fn in (metrics or {}).items():
+        row[f"val_{name}"] = float(fn(val["targets"], val["scores"]))
+    return row
+
+
+def _load_checkpoint(path: Path, device: torch.device, what: str) -> dict:
+    """``torch.load(weights_only=True)`` of ``path``; a truncated or corrupt file falls back to
+    the previous epoch's ``last.prev.pt``, else stops with a message naming the file."""
+    candidates = [path, path.with_suffix(".prev.pt")]
+    errors = []
+    for c in candidates:
+        if not c.exists():
+            continue
+        try:
+            state = torch.load(c, map_location=device, weights_only=True)
+        except Exception as e:  # noqa: BLE001 - zip, unpickling and EOF errors all mean "unreadable"
+            errors.append(f"{c}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+            continue
+        if c != path:
+            import warnings
+
+            warnings.warn(f"{path} is unreadable ({errors[-1]}); resuming {what} from the previous epoch's {c.name}",
+                          stacklevel=3)
+        return state
+    raise TrainingError(
+        f"cannot resume {what}: its checkpoint is unreadable ({'; '.join(errors)}). "
+        f"To retrain this one loss from scratch, delete {path.parent} and resume again; "
+        "the losses already finished are kept."
+    )
 
 
 def fit(
@@ -175,32 +328,35 @@ def fit(
     val_ds: Dataset,
     cfg: FitConfig,
     checkpoint_dir: str | Path | None = None,
-    val_metric: tuple[str, MetricFn] | None = None,
+    val_metrics: dict[str, MetricFn] | None = None,
     resume: bool = False,
     desc: str = "",
     stop_after_epoch: int | None = None,
 ) -> FitResult:
     """Train ``model`` with ``loss_fn``; validate every epoch; keep and return the best epoch.
 
-    ``val_metric=("auroc", fn)`` adds ``val_auroc = fn(targets, scores)`` (scores are logits) to
-    the history and makes it monitorable. With ``checkpoint_dir`` a ``last.pt`` is written every
-    epoch and ``best.pt`` whenever the monitored value improves; ``resume=True`` continues from
-    ``last.pt`` when one exists. ``stop_after_epoch`` ends the call after that epoch as an
-    interruption would (used to test resume); the returned history then stops there.
+    ``val_metrics={"auroc": fn, ...}`` adds ``val_auroc = fn(targets, scores)`` (scores are
+    logits) and the like to the history; ``cfg.monitor`` may name ``val_loss`` or any of them. With ``checkpoint_dir`` a ``last.pt`` is
+    written every epoch and ``best.pt`` whenever the monitored value improves; ``resume=True``
+    continues from ``last.pt`` when one exists. ``stop_after_epoch`` ends the call after that
+    epoch as an interruption would (used to test resume); the returned history then stops there.
     """
+    metrics = dict(val_metrics or {})
     device = select_device(cfg.device)
+    known = {"val_loss"} | {f"val_{m}" for m in metrics}
+    if cfg.monitor not in known:
+        raise ParameterError(f"monitor={cfg.monitor!r} is not computed here; choose one of {sorted(known)}")
+    if len(train_ds) == 0 or len(val_ds) == 0:
+        raise ParameterError(f"cannot train on an empty split (train: {len(train_ds)}, validation: {len(val_ds)} samples)")
     ckpt = Path(checkpoint_dir) if checkpoint_dir else None
     if ckpt:
         ckpt.mkdir(parents=True, exist_ok=True)
-    known = {"val_loss"} | ({f"val_{val_metric[0]}"} if val_metric else set())
-    if cfg.monitor not in known:
-        raise ParameterError(f"monitor={cfg.monitor!r} is not computed here; choose one of {sorted(known)}")
 
     model.to(device, cfg.dtype)
     if device.type == "cuda" and cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    opt = _make_optimizer(model, cfg)
-    sched = _make_scheduler(opt, cfg)
+    opt = make_optimizer(model, cfg)
+    sched = make_scheduler(opt, cfg)
     use_amp = cfg.amp and device.type == "cuda" and cfg.precision == "float32"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     mode = cfg.monitor_mode
@@ -211,8 +367,8 @@ def fit(
     last_path = ckpt / "last.pt" if ckpt else None
     best_path = ckpt / "best.pt" if ckpt else None
     resumed_from = 0
-    if resume and last_path is not None and last_path.exists():
-        state = torch.load(last_path, map_location=device, weights_only=False)
+    if resume and last_path is not None and (last_path.exists() or last_path.with_suffix(".prev.pt").exists()):
+        state = _load_checkpoint(last_path, device, desc or _loss_name(loss_fn))
         if state.get("config") != asdict(cfg):
             diff = {k: (state["config"].get(k), v) for k, v in asdict(cfg).items() if state["config"].get(k) != v}
             raise ParameterError(f"cannot resume from {last_path}: settings changed since it was written {diff}")
@@ -226,48 +382,18 @@ def fit(
         stopped_early = state.get("stopped_early", False)
         start_epoch = resumed_from = state["epoch"] + 1
 
-    ebs = cfg.eval_batch_size or 2 * cfg.batch_size
     epochs = range(start_epoch, cfg.epochs + 1) if not stopped_early else range(0)
     bar = progress(epochs, cfg.progress, desc=desc or "epochs", total=cfg.epochs, initial=start_epoch - 1)
+    best_state = None
     for epoch in bar:
         t0 = time.perf_counter()
         es = _epoch_seed(cfg.seed, epoch)
         torch.manual_seed(es)  # dropout and augmentation draws of this epoch
         np.random.seed(es % 2**32)
         random.seed(es)
-        model.train()
         loader = _loader(train_ds, cfg.batch_size, True, es, cfg.num_workers, device)
-        run_loss, seen = 0.0, 0
-        for step, batch in enumerate(loader):
-            x, y = _split_batch(batch)
-            x = _to_input(x, device, cfg.dtype)
-            y = _to_input(y, device, cfg.dtype)
-            if device.type == "cuda" and cfg.channels_last and x.ndim == 4:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, enabled=use_amp):
-                out = model(x)
-            loss = loss_fn(out.to(cfg.dtype), y)
-            if not torch.isfinite(loss):
-                where = f"epoch {epoch}, batch {step}"
-                kept = f"the last good checkpoint is {last_path}" if last_path and last_path.exists() else "no checkpoint was written yet"
-                raise TrainingError(
-                    f"loss {getattr(loss_fn, 'registry_name', type(loss_fn).__name__)} became "
-                    f"{float(loss.detach())} at {where}; {kept}. Lower lr, set grad_clip, or turn amp off."
-                )
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if cfg.grad_clip > 0:
-                scaler.unscale_(opt)
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            scaler.step(opt)
-            scaler.update()
-            run_loss += float(loss.detach()) * len(y)
-            seen += len(y)
-
-        val = predict(model, val_ds, ebs, device, cfg.amp, loss_fn, cfg.num_workers)
-        row = {"epoch": epoch, "train_loss": run_loss / max(seen, 1), "val_loss": val["loss"]}
-        if val_metric:
-            row[f"val_{val_metric[0]}"] = float(val_metric[1](val["targets"], val["scores"]))
+        row = {"epoch": epoch, "train_loss": train_one_epoch(model, loss_fn, loader, opt, scaler, cfg, device, epoch, last_path)}
+        row.update(evaluate(model, val_ds, loss_fn, cfg, device, metrics))
         row["lr"] = opt.param_groups[0]["lr"]
         value = row[cfg.monitor]
         improved = value < best if mode == "min" else value > best
@@ -301,6 +427,7 @@ def fit(
                     "config": asdict(cfg),
                 },
                 last_path,
+                keep_previous=True,
             )
             pd.DataFrame(history).to_csv(ckpt / "history.csv", index=False)
         if hasattr(bar, "set_postfix"):
@@ -310,7 +437,7 @@ def fit(
 
     if best_path is not None and best_path.exists():
         model.load_state_dict(torch.load(best_path, map_location=device, weights_only=True))
-    elif best_epoch:
+    elif best_state is not None:
         model.load_state_dict(best_state)
     return FitResult(
         model=model,

@@ -63,6 +63,8 @@ import numpy as np
 import torch
 
 from lfakit import losses
+from lfakit.engine import make_optimizer_for
+from lfakit.fitconfig import FitConfig
 from lfakit.errors import DataError, ParameterError
 
 __all__ = [
@@ -511,12 +513,9 @@ class TorchTrainer(_Base):
         w = torch.full((m,), 1.0 / m, dtype=dt, requires_grad=True)
         b = torch.zeros((), dtype=dt, requires_grad=True)
         params = [X, Y, w, b]
-        if self.optimizer == "adam":
-            opt = torch.optim.Adam(params, lr=self.lr, foreach=True)
-        elif self.optimizer == "adamw":
-            opt = torch.optim.AdamW(params, lr=self.lr, foreach=True)
-        else:
-            opt = torch.optim.SGD(params, lr=self.lr, momentum=0.9)
+        # the engine's optimiser builder; AdamW keeps PyTorch's default weight decay of 0.01
+        opt = make_optimizer_for(params, FitConfig(optimizer=self.optimizer, lr=self.lr, momentum=0.9,
+                                                   weight_decay=0.01 if self.optimizer == "adamw" else 0.0))
         hist = {"iteration": [], "total": [], "reconstruction": [], "supervised": []}
         best, wait = math.inf, 0
         self.converged_ = False

@@ -51,13 +51,13 @@ def test_same_seed_same_result(tmp_path):
 
 def test_resume_after_interruption_equals_uninterrupted_run(tmp_path):
     full = engine.fit(_model(), losses.build("zlpr"), _data(), _data(seed=1), _cfg(), checkpoint_dir=tmp_path / "full",
-                      val_metric=("acc", _mean_pred))
+                      val_metrics={"acc": _mean_pred})
     part = engine.fit(_model(), losses.build("zlpr"), _data(), _data(seed=1), _cfg(), checkpoint_dir=tmp_path / "cut",
-                      val_metric=("acc", _mean_pred), stop_after_epoch=2)
+                      val_metrics={"acc": _mean_pred}, stop_after_epoch=2)
     assert len(part.history) == 2
     # a new process would start from a fresh (differently initialised) model
     resumed = engine.fit(_model(seed=99), losses.build("zlpr"), _data(), _data(seed=1), _cfg(),
-                         checkpoint_dir=tmp_path / "cut", val_metric=("acc", _mean_pred), resume=True)
+                         checkpoint_dir=tmp_path / "cut", val_metrics={"acc": _mean_pred}, resume=True)
     assert resumed.resumed_from_epoch == 3
     assert torch.equal(_weights(full.model), _weights(resumed.model))
     pd.testing.assert_frame_equal(_hist(full.history), _hist(resumed.history))
@@ -104,7 +104,7 @@ def test_early_stopping_and_best_epoch(tmp_path):
 
 def test_best_weights_are_returned_not_last(tmp_path):
     res = engine.fit(_model(), losses.build("bce"), _data(), _data(seed=1), _cfg(lr=0.5, epochs=6, optimizer="sgd"),
-                     checkpoint_dir=tmp_path, val_metric=("acc", _mean_pred), )
+                     checkpoint_dir=tmp_path, val_metrics={"acc": _mean_pred}, )
     best = res.history["val_loss"].idxmin() + 1
     assert res.best_epoch == best
     val = engine.predict(res.model, _data(seed=1), loss_fn=losses.build("bce"), device="cpu")
@@ -129,3 +129,108 @@ def test_select_device_rejects_absent_cuda():
     with pytest.raises(ParameterError, match="no CUDA GPU"):
         engine.select_device("cuda")
     assert engine.select_device("auto").type in ("cpu", "mps")
+
+
+# ------------------------------------------------------------------ hooks for IQA and membership inference
+
+
+class _FieldsDataset(torch.utils.data.Dataset):
+    """Items as mappings: x, y, a sample id and an extra field for the loss."""
+
+    def __init__(self, n=40, seed=0):
+        g = torch.Generator().manual_seed(seed)
+        self.x = torch.randn(n, 8, generator=g)
+        self.y = (torch.rand(n, 3, generator=g) > 0.5).float()
+        self.w = torch.rand(n, generator=g) + 0.5
+        self.ids = torch.arange(1000, 1000 + n)
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return {"x": self.x[i], "y": self.y[i], "index": self.ids[i], "weight": self.w[i]}
+
+
+class _WeightedBCE(nn.Module):
+    """A loss taking an extra batch field (as the fidelity loss takes the opinion-score std)."""
+
+    def __init__(self, reduction="mean"):
+        super().__init__()
+        self.reduction = reduction
+        self.seen = []
+
+    def forward(self, logits, targets, weight):
+        self.seen.append(weight.detach().clone())
+        per = nn.functional.binary_cross_entropy_with_logits(logits, targets, reduction="none").mean(1) * weight
+        return per if self.reduction == "none" else per.mean()
+
+
+def test_extra_batch_fields_reach_the_loss_and_sample_ids_come_back():
+    ds = _FieldsDataset()
+    loss = _WeightedBCE()
+    engine.fit(_model(), loss, ds, _FieldsDataset(seed=1), _cfg(epochs=1))
+    got = torch.cat(loss.seen[: -(-len(ds) // 16)])  # the first epoch's training batches (shuffled)
+    assert sorted(got.tolist()) == sorted(ds.w.tolist())
+    out = engine.predict(_model(), ds, 16, "cpu")
+    assert out["index"].tolist() == ds.ids.tolist()
+
+
+def test_per_sample_losses_are_each_samples_own_loss():
+    ds = _FieldsDataset()
+    model = _model()
+    out = engine.predict(model, ds, 7, "cpu", loss_fn=_WeightedBCE(), sample_losses=True)
+    with torch.no_grad():
+        model.eval()
+        want = _WeightedBCE(reduction="none")(model(ds.x), ds.y, ds.w)
+    assert out["sample_loss"].shape == (len(ds),)
+    assert out["sample_loss"] == pytest.approx(want.numpy(), rel=1e-6)
+    assert out["loss"] == pytest.approx(float(want.mean()), rel=1e-6)
+    # a registry loss averaged over its classes: its mean is the batch loss
+    tds = _data(n=30)
+    bce = engine.predict(model, tds, 8, "cpu", loss_fn=losses.build("bce"), sample_losses=True)
+    assert bce["sample_loss"].shape == (30,) and bce["sample_loss"].mean() == pytest.approx(bce["loss"], rel=1e-6)
+
+
+def test_several_validation_metrics_and_monitor_picks_any():
+    metrics = {"acc": _mean_pred, "neg_acc": lambda t, s: -_mean_pred(t, s)}
+    a = engine.fit(_model(), losses.build("bce"), _data(), _data(seed=1), _cfg(monitor="val_acc"), val_metrics=metrics)
+    b = engine.fit(_model(), losses.build("bce"), _data(), _data(seed=1), _cfg(monitor="val_neg_acc"), val_metrics=metrics)
+    assert {"val_loss", "val_acc", "val_neg_acc"} <= set(a.history.columns)
+    assert a.best_value == a.history["val_acc"].max() and b.best_value == b.history["val_neg_acc"].max()
+    with pytest.raises(ParameterError, match="val_auroc.*not computed"):
+        engine.fit(_model(), losses.build("bce"), _data(), _data(seed=1), _cfg(monitor="val_auroc"), val_metrics=metrics)
+
+
+def test_checkpoint_loads_with_weights_only_and_a_corrupt_one_falls_back(tmp_path):
+    full = engine.fit(_model(), losses.build("bce"), _data(), _data(seed=1), _cfg(), checkpoint_dir=tmp_path / "a")
+    state = torch.load(tmp_path / "a" / "last.pt", weights_only=True)  # no pickled code in a run folder
+    assert state["epoch"] == 5 and len(state["history"]) == 5
+    engine.fit(_model(), losses.build("bce"), _data(), _data(seed=1), _cfg(), checkpoint_dir=tmp_path / "b", stop_after_epoch=3)
+    last = tmp_path / "b" / "last.pt"
+    assert (tmp_path / "b" / "last.prev.pt").exists()
+    last.write_bytes(last.read_bytes()[:100])  # truncated by a crash
+    with pytest.warns(UserWarning, match="previous epoch"):
+        resumed = engine.fit(_model(seed=5), losses.build("bce"), _data(), _data(seed=1), _cfg(),
+                             checkpoint_dir=tmp_path / "b", resume=True)
+    assert resumed.resumed_from_epoch == 3  # epoch 2's checkpoint, then epochs 3..5 again
+    pd.testing.assert_frame_equal(_hist(resumed.history), _hist(full.history))
+
+
+def test_unreadable_checkpoints_name_the_file_and_the_way_on(tmp_path):
+    engine.fit(_model(), losses.build("bce"), _data(), _data(seed=1), _cfg(), checkpoint_dir=tmp_path, stop_after_epoch=2)
+    for f in ("last.pt", "last.prev.pt"):
+        (tmp_path / f).write_bytes(b"not a checkpoint")
+    with pytest.raises(TrainingError, match=r"last\.pt.*delete .* and resume again"):
+        engine.fit(_model(), losses.build("bce"), _data(), _data(seed=1), _cfg(), checkpoint_dir=tmp_path, resume=True)
+
+
+def test_float64_precision_trains_in_float64():
+    m = _model().double()
+    r = engine.fit(m, losses.build("bce"), _data(), _data(seed=1), _cfg(epochs=1, precision="float64"))
+    assert all(p.dtype == torch.float64 for p in r.model.parameters())
+    assert engine.predict(r.model, _data(), 8, "cpu")["scores"].dtype == "float64"
+
+
+def test_empty_split_is_refused():
+    with pytest.raises(ParameterError, match="empty split"):
+        engine.fit(_model(), losses.build("bce"), _data(n=0), _data(seed=1), _cfg())

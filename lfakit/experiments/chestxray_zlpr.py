@@ -123,7 +123,7 @@ def train_one(P: dict, name: str, loss_fn, datasets: dict, run_dir: Path, stop_a
         datasets["val"],
         cfg,
         checkpoint_dir=run_dir / "checkpoints" / name,
-        val_metric=("auroc", _mean_auroc),
+        val_metrics={"auroc": _mean_auroc},
         resume=P["resume"],
         desc=name,
         stop_after_epoch=stop_after_epoch,

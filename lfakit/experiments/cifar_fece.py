@@ -183,7 +183,7 @@ def train_one(P: dict, rho: str, fold: int, name: str, loss_fn, splits: dict, ch
     model = build_model(P, len(splits["test"].classes), channels)
     cfg = FitConfig.from_params(P)
     result = engine.fit(model, loss_fn, ds["train"], ds["val"], cfg, checkpoint_dir=run_dir / "checkpoints" / tag,
-                        val_metric=("auroc", _mean_auroc), resume=P["resume"],
+                        val_metrics={"auroc": _mean_auroc}, resume=P["resume"],
                         desc=f"rho={rho} fold={fold + 1} {name}", stop_after_epoch=stop_after_epoch)
     # the training split is predicted without augmentation
     ds["train"] = ArrayImageDataset(splits["train"].images, splits["train"].targets, channels=channels)
