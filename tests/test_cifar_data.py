@@ -1,8 +1,11 @@
-"""CIFAR-10 python-batches loader, CIFAR-10-LT profile, digits default, splits and k-fold."""
+"""CIFAR-10 python-batches loader (a restricted unpickler), CIFAR-10-LT profile, digits
+default, splits, k-fold and the errors for empty splits."""
 
 from __future__ import annotations
 
+import os
 import pickle
+import pickletools
 
 import numpy as np
 import pytest
@@ -102,6 +105,140 @@ def test_corrupt_batch_file(tmp_path):
         cifar.read_batch(path)
 
 
+# ------------------------------------------------------------------------------------------
+# the restricted unpickler: the real format loads, anything else is refused unexecuted
+# ------------------------------------------------------------------------------------------
+
+
+def py2_pickle(obj) -> bytes:
+    """Protocol 2 as Python 2 with numpy 1.x wrote the official batches: str as BINSTRING (no
+    ``_codecs.encode``), arrays through ``numpy.core.multiarray._reconstruct``. Written opcode by
+    opcode here (the kit's code does not write pickles)."""
+    out = bytearray(b"\x80\x02")
+
+    def string(b: bytes):
+        out.extend((b"U" + bytes([len(b)]) + b) if len(b) < 256 else (b"T" + len(b).to_bytes(4, "little") + b))
+
+    def emit(v):
+        if isinstance(v, bytes):
+            string(v)
+        elif isinstance(v, bool):
+            out.extend(b"\x88" if v else b"\x89")
+        elif isinstance(v, int):
+            out.extend(b"J" + v.to_bytes(4, "little", signed=True))
+        elif isinstance(v, list):
+            out.extend(b"](")
+            for x in v:
+                emit(x)
+            out.extend(b"e")
+        elif isinstance(v, dict):
+            out.extend(b"}(")
+            for k, x in v.items():
+                emit(k)
+                emit(x)
+            out.extend(b"u")
+        elif isinstance(v, np.ndarray):
+            assert v.dtype == np.uint8 and v.flags.c_contiguous
+            out.extend(b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\n")
+            out.extend(b"K\x00\x85")  # (0,)
+            string(b"b")
+            out.extend(b"\x87R(K\x01")  # _reconstruct(ndarray, (0,), 'b'), then its state
+            out.extend(b"(" + b"".join(b"J" + d.to_bytes(4, "little") for d in v.shape) + b"t")
+            out.extend(b"cnumpy\ndtype\n")
+            string(b"u1")
+            out.extend(b"K\x00K\x01\x87R(K\x03")  # dtype('u1', 0, 1), state (3, '|', ...)
+            string(b"|")
+            out.extend(b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb\x89")  # ..., fortran=False
+            string(v.tobytes())
+            out.extend(b"tb")
+        else:
+            raise TypeError(type(v))
+
+    emit(obj)
+    out.extend(b".")
+    return bytes(out)
+
+
+def test_a_python2_format_batch_loads(tmp_path):
+    rng = np.random.default_rng(4)
+    batch = _batch(rng, 7)
+    blob = py2_pickle(batch)
+    ops = {op.name for op, _, _ in pickletools.genops(blob)}
+    assert "GLOBAL" in ops and "SHORT_BINSTRING" in ops and "STACK_GLOBAL" not in ops
+    ref = pickle.loads(blob, encoding="bytes")  # the standard library reads it as the real files
+    assert ref[b"batch_label"] == b"a tiny batch" and np.array_equal(ref[b"data"], batch[b"data"])
+    path = tmp_path / "data_batch_1"
+    path.write_bytes(blob)
+    images, labels = cifar.read_batch(path)
+    assert images.shape == (7, 32, 32, 3) and labels.tolist() == batch[b"labels"]
+    assert np.array_equal(images.transpose(0, 3, 1, 2).reshape(7, -1), batch[b"data"])
+    meta = tmp_path / "batches.meta"
+    meta.write_bytes(py2_pickle({b"label_names": NAMES, b"num_cases_per_batch": 7, b"num_vis": 3072}))
+    assert cifar.read_label_names(meta) == cifar.CIFAR10_CLASSES
+
+
+@pytest.mark.parametrize("protocol", [2, 3, 4, 5])
+def test_batches_written_by_python3_load_in_every_protocol(tmp_path, protocol):
+    batch = _batch(np.random.default_rng(protocol), 5)
+    path = tmp_path / "data_batch_1"
+    with open(path, "wb") as fh:
+        pickle.dump(batch, fh, protocol=protocol)
+    images, labels = cifar.read_batch(path)
+    assert np.array_equal(images.transpose(0, 3, 1, 2).reshape(5, -1), batch[b"data"])
+    assert labels.tolist() == batch[b"labels"]
+
+
+class _RunsACommand:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+class _Evaluates:
+    def __reduce__(self):
+        return (eval, ("__import__('os').getcwd()",))
+
+
+@pytest.mark.parametrize("protocol", [2, 4])
+def test_a_malicious_pickle_is_refused_without_running_anything(tmp_path, protocol):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "data_batch_1"
+    payload = {b"data": np.zeros((1, 3072), np.uint8), b"labels": [0], b"x": _RunsACommand(marker)}
+    with open(path, "wb") as fh:
+        pickle.dump(payload, fh, protocol=protocol)
+    with pytest.raises(DataError) as err:
+        cifar.read_batch(path)
+    msg = str(err.value)
+    assert str(path) in msg and f"{os.system.__module__}.system" in msg and "nothing in it was run" in msg
+    assert "cifar-10-python.tar.gz" in msg
+    assert not marker.exists()
+    with open(path, "wb") as fh:
+        pickle.dump(_Evaluates(), fh, protocol=protocol)
+    with pytest.raises(DataError, match=r"(__builtin__|builtins)\.eval"):
+        cifar.read_batch(path)
+    # control: the standard unpickler does run it
+    with open(path, "wb") as fh:
+        pickle.dump(_RunsACommand(marker), fh, protocol=protocol)
+    with open(path, "rb") as fh:
+        pickle.load(fh)
+    assert marker.exists()
+
+
+def test_codecs_encode_is_allowed_for_latin1_only(tmp_path):
+    import codecs
+
+    path = tmp_path / "data_batch_1"
+    # protocol-2 bytes from Python 3 are _codecs.encode(text, 'latin1'); another codec is refused
+    blob = pickle.dumps(b"\xff\x00abc", protocol=2)
+    assert b"_codecs" in blob and b"latin1" in blob
+    path.write_bytes(blob.replace(b"latin1", b"rot13 "))
+    with pytest.raises(DataError, match="latin1"):
+        cifar.read_batch(path)
+    assert codecs.encode("x", "rot13") == "k"  # the codec exists: refused by the kit, not missing
+
+
 # int(5000 * (1/rho)^(i/9)), i = 0..9: the CIFAR-10-LT class sizes of Cao et al. (rho = 100 as
 # listed in the kit's DATA.md; rho = 10 and 50 written out by hand from the same formula)
 CAO_COUNTS = {
@@ -193,3 +330,76 @@ def test_make_splits_long_tail_then_validation_balanced_test(tmp_path):
     folds = cifar.make_splits(src, rho=1, folds=3, seed=5)
     assert len(folds) == 3
     assert sum(f["val"].counts() for f in folds).tolist() == [n_max] * 10
+
+
+# ------------------------------------------------------------------------------------------
+# make_splits: a class or a split that would be empty is an error naming it, the files, the fix
+# ------------------------------------------------------------------------------------------
+
+
+def _source(train_labels, test_labels, name="cifar10", origin="/data/cifar-10-batches-py"):
+    tr, te = np.asarray(train_labels), np.asarray(test_labels)
+    return cifar.Source(name, cifar.CIFAR10_CLASSES, np.zeros((len(tr), 4, 4, 3), np.uint8), tr,
+                        np.zeros((len(te), 4, 4, 3), np.uint8), te, origin=origin)
+
+
+def test_class_missing_from_the_training_pool_is_named(tmp_path):
+    train = np.repeat([c for c in range(10) if c != 3], 6)  # no 'cat'
+    with pytest.raises(DataError) as err:
+        cifar.make_splits(_source(train, np.arange(10)), rho=1)
+    msg = str(err.value)
+    assert "training pool" in msg and "3 ('cat')" in msg and "train and val splits" in msg
+    assert "data_batch_1" in msg and "/data/cifar-10-batches-py" in msg and "re-extract cifar-10-python.tar.gz" in msg
+
+
+def test_class_missing_from_the_test_set_is_named():
+    with pytest.raises(DataError) as err:
+        cifar.make_splits(_source(np.repeat(np.arange(10), 6), np.arange(9)), rho=1)  # no 'truck'
+    msg = str(err.value)
+    assert "test split" in msg and "9 ('truck')" in msg and "test_batch in '/data/cifar-10-batches-py'" in msg
+
+
+def test_empty_test_batch_read_from_disk_is_a_data_error(tmp_path):
+    folder, _ = write_tiny_cifar(tmp_path, per_batch=20)
+    with open(folder / "test_batch", "wb") as fh:
+        pickle.dump({b"batch_label": b"empty", b"labels": [], b"data": np.zeros((0, 3072), np.uint8),
+                     b"filenames": []}, fh, protocol=2)
+    src = cifar.load_source("cifar10", str(tmp_path))
+    assert src.origin == str(folder) and len(src.test_labels) == 0
+    with pytest.raises(DataError) as err:
+        cifar.make_splits(src, rho=1)
+    msg = str(err.value)
+    assert "test split is empty" in msg and "test_batch" in msg and str(folder) in msg
+
+
+def test_digits_source_names_its_origin_in_errors():
+    src = cifar.load_digits_source(50)
+    assert src.origin == "scikit-learn's load_digits"
+    keep = src.train_labels != 7
+    broken = cifar.Source("digits", src.classes, src.train_images[keep], src.train_labels[keep],
+                          src.test_images, src.test_labels, origin=src.origin)
+    with pytest.raises(DataError, match=r"7 \('7'\).*scikit-learn's load_digits|scikit-learn's load_digits.*7 \('7'\)"):
+        cifar.make_splits(broken)
+
+
+def test_a_split_left_without_a_class_is_a_data_error(monkeypatch):
+    src = cifar.load_digits_source(50)
+    real = cifar.stratified_split
+
+    def drops_class_2_from_val(labels, val_fraction, seed=0):
+        tr, va = real(labels, val_fraction, seed)
+        return np.sort(np.concatenate([tr, va[labels[va] == 2]])), va[labels[va] != 2]
+
+    monkeypatch.setattr(cifar, "stratified_split", drops_class_2_from_val)
+    with pytest.raises(DataError) as err:
+        cifar.make_splits(src, rho=10, val_fraction=0.2)
+    msg = str(err.value)
+    assert "the val split (rho=10" in msg and "2 ('2')" in msg and "smaller imbalance ratio" in msg
+
+
+def test_long_tail_of_a_pool_missing_a_class_says_so():
+    labels = np.repeat([0, 1, 3], 5)
+    with pytest.raises(DataError, match="class 2 has no training images"):
+        cifar.long_tail_indices(labels, 1, num_classes=4)
+    with pytest.raises(DataError, match="empty"):
+        cifar.long_tail_indices(np.array([], np.int64), 1)

@@ -1,4 +1,5 @@
-"""NIH ChestX-ray14 loader, embedded-default generator, conversions, cache and dataset."""
+"""NIH ChestX-ray14 loader (index, splits, empty-split errors), embedded-default generator,
+conversions, the ChestX-ray cache and the dataset."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 import torch
 
 from lfakit.data import chestxray as cx
+from lfakit.data import chestxray_embedded, image_cache
 from lfakit.data.datasets import IMAGENET_MEAN, IMAGENET_STD, ArrayImageDataset
 from lfakit.data.transforms import clahe
 from lfakit.errors import DataError, ParameterError
@@ -270,8 +272,8 @@ def test_hand_written_index_is_patient_wise(tmp_path):
         assert set(idx.loc[idx.split == "test", "image_id"]) == set(lists["test"])
         assert (idx.split == "val").any() and (idx.split == "train").any()
         assert idx.loc[idx.split == "val", "patient_id"].nunique() == 2  # round(0.3 * 7)
-    sub = cx.load_index(tmp_path / "nih", max_images=8, seed=0)
-    assert 1 <= len(sub) <= 8
+    sub = cx.load_index(tmp_path / "nih", max_images=9, seed=0)
+    assert 1 <= len(sub) <= 9
     _assert_patient_disjoint(sub)
     # subsampling keeps or drops whole patients
     full = cx.load_index(tmp_path / "nih")
@@ -286,6 +288,84 @@ def test_patient_on_both_official_lists_is_a_data_error(tmp_path):
     (tmp_path / "nih" / "test_list.txt").write_text("\n".join(lists["test"] + [moved]) + "\n")
     with pytest.raises(DataError, match="both"):
         cx.load_index(tmp_path / "nih")
+
+
+# ------------------------------------------------------------------------------------------
+# loader: empty splits are errors naming the split, the file and the fix
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("listed, split", [("test_list.txt", "test"), ("train_val_list.txt", "train and val")])
+def test_empty_official_list_is_a_data_error(tmp_path, listed, split):
+    _hand_written_set(tmp_path / "nih")
+    (tmp_path / "nih" / listed).write_text("\n\n")  # blank lines only
+    with pytest.raises(DataError) as err:
+        cx.load_index(tmp_path / "nih")
+    msg = str(err.value)
+    assert str(tmp_path / "nih" / listed) in msg and "is empty" in msg
+    assert f"the {split} split would have no images" in msg
+    assert "restore it from the NIH ChestX-ray14 download" in msg
+
+
+def test_max_images_leaving_test_empty_names_the_smallest_value_that_works(tmp_path):
+    lists = _hand_written_set(tmp_path / "nih")
+    # test keeps patient 8 only (3 images): a small max_images cannot keep a whole test patient
+    (tmp_path / "nih" / "test_list.txt").write_text("\n".join(n for n in lists["test"] if n.startswith("00000008")))
+    with pytest.raises(DataError) as err:
+        cx.load_index(tmp_path / "nih", max_images=6)
+    msg = str(err.value)
+    assert "max_images=6 leaves the test split empty" in msg
+    assert str(tmp_path / "nih" / "test_list.txt") in msg and "the smallest having 3 images" in msg
+    need = int(re.search(r"Use max_images >= (\d+)", msg).group(1))
+    with pytest.raises(DataError, match="leaves the test split empty"):
+        cx.load_index(tmp_path / "nih", max_images=need - 1)
+    idx = cx.load_index(tmp_path / "nih", max_images=need)  # the suggested value works
+    assert set(idx.loc[idx.split == "test", "patient_id"]) == {"00000008"}
+
+
+def test_max_images_leaving_val_empty_is_a_data_error(tmp_path):
+    _hand_written_set(tmp_path / "nih")
+    # max_images=8 keeps 3 train_val patients, each the only positive of one of its findings
+    with pytest.raises(DataError) as err:
+        cx.load_index(tmp_path / "nih", max_images=8, seed=0)
+    msg = str(err.value)
+    assert "leaves the val split empty" in msg and str(tmp_path / "nih" / "train_val_list.txt") in msg
+    assert "after max_images=8 sampling" in msg and "Raise max_images" in msg
+    assert len(cx.load_index(tmp_path / "nih", max_images=9, seed=0)) > 0
+
+
+def test_one_train_val_patient_cannot_be_carved_into_train_and_val(tmp_path):
+    lists = _hand_written_set(tmp_path / "nih")
+    (tmp_path / "nih" / "train_val_list.txt").write_text("\n".join(n for n in lists["train_val"] if n.startswith("00000002")))
+    with pytest.raises(DataError) as err:
+        cx.load_index(tmp_path / "nih")
+    msg = str(err.value)
+    assert "leaves the val split empty" in msg and "holds 1 patient," in msg
+    assert "more patients on train_val_list.txt" in msg
+    # without a validation split the same folder loads
+    idx = cx.load_index(tmp_path / "nih", val_fraction=0)
+    assert set(idx.split) == {"train", "test"}
+
+
+def test_val_never_takes_every_train_val_patient(tmp_path):
+    lists = _hand_written_set(tmp_path / "nih")
+    keep = [n for n in lists["train_val"] if n[:8] in ("00000002", "00000006")]  # both No Finding
+    (tmp_path / "nih" / "train_val_list.txt").write_text("\n".join(keep))
+    for seed in range(4):
+        idx = cx.load_index(tmp_path / "nih", val_fraction=0.9, seed=seed)  # round(0.9 * 2) = 2
+        assert idx.loc[idx.split == "val", "patient_id"].nunique() == 1
+        assert idx.loc[idx.split == "train", "patient_id"].nunique() == 1
+
+
+def test_split_emptied_by_missing_images_is_a_data_error(tmp_path):
+    lists = _hand_written_set(tmp_path / "nih")
+    for name in lists["test"]:
+        (tmp_path / "nih" / "images_001" / "images" / name).unlink()
+    with pytest.raises(DataError) as err:
+        cx.load_index(tmp_path / "nih", allow_missing_images=True)
+    msg = str(err.value)
+    assert "the test split is empty" in msg and "test_list.txt" in msg and lists["test"][0] in msg
+    assert "Unpack the missing images_XXX archives" in msg
 
 
 # ------------------------------------------------------------------------------------------
@@ -420,20 +500,20 @@ def test_cache_is_built_once_reused_and_keyed_on_clahe(generated, generated_inde
     idx = generated_index.head(24)
     paths = dict(zip(idx.image_id, idx.path))
     calls = []
-    real_read = cx.read_image
-    monkeypatch.setattr(cx, "read_image", lambda p: calls.append(p) or real_read(p))
+    real_read = image_cache.read_image
+    monkeypatch.setattr(image_cache, "read_image", lambda p, mode: calls.append(p) or real_read(p, mode))
 
     first = cx.build_cache(idx, paths, 32, tmp_path, clahe_clip=2.0, clahe_grid=8, progress=False)
     assert first.shape == (24, 32, 32) and first.dtype == np.uint8 and len(calls) == 24
-    want = cx.preprocess_image(real_read(idx.path.iloc[5]), 32, 2.0, 8)
+    want = cx.preprocess_image(cx.read_image(idx.path.iloc[5]), 32, 2.0, 8)
     assert np.array_equal(first[5], want)
     files = sorted(p.name for p in (tmp_path / "chestxray").iterdir())
-    assert len(files) == 2 and {Path(f).suffix for f in files} == {".u8", ".json"}  # no tmp left
+    assert len(files) == 2 and {Path(f).suffix for f in files} == {".npy", ".json"}  # no tmp left
 
-    def boom(path):
+    def boom(path, mode):
         raise AssertionError("decoded although the cache exists")
 
-    monkeypatch.setattr(cx, "read_image", boom)
+    monkeypatch.setattr(image_cache, "read_image", boom)
     again = cx.build_cache(idx, paths, 32, tmp_path, clahe_clip=2.0, clahe_grid=8, progress=False)
     assert isinstance(again, np.memmap) and again.mode == "r"
     assert np.array_equal(np.asarray(again), np.asarray(first))
@@ -442,10 +522,26 @@ def test_cache_is_built_once_reused_and_keyed_on_clahe(generated, generated_inde
     with pytest.raises(AssertionError, match="decoded"):
         cx.build_cache(idx, paths, 32, tmp_path, clahe_clip=2.0, clahe_grid=4, progress=False)
 
-    monkeypatch.setattr(cx, "read_image", real_read)
+    monkeypatch.setattr(image_cache, "read_image", real_read)
     plain = cx.build_cache(idx, paths, 32, tmp_path, clahe_clip=0, progress=False)
     assert not np.array_equal(np.asarray(plain), np.asarray(first))
-    assert len(list((tmp_path / "chestxray").glob("*.u8"))) == 2  # the failed builds left nothing
+    assert len(list((tmp_path / "chestxray").glob("*.npy"))) == 2  # the failed builds left nothing
+    assert not list((tmp_path / "chestxray").glob(".*"))  # nor any temporary file
+
+
+def test_chestxray_cache_is_the_generic_cache_with_the_clahe_preprocessing(generated_index, tmp_path):
+    idx = generated_index.head(6)
+    via_chest = cx.build_cache(idx, dict(zip(idx.image_id, idx.path)), 40, tmp_path, clahe_clip=1.5,
+                               clahe_grid=(4, 6), progress=False)
+    preprocess, key = cx.cache_preprocessing(1.5, (4, 6))
+    generic = image_cache.build_image_cache(list(idx.path), 40, "L", preprocess, key, tmp_path / "g",
+                                            progress=False)
+    assert np.array_equal(np.asarray(via_chest), np.asarray(generic))
+    for i, p in enumerate(idx.path):
+        assert np.array_equal(generic[i], cx.load_preprocessed(p, 40, 1.5, (4, 6)))
+    # keyed on image names, not on where the files are: the chest cache is reused after a move
+    assert image_cache.image_cache_key(list(idx.path), 40, "L", key, ids=list(idx.image_id)) == \
+        Path(via_chest.filename).stem
 
 
 def test_load_chestxray_embedded_default_and_reuse(tmp_path, monkeypatch):
@@ -461,8 +557,8 @@ def test_load_chestxray_embedded_default_and_reuse(tmp_path, monkeypatch):
         assert len(s.image_ids) == len(s.patient_ids) == len(s) > 0
         assert not seen & set(s.patient_ids)
         seen |= set(s.patient_ids)
-    monkeypatch.setattr(cx, "write_synthetic_nih", lambda *a, **k: pytest.fail("regenerated"))
-    monkeypatch.setattr(cx, "read_image", lambda p: pytest.fail("re-decoded"))
+    monkeypatch.setattr(chestxray_embedded, "write_synthetic_nih", lambda *a, **k: pytest.fail("regenerated"))
+    monkeypatch.setattr(image_cache, "read_image", lambda *a: pytest.fail("re-decoded"))
     again = cx.load_chestxray(None, tmp_path, image_size=32, progress=False, embedded_kwargs=kw)
     for name in splits:
         assert np.array_equal(np.asarray(again[name].images), np.asarray(splits[name].images))

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 import lfakit.losses as L
 from lfakit.errors import ParameterError
-from lfakit.losses.multilabel import EXP_CE_CLAMP, zlpr_consistency
+from lfakit.losses.multilabel import EXP_CE_CLAMP, EXP_CE_P_FLOOR, zlpr_consistency
 
 NAMES = ["bce", "focal", "asl", "zlpr", "soft_zlpr", "fzlpr", "exp_ce", "f_ece"]
 SET_WISE = {"zlpr", "soft_zlpr", "fzlpr"}
@@ -191,9 +191,63 @@ def test_exp_ce_values_beyond_clamp():
     for name, fn in (("exp_ce", ref_exp_ce), ("f_ece", ref_f_ece)):
         got = L.build(name, reduction="none")(tz(z), ty(y))
         torch.testing.assert_close(got, torch.tensor(elementwise(fn, z, y), dtype=torch.float64))
-    # the bound is e^18.42, not more
+    # the bound is 1/p - 1 at the authors' floor p = 1e-8, i.e. 1e8 - 1, not more
     big = L.build("exp_ce", reduction="none")(tz([[-1e4]]), ty([[1]])).item()
-    assert math.isclose(big, math.exp(18.42), rel_tol=1e-12)
+    assert math.isclose(big, 1e8 - 1, rel_tol=1e-12)
+
+
+def test_exp_ce_clamp_is_the_authors_probability_clip_exactly():
+    assert EXP_CE_P_FLOOR == 1e-8
+    assert math.isclose(EXP_CE_CLAMP, math.log(1e8 - 1), rel_tol=1e-15)
+    # logit of the clip bounds, both sides: sigmoid(+-c) = 1 - 1e-8 and 1e-8
+    assert math.isclose(sigmoid(EXP_CE_CLAMP), 1 - 1e-8, rel_tol=1e-15)
+    assert math.isclose(sigmoid(-EXP_CE_CLAMP), 1e-8, rel_tol=1e-12)
+    assert L.build("exp_ce").clamp == EXP_CE_CLAMP and L.build("f_ece").clamp == EXP_CE_CLAMP
+
+
+def _authors_demo(name, z, y, gamma=2.0):
+    """The LFA authors' demo, written out in probability space (float64): p = sigmoid(z),
+    clipped to [1e-8, 1 - 1e-8], then the formula on p."""
+    p = torch.sigmoid(z.double()).clamp(1e-8, 1 - 1e-8)
+    y = y.double()
+    if name == "exp_ce":  # y (1/p - 1) + (1 - y)(1/(1-p) - 1)
+        return y * (1 / p - 1) + (1 - y) * (1 / (1 - p) - 1)
+    # f_ece: y (1/p - 1) + (1 - y) p^gamma (-log(1 - p))
+    return y * (1 / p - 1) + (1 - y) * p**gamma * -torch.log(1 - p)
+
+
+@pytest.mark.parametrize("name,kw", [("exp_ce", {}), ("f_ece", {}), ("f_ece", {"gamma": 0.5})])
+def test_exp_ce_and_f_ece_equal_the_authors_probability_space_formula(name, kw):
+    g = torch.Generator().manual_seed(11)
+    z = torch.randn(16, 12, generator=g, dtype=torch.float64) * 12
+    # beyond the clip on both sides (|z| > 19), near it, and exactly at the kit's bound
+    z[0] = torch.tensor([19.5, -19.5, 25.0, -25.0, 40.0, -40.0, 1e3, -1e3,
+                         18.3, -18.3, EXP_CE_CLAMP, -EXP_CE_CLAMP], dtype=torch.float64)
+    y = (torch.rand(16, 12, generator=g) < 0.4).to(torch.float64)
+    y[0] = torch.tensor([1, 0] * 6, dtype=torch.float64)
+    y[1] = 1 - y[0]
+    z[1] = z[0]
+    assert (z.abs() > 19).sum() >= 16
+    want = _authors_demo(name, z, y, **kw)
+    got = L.build(name, reduction="none", **kw)(z, y)
+    torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-12)
+    # the clamped elements take the authors' extreme values: 1/p - 1 = 1e8 - 1 on a positive
+    # with z < -19; on a negative with z > 19, 1/(1-p) - 1 = 1e8 - 1 (exp_ce) or
+    # p^gamma (-log(1 - p)) = (1 - 1e-8)^gamma ln(1e8) (f_ece)
+    wrong_pos = (z < -19) & (y == 1)
+    wrong_neg = (z > 19) & (y == 0)
+    assert wrong_pos.sum() >= 4 and wrong_neg.sum() >= 4
+    neg_bound = 1e8 - 1 if name == "exp_ce" else (1 - 1e-8) ** kw.get("gamma", 2.0) * math.log(1e8)
+    torch.testing.assert_close(got[wrong_pos], torch.full_like(got[wrong_pos], 1e8 - 1),
+                               rtol=1e-6, atol=0)
+    torch.testing.assert_close(got[wrong_neg], torch.full_like(got[wrong_neg], neg_bound),
+                               rtol=1e-6, atol=0)
+    # float32 logits too (the kit computes in float32 then)
+    got32 = L.build(name, reduction="none", **kw)(z.float(), y.float())
+    torch.testing.assert_close(got32.double(), want, rtol=1e-5, atol=1e-6)
+    # the rounded bound of earlier versions would not match (7e-4 off per clamped element)
+    old = L.build(name, reduction="none", clamp=18.42, **kw)(z, y)
+    assert not torch.allclose(old, want, rtol=1e-6, atol=1e-12)
 
 
 def test_bce_equals_torch_functional():
@@ -573,18 +627,25 @@ def _rand_case(seed, b=6, c=7, scale=3.0, soft=False):
 @pytest.mark.parametrize("kind", ["hard", "general", "soft"])
 def test_zlpr_direct_sums_equal_stable_form_value_and_gradient(tau, kind):
     z, t = _rand_case(1, soft=kind == "soft")
-    values, grad = _zlpr_direct(z, t, tau, kind == "hard", True)
+    z1 = z.clone().requires_grad_(True)
+    values = _zlpr_direct(z1, t, tau, kind == "hard")
+    values.sum().backward()
     zz = z.clone().requires_grad_(True)
     ref = _zlpr_stable(zz if tau is None else zz / tau, t)
     ref.sum().backward()
-    torch.testing.assert_close(values, ref.detach(), rtol=1e-12, atol=0)
-    torch.testing.assert_close(grad, zz.grad, rtol=1e-10, atol=1e-14)
+    torch.testing.assert_close(values.detach(), ref.detach(), rtol=1e-12, atol=0)
+    torch.testing.assert_close(z1.grad, zz.grad, rtol=1e-10, atol=1e-14)
 
 
 def test_zlpr_hard_and_general_direct_forms_are_bitwise_equal():
     z, t = _rand_case(2)
-    v1, g1 = _zlpr_direct(z, t, None, True, True)
-    v2, g2 = _zlpr_direct(z, t, None, False, True)
+    out = []
+    for hard in (True, False):
+        zz = z.clone().requires_grad_(True)
+        v = _zlpr_direct(zz, t, None, hard)
+        v.sum().backward()
+        out.append((v.detach(), zz.grad))
+    (v1, g1), (v2, g2) = out
     assert torch.equal(v1, v2) and torch.equal(g1, g2)
 
 
@@ -640,7 +701,7 @@ def _asl_autograd_reference(z, y, gamma_neg=4.0, gamma_pos=1.0, clip=0.05, eps=1
     ids=["default", "noclip", "clip_below_eps", "gammas_below_1", "gammas_0", "clip02"],
 )
 def test_asl_detached_gradient_equals_autograd_of_the_formula(kw):
-    # logits away from the kinks, with some beyond the eps floor (|z| > 18.42)
+    # logits away from the kinks, with some beyond the eps floor (|z| > -ln(1e-8) = 18.42...)
     z, y = _rand_case(4, b=8, c=6, scale=4.0)
     z[0, :3] = torch.tensor([-25.0, 30.0, -40.0], dtype=torch.float64)
     z1 = z.clone().requires_grad_(True)
@@ -651,29 +712,35 @@ def test_asl_detached_gradient_equals_autograd_of_the_formula(kw):
     torch.testing.assert_close(z1.grad, z2.grad, rtol=1e-9, atol=1e-12)
 
 
-FUSED = ["exp_ce", "f_ece", "zlpr", "soft_zlpr", "fzlpr"]
+AUTOGRAD = ["exp_ce", "f_ece", "zlpr", "soft_zlpr", "fzlpr", "asl"]
 
 
 @pytest.mark.parametrize("reduction", ["none", "mean"])
-@pytest.mark.parametrize("name", FUSED)
-def test_fused_losses_gradcheck_every_reduction(name, reduction):
-    loss = L.build(name, reduction=reduction)
+@pytest.mark.parametrize("name", AUTOGRAD)
+def test_losses_gradcheck_every_reduction(name, reduction):
+    kw = {"detach_focusing": False} if name == "asl" else {}  # (detached: not the derivative)
+    loss = L.build(name, reduction=reduction, **kw)
     y = ty(T if name == "soft_zlpr" else Y)
     assert torch.autograd.gradcheck(lambda z: loss(z, y), (tz(requires_grad=True),))
 
 
-@pytest.mark.parametrize("name", FUSED + ["asl"])
-def test_fused_losses_same_value_without_grad_and_refuse_double_backward(name):
+@pytest.mark.parametrize("name", AUTOGRAD)
+def test_second_derivative_is_correct(name):
+    # every loss is written with autograd ops (no hand-written backward): double backward works
+    kw = {"detach_focusing": False} if name == "asl" else {}
+    loss = L.build(name, reduction="sum", **kw)
+    y = ty(T if name == "soft_zlpr" else Y)
+    assert torch.autograd.gradgradcheck(lambda z: loss(z, y), (tz(requires_grad=True),))
+
+
+@pytest.mark.parametrize("name", AUTOGRAD)
+def test_same_value_with_and_without_grad(name):
     loss = L.build(name)
     y = ty(T if name == "soft_zlpr" else Y)
     z = tz(requires_grad=True)
     with torch.no_grad():
         plain = loss(z, y)
-    value = loss(z, y)
-    assert torch.equal(plain, value.detach())
-    (g,) = torch.autograd.grad(value, z, create_graph=True)
-    with pytest.raises(RuntimeError):  # a second derivative is refused, never wrong
-        torch.autograd.grad(g.sum(), z)
+    assert torch.equal(plain, loss(z, y).detach())
 
 
 @pytest.mark.parametrize("name", sorted(SOFT_OK))

@@ -9,6 +9,10 @@ On-disk layout read (the ``cifar-10-python.tar.gz`` archive, unpacked)::
 Each batch is a pickled dict with ``b"data"`` (uint8, N x 3072: the red, green and blue 32 x 32
 planes one after the other, each row-major) and ``b"labels"`` (N ints in 0..9);
 ``batches.meta`` holds ``b"label_names"``. Images come back as uint8 (N, 32, 32, 3).
+The pickles are read by a restricted unpickler (:class:`BatchUnpickler`) that builds only what
+these files hold -- dicts, lists, bytes, strings, numbers and numpy arrays -- and refuses any
+other global with a ``DataError`` naming the file, so a foreign or malicious pickle executes
+nothing.
 
 Long tail (Cao et al. 2019, "LDAM"): class ``i`` of ``K`` keeps
 ``int(n_max * (1/rho) ** (i / (K - 1)))`` training images, ``rho`` being the imbalance ratio
@@ -17,8 +21,8 @@ Long tail (Cao et al. 2019, "LDAM"): class ``i`` of ``K`` keeps
 With fewer images per class (the digits default) ``n_max`` is the largest count that *every*
 class can supply (the smallest per-class count of the training pool), so ``rho = 1`` is exactly
 balanced and every class can meet its quota. Which images a class keeps is a seeded random
-subset. The test set stays balanced. (The LFA seed's "CIFAR10_LT" table lists different,
-non-monotone counts; the kit uses the Cao et al. profile above.)
+subset. The test set stays balanced. (The LFA CIFAR-10 study's "CIFAR10_LT" table lists
+different, non-monotone counts; the kit uses the Cao et al. profile above.)
 
 Validation is carved from the (long-tailed) training set, stratified by class and seeded, with
 at least one image of every class on each side; ``folds >= 2`` instead gives stratified k-fold
@@ -34,6 +38,7 @@ a fixed seed (0, independent of the run seed, so it plays the role of CIFAR's fi
 
 from __future__ import annotations
 
+import io
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +57,7 @@ __all__ = [
     "DATASETS",
     "Source",
     "Split",
+    "BatchUnpickler",
     "find_cifar_dir",
     "read_batch",
     "read_label_names",
@@ -89,6 +95,7 @@ class Source:
     train_labels: np.ndarray  # int64 (N,)
     test_images: np.ndarray
     test_labels: np.ndarray
+    origin: str = ""  # where it was read from (a folder, or the package), named in errors
 
 
 @dataclass
@@ -148,10 +155,84 @@ def find_cifar_dir(data_dir) -> Path:
     raise DataError(f"{str(cand)!r} lacks {', '.join(missing)}.{hint} " + _layout_help(root))
 
 
+def _latin1_encode(obj, encoding="utf-8", errors="strict"):
+    """``_codecs.encode`` as protocol-2 pickles written by Python 3 use it for ``bytes``
+    (``encode(text, "latin1")``); any other codec is refused."""
+    if not isinstance(obj, str) or str(encoding).lower().replace("_", "-") not in ("latin1", "latin-1") or errors != "strict":
+        raise pickle.UnpicklingError(f"_codecs.encode is allowed for latin1 text only, not {encoding!r}")
+    return obj.encode("latin-1")
+
+
+def _empty_or_copied_bytes(*args):
+    """``bytes`` as protocol-2 pickles written by Python 3 call it (``bytes()`` for ``b""``); only
+    no argument or a bytes-like one is accepted."""
+    if not args:
+        return b""
+    if len(args) == 1 and isinstance(args[0], (bytes, bytearray)):
+        return bytes(args[0])
+    raise pickle.UnpicklingError("bytes() is allowed without arguments or on bytes only")
+
+
+def _numpy_globals() -> dict[tuple[str, str], object]:
+    """The numpy callables a pickled ndarray refers to, found through numpy's public pickling
+    (``ndarray.__reduce__``), under the module names numpy 1.x and 2.x write."""
+    probe = np.zeros(1, np.uint8)
+    reconstruct = probe.__reduce__()[0]  # multiarray._reconstruct (protocols 0-4)
+    frombuffer = probe.__reduce_ex__(5)[0]  # numeric._frombuffer (protocol 5)
+    out: dict[tuple[str, str], object] = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype}
+    for pkg in ("numpy.core", "numpy._core"):
+        out[(f"{pkg}.multiarray", "_reconstruct")] = reconstruct
+        out[(f"{pkg}.numeric", "_frombuffer")] = frombuffer
+    return out
+
+
+class BatchUnpickler(pickle.Unpickler):
+    """A ``pickle.Unpickler`` for CIFAR-10 python batches: ``find_class`` resolves only numpy's
+    array reconstruction (``ndarray``, ``dtype``, ``_reconstruct`` / ``_frombuffer``), and
+    ``_codecs.encode`` for latin1 text and ``bytes()`` for empty bytes (how Python 3 writes
+    ``bytes`` in protocol 2); any other global -- ``os.system``, ``builtins.eval``,
+    a class of some package -- raises ``DataError`` naming ``path`` before it is called.
+    Persistent ids are refused too. Read as the official Python 2 files need:
+    ``encoding="bytes"`` (their keys and strings come back as ``bytes``)."""
+
+    _ALLOWED: dict[tuple[str, str], object] | None = None
+
+    def __init__(self, file, path=""):
+        super().__init__(file, encoding="bytes")
+        self.path = str(path)
+        if BatchUnpickler._ALLOWED is None:
+            BatchUnpickler._ALLOWED = {
+                **_numpy_globals(),
+                ("_codecs", "encode"): _latin1_encode,
+                ("__builtin__", "bytes"): _empty_or_copied_bytes,  # the name protocol 2 writes
+                ("builtins", "bytes"): _empty_or_copied_bytes,
+            }
+
+    def find_class(self, module, name):
+        allowed = self._ALLOWED.get((module, name))
+        if allowed is None:
+            raise DataError(
+                f"{self.path!r} is not a CIFAR-10 batch: its pickle asks for {module}.{name}, and the "
+                "CIFAR-10 python batches hold only dicts, lists, bytes, numbers and numpy arrays, so "
+                "the kit refuses to load it (nothing in it was run). Replace the file with the one "
+                f"from the official {ARCHIVE} ({URL})."
+            )
+        return allowed
+
+    def persistent_load(self, pid):
+        raise DataError(f"{self.path!r} is not a CIFAR-10 batch: its pickle uses persistent ids. "
+                        f"Replace the file with the one from the official {ARCHIVE} ({URL}).")
+
+
 def _unpickle(path: Path) -> dict:
     try:
-        with open(path, "rb") as fh:
-            obj = pickle.load(fh, encoding="bytes")  # the official files are Python 2 pickles
+        data = path.read_bytes()
+    except OSError as e:
+        raise DataError(f"cannot read CIFAR-10 file {str(path)!r} ({e.strerror or e}).") from None
+    try:
+        obj = BatchUnpickler(io.BytesIO(data), path).load()
+    except DataError:
+        raise
     except Exception as e:  # noqa: BLE001 - any failure means a corrupt or foreign file
         raise DataError(f"cannot read CIFAR-10 file {str(path)!r} ({type(e).__name__}: {e}); re-extract {ARCHIVE}.") from None
     if not isinstance(obj, dict):
@@ -198,7 +279,7 @@ def load_cifar10(data_dir) -> Source:
     y_train = np.concatenate([p[1] for p in parts])
     x_test, y_test = read_batch(folder / TEST_BATCH)
     classes = read_label_names(folder / META)
-    return Source("cifar10", classes, x_train, y_train, x_test, y_test)
+    return Source("cifar10", classes, x_train, y_train, x_test, y_test, origin=str(folder))
 
 
 # --------------------------------------------------------------------------------------------
@@ -223,7 +304,8 @@ def load_digits_source(test_per_class: int = 50) -> Source:
     rng = np.random.default_rng(DIGITS_TEST_SEED)
     test = np.sort(np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:test_per_class] for c in range(10)]))
     train = np.setdiff1d(np.arange(len(labels)), test)
-    return Source("digits", DIGITS_CLASSES, images[train], labels[train], images[test], labels[test])
+    return Source("digits", DIGITS_CLASSES, images[train], labels[train], images[test], labels[test],
+                  origin="scikit-learn's load_digits")
 
 
 def load_source(dataset: str, data_dir: str = "", test_per_class: int = 50) -> Source:
@@ -257,8 +339,13 @@ def long_tail_indices(labels, rho: float, seed: int = 0, n_max: int | None = Non
     every class can supply. A class with fewer rows than its quota raises ``DataError``.
     """
     labels = np.asarray(labels)
+    if labels.size == 0:
+        raise DataError("long_tail_indices: the training pool is empty (no labels).")
     k = int(num_classes or labels.max() + 1)
     have = np.bincount(labels, minlength=k)
+    if not have.all():
+        raise DataError(f"class {int(np.argmin(have))} has no training images; every class needs at least 2 "
+                        "(one for training, one for validation).")
     if n_max is None:
         n_max = int(have.min())
     want = long_tail_counts(n_max, rho, k)
@@ -312,12 +399,72 @@ def stratified_kfold(labels, folds: int, seed: int = 0) -> list[tuple[np.ndarray
     return [(np.sort(tr), np.sort(va)) for tr, va in skf.split(np.zeros(len(labels)), labels)]
 
 
+def _files_of(source: Source, part: str) -> str:
+    """The files a part (``train`` pool or ``test``) of a source comes from, for messages."""
+    if source.name == "cifar10":
+        names = ", ".join(TRAIN_BATCHES) if part == "train" else TEST_BATCH
+        return f"{names} in {source.origin!r}" if source.origin else names
+    return source.origin or f"the {source.name} source"
+
+
+def _fix_of(source: Source) -> str:
+    if source.name == "cifar10":
+        return (f"The official files hold 5,000 training and 1,000 test images of every class: "
+                f"re-extract {ARCHIVE} ({URL}) into data_dir.")
+    if source.name == "digits":
+        return "Lower digits_test_per_class, or use the official scikit-learn digits."
+    return "Give the source images of every class in both its training pool and its test set."
+
+
+def _check_source(source: Source) -> None:
+    """Every class in the training pool and in the test set, labels in range."""
+    k = len(source.classes)
+    for part, labels in (("train", source.train_labels), ("test", source.test_labels)):
+        labels = np.asarray(labels)
+        what = "training pool" if part == "train" else "test split"
+        if labels.size == 0:
+            raise DataError(f"the {source.name} {what} is empty ({_files_of(source, part)} hold no images). "
+                            + _fix_of(source))
+        if labels.min() < 0 or labels.max() >= k:
+            raise DataError(f"the {source.name} {what} ({_files_of(source, part)}) has labels "
+                            f"{labels.min()}..{labels.max()} outside 0..{k - 1}. " + _fix_of(source))
+        counts = np.bincount(labels, minlength=k)
+        empty = [c for c in range(k) if counts[c] == 0]
+        if empty:
+            names = ", ".join(f"{c} ({source.classes[c]!r})" for c in empty)
+            raise DataError(
+                f"the {source.name} {what} ({_files_of(source, part)}) has no images of class "
+                f"{names}, so the {'train and val splits' if part == 'train' else 'test split'} "
+                f"would lack {'it' if len(empty) == 1 else 'them'}. " + _fix_of(source)
+            )
+
+
+def _check_splits(splits: dict[str, Split], source: Source, rho: float, fold: int | None) -> None:
+    where = f" (rho={rho}{f', fold {fold + 1}' if fold is not None else ''})"
+    for name, sp in splits.items():
+        counts = sp.counts()
+        empty = [c for c in range(len(sp.classes)) if counts[c] == 0]
+        if empty:
+            names = ", ".join(f"{c} ({sp.classes[c]!r})" for c in empty)
+            raise DataError(
+                f"the {name} split{where} has no images of class {names} ({len(sp)} images in all; "
+                f"from {_files_of(source, 'test' if name == 'test' else 'train')}). Use a smaller "
+                "imbalance ratio rho, fewer folds or another val_fraction, so that every class keeps "
+                "images on each side."
+            )
+
+
 def make_splits(source: Source, rho: float = 1.0, val_fraction: float = 0.1, folds: int = 0,
                 seed: int = 0) -> list[dict[str, Split]]:
     """Train / val / test splits for one imbalance ratio: one dict per fold (a single one when
     ``folds`` is 0). The long tail is drawn from the training pool (seeded), then validation is
-    carved from it (stratified); the test set is the source's, untouched."""
+    carved from it (stratified); the test set is the source's, untouched.
+
+    ``DataError`` (naming the split, the class, the source's files and the fix) when the
+    training pool or the test set is empty or lacks a class, or a split would end up without
+    images of some class."""
     k = len(source.classes)
+    _check_source(source)
     pool = long_tail_indices(source.train_labels, rho, seed, num_classes=k)
     y = source.train_labels[pool]
     if folds:
@@ -326,9 +473,10 @@ def make_splits(source: Source, rho: float = 1.0, val_fraction: float = 0.1, fol
         pairs = [stratified_split(y, val_fraction, seed)]
     test = Split("test", source.test_images, source.test_labels, np.arange(len(source.test_labels)), source.classes)
     out = []
-    for tr, va in pairs:
+    for f, (tr, va) in enumerate(pairs):
         rows = {"train": pool[tr], "val": pool[va]}
         splits = {name: Split(name, source.train_images[r], source.train_labels[r], r, source.classes) for name, r in rows.items()}
         splits["test"] = test
+        _check_splits(splits, source, rho, f if folds else None)
         out.append(splits)
     return out

@@ -3,9 +3,9 @@ instance difficulty, and a labelled / test split of the instances.
 
 Two sources:
 
-* :func:`synthetic_ensemble` -- the seed's simulated ensemble: 500 instances, 10 classifiers,
-  10% positives, 40% easy / 40% medium / 20% hard instances, base classifiers with a mean
-  PR-AUC near 0.70.
+* :func:`synthetic_ensemble` -- the CF-Ensemble focal-loss study's simulated ensemble: 500
+  instances, 10 classifiers, 10% positives, 40% easy / 40% medium / 20% hard instances, base
+  classifiers with a mean PR-AUC near 0.70.
 * :func:`digits_ensemble` -- a real ensemble: scikit-learn's bundled ``load_digits`` (1797 8x8
   images), one digit against the rest (digit 8 by default: 174 of 1797, 9.7% positives, the
   digit most often confused with others). Ten base classifiers from different model families
@@ -70,7 +70,7 @@ def synthetic_ensemble(
     difficulty_mix=(0.4, 0.4, 0.2),
     seed: int = 0,
 ) -> EnsembleSet:
-    """The seed's simulated ensemble.
+    """The CF-Ensemble focal-loss study's simulated ensemble.
 
     Exactly ``round(positive_rate n)`` positives; difficulty groups of exactly the given shares,
     assigned independently of the label. Classifier ``u`` has a calibration offset

@@ -1,13 +1,10 @@
 """Shared pieces for loss modules: reductions and input checks.
 
-The value checks run on every call, so they are written to be cheap: one fused reduction
+The value checks run on every call, so they are written to be cheap: one reduction
 (``torch.aminmax``) over the targets and **one** device-to-host transfer per call (none of the
 element-wise ``(t < 0) | (t > 1)`` masks, ``.any()`` calls or separate ``.item()`` syncs).
 They can be switched off (:func:`set_value_checks`, :func:`value_checks`) where that reduction
 and transfer matter; shape and dtype checks, which read no tensor data, always run.
-
-:class:`FusedLoss` evaluates a loss and its analytic derivative together as one autograd node,
-for the losses whose formula would otherwise become a long chain of small autograd ops.
 """
 
 from __future__ import annotations
@@ -22,15 +19,6 @@ from lfakit.errors import ParameterError
 
 REDUCTIONS = ("none", "mean", "sum")
 
-#: ATen's reduction codes, for the losses that call PyTorch's fused loss ops directly (the
-#: ``torch.nn.functional`` wrappers add a few microseconds of argument handling per call,
-#: which is a tenth of the whole forward+backward at the kit's batch sizes).
-REDUCTION_ENUM = {"none": 0, "mean": 1, "sum": 2}
-
-#: Floating dtypes the losses compute in as given (half precision is cast up to float32).
-FULL_PRECISION = (torch.float32, torch.float64)
-
-
 _VALUE_CHECKS = [True]  # process-wide switch (a list, so that readers see updates)
 
 
@@ -42,19 +30,20 @@ def value_checks_enabled() -> bool:
 def set_value_checks(enabled: bool) -> bool:
     """Switch the per-call value checks of every loss on or off; return the previous setting.
 
-    On (the default), each call reads its targets once (one fused reduction and one
-    device-to-host transfer) and raises a clear error for values outside the loss's domain:
-    multi-label targets outside {0, 1} (or [0, 1] for soft targets) or NaN, class labels
-    outside [0, K), NaN/inf MOS, a constant MOS where a correlation loss needs variation,
-    negative or non-finite MOS standard deviations. (Class labels on the CPU are the
-    exception: PyTorch's kernels check their range anyway, so the multi-class losses leave it
-    to them and give the kit's error when they fail, with the switch on or off.)
+    On (the default), each call reads its targets once (one reduction and one device-to-host
+    transfer) and raises a clear error for values outside the loss's domain: multi-label
+    targets outside {0, 1} (or [0, 1] for soft targets) or NaN, class labels outside [0, K),
+    NaN/inf MOS, a constant MOS where a correlation loss needs variation, negative or
+    non-finite MOS standard deviations. On a CPU this costs a few microseconds a call, well
+    under 1% of a training step of the kit's smallest (smoke) models (``make bench`` measures
+    it); on a GPU the transfer is a host synchronisation.
 
-    Off, those reads are skipped: a loss costs what PyTorch's own op costs (the checks are
-    about 10 microseconds a call on a CPU, which is a tenth of a fused loss at B=256, and a
-    host synchronisation on a GPU), and bad values give what the formula gives (NaN, a wrong
-    value, or on a GPU a device-side assert for labels out of range). Shape and dtype
-    errors are still raised. Numerical safeguards are not checks and stay on (ZLPR's overflow
+    Off, those reads are skipped and bad values give what the formula and PyTorch's own
+    functions give: NaN or a wrong value for multi-label targets and MOS; for class labels
+    out of range PyTorch's index error on a CPU (a device-side assert on a GPU), except that
+    cross-entropy (``ce``, ``logit_clip``, ``logit_norm``) skips a label equal to -100, the
+    default ``ignore_index`` of ``torch.nn.functional.cross_entropy``. Shape and dtype errors
+    are still raised. Numerical safeguards are not checks and stay on (ZLPR's overflow
     fallback; focal loss still reads whether targets are hard, to choose its formula).
 
     The switch is process-wide (like ``torch.distributions.Distribution.set_default_validate_args``),
@@ -200,85 +189,17 @@ def check_multilabel(
     ``soft=False``; for soft floating targets the answer is exact when ``need_hard=True``
     (which costs one extra element-wise op), otherwise it is False.
 
-    Cost: one fused reduction and one device-to-host transfer. With the value checks off
+    Cost: one reduction and one device-to-host transfer. With the value checks off
     (:func:`set_value_checks`) only the shapes are checked, unless ``need_hard`` asks for the
     answer; the result is then True for ``soft=False`` (the caller's contract) and False for
     soft targets (not known).
     """
-    if not (
-        type(logits) is torch.Tensor  # noqa: E721 (exact type: anything else, the full checks)
-        and type(targets) is torch.Tensor  # noqa: E721
-        and logits.ndim == 2
-        and targets.shape == logits.shape
-        and logits.is_floating_point()
-    ):
-        check_multilabel_shapes(logits, targets)  # raises the detailed error
+    check_multilabel_shapes(logits, targets)
     if not (_VALUE_CHECKS[0] or need_hard):
         return not soft
-    if targets.is_floating_point() and not targets.requires_grad and targets.numel():
-        # the common case, inlined: one fused reduction, one transfer
-        if soft and not need_hard:
-            kind, (lo, hi) = "range", torch.aminmax(targets)
-        else:
-            t = targets
-            kind, (lo, hi) = "binary", torch.aminmax(torch.addcmul(t, t, t, value=-1))
-    else:
-        stats = target_stats(targets, soft, need_hard)
-        if stats is None:
-            return True
-        kind, lo, hi = stats
-    if targets.is_cpu:
-        lo, hi = lo.item(), hi.item()
-    else:
-        lo, hi = to_host(lo, hi)
+    stats = target_stats(targets, soft, need_hard)
+    if stats is None:  # bool or empty targets: nothing to read, all 0/1
+        return True
+    kind, lo, hi = stats
+    lo, hi = to_host(lo, hi)
     return judge_targets(kind, lo, hi, soft)
-
-
-class FusedLoss(torch.autograd.Function):
-    """A loss evaluated together with its derivative, as one autograd node.
-
-    ``FusedLoss.apply(x, impl, reduction, need_grad, *args)`` calls
-    ``impl(x, *args, need_grad) -> (values, dvalues)``, where ``values`` are the per-element
-    (or per-sample) losses and ``dvalues = d values / d x`` has the shape of ``x`` (for a
-    per-sample loss of a (B, C) input: the gradient of each sample's loss w.r.t. its row), or
-    None when ``need_grad`` is False. It returns ``values`` reduced by ``reduction``.
-
-    Why: for the small batches of a loss (B x C of a few thousand elements) the time goes
-    into per-operation overhead, and the autograd graph of a formula written with torch ops
-    doubles the number of operations (one backward op or more per forward op). Computing the
-    analytic derivative in the forward pass (element-wise, with the intermediate values at
-    hand) and scaling it in the backward pass takes far fewer. Every such loss is checked
-    against ``torch.autograd.gradcheck`` in the tests. The backward is ``once_differentiable``:
-    a second derivative through these losses raises instead of returning a wrong value.
-    Only ``x`` receives a gradient; everything in ``args`` is a constant.
-    """
-
-    @staticmethod
-    def forward(ctx, x, impl, reduction, need_grad, *args):
-        values, dvalues = impl(x, *args, need_grad)
-        ctx.reduction = reduction
-        ctx.numel = values.numel()
-        if need_grad:
-            ctx.save_for_backward(dvalues)
-        if reduction == "mean":
-            return values.mean()
-        if reduction == "sum":
-            return values.sum()
-        return values
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad):
-        (dvalues,) = ctx.saved_tensors
-        if ctx.reduction == "mean":
-            grad = grad / ctx.numel
-        elif ctx.reduction == "none":
-            while grad.ndim < dvalues.ndim:  # per-sample losses: one weight per row
-                grad = grad.unsqueeze(-1)
-        return (dvalues * grad, None, None, None) + (None,) * (len(ctx.needs_input_grad) - 4)
-
-
-def fused(x: torch.Tensor, impl, reduction: str, *args) -> torch.Tensor:
-    """Apply :class:`FusedLoss`; the derivative is only computed when a gradient can flow."""
-    need_grad = torch.is_grad_enabled() and x.requires_grad
-    return FusedLoss.apply(x, impl, reduction, need_grad, *args)

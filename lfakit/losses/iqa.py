@@ -40,12 +40,11 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 
 from lfakit.errors import ParameterError
 from lfakit.losses._base import (
     _VALUE_CHECKS,
-    FULL_PRECISION,
-    REDUCTION_ENUM,
     Loss,
     check_number,
     to_host,
@@ -93,28 +92,6 @@ def _prepare(pred, mos, std=None, *, min_n: int = 1, varying: str | None = None,
     and > 0) read ``torch.aminmax`` of each of them in one device-to-host transfer per call;
     they are skipped with the value checks off (:func:`lfakit.losses.set_value_checks`).
     """
-    if (  # the common case, (N,) float32/float64 tensors of one dtype and device: inlined
-        std is None
-        and pred_std is None
-        and type(pred) is torch.Tensor  # noqa: E721 (exact type; anything else: general path)
-        and type(mos) is torch.Tensor  # noqa: E721
-        and pred.ndim == 1
-        and mos.shape == pred.shape
-        and mos.dtype == pred.dtype
-        and pred.dtype in FULL_PRECISION
-        and not mos.requires_grad
-        and mos.device == pred.device
-        and pred.shape[0] >= max(min_n, 1)
-    ):
-        if not _VALUE_CHECKS[0]:
-            return pred, mos, None
-        lo, hi = torch.aminmax(mos)
-        lo, hi = (lo.item(), hi.item()) if mos.is_cpu else to_host(lo, hi)
-        if not (math.isfinite(lo) and math.isfinite(hi)):  # NaN propagates into both
-            raise ValueError("mos contains NaN or inf")
-        if varying is not None and not hi > lo:
-            _constant_mos(varying)
-        return pred, mos, None
     p = _as_vector(pred, "pred")
     if not p.is_floating_point():
         raise TypeError(f"pred must be a floating tensor, got {p.dtype}")
@@ -215,22 +192,22 @@ def average_rank(x: torch.Tensor) -> torch.Tensor:
 # point-wise losses
 # --------------------------------------------------------------------------------------------
 class _PointwiseLoss(Loss):
-    """Shared forward of ``l1`` / ``l2``: checked (N,) vectors into PyTorch's fused op,
-    called directly (one dtype, same shape: nothing for the functional wrapper to do)."""
+    """Shared forward of ``l1`` / ``l2``: the checked, flattened (N,) vectors into
+    ``torch.nn.functional``'s loss (``_fn``)."""
 
-    _op = None  # torch._C._nn.<loss>(pred, mos, reduction_enum)
+    _fn = None  # F.l1_loss or F.mse_loss
 
     def forward(self, pred: torch.Tensor, mos: torch.Tensor, std=None) -> torch.Tensor:
         p, q, _ = _prepare(pred, mos, std)
-        return self._op(p, q, REDUCTION_ENUM[self.reduction])
+        return self._fn(p, q, reduction=self.reduction)
 
 
 @register("l1", "iqa")
 class L1Loss(_PointwiseLoss):
     r"""Mean absolute error between predicted scores and MOS.
 
-    Per image: ``l_i = |pred_i - mos_i|``; equals ``F.l1_loss(pred, mos)`` on the flattened
-    (N,) vectors, whose ATen op it calls.
+    Per image: ``l_i = |pred_i - mos_i|``; computed by ``F.l1_loss`` on the flattened (N,)
+    vectors.
 
     Reduction: ``"mean"`` averages over the N images, ``"sum"`` sums, ``"none"`` gives (N,).
     ``std`` is accepted and ignored. N = 1 is allowed.
@@ -239,15 +216,15 @@ class L1Loss(_PointwiseLoss):
         reduction: "mean" | "sum" | "none".
     """
 
-    _op = staticmethod(torch._C._nn.l1_loss)
+    _fn = staticmethod(F.l1_loss)
 
 
 @register("l2", "iqa")
 class L2Loss(_PointwiseLoss):
     r"""Mean squared error between predicted scores and MOS.
 
-    Per image: ``l_i = (pred_i - mos_i)^2``; equals ``F.mse_loss(pred, mos)`` on the flattened
-    (N,) vectors, whose ATen op it calls.
+    Per image: ``l_i = (pred_i - mos_i)^2``; computed by ``F.mse_loss`` on the flattened (N,)
+    vectors.
 
     Reduction: ``"mean"`` averages over the N images, ``"sum"`` sums, ``"none"`` gives (N,).
     ``std`` is accepted and ignored. N = 1 is allowed.
@@ -256,7 +233,7 @@ class L2Loss(_PointwiseLoss):
         reduction: "mean" | "sum" | "none".
     """
 
-    _op = staticmethod(torch._C._nn.mse_loss)
+    _fn = staticmethod(F.mse_loss)
 
 
 # --------------------------------------------------------------------------------------------
@@ -385,7 +362,7 @@ class NormInNormLoss(Loss):
         p, q, _ = _prepare(pred, mos, std, min_n=2, varying="the normalised MOS")
         a = p - p.mean()
         # (sum |a|^q + eps)^(1/q) is the q-norm of a with one more entry eps^(1/q)
-        padded = torch.constant_pad_nd(a, (0, 1), self.eps ** (1.0 / self.q)) if self.eps else a
+        padded = F.pad(a, (0, 1), value=self.eps ** (1.0 / self.q)) if self.eps else a
         a = a / torch.linalg.vector_norm(padded, ord=self.q)
         b = q - q.mean()
         b = b / torch.linalg.vector_norm(b, ord=self.q)

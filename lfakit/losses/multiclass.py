@@ -17,6 +17,15 @@ stays float64. Labels are constants: no gradient flows to them.
 Where a published implementation differs from its paper, the default follows the paper and a
 documented argument reproduces the code (``sce``/``rce``/``nce_rce``: ``A``; ``mae``:
 ``scale``; ``logit_clip``: ``form``).
+
+Labels: there is no ``ignore_index``; every label must be a class in [0, K). With the value
+checks on (the default, :func:`lfakit.losses.set_value_checks`) every call reads the label
+range first (:func:`check_multiclass`) and raises a clear error otherwise. The cross-entropy
+losses (``ce``, ``logit_clip``, ``logit_norm``) call ``torch.nn.functional.cross_entropy``
+with its default ``ignore_index=-100``: the check rejects -100 like any other label outside
+[0, K), so that default is never reached with the checks on; with them off, a -100 label is
+skipped as PyTorch's convention has it (every other bad label still fails in PyTorch's index
+check). The other losses pick ``log p_y`` with ``gather``, which has no ignore value.
 """
 
 from __future__ import annotations
@@ -24,12 +33,11 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from lfakit.errors import ParameterError
 from lfakit.losses._base import (
-    FULL_PRECISION,
-    REDUCTION_ENUM,
     REDUCTIONS,
     _VALUE_CHECKS,
     Loss,
@@ -72,13 +80,6 @@ _FOCUS_FLOOR = 1e-6
 # --------------------------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------------------------
-#: The ``ignore_index`` passed to PyTorch's cross-entropy op, which has no "none" setting: on
-#: the CPU, where the op's own index check stands in for the kit's label check, a label equal
-#: to it would be skipped. -2**63 + 1 is not a float64 (so no float label cast to int64 gives it;
-#: NaN and inf cast to -2**63 or 2**63 - 1), unlike PyTorch's default -100.
-_NO_IGNORE = -(2**63) + 1
-
-
 def check_multiclass(logits: torch.Tensor, target: torch.Tensor, values: bool = True) -> None:
     """Raise a clear error unless ``logits`` is a (B, K) float tensor and ``target`` a (B,)
     tensor of integer class indices in [0, K).
@@ -88,67 +89,10 @@ def check_multiclass(logits: torch.Tensor, target: torch.Tensor, values: bool = 
     rejected, as is ``K < 2`` (a softmax over one class is constant). There is no
     ``ignore_index``: every label must be a valid class.
 
-    Cost: the structural checks are one combined condition (the detailed diagnosis runs only
-    when it fails); the label range (``values=True``) is one fused reduction (``torch.aminmax``)
-    and one device-to-host transfer. The losses skip that read on the CPU, where PyTorch's
-    kernels check every label index themselves (:func:`_run_checked`).
+    Cost: the structural checks read no tensor data; the label range (``values=True``; the
+    losses pass the value-check switch) is one reduction (``torch.aminmax``) and one
+    device-to-host transfer.
     """
-    if not (
-        type(logits) is torch.Tensor  # noqa: E721 (exact type: subclasses take the slow path)
-        and type(target) is torch.Tensor  # noqa: E721
-        and logits.ndim == 2
-        and target.ndim == 1
-        and logits.is_floating_point()
-        and not (target.is_floating_point() or target.is_complex() or target.dtype == torch.bool)
-    ):
-        _multiclass_input_error(logits, target)
-    n, k = logits.shape
-    if k < 2 or target.shape[0] != n:
-        _multiclass_input_error(logits, target)
-    if n and values:
-        lo, hi = torch.aminmax(target)
-        if target.is_cpu:
-            lo, hi = lo.item(), hi.item()
-        else:
-            lo, hi = to_host(lo, hi)
-        if lo < 0 or hi >= k:
-            bad = lo if lo < 0 else hi
-            raise ValueError(
-                f"target labels must lie in [0, {k}) for logits with {k} classes; found {bad}"
-                + (" (ignore_index is not supported)" if bad == -100 else "")
-            )
-
-
-def _run_checked(loss_fn, z, y, logits, target):
-    """``loss_fn(z, y)`` with the label range checked once, at the lowest cost.
-
-    On the CPU the kernels that read the labels (``nll_loss`` under cross-entropy, ``gather``
-    in the others) reject any index outside [0, K) themselves, so the labels are not read
-    beforehand; if such a kernel raises, the labels are checked and the kit's error replaces
-    PyTorch's (whatever the value-check switch says: this costs nothing on valid input).
-    Cross-entropy's ``ignore_index`` is :data:`_NO_IGNORE`, the one label value this leaves
-    unchecked. Elsewhere (a GPU kernel's index check is a device-side assert that poisons the
-    context) the labels are read first, when the value checks are on.
-    """
-    on_cpu = (
-        isinstance(logits, torch.Tensor) and isinstance(target, torch.Tensor)
-        and logits.is_cpu and target.is_cpu
-    )
-    check_multiclass(logits, target, values=_VALUE_CHECKS[0] and not on_cpu)
-    try:
-        return loss_fn(z, y)
-    except (IndexError, RuntimeError):
-        if on_cpu:
-            try:
-                check_multiclass(logits, target)
-            except ValueError as err:
-                raise err from None  # the label, not PyTorch's index message
-        raise
-
-
-def _multiclass_input_error(logits, target) -> None:
-    """The detailed structural checks of :func:`check_multiclass` (raises the first failing
-    one with its message; returns only for valid input, e.g. tensor subclasses)."""
     if not isinstance(logits, torch.Tensor) or not isinstance(target, torch.Tensor):
         raise TypeError(
             f"expected tensors (logits, target), got {type(logits).__name__}, "
@@ -183,6 +127,14 @@ def _multiclass_input_error(logits, target) -> None:
             f"target must hold integer class indices (int64), got {target.dtype}; "
             "convert float labels with target.long() only if they are whole numbers"
         )
+    if n and values:
+        lo, hi = to_host(*torch.aminmax(target))
+        if lo < 0 or hi >= k:
+            bad = lo if lo < 0 else hi
+            raise ValueError(
+                f"target labels must lie in [0, {k}) for logits with {k} classes; found {bad}"
+                + (" (ignore_index is not supported)" if bad == -100 else "")
+            )
 
 
 def _upcast(x: torch.Tensor) -> torch.Tensor:
@@ -225,35 +177,29 @@ class _MulticlassLoss(Loss):
         raise NotImplementedError
 
     def _loss(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        logp = z.log_softmax(1)  # (the tensor method: no Python wrapper per call)
+        logp = z.log_softmax(1)
         per_sample = self._per_sample(logp, logp.gather(1, y.unsqueeze(1)))
         if self.reduction == "none":
             return per_sample.squeeze(1)
         return self._reduce(per_sample)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return _run_checked(self._transformed_loss, logits, target, logits, target)
-
-    def _transformed_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        check_multiclass(logits, target, values=_VALUE_CHECKS[0])
         z = self._logits(_upcast(logits))
-        y = target
-        if y.dtype != torch.long or y.device != z.device:
-            y = y.to(device=z.device, dtype=torch.long)
-        return self._loss(z, y)
+        return self._loss(z, target.to(device=z.device, dtype=torch.long))  # no copy if int64
 
 
 class _CEOfLogits(_MulticlassLoss):
-    """Cross-entropy of (possibly transformed) logits through PyTorch's fused
-    ``F.cross_entropy`` (log_softmax + nll_loss; faster than composing them by hand)."""
+    """Cross-entropy of (possibly transformed) logits through ``F.cross_entropy``
+    (log_softmax + nll_loss in one call; faster than composing them by hand). Its default
+    ``ignore_index=-100`` stands: the value check rejects that label (see the module
+    docstring)."""
 
     label_smoothing = 0.0
 
     def _loss(self, z, y):
-        # PyTorch's fused op directly (what F.cross_entropy calls, without its wrapper):
-        # no class weights; the labels are checked by _run_checked (on the CPU by this op's own
-        # index check), and the ignore_index the op requires is one no label should take
-        return torch._C._nn.cross_entropy_loss(
-            z, y, None, REDUCTION_ENUM[self.reduction], _NO_IGNORE, self.label_smoothing
+        return F.cross_entropy(
+            z, y, reduction=self.reduction, label_smoothing=self.label_smoothing
         )
 
 
@@ -267,8 +213,10 @@ class CrossEntropyLoss(_CEOfLogits):
     Per sample: ``l = -(1 - eps) log p_y - (eps / K) sum_k log p_k`` (``eps =
     label_smoothing``; the smoothed target is ``(1 - eps) onehot(y) + eps / K``, PyTorch's
     convention; label smoothing from Szegedy et al., "Rethinking the Inception Architecture
-    for Computer Vision", CVPR 2016). With ``eps = 0`` it is ``-log p_y``. Equals
-    ``F.cross_entropy(z, y, label_smoothing=eps)``, whose ATen op computes it.
+    for Computer Vision", CVPR 2016). With ``eps = 0`` it is ``-log p_y``. Computed by
+    ``F.cross_entropy(z, y, label_smoothing=eps)`` after the label check (there is no
+    ``ignore_index``: with the value checks on a label -100 is rejected like any other label
+    outside [0, K); with them off PyTorch's default skips it).
 
     Defaults: ``label_smoothing=0.0``. Reduction: ``"mean"`` is the **sample mean** over B.
     """
@@ -276,17 +224,6 @@ class CrossEntropyLoss(_CEOfLogits):
     def __init__(self, label_smoothing: float = 0.0, reduction: str = "mean"):
         super().__init__(reduction)
         self.label_smoothing = check_number("label_smoothing", label_smoothing, low=0, high=1)
-
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        if (  # the common case, inlined: int64 labels, float32/64 logits on one device
-            type(logits) is torch.Tensor  # noqa: E721 (anything else: the general path's errors)
-            and type(target) is torch.Tensor  # noqa: E721
-            and target.dtype == torch.long
-            and logits.dtype in FULL_PRECISION
-            and target.device == logits.device
-        ):
-            return _run_checked(self._loss, logits, target, logits, target)
-        return super().forward(logits, target)
 
     def extra_repr(self) -> str:
         return f"label_smoothing={self.label_smoothing}, {super().extra_repr()}"
@@ -499,8 +436,7 @@ class PHuberCELoss(_MulticlassLoss):
         self.tau = check_number("tau", tau, low=1)
 
     def _per_sample(self, logp, logp_y):
-        # log(tau) + 1 - tau p_y, with p_y = exp(log p_y)
-        linear = torch.rsub(torch.exp(logp_y), math.log(self.tau) + 1.0, alpha=self.tau)
+        linear = (math.log(self.tau) + 1.0) - self.tau * torch.exp(logp_y)  # p_y = exp(log p_y)
         return torch.where(logp_y.detach() <= -math.log(self.tau), linear, torch.neg(logp_y))
 
     def extra_repr(self) -> str:
@@ -640,14 +576,13 @@ class FloodingLoss(Loss):
         self.last_base_loss: torch.Tensor | None = None
 
     def forward(self, *args, **kwargs) -> torch.Tensor:
-        loss = self._modules["base"](*args, **kwargs)  # (the dict: no Module.__getattr__ per call)
+        loss = self.base(*args, **kwargs)
         if loss.ndim != 0:
             raise ValueError(
                 f"flooding expects the base loss to return a scalar batch mean, got shape "
                 f"{tuple(loss.shape)}"
             )
-        # a plain attribute (what Module.__setattr__ would store, minus its per-call checks)
-        self.__dict__["last_base_loss"] = loss.detach()
+        self.last_base_loss = loss.detach()
         return (loss - self.b).abs() + self.b
 
     def extra_repr(self) -> str:
