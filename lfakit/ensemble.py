@@ -60,6 +60,7 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.special import expit
 import torch
 
 from lfakit import losses
@@ -234,10 +235,6 @@ def als_objective(R, C, X, Y, lambda_reg: float, rho: float = 1.0) -> float:
     return float(rho * np.sum(C * resid**2) + lambda_reg * (np.sum(X**2) + np.sum(Y**2)))
 
 
-def _sigmoid(z):
-    return 1.0 / (1.0 + np.exp(-z))
-
-
 def _check(name, value, *, low=None, high=None, integer=False, low_open=False):
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ParameterError(f"{name} must be a number, got {type(value).__name__} {value!r}")
@@ -302,7 +299,7 @@ class _Base:
 
     def predict(self) -> np.ndarray:
         """Final probabilities ``sigmoid(w^T r_hat_i + b)`` for every instance of the fitted data."""
-        return _sigmoid(self.decision_function())
+        return expit(self.decision_function())
 
 
 # --------------------------------------------------------------------------- ALS
@@ -385,7 +382,7 @@ class ALSTrainer(_Base):
         an = a.numpy()
         w, b = self.w.copy(), float(self.b)
         for _ in range(self.aggregator_steps):
-            p = _sigmoid(w @ Rl + b)
+            p = expit(w @ Rl + b)
             v = an * focal_weights(p, yn, self.focal_gamma) if self.focal_gamma else an
             total = v.sum()
             if not total > 0:  # every labelled instance predicted perfectly: nothing to learn

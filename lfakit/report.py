@@ -45,6 +45,7 @@ __all__ = [
     "overall_table",
     "comparison_table",
     "format_table",
+    "round_floats",
     "plot_per_class_auroc",
     "plot_roc_curves",
     "plot_history",
@@ -68,7 +69,7 @@ COMPARISON_COLUMNS = [
 # --------------------------------------------------------------------------- tables
 
 
-def _round_floats(df: pd.DataFrame, decimals: int) -> pd.DataFrame:
+def round_floats(df: pd.DataFrame, decimals: int) -> pd.DataFrame:
     out = df.copy()
     for col in out.columns:
         if pd.api.types.is_float_dtype(out[col]):
@@ -87,7 +88,7 @@ def per_class_table(report_df: pd.DataFrame, decimals: int = 4) -> pd.DataFrame:
         raise KeyError(f"report_df lacks columns {missing}; expected a multilabel_report.")
     out = report_df[["AUROC", "F1", "Threshold"]].astype(float)
     out.insert(0, "Class", [str(c) for c in report_df.index])
-    return _round_floats(out.reset_index(drop=True), decimals)
+    return round_floats(out.reset_index(drop=True), decimals)
 
 
 def overall_table(results: Mapping[str, Mapping[str, float]], decimals: int = 4) -> pd.DataFrame:
@@ -104,7 +105,7 @@ def overall_table(results: Mapping[str, Mapping[str, float]], decimals: int = 4)
         for name, res in results.items()
     }
     out = pd.DataFrame(data, index=pd.Index(list(rows), name="Metric"))
-    return _round_floats(out, decimals)
+    return round_floats(out, decimals)
 
 
 def _winner(delta: float, p: float, challenger: str, alpha: float) -> str:
@@ -202,7 +203,7 @@ def comparison_table(
     out = pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
     out = out.astype({c: float for c in COMPARISON_COLUMNS[2:8]})
     out.attrs["baseline"] = baseline
-    return _round_floats(out, decimals)
+    return round_floats(out, decimals)
 
 
 def _cell(value, decimals: int) -> str:

@@ -13,7 +13,6 @@ Closed forms used (s is the true-class logit, p = p_t = sigmoid(s) or its softma
 
 from __future__ import annotations
 
-import json
 import math
 
 import numpy as np
@@ -21,7 +20,7 @@ import pandas as pd
 import pytest
 
 import lfakit.losses as L
-from lfakit import atlas, params, runner
+from lfakit import record, atlas, params, runner
 from lfakit.errors import ParameterError
 from lfakit.experiments import loss_atlas as X
 
@@ -280,15 +279,15 @@ def test_save_writes_tables_metrics_and_curves(default_atlas, tmp_path):
     P, A, tabs = default_atlas
     written = X.save(P, tmp_path, A, tabs)
     assert "metrics.json" in written and "tables/relative_to_reference.csv" in written
-    m = json.loads((tmp_path / "metrics.json").read_text())
-    assert set(m["losses"]) == {n for names in L.available().values() for n in names}
-    assert m["losses"]["flooding"]["views"] == ["multiclass"]
-    focal = [r for r in m["tables"]["relative_to_reference"] if r["loss"] == "focal"]
-    assert focal[0]["0.95"] == pytest.approx(_focal_w(0.95, 2) / 0.05, rel=1e-10)
+    r = record.load_run(tmp_path)
+    assert set(r.methods) == {n for names in L.available().values() for n in names}
+    assert r.methods["flooding"]["views"] == ["multiclass"]
+    focal = r.headline[r.headline["loss"] == "focal"]
+    assert focal["0.95"].iloc[0] == pytest.approx(_focal_w(0.95, 2) / 0.05, rel=1e-10)
     back = pd.read_csv(tmp_path / "tables" / "relative_to_reference.csv")
     np.testing.assert_allclose(back[[f"{p:g}" for p in PTS]].to_numpy(dtype=float),
                                tabs["relative_to_reference"][[f"{p:g}" for p in PTS]].to_numpy(dtype=float))
-    curves = pd.read_csv(tmp_path / "curves" / "classification.csv")
+    curves = pd.read_csv(tmp_path / "tables" / "curves_classification.csv")
     assert len(curves) == len(A.curves)
 
 

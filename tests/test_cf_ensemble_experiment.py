@@ -5,7 +5,6 @@ Notebook / SCHEMA / profile consistency (shared by every experiment) is in test_
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +14,7 @@ import pandas as pd
 import pytest
 from scipy.stats import ttest_rel
 
-from lfakit import runner
+from lfakit import record, runner
 from lfakit.errors import ParameterError
 from lfakit.experiments import cf_ensemble as X
 
@@ -134,18 +133,15 @@ def test_run_folder_holds_everything(quick):
 
 def test_metrics_recomputable_from_predictions(quick):
     P, d, *_ = quick
-    z = np.load(d / "predictions.npz")
-    m = json.loads((d / "metrics.json").read_text())
-    for s in X.seed_list(P):
-        key = f"synthetic__{s}"
-        test = z[f"split__{key}"] == "test"
-        assert test.sum() == 100 and len(z[f"instance_ids__{key}"]) == 200
+    r = record.load_run(d)
+    for k, s in enumerate(X.seed_list(P)):
         for method in X.methods(P):
-            sc = z[f"scores__{key}__{method}"]
-            got = X.test_metrics(z[f"labels__{key}"][test], sc[test], z[f"difficulty__{key}"][test])
-            k = X.seed_list(P).index(s)
+            test = r.predictions.select(method=method, split="test", seed=s, group="synthetic")
+            train = r.predictions.select(method=method, split="train", seed=s, group="synthetic")
+            assert len(test) == 100 and len(train) == 100
+            got = X.test_metrics(test.targets[:, 0], test.scores[:, 0], test.fields["difficulty"])
             for metric, v in got.items():
-                assert m["results"]["synthetic"][method]["per_seed"][metric][k] == pytest.approx(v)
+                assert r.methods[method]["synthetic"][metric][k] == pytest.approx(v)
 
 
 @pytest.mark.slow

@@ -14,7 +14,7 @@ import nbformat
 import numpy as np
 import pytest
 
-from lfakit import runner
+from lfakit import record, runner
 from lfakit.data.chestxray import CLASSES
 
 pytestmark = pytest.mark.slow
@@ -45,18 +45,18 @@ def test_run_folder_holds_everything(quick_run):
               "figures/per_class_auroc.png", "figures/roc_curves.png", "tables/overall.csv", "tables/comparison.csv",
               "history/focal.csv", "checkpoints/zlpr/last.pt"):
         assert (d / f).exists(), f
-    m = json.loads((d / "metrics.json").read_text())
-    assert set(m["losses"]) == {"focal", "zlpr"} and m["baseline"] == "focal"
-    for name, lm in m["losses"].items():
+    r = record.load_run(d)
+    assert set(r.methods) == {"focal", "zlpr"} and r.extra["baseline"] == "focal"
+    for name, lm in r.methods.items():
         assert set(lm["per_class"]) == set(CLASSES)
         for c, v in lm["per_class"].items():
             assert 0.0 <= v["auroc"] <= 1.0 and 0.0 <= v["f1"] <= 1.0 and 0.0 <= v["threshold"] <= 1.0
         assert lm["avg_auroc"] == pytest.approx(np.mean([v["auroc"] for v in lm["per_class"].values()]))
         assert lm["avg_auroc"] > 0.6, f"{name} did not learn the embedded data's signal"
-    z = np.load(d / "predictions.npz")
     for split in ("train", "val", "test"):
-        n = len(z[f"image_ids_{split}"])
-        assert z[f"targets_{split}"].shape == (n, 14) and z[f"logits_focal_{split}"].shape == (n, 14)
+        p = r.predictions.select(method="focal", split=split)
+        assert p.targets.shape == (len(p), 14) and p.scores.shape == (len(p), 14) and len(set(p.sample_id)) == len(p)
+        assert np.isfinite(p.sample_loss).all()
     env = json.loads((d / "environment.json").read_text())
     assert env["packages"]["torch"] == "2.14.1" and env["seed"] == 42
 
@@ -65,13 +65,14 @@ def test_metrics_recomputable_from_predictions(quick_run):
     """predictions.npz alone reproduces metrics.json (the run folder is the unit of record)."""
     from lfakit.metrics.classification import multilabel_report
 
-    z = np.load(quick_run / "predictions.npz")
-    m = json.loads((quick_run / "metrics.json").read_text())
-    sig = lambda a: 1 / (1 + np.exp(-a))  # noqa: E731
-    rep = multilabel_report(z["targets_val"], sig(z["logits_zlpr_val"]), z["targets_test"], sig(z["logits_zlpr_test"]), CLASSES)
+    from scipy.special import expit
+
+    r = record.load_run(quick_run)
+    val, test = r.predictions.select(method="zlpr", split="val"), r.predictions.select(method="zlpr", split="test")
+    rep = multilabel_report(val.targets, expit(val.scores), test.targets, expit(test.scores), CLASSES)
     for c in CLASSES:
-        assert rep.loc[c, "AUROC"] == pytest.approx(m["losses"]["zlpr"]["per_class"][c]["auroc"])
-        assert rep.loc[c, "Threshold"] == pytest.approx(m["losses"]["zlpr"]["per_class"][c]["threshold"])
+        assert rep.loc[c, "AUROC"] == pytest.approx(r.methods["zlpr"]["per_class"][c]["auroc"])
+        assert rep.loc[c, "Threshold"] == pytest.approx(r.methods["zlpr"]["per_class"][c]["threshold"])
 
 
 def test_killed_run_resumes_to_the_same_metrics(quick_run, results_dir):
@@ -95,11 +96,11 @@ def test_killed_run_resumes_to_the_same_metrics(quick_run, results_dir):
     r = _lfakit("run", EXP, "--resume", run.name, "-q")
     assert r.returncode == 0, r.stderr[-3000:]
     assert (run / "notebook.attempt-1.ipynb").exists()
-    got = json.loads((run / "metrics.json").read_text())["losses"]
-    want = json.loads((quick_run / "metrics.json").read_text())["losses"]
-    assert got == want
-    a, b = np.load(run / "predictions.npz"), np.load(quick_run / "predictions.npz")
-    np.testing.assert_array_equal(a["logits_zlpr_test"], b["logits_zlpr_test"])
+    got, want = record.load_run(run), record.load_run(quick_run)
+    assert got.methods == want.methods and got.params_hash == want.params_hash
+    a, b = got.predictions.select(method="zlpr", split="test"), want.predictions.select(method="zlpr", split="test")
+    np.testing.assert_array_equal(a.scores, b.scores)
+    np.testing.assert_array_equal(a.sample_loss, b.sample_loss)
 
 
 def _final_tables(nb) -> str:

@@ -5,7 +5,6 @@ Notebook / SCHEMA / profile consistency (shared by every experiment) is in test_
 
 from __future__ import annotations
 
-import json
 import re
 
 import numpy as np
@@ -14,7 +13,7 @@ import pytest
 import torch
 from scipy.special import expit
 
-from lfakit import cli, runner
+from lfakit import record, cli, runner
 from lfakit.data import cifar
 from lfakit.errors import DataError
 from lfakit.experiments import cifar_fece as X
@@ -163,20 +162,21 @@ def test_run_folder_through_papermill_holds_tables_figures_and_recomputable_metr
               "figures/true_class_prob_test_rho5.png", "figures/true_class_prob_train_rho1.png",
               "figures/recall_vs_class_size.png"):
         assert (d / f).exists(), f
-    m = json.loads((d / "metrics.json").read_text())
-    z = np.load(d / "predictions.npz")
-    assert list(z["class_names"]) == list("0123456789")
+    r = record.load_run(d)
+    assert r.extra["classes"] == list("0123456789")
+    head = r.headline.set_index(["rho", "loss"])
     for rho in ("1", "5"):
         for loss in ("bce", "f_ece"):
-            lm = m["ratios"][rho]["losses"][loss]
-            # predictions.npz alone reproduces metrics.json, with val thresholds and test metrics
-            rep = per_class_metrics(z[f"labels_rho{rho}_fold1_val"], expit(z[f"logits_rho{rho}_fold1_{loss}_val"]),
-                                    z[f"labels_rho{rho}_fold1_test"], expit(z[f"logits_rho{rho}_fold1_{loss}_test"]))
+            lm = r.methods[loss]["per_ratio"][rho]
+            # the record's predictions alone reproduce metrics.json, with val thresholds and test metrics
+            sel = {s: r.predictions.select(method=loss, split=s, group=f"rho={rho}/fold=1") for s in ("val", "test")}
+            rep = per_class_metrics(sel["val"].targets[:, 0].astype(int), expit(sel["val"].scores),
+                                    sel["test"].targets[:, 0].astype(int), expit(sel["test"].scores))
             for c in rep.index:
                 for met in METRICS:
                     assert rep.loc[c, met] == pytest.approx(lm["per_class"][c][met]), (rho, loss, c, met)
-            assert lm["table2"]["Recall"]["mean"] == pytest.approx(rep["Recall"].mean())
-            assert lm["table2"]["Recall"]["std"] == pytest.approx(rep["Recall"].std(ddof=0))
-    assert m["ratios"]["5"]["train_counts"][0] > m["ratios"]["5"]["train_counts"][-1]
+            assert head.loc[(rho, loss), "Recall mean"] == pytest.approx(rep["Recall"].mean(), abs=5e-5)
+            assert head.loc[(rho, loss), "Recall std"] == pytest.approx(rep["Recall"].std(ddof=0), abs=5e-5)
+    assert r.extra["train_counts"]["5"][0] > r.extra["train_counts"]["5"][-1]
     t2 = pd.read_csv(d / "tables" / "table2.csv")
     assert list(t2.columns) == ["rho", "loss", *METRICS] and len(t2) == 4

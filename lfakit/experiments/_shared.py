@@ -1,12 +1,20 @@
-"""Steps several experiments share: their losses built from the parameters, and the checks
-of the losses and the device that run before a run folder is made."""
+"""Steps several experiments share: their losses built from the parameters, the checks of the
+losses and the device that run before a run folder is made, and one loss's training (or its
+reload on ``--resume``)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
 from torch import nn
 
-from lfakit import losses
+from lfakit import engine, losses, record, runtime
 from lfakit.errors import ParameterError
+from lfakit.fitconfig import FitConfig
 
 
 def loss_modules(P: dict) -> dict[str, nn.Module]:
@@ -32,3 +40,50 @@ def preflight_device(P: dict) -> None:
     from lfakit.engine import select_device
 
     select_device(P["device"])
+
+
+@dataclass
+class Trained:
+    """What one training left: logits and per-sample losses for every predicted split, the
+    best epoch and the history."""
+
+    logits: dict[str, np.ndarray]
+    sample_loss: dict[str, np.ndarray]
+    best_epoch: int
+    history: pd.DataFrame
+
+    def loss(self, split: str) -> float:
+        return float(np.mean(self.sample_loss[split]))
+
+
+def train_or_resume(P: dict, tag: str, loss_fn: nn.Module, build: Callable[[], nn.Module], train_ds, val_ds,
+                    predict_on: dict, run_dir: Path, val_metrics: dict, desc: str,
+                    stop_after_epoch: int | None = None) -> Trained:
+    """Train ``build()`` with ``loss_fn`` through the engine and predict ``predict_on`` (split ->
+    dataset), or, when resuming, reload what an earlier attempt finished.
+
+    ``predictions/<tag>.npz`` (written atomically) marks the training as done for ``--resume``;
+    ``checkpoints/<tag>/`` lets an interrupted one continue; ``history/<tag>.csv`` is its curve.
+    Every training starts from the same seed, so each loss gets the same initial weights."""
+    pred_path = Path(run_dir) / "predictions" / f"{tag}.npz"
+    hist_path = Path(run_dir) / "history" / f"{tag}.csv"
+    if P["resume"] and pred_path.exists():
+        z = record.read_npz(pred_path)
+        splits = [k[len("logits_"):] for k in z if k.startswith("logits_")]
+        return Trained({s: z[f"logits_{s}"] for s in splits}, {s: z[f"loss_{s}"] for s in splits},
+                       int(z["best_epoch"]), pd.read_csv(hist_path))
+    runtime.seed_everything(P["seed"])
+    model = build()
+    cfg = FitConfig.from_params(P)
+    result = engine.fit(model, loss_fn, train_ds, val_ds, cfg, checkpoint_dir=Path(run_dir) / "checkpoints" / tag,
+                        val_metrics=val_metrics, resume=P["resume"], desc=desc, stop_after_epoch=stop_after_epoch)
+    ebs = 2 * P["batch_size"]
+    out = {s: engine.predict(result.model, d, ebs, cfg.device, cfg.amp, loss_fn, sample_losses=True)
+           for s, d in predict_on.items()}
+    run = Trained({s: o["scores"] for s, o in out.items()}, {s: o["sample_loss"] for s, o in out.items()},
+                  result.best_epoch, result.history)
+    hist_path.parent.mkdir(parents=True, exist_ok=True)
+    run.history.to_csv(hist_path, index=False)
+    record.write_npz(pred_path, **{f"logits_{s}": v for s, v in run.logits.items()},
+                     **{f"loss_{s}": v for s, v in run.sample_loss.items()}, best_epoch=run.best_epoch)
+    return run

@@ -25,7 +25,6 @@ aggregator. Comparisons are paired over seeds (same data, split and initial fact
 
 from __future__ import annotations
 
-import json
 import math
 import warnings
 from pathlib import Path
@@ -34,11 +33,11 @@ import numpy as np
 import pandas as pd
 from scipy.stats import t as student_t
 
-from lfakit import report, runner, runtime
+from lfakit import record, report, runner, runtime
 from lfakit import ensemble as cfe
 from lfakit.data import ensemble_data as edata
 from lfakit.errors import ParameterError
-from lfakit.schemas.cf_ensemble import DATASETS, EXPERIMENT, SCHEMA, TRAINERS, check_params  # noqa: F401
+from lfakit.schemas.cf_ensemble import EXPERIMENT
 from lfakit.stats import aggregate_seeds
 
 CONFIGS = ("baseline", "class_weights", "focal", "both")
@@ -64,15 +63,6 @@ def setup(P: dict) -> Path:
     except ImportError:  # pragma: no cover - a dependency of the kit
         raise ParameterError("scikit-learn is needed for the digits data and the stacking baseline: pip install scikit-learn") from None
     return runner.open_run(EXPERIMENT, P)
-
-
-def _round(df: pd.DataFrame, decimals: int) -> pd.DataFrame:
-    """Float columns rounded (and -0.0 turned into 0.0) so printed tables are stable."""
-    out = df.copy()
-    for col in out.columns:
-        if pd.api.types.is_float_dtype(out[col]):
-            out[col] = out[col].round(decimals) + 0.0
-    return out
 
 
 def seed_list(P: dict) -> list[int]:
@@ -126,7 +116,7 @@ def data_summary(P: dict, data: dict) -> pd.DataFrame:
             "Base PR-AUC (mean)": float(np.mean(base)),
             "Base PR-AUC (best)": float(np.mean(best)),
         })
-    return _round(pd.DataFrame(rows), 3)
+    return report.round_floats(pd.DataFrame(rows), 3)
 
 
 def focal_weight_table(pts=FOCAL_TABLE_PT, gammas=FOCAL_TABLE_GAMMAS) -> pd.DataFrame:
@@ -135,7 +125,7 @@ def focal_weight_table(pts=FOCAL_TABLE_PT, gammas=FOCAL_TABLE_GAMMAS) -> pd.Data
     pts = np.asarray(pts, dtype=float)
     cols = {f"gamma={g:g}": cfe.focal_weights(pts, np.ones_like(pts), g) for g in gammas}
     df = pd.DataFrame({"p_t": pts, **cols})
-    return _round(df, 4)
+    return report.round_floats(df, 4)
 
 
 # --------------------------------------------------------------------------- methods
@@ -315,7 +305,7 @@ def comparison_table(P: dict, per_seed: pd.DataFrame, metric: str = "pr_auc") ->
             rows.append({"Data": name, "Challenger": _label(ch), "Reference": _label(ref),
                          "Delta": r["delta"], "CI low": r["ci_low"], "CI high": r["ci_high"],
                          "p-value": r["p_value"], "Seeds": r["n"], "Winner": win})
-    return _round(pd.DataFrame(rows), 4)
+    return report.round_floats(pd.DataFrame(rows), 4)
 
 
 def tables(P: dict, per_seed: pd.DataFrame) -> dict[str, pd.DataFrame]:
@@ -323,7 +313,7 @@ def tables(P: dict, per_seed: pd.DataFrame) -> dict[str, pd.DataFrame]:
         "results": results_table(P, per_seed),
         "comparison": comparison_table(P, per_seed),
         "focal_weights": focal_weight_table(),
-        "per_seed": _round(per_seed, 6),
+        "per_seed": report.round_floats(per_seed, 6),
     }
 
 
@@ -354,7 +344,7 @@ def collapse_study(P: dict, data: dict) -> tuple[pd.DataFrame, dict]:
                     "Pos. pred %": 100.0 * float((p > THRESHOLD).mean()), "PR-AUC": _pr_auc(es.y[te], p),
                     "Mean w": float(model.w.mean()), "b": float(model.b),
                 })
-    return _round(pd.DataFrame(rows), 3), preds
+    return report.round_floats(pd.DataFrame(rows), 3), preds
 
 
 def collapse_verdicts(table: pd.DataFrame) -> list[str]:
@@ -442,28 +432,38 @@ def figures(P: dict, data: dict, runs: dict, per_seed: pd.DataFrame, run_dir: Pa
 # --------------------------------------------------------------------------- save
 
 
+HEADLINE_ABOUT = ("per data set and method, the mean and std (ddof=1) over seeds of each test metric: PR-AUC "
+                  "(average precision) and ROC-AUC of the probabilities, accuracy of p > 0.5 on the easy and the "
+                  "hard test instances, the std of the test probabilities and the share predicted positive; "
+                  "rounded to 4 decimals")
+
+
+def headline_table(per_seed: pd.DataFrame) -> pd.DataFrame:
+    """Mean and std over seeds of every metric, per (data set, method): the numbers of the results table."""
+    g = per_seed.groupby(["dataset", "method"], sort=False)[list(METRIC_COLUMNS)]
+    out = g.mean().add_suffix(" mean").join(g.std(ddof=1).add_suffix(" std")).reset_index()
+    return report.round_floats(out, 4)
+
+
 def save(P: dict, run_dir: Path, data: dict, runs: dict, per_seed: pd.DataFrame,
          tables: dict[str, pd.DataFrame], collapse: pd.DataFrame) -> list[str]:
-    """Write metrics.json, predictions.npz and tables/*.csv; return the file names written.
-
-    predictions.npz holds, for every data set ``D`` and seed ``S``: ``labels__D__S``,
-    ``instance_ids__D__S``, ``split__D__S`` ("train" = labelled, "test"), ``difficulty__D__S``
-    and ``scores__D__S__METHOD`` for every method (all instances): every metric can be
-    recomputed from it.
-    """
-    arrays = {"datasets": np.array(P["datasets"]), "seeds": np.array(seed_list(P)), "methods": np.array(methods(P))}
-    for (name, s), (es, tr) in data.items():
-        key = f"{name}__{s}"
-        arrays[f"labels__{key}"] = es.y
-        arrays[f"instance_ids__{key}"] = es.instance_ids
-        arrays[f"split__{key}"] = np.where(tr, "train", "test")
-        arrays[f"difficulty__{key}"] = es.difficulty
+    """Write the run record (:mod:`lfakit.record`): every method's probabilities for every
+    instance (split ``train`` = labelled, ``test``; group = data set; per-sample field
+    ``difficulty``: 0 easy, 1 medium, 2 hard), metrics.json with the mean/std over seeds as
+    headline, tables/*.csv and the manifest; return the files of the run folder."""
+    pw = record.PredictionWriter()
     for (name, s, m), sc in runs.items():
-        arrays[f"scores__{name}__{s}__{m}"] = sc
-    np.savez_compressed(run_dir / "predictions.npz", **arrays)
-
-    metrics = {
-        "experiment": EXPERIMENT,
+        es, tr = data[name, s]
+        for split, mask in (("train", tr), ("test", ~tr)):
+            pw.add(m, split, s, es.instance_ids[mask], es.y[mask], sc[mask], group=name, difficulty=es.difficulty[mask])
+    methods_ = {}
+    for m in methods(P):
+        methods_[m] = {}
+        for name in P["datasets"]:
+            d = per_seed[(per_seed.dataset == name) & (per_seed.method == m)]
+            methods_[m][name] = {k: d[k].astype(float).tolist() for k in METRIC_COLUMNS}
+    first = seed_list(P)[0]
+    extra = {
         "seeds": seed_list(P),
         "threshold": THRESHOLD,
         "metric_notes": {
@@ -473,29 +473,15 @@ def save(P: dict, run_dir: Path, data: dict, runs: dict, per_seed: pd.DataFrame,
             "pred_std": "standard deviation of the test predictions", "pos_pred": f"share of test predictions > {THRESHOLD}",
             "comparison": "paired over seeds: mean difference, Student-t 95% interval, two-sided paired t-test",
         },
-        "difficulty_rules": {name: data[name, seed_list(P)[0]][0].difficulty_rule for name in P["datasets"]},
-        "classifiers": {name: data[name, seed_list(P)[0]][0].classifier_names for name in P["datasets"]},
-        "results": {},
+        "difficulty_rules": {name: data[name, first][0].difficulty_rule for name in P["datasets"]},
+        "classifiers": {name: data[name, first][0].classifier_names for name in P["datasets"]},
         "comparison": tables["comparison"].to_dict(orient="records"),
         "collapse": collapse.to_dict(orient="records"),
     }
-    for name in P["datasets"]:
-        metrics["results"][name] = {}
-        for m in methods(P):
-            d = per_seed[(per_seed.dataset == name) & (per_seed.method == m)]
-            metrics["results"][name][m] = {
-                "per_seed": {k: d[k].astype(float).tolist() for k in METRIC_COLUMNS},
-                "mean": {k: float(d[k].mean()) for k in METRIC_COLUMNS},
-                "std": {k: (float(d[k].std()) if len(d) > 1 else None) for k in METRIC_COLUMNS},
-            }
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
-    tdir = run_dir / "tables"
-    tdir.mkdir(exist_ok=True)
-    all_tables = {**tables, "collapse": collapse}
-    for tname, df in all_tables.items():
-        df.to_csv(tdir / f"{tname}.csv", index=False)
-    figs = sorted(f"figures/{p.name}" for p in (run_dir / "figures").glob("*.png"))
-    return sorted(["metrics.json", "predictions.npz", *(f"tables/{t}.csv" for t in all_tables), *figs])
+    return record.save_run(run_dir, EXPERIMENT, P, methods=methods_,
+                           headline=("results_numbers", headline_table(per_seed), HEADLINE_ABOUT),
+                           tables={**tables, "collapse": collapse}, predictions=pw, score_kind="probability",
+                           extra=extra, table_index=False)
 
 
 def silence_warnings() -> None:

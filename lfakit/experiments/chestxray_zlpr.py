@@ -7,25 +7,24 @@ run folder, early input checks), :func:`load_data`, :func:`train_all`, :func:`ev
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
-from lfakit import engine, losses, models, report, runner, runtime
+from scipy.special import expit
+
+from lfakit import models, record, report, runner, runtime
 from lfakit.data import chestxray
 from lfakit.data.datasets import ArrayImageDataset
 from lfakit.errors import DataError
 from lfakit.metrics.classification import multilabel_report, per_class_auroc
-from lfakit.experiments._shared import loss_modules, preflight_device, preflight_losses
-from lfakit.fitconfig import FitConfig
-from lfakit.schemas.chestxray_zlpr import EXPERIMENT, SCHEMA, VAL_METRICS, check_params  # noqa: F401
+from lfakit.experiments._shared import Trained, loss_modules, preflight_device, preflight_losses, train_or_resume
+from lfakit.schemas.chestxray_zlpr import EXPERIMENT
 
 CLASSES = chestxray.CLASSES
+SPLITS = ("train", "val", "test")
 
 
 
@@ -86,17 +85,6 @@ def _mean_auroc(targets: np.ndarray, scores: np.ndarray) -> float:
     return float(np.nanmean(per_class_auroc(targets, scores)))
 
 
-@dataclass
-class LossRun:
-    """What one trained loss left: logits per split, the test loss and the history."""
-
-    name: str
-    logits: dict[str, np.ndarray]
-    test_loss: float
-    best_epoch: int
-    history: pd.DataFrame
-
-
 def _datasets(P: dict, splits: dict) -> dict:
     ch = models.input_channels(P["model"])
     return {
@@ -105,49 +93,21 @@ def _datasets(P: dict, splits: dict) -> dict:
     }
 
 
-def train_one(P: dict, name: str, loss_fn, datasets: dict, run_dir: Path, stop_after_epoch: int | None = None) -> LossRun:
-    """Train a fresh model with one loss, or reload its saved predictions when resuming."""
-    pred_path = run_dir / "predictions" / f"{name}.npz"
-    hist_path = run_dir / "history" / f"{name}.csv"
-    if P["resume"] and pred_path.exists():
-        z = np.load(pred_path)
-        return LossRun(name, {k: z[k] for k in ("train", "val", "test")}, float(z["test_loss"]), int(z["best_epoch"]), pd.read_csv(hist_path))
-    runtime.seed_everything(P["seed"])  # every loss starts from the same initial weights
-    model = models.build_model(P["model"], len(CLASSES), pretrained=P["pretrained"], in_chans=models.input_channels(P["model"]),
-                               precision=P["precision"])
-    cfg = FitConfig.from_params(P)
-    result = engine.fit(
-        model,
-        loss_fn,
-        datasets["train"],
-        datasets["val"],
-        cfg,
-        checkpoint_dir=run_dir / "checkpoints" / name,
-        val_metrics={"auroc": _mean_auroc},
-        resume=P["resume"],
-        desc=name,
-        stop_after_epoch=stop_after_epoch,
-    )
-    ebs = 2 * P["batch_size"]
-    out = {split: engine.predict(result.model, ds, ebs, cfg.device, cfg.amp, loss_fn) for split, ds in datasets.items()}
-    run = LossRun(name, {k: v["scores"] for k, v in out.items()}, float(out["test"]["loss"]), result.best_epoch, result.history)
-    pred_path.parent.mkdir(exist_ok=True)
-    hist_path.parent.mkdir(exist_ok=True)
-    run.history.to_csv(hist_path, index=False)
-    tmp = pred_path.with_suffix(".tmp.npz")
-    np.savez_compressed(tmp, **run.logits, test_loss=run.test_loss, best_epoch=run.best_epoch)
-    os.replace(tmp, pred_path)  # its presence marks the loss as done for --resume
-    return run
+def train_one(P: dict, name: str, loss_fn, datasets: dict, run_dir: Path, stop_after_epoch: int | None = None) -> Trained:
+    """Train a fresh model with one loss (or reload it when resuming); logits and per-image
+    losses on every split."""
+    def build():
+        return models.build_model(P["model"], len(CLASSES), pretrained=P["pretrained"],
+                                  in_chans=models.input_channels(P["model"]), precision=P["precision"])
+
+    return train_or_resume(P, name, loss_fn, build, datasets["train"], datasets["val"], datasets, run_dir,
+                           {"auroc": _mean_auroc}, name, stop_after_epoch)
 
 
-def train_all(P: dict, splits: dict, run_dir: Path) -> dict[str, LossRun]:
+def train_all(P: dict, splits: dict, run_dir: Path) -> dict[str, Trained]:
     """Train one model per loss in ``P['losses']`` (same seed, data and schedule for each)."""
     datasets = _datasets(P, splits)
     return {name: train_one(P, name, fn, datasets, run_dir) for name, fn in loss_modules(P).items()}
-
-
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-z))
 
 
 @dataclass
@@ -158,17 +118,17 @@ class Evaluation:
     y_test: np.ndarray
 
 
-def evaluate(P: dict, runs: dict[str, LossRun], splits: dict) -> Evaluation:
+def evaluate(P: dict, runs: dict[str, Trained], splits: dict) -> Evaluation:
     """Per-class AUROC on test; F1 on test at the per-class threshold that maximises F1 on val."""
     y_val, y_test = splits["val"].targets, splits["test"].targets
     per_class, overall, probs = {}, {}, {}
     for name, r in runs.items():
-        p_val, p_test = _sigmoid(r.logits["val"]), _sigmoid(r.logits["test"])
+        p_val, p_test = expit(r.logits["val"]), expit(r.logits["test"])
         rep = multilabel_report(y_val, p_val, y_test, p_test, CLASSES)
         per_class[name] = rep
         probs[name] = p_test
         overall[name] = {
-            "loss": r.test_loss,
+            "loss": r.loss("test"),
             "avg_auroc": float(np.nanmean(rep["AUROC"])),
             "avg_f1": float(np.nanmean(rep["F1"])),
         }
@@ -184,7 +144,7 @@ def tables(P: dict, ev: Evaluation) -> dict[str, pd.DataFrame]:
     return out
 
 
-def figures(P: dict, ev: Evaluation, runs: dict[str, LossRun], run_dir: Path) -> dict:
+def figures(P: dict, ev: Evaluation, runs: dict[str, Trained], run_dir: Path) -> dict:
     """Per-class AUROC bars and ROC curves, saved under ``figures/`` and returned."""
     figs = {
         "per_class_auroc": report.plot_per_class_auroc(ev.per_class),
@@ -196,38 +156,35 @@ def figures(P: dict, ev: Evaluation, runs: dict[str, LossRun], run_dir: Path) ->
     return figs
 
 
-def save(P: dict, run_dir: Path, runs: dict[str, LossRun], ev: Evaluation, splits: dict, tables: dict[str, pd.DataFrame]) -> list[str]:
-    """Write metrics.json, predictions.npz and tables/*.csv; return the file names written."""
-    metrics = {
-        "experiment": EXPERIMENT,
-        "classes": list(CLASSES),
-        "baseline": P["baseline"],
-        "threshold_rule": "per class, the probability threshold maximising F1 on validation; F1 reported on test",
-        "losses": {},
-    }
+HEADLINE_ABOUT = ("test split; Loss: the mean per-image test loss; Avg AUROC: the mean over classes of the per-class "
+                  "AUROC of the logits; Avg F1: the mean over classes of F1 at the per-class probability threshold "
+                  "that maximises F1 on validation; rounded to 4 decimals")
+
+
+def save(P: dict, run_dir: Path, runs: dict[str, Trained], ev: Evaluation, splits: dict, tables: dict[str, pd.DataFrame]) -> list[str]:
+    """Write the run record (:mod:`lfakit.record`): every loss's logits and per-image losses on
+    every split, metrics.json with the overall table as headline, tables/*.csv and the
+    manifest; return the files of the run folder."""
+    pw = record.PredictionWriter()
+    for name, r in runs.items():
+        for split, s in splits.items():
+            pw.add(name, split, P["seed"], s.image_ids, s.targets, r.logits[split], r.sample_loss[split])
+    built = loss_modules(P)
+    methods = {}
     for name, r in runs.items():
         rep = ev.per_class[name]
-        metrics["losses"][name] = {
-            "config": repr(loss_modules(P)[name]),
+        methods[name] = {
+            "config": repr(built[name]),
             "best_epoch": r.best_epoch,
             "test_loss": ev.overall[name]["loss"],
             "avg_auroc": ev.overall[name]["avg_auroc"],
             "avg_f1": ev.overall[name]["avg_f1"],
-            "per_class": {
-                c: {k.lower(): (None if pd.isna(v) else float(v)) for k, v in rep.loc[c].items()} for c in rep.index
-            },
+            "per_class": {c: {k.lower(): v for k, v in rep.loc[c].items()} for c in rep.index},
         }
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    arrays = {"class_names": np.array(CLASSES), "losses": np.array(list(runs))}
-    for split, s in splits.items():
-        arrays[f"targets_{split}"] = s.targets
-        arrays[f"image_ids_{split}"] = np.array(s.image_ids)
-        for name, r in runs.items():
-            arrays[f"logits_{name}_{split}"] = r.logits[split]
-    np.savez_compressed(run_dir / "predictions.npz", **arrays)
-    tdir = run_dir / "tables"
-    tdir.mkdir(exist_ok=True)
-    for tname, df in tables.items():
-        df.to_csv(tdir / f"{tname}.csv")
-    figs = sorted(f"figures/{p.name}" for p in (run_dir / "figures").glob("*.png"))
-    return sorted(["metrics.json", "predictions.npz", *(f"tables/{t}.csv" for t in tables), *figs])
+    extra = {
+        "classes": list(CLASSES),
+        "baseline": P["baseline"],
+        "threshold_rule": "per class, the probability threshold maximising F1 on validation; F1 reported on test",
+    }
+    return record.save_run(run_dir, EXPERIMENT, P, methods=methods, headline=("overall", tables["overall"], HEADLINE_ABOUT),
+                           tables=tables, predictions=pw, score_kind="logit", extra=extra)

@@ -24,9 +24,7 @@ Choices the seed does not fix (documented here and in the notebook):
 
 from __future__ import annotations
 
-import json
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,7 +37,7 @@ from matplotlib.figure import Figure
 from scipy.special import expit
 from torch import nn
 
-from lfakit import engine, losses, models, report, runner, runtime
+from lfakit import models, record, report, runner, runtime
 from lfakit.data import cifar
 from lfakit.data.datasets import ArrayImageDataset
 from lfakit.errors import DataError
@@ -52,9 +50,8 @@ from lfakit.metrics.lfa import (
     table2_numbers,
     true_class_probability,
 )
-from lfakit.experiments._shared import loss_modules, preflight_device, preflight_losses
-from lfakit.fitconfig import FitConfig
-from lfakit.schemas.cifar_fece import EXPERIMENT, SCHEMA, VAL_METRICS, check_params  # noqa: F401
+from lfakit.experiments._shared import loss_modules, preflight_device, preflight_losses, train_or_resume
+from lfakit.schemas.cifar_fece import EXPERIMENT
 
 SPLITS = ("train", "val", "test")
 
@@ -150,7 +147,8 @@ def _mean_auroc(targets: np.ndarray, scores: np.ndarray) -> float:
 
 @dataclass
 class Run:
-    """What one (ratio, fold, loss) training left: logits per split and the history."""
+    """What one (ratio, fold, loss) training left: logits and per-image losses per split, the
+    kept epoch and the history."""
 
     rho: str
     fold: int
@@ -158,6 +156,7 @@ class Run:
     logits: dict[str, np.ndarray]
     best_epoch: int
     history: pd.DataFrame
+    sample_loss: dict[str, np.ndarray]
 
     @property
     def tag(self) -> str:
@@ -172,30 +171,13 @@ def train_one(P: dict, rho: str, fold: int, name: str, loss_fn, splits: dict, ch
               stop_after_epoch: int | None = None) -> Run:
     """Train a fresh model with one loss on one ratio/fold, or reload it when resuming."""
     tag = run_tag(rho, fold, name)
-    pred_path = run_dir / "predictions" / f"{tag}.npz"
-    hist_path = run_dir / "history" / f"{tag}.csv"
-    if P["resume"] and pred_path.exists():
-        z = np.load(pred_path)
-        return Run(rho, fold, name, {k: z[k] for k in SPLITS}, int(z["best_epoch"]), pd.read_csv(hist_path))
     ds = {s: ArrayImageDataset(sp.images, sp.targets, channels=channels, augment=P["augment"] and s == "train")
           for s, sp in splits.items()}
-    runtime.seed_everything(P["seed"])  # every loss starts from the same initial weights
-    model = build_model(P, len(splits["test"].classes), channels)
-    cfg = FitConfig.from_params(P)
-    result = engine.fit(model, loss_fn, ds["train"], ds["val"], cfg, checkpoint_dir=run_dir / "checkpoints" / tag,
-                        val_metrics={"auroc": _mean_auroc}, resume=P["resume"],
-                        desc=f"rho={rho} fold={fold + 1} {name}", stop_after_epoch=stop_after_epoch)
     # the training split is predicted without augmentation
-    ds["train"] = ArrayImageDataset(splits["train"].images, splits["train"].targets, channels=channels)
-    logits = {s: engine.predict(result.model, d, 2 * P["batch_size"], cfg.device, cfg.amp)["scores"] for s, d in ds.items()}
-    run = Run(rho, fold, name, logits, result.best_epoch, result.history)
-    pred_path.parent.mkdir(exist_ok=True)
-    hist_path.parent.mkdir(exist_ok=True)
-    run.history.to_csv(hist_path, index=False)
-    tmp = pred_path.with_suffix(".tmp.npz")
-    np.savez_compressed(tmp, **logits, best_epoch=run.best_epoch)
-    os.replace(tmp, pred_path)  # its presence marks this run as done for --resume
-    return run
+    plain = {**ds, "train": ArrayImageDataset(splits["train"].images, splits["train"].targets, channels=channels)}
+    t = train_or_resume(P, tag, loss_fn, lambda: build_model(P, len(splits["test"].classes), channels), ds["train"], ds["val"],
+                        plain, run_dir, {"auroc": _mean_auroc}, f"rho={rho} fold={fold + 1} {name}", stop_after_epoch)
+    return Run(rho, fold, name, t.logits, t.best_epoch, t.history, t.sample_loss)
 
 
 def train_all(P: dict, data: Data, run_dir: Path) -> dict[str, Run]:
@@ -381,46 +363,56 @@ def figures(P: dict, ev: Evaluation, runs: dict[str, Run], data: Data, tabs: dic
     return figs
 
 
+HEADLINE_ABOUT = ("LFA Table 2 in numbers: per imbalance ratio and loss, the mean and std (ddof=0) across classes of "
+                  "each per-class metric on test, thresholds by best F1 on validation; k-fold: per-class metrics "
+                  "averaged over folds first; rounded to 4 decimals")
+
+
+def table2_numbers_all(ev: Evaluation) -> pd.DataFrame:
+    """Table 2's numbers for every ratio: rows (rho, loss), ``<metric> mean`` / ``<metric> std``."""
+    parts = []
+    for rho, by_loss in ev.per_class.items():
+        t = table2_numbers(by_loss).reset_index()
+        t.insert(0, "rho", rho)
+        parts.append(t)
+    return report.round_floats(pd.concat(parts, ignore_index=True), 4)
+
+
 def save(P: dict, run_dir: Path, runs: dict[str, Run], ev: Evaluation, data: Data, tabs: dict[str, pd.DataFrame]) -> list[str]:
-    """Write metrics.json, predictions.npz and tables/*.csv; return the files of the run folder."""
-    metrics = {
-        "experiment": EXPERIMENT,
+    """Write the run record (:mod:`lfakit.record`): every run's logits and per-image losses on
+    every split (group ``rho=<r>/fold=<k>``), metrics.json with Table 2's numbers as headline,
+    tables/*.csv and the manifest; return the files of the run folder."""
+    pw = record.PredictionWriter()
+    for rho, folds in data.splits.items():
+        for f, splits in enumerate(folds):
+            for name in P["losses"]:
+                r = runs[run_tag(rho, f, name)]
+                for split, sp in splits.items():
+                    pw.add(name, split, P["seed"], sp.ids, sp.labels, r.logits[split], r.sample_loss[split],
+                           group=f"rho={rho}/fold={f + 1}")
+    built = loss_modules(P)
+    methods = {
+        name: {
+            "config": repr(built[name]),
+            "per_ratio": {
+                rho: {
+                    "best_epochs": [runs[run_tag(rho, f, name)].best_epoch for f in range(len(data.splits[rho]))],
+                    "per_class": {c: {m: float(by_loss[name].loc[c, m]) for m in METRICS} for c in by_loss[name].index},
+                }
+                for rho, by_loss in ev.per_class.items()
+            },
+        }
+        for name in P["losses"]
+    }
+    extra = {
         "dataset": P["dataset"],
         "classes": list(ev.classes),
         "baseline": P["baseline"],
+        "train_counts": {rho: [int(v) for v in ev.class_sizes[rho]] for rho in ev.class_sizes},
         "threshold_rule": "per class, the probability threshold maximising F1 on validation; every metric on test",
-        "aggregation": "Table 2: mean and std (ddof=0) across classes, unweighted; k-fold: per-class metrics averaged over folds first",
+        "targets": "the class label of each image; scores are the K one-vs-rest logits",
         "definitions": {"miss": "FN/(TP+FN)", "overflow": "FP/(TP+FP)", "F0": "precision (F-beta, beta=0)", "acc": "one-vs-rest (TP+TN)/N"},
-        "ratios": {},
     }
-    for rho, by_loss in ev.per_class.items():
-        num = table2_numbers(by_loss)
-        metrics["ratios"][rho] = {
-            "train_counts": [int(v) for v in ev.class_sizes[rho]],
-            "losses": {
-                name: {
-                    "config": repr(loss_modules(P)[name]),
-                    "best_epochs": [runs[run_tag(rho, f, name)].best_epoch for f in range(len(data.splits[rho]))],
-                    "table2": {m: {"mean": num.loc[name, f"{m} mean"], "std": num.loc[name, f"{m} std"]} for m in METRICS},
-                    "per_class": {c: {m: float(df.loc[c, m]) for m in METRICS} for c in df.index},
-                }
-                for name, df in by_loss.items()
-            },
-        }
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    arrays = {"class_names": np.array(ev.classes), "losses": np.array(P["losses"]), "ratios": np.array(list(data.splits))}
-    for rho, folds in data.splits.items():
-        for f, splits in enumerate(folds):
-            for split, sp in splits.items():
-                key = f"rho{rho}_fold{f + 1}_{split}"
-                arrays[f"labels_{key}"] = sp.labels
-                arrays[f"ids_{key}"] = sp.ids
-                for name in P["losses"]:
-                    arrays[f"logits_{run_tag(rho, f, name)}_{split}"] = runs[run_tag(rho, f, name)].logits[split]
-    np.savez_compressed(run_dir / "predictions.npz", **arrays)
-    tdir = run_dir / "tables"
-    tdir.mkdir(exist_ok=True)
-    for tname, df in tabs.items():
-        df.to_csv(tdir / f"{tname}.csv", index=not isinstance(df.index, pd.RangeIndex))
-    figs = sorted(f"figures/{p.name}" for p in (run_dir / "figures").glob("*.png"))
-    return sorted(["metrics.json", "predictions.npz", *(f"tables/{t}.csv" for t in tabs), *figs])
+    return record.save_run(run_dir, EXPERIMENT, P, methods=methods,
+                           headline=("table2_numbers", table2_numbers_all(ev), HEADLINE_ABOUT), tables=tabs,
+                           predictions=pw, score_kind="logit", extra=extra)

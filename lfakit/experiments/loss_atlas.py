@@ -9,17 +9,15 @@ overview), :func:`tables`, :func:`explorer` (sliders, only with ``interactive=Tr
 
 from __future__ import annotations
 
-import json
-import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from lfakit import atlas, losses, report, runner, runtime
+from lfakit import atlas, losses, record, report, runner, runtime
 from lfakit.errors import ParameterError
-from lfakit.schemas.loss_atlas import EXPERIMENT, SCHEMA, check_params  # noqa: F401
+from lfakit.schemas.loss_atlas import EXPERIMENT
 
 
 
@@ -187,20 +185,23 @@ def explorer(P: dict):
     return atlas.explorer(pts, P["loss_kwargs"], construction(P))
 
 
-def _records(df: pd.DataFrame) -> list[dict]:
-    return [{k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in r.items()}
-            for r in df.to_dict(orient="records")]
+HEADLINE_ABOUT = ("gradient weight -dL/ds of every classification loss at each p_t of table_pt, divided by the "
+                  "weight of its view's reference (bce for multi-label views, ce for multi-class) at the same p_t; "
+                  "computed in float64 (tables/weights_at_table_pt.csv and tables/reference_at_table_pt.csv hold "
+                  "the weights)")
 
 
 def save(P: dict, run_dir: Path, A: atlas.Atlas, tabs: dict[str, pd.DataFrame]) -> list[str]:
-    """Write metrics.json, tables/*.csv and the raw curves (curves/*.csv); return the files."""
-    run_dir = Path(run_dir)
+    """Write the run record (:mod:`lfakit.record`): metrics.json with the relative-to-reference
+    table as headline, every table, the weights at the table points and the raw curves as
+    tables/*.csv, and the manifest; return the files of the run folder. The atlas trains
+    nothing, so it has no predictions."""
     views = {}
     for df in (A.curves, A.iqa):
         for name, g in (df.groupby("loss", sort=False) if not df.empty else []):
             views[name] = list(dict.fromkeys(g["view"]))
-    metrics = {
-        "experiment": EXPERIMENT,
+    methods = {n: {"task": losses.task_of(n), "views": views.get(n, []), "config": A.configs[n]} for n in A.configs}
+    extra = {
         "derivatives": DERIVATIVES,
         "constructions": A.construction.describe(),
         "reference": atlas.REFERENCE,
@@ -208,16 +209,12 @@ def save(P: dict, run_dir: Path, A: atlas.Atlas, tabs: dict[str, pd.DataFrame]) 
         "zero_below": atlas.NOISE,
         "table_pt": list(A.table_pt),
         "table_x": list(A.table_x),
-        "losses": {n: {"task": losses.task_of(n), "views": views.get(n, []), "config": A.configs[n]} for n in A.configs},
-        "tables": {name: _records(df) for name, df in tabs.items()},
     }
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=False))
-    written = ["metrics.json"]
-    for sub, items in (("tables", tabs), ("curves", {"classification": A.curves, "iqa": A.iqa})):
-        (run_dir / sub).mkdir(exist_ok=True)
-        for name, df in items.items():
-            if not df.empty:
-                df.to_csv(run_dir / sub / f"{name}.csv", index=False)
-                written.append(f"{sub}/{name}.csv")
-    written += [f"figures/{p.name}" for p in (run_dir / "figures").glob("*.png")]
-    return sorted(written)
+    raw = {"weights_at_table_pt": A.at_table, "reference_at_table_pt": A.reference,
+           "curves_classification": A.curves, "curves_iqa": A.iqa}
+    all_tables = {**tabs, **{k: v for k, v in raw.items() if not v.empty}}
+    headline = tabs.get("relative_to_reference", tabs.get("iqa_pull", pd.DataFrame()))
+    return record.save_run(run_dir, EXPERIMENT, P, methods=methods,
+                           headline=("relative_to_reference" if "relative_to_reference" in tabs else "iqa_pull",
+                                     headline, HEADLINE_ABOUT),
+                           tables=all_tables, extra=extra, table_index=False)

@@ -1,0 +1,286 @@
+"""The run record: what every experiment leaves in its run folder, written and read by one module.
+
+A run folder ``results/<experiment>/<run-id>/`` holds, besides the executed notebook,
+``params.yaml`` and ``environment.json`` (written by the runner):
+
+``predictions.npz``
+    One long table, a row per (method, group, split, seed, sample): ``method`` (the loss or
+    aggregator), ``group`` (a data variant such as ``rho=10/fold=1`` or a data set; "" when the
+    experiment has none), ``split``, ``seed``, ``sample_id``, ``targets`` (rows x T), ``scores``
+    (rows x K, float64; logits or probabilities, see ``score_kind`` in ``metrics.json``),
+    ``sample_loss`` (rows; NaN where there is none) and any experiment-specific per-sample
+    ``field_<name>`` columns (the CF-Ensemble's instance difficulty).
+``metrics.json``
+    ``{"schema": "lfakit.run/1", "experiment", "params", "params_hash", "score_kind",
+    "methods": {method: {...}}, "headline": {"name", "about", "table": pandas split form},
+    "extra": {...}}``. ``params_hash`` is the SHA-256 of the canonical JSON of the resolved
+    parameters without ``run_dir`` and ``resume``: two runs with the same hash ran the same
+    configuration.
+``tables/<name>.csv``
+    Every table the notebook shows.
+``manifest.json``
+    Every file of the folder with its size and SHA-256, written last.
+
+:func:`load_run` returns the same :class:`RunRecord` for every experiment; the comparison and
+sweep tools read this record and nothing else (docs/run-record.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from lfakit.errors import DataError
+
+SCHEMA = "lfakit.run/1"
+PREDICTIONS = "predictions.npz"
+METRICS = "metrics.json"
+MANIFEST = "manifest.json"
+_NOT_HASHED = ("run_dir", "resume")
+
+
+def params_hash(params: dict[str, Any]) -> str:
+    """SHA-256 of the canonical JSON of ``params`` (without ``run_dir`` and ``resume``)."""
+    body = {k: v for k, v in params.items() if k not in _NOT_HASHED}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _json_safe(obj):
+    """NaN and inf become null (strict JSON); numpy scalars and arrays become Python values."""
+    if isinstance(obj, dict):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _json_safe(obj.tolist())
+    if isinstance(obj, (np.floating, float)):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    return obj
+
+
+def table_to_json(df: pd.DataFrame) -> dict:
+    """A table in pandas' ``split`` form with NaN as null (read back by :func:`table_from_json`)."""
+    d = df.to_dict(orient="split")
+    return _json_safe({"index": d["index"], "columns": d["columns"], "data": d["data"], "index_name": df.index.name})
+
+
+def table_from_json(d: dict) -> pd.DataFrame:
+    df = pd.DataFrame(d["data"], index=d["index"], columns=d["columns"]).fillna(value=np.nan)
+    df.index.name = d.get("index_name")
+    return df
+
+
+# --------------------------------------------------------------------------- predictions
+
+
+@dataclass
+class Predictions:
+    """The long prediction table of a run (see the module docstring)."""
+
+    method: np.ndarray
+    group: np.ndarray
+    split: np.ndarray
+    seed: np.ndarray
+    sample_id: np.ndarray
+    targets: np.ndarray
+    scores: np.ndarray
+    sample_loss: np.ndarray
+    fields: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.method)
+
+    def select(self, method: str | None = None, split: str | None = None, seed: int | None = None,
+               group: str | None = None) -> "Predictions":
+        """The rows matching every criterion given, in their stored order."""
+        keep = np.ones(len(self), bool)
+        for col, want in (("method", method), ("split", split), ("seed", seed), ("group", group)):
+            if want is not None:
+                keep &= getattr(self, col) == want
+        return Predictions(*(getattr(self, c)[keep] for c in _COLUMNS), fields={k: v[keep] for k, v in self.fields.items()})
+
+    def methods(self) -> list[str]:
+        return list(dict.fromkeys(self.method.tolist()))
+
+    def groups(self) -> list[str]:
+        return list(dict.fromkeys(self.group.tolist()))
+
+    def seeds(self) -> list[int]:
+        return [int(s) for s in dict.fromkeys(self.seed.tolist())]
+
+    def splits(self) -> list[str]:
+        return list(dict.fromkeys(self.split.tolist()))
+
+
+_COLUMNS = ("method", "group", "split", "seed", "sample_id", "targets", "scores", "sample_loss")
+
+
+class PredictionWriter:
+    """Collects prediction blocks, then writes ``predictions.npz`` in the one schema."""
+
+    def __init__(self):
+        self._blocks: list[dict[str, np.ndarray]] = []
+
+    def add(self, method: str, split: str, seed: int, sample_id, targets, scores, sample_loss=None,
+            group: str = "", **fields) -> None:
+        scores = np.asarray(scores, dtype=np.float64)
+        n = len(scores)
+        scores = scores.reshape(n, -1)
+        targets = np.asarray(targets, dtype=np.float64).reshape(n, -1)
+        sample_id = np.asarray(sample_id).astype(str)
+        if len(sample_id) != n or len(targets) != n:
+            raise ValueError(f"{method}/{split}: {n} scores but {len(sample_id)} ids and {len(targets)} targets")
+        loss = np.full(n, np.nan) if sample_loss is None else np.asarray(sample_loss, dtype=np.float64).reshape(n)
+        block = {"method": np.full(n, method, dtype=object), "group": np.full(n, group, dtype=object),
+                 "split": np.full(n, split, dtype=object), "seed": np.full(n, int(seed), dtype=np.int64),
+                 "sample_id": sample_id.astype(object), "targets": targets, "scores": scores, "sample_loss": loss}
+        for k, v in fields.items():
+            block[f"field_{k}"] = np.asarray(v).reshape(n)
+        if self._blocks and set(block) != set(self._blocks[0]):
+            raise ValueError(f"{method}/{split}: per-sample fields {sorted(fields)} differ from the first block's")
+        self._blocks.append(block)
+
+    def predictions(self) -> Predictions:
+        if not self._blocks:
+            raise ValueError("no predictions were added")
+        cat = {k: np.concatenate([b[k] for b in self._blocks]) for k in self._blocks[0]}
+        return Predictions(*(cat[c] for c in _COLUMNS), fields={k[6:]: v for k, v in cat.items() if k.startswith("field_")})
+
+    def write(self, run_dir: Path) -> Path:
+        p = self.predictions()
+        arrays = {c: getattr(p, c) for c in _COLUMNS}
+        for c in ("method", "group", "split", "sample_id"):
+            arrays[c] = arrays[c].astype(str)
+        arrays.update({f"field_{k}": v for k, v in p.fields.items()})
+        return write_npz(Path(run_dir) / PREDICTIONS, **arrays)
+
+
+def read_predictions(path: Path) -> Predictions:
+    with np.load(path, allow_pickle=False) as z:
+        missing = [c for c in _COLUMNS if c not in z.files]
+        if missing:
+            raise DataError(f"{path} is not a run record's predictions file (missing {missing}); "
+                            "it was written by an older lfakit or another tool")
+        cols = {c: z[c] for c in _COLUMNS}
+        fields = {k[6:]: z[k] for k in z.files if k.startswith("field_")}
+    return Predictions(**cols, fields=fields)
+
+
+def write_npz(path: Path, **arrays) -> Path:
+    """``np.savez_compressed`` written atomically (a temporary file, then a rename): a run killed
+    mid-write never leaves a half file that ``--resume`` would trust."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez_compressed(tmp, **arrays)
+    os.replace(tmp, path)
+    return path
+
+
+def read_npz(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz`` written by :func:`write_npz` (no pickled objects are loaded)."""
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+# --------------------------------------------------------------------------- the record
+
+
+@dataclass
+class RunRecord:
+    """What :func:`load_run` returns, the same for every experiment."""
+
+    run_dir: Path
+    experiment: str
+    params: dict[str, Any]
+    params_hash: str
+    score_kind: str
+    methods: dict[str, dict]
+    headline_name: str
+    headline_about: str
+    headline: pd.DataFrame
+    extra: dict[str, Any]
+    predictions: Predictions | None
+    tables: dict[str, pd.DataFrame]
+    manifest: dict[str, dict]
+
+
+def save_run(run_dir: Path, experiment: str, params: dict[str, Any], *, methods: dict[str, dict],
+             headline: tuple[str, pd.DataFrame, str], tables: dict[str, pd.DataFrame],
+             predictions: PredictionWriter | None = None, score_kind: str = "", extra: dict | None = None,
+             table_index: bool = True) -> list[str]:
+    """Write the record of a finished run and return the files of the folder (sorted).
+
+    ``headline`` is ``(name, table, about)``: the experiment's main result table, stored in
+    ``metrics.json`` with a sentence saying how it was computed. ``tables`` go to
+    ``tables/<name>.csv`` (with their index unless it is a plain range)."""
+    run_dir = Path(run_dir)
+    if predictions is not None:
+        predictions.write(run_dir)
+    name, table, about = headline
+    metrics = {
+        "schema": SCHEMA,
+        "experiment": experiment,
+        "params": params,
+        "params_hash": params_hash(params),
+        "score_kind": score_kind,
+        "methods": methods,
+        "headline": {"name": name, "about": about, "table": table_to_json(table)},
+        "extra": extra or {},
+    }
+    tmp = run_dir / (METRICS + ".tmp")
+    tmp.write_text(json.dumps(_json_safe(metrics), indent=2, allow_nan=False))
+    os.replace(tmp, run_dir / METRICS)
+    tdir = run_dir / "tables"
+    tdir.mkdir(exist_ok=True)
+    for tname, df in tables.items():
+        df.to_csv(tdir / f"{tname}.csv", index=table_index and not isinstance(df.index, pd.RangeIndex))
+    return write_manifest(run_dir)
+
+
+def write_manifest(run_dir: Path) -> list[str]:
+    """``manifest.json``: every file under ``run_dir`` with size and SHA-256, but the manifest
+    itself and the executed notebooks (papermill writes those after the last cell has run)."""
+    run_dir = Path(run_dir)
+    files = {}
+    for p in sorted(run_dir.rglob("*")):
+        if p.is_file() and p.name != MANIFEST and ".tmp" not in p.suffixes and p.suffix != ".ipynb":
+            rel = p.relative_to(run_dir).as_posix()
+            files[rel] = {"bytes": p.stat().st_size, "sha256": hashlib.sha256(p.read_bytes()).hexdigest()}
+    (run_dir / MANIFEST).write_text(json.dumps({"schema": SCHEMA, "files": files}, indent=2))
+    return sorted([*files, MANIFEST])
+
+
+def load_run(run_dir: str | Path) -> RunRecord:
+    """Read a run folder's record; a folder without one, or of an unknown schema, is a DataError."""
+    run_dir = Path(run_dir)
+    mpath = run_dir / METRICS
+    if not mpath.exists():
+        raise DataError(f"{run_dir} holds no {METRICS}: the run did not finish (resume it with "
+                        f"`lfakit run <experiment> --resume {run_dir.name}`) or it is not a run folder")
+    m = json.loads(mpath.read_text())
+    if m.get("schema") != SCHEMA:
+        raise DataError(f"{mpath} has schema {m.get('schema')!r}; this lfakit reads {SCHEMA!r}")
+    tables = {}
+    if (run_dir / "tables").is_dir():
+        for p in sorted((run_dir / "tables").glob("*.csv")):
+            tables[p.stem] = pd.read_csv(p)
+    preds = read_predictions(run_dir / PREDICTIONS) if (run_dir / PREDICTIONS).exists() else None
+    manifest = json.loads((run_dir / MANIFEST).read_text())["files"] if (run_dir / MANIFEST).exists() else {}
+    h = m["headline"]
+    return RunRecord(run_dir=run_dir, experiment=m["experiment"], params=m["params"], params_hash=m["params_hash"],
+                     score_kind=m["score_kind"], methods=m["methods"], headline_name=h["name"],
+                     headline_about=h["about"], headline=table_from_json(h["table"]), extra=m["extra"],
+                     predictions=preds, tables=tables, manifest=manifest)
