@@ -111,3 +111,23 @@ def test_the_walker_sees_function_level_and_relative_imports(tmp_path):
 @pytest.mark.parametrize("layer", ["lfakit.data", "lfakit.losses", "lfakit.metrics", "lfakit.stats", "lfakit.params"])
 def test_every_low_layer_has_rules(layer):
     assert layer in FORBIDDEN
+
+
+def test_every_loss_class_is_in_the_one_registry():
+    """The catalog is the one list of losses: each concrete loss class of the loss modules is
+    registered there, under a name whose task matches its module, and builds by that name."""
+    import inspect
+
+    import lfakit.losses as L
+    from lfakit.catalog import LOSSES
+    from lfakit.losses import iqa, multiclass, multilabel
+    from lfakit.losses._base import Loss
+
+    registered = {LOSSES.get(n): n for n in LOSSES}
+    for module, task in ((multilabel, "multilabel"), (multiclass, "multiclass"), (iqa, "iqa")):
+        for name, cls in inspect.getmembers(module, inspect.isclass):
+            if cls.__module__ != module.__name__ or name.startswith("_") or not issubclass(cls, Loss):
+                continue
+            assert cls in registered, f"{module.__name__}.{name} is not in lfakit.catalog.LOSSES"
+            assert LOSSES.meta(registered[cls])["task"] == task
+            assert L.build(registered[cls]).registry_name == registered[cls]

@@ -8,9 +8,9 @@
 """
 
 from lfakit.losses._base import set_value_checks, value_checks, value_checks_enabled
-from lfakit.losses._registry import TASKS, accepted_kwargs, available, build, get, register, task_of
+from lfakit.losses._registry import TASKS, accepted_kwargs, available, build, get, task_of
 
-# Importing the modules registers their losses.
+# The loss families (the registry, lfakit.catalog.LOSSES, loads each class from them by name).
 from lfakit.losses import iqa, multiclass, multilabel  # noqa: F401,E402
 
 __all__ = [
@@ -19,7 +19,6 @@ __all__ = [
     "available",
     "build",
     "get",
-    "register",
     "set_value_checks",
     "task_of",
     "value_checks",

@@ -1,59 +1,34 @@
-"""One registry for every loss: build by name, list by task, reject unknown names/arguments."""
+"""Build losses by name, list them by task, reject unknown names and arguments.
+
+The names, tasks and classes live in one place, the kit's loss registry
+(:data:`lfakit.catalog.LOSSES`, a :class:`lfakit.registry.Registry`), which parameter
+validation reads without importing torch. This module is the losses' view of it: loading a
+class through it stamps the class with its ``registry_name`` and ``task``.
+"""
 
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass
 
 from torch import nn
 
+from lfakit.catalog import LOSS_TASKS as TASKS
+from lfakit.catalog import LOSSES
 from lfakit.errors import ParameterError, close_matches
-
-TASKS = ("multilabel", "multiclass", "iqa")
-
-
-@dataclass(frozen=True)
-class _Entry:
-    cls: type
-    task: str
-
-
-_REGISTRY: dict[str, _Entry] = {}
-
-
-def register(name: str, task: str):
-    """Class decorator: make ``cls`` buildable as ``build(name, ...)`` under ``task``."""
-    if task not in TASKS:
-        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
-
-    def deco(cls):
-        if name in _REGISTRY:
-            raise ValueError(f"loss {name!r} is already registered")
-        _REGISTRY[name] = _Entry(cls, task)
-        cls.registry_name = name
-        cls.task = task
-        return cls
-
-    return deco
-
-
-def _entry(name: str) -> _Entry:
-    if name not in _REGISTRY:
-        raise ParameterError(
-            f"unknown loss {name!r}.{close_matches(name, _REGISTRY)} "
-            f"Available losses: {', '.join(sorted(_REGISTRY))}."
-        )
-    return _REGISTRY[name]
 
 
 def get(name: str) -> type:
-    """The class registered under ``name``."""
-    return _entry(name).cls
+    """The class registered under ``name`` (unknown names: the registry's "did you mean" error)."""
+    cls = LOSSES.get(name)
+    if getattr(cls, "registry_name", None) is None or cls.__dict__.get("registry_name") != name:
+        cls.registry_name = name
+        cls.task = LOSSES.meta(name)["task"]
+    return cls
 
 
 def task_of(name: str) -> str:
     """The task ('multilabel', 'multiclass', 'iqa') of loss ``name``."""
-    return _entry(name).task
+    return LOSSES.meta(name)["task"]
 
 
 def accepted_kwargs(name: str) -> dict[str, object]:
@@ -68,7 +43,7 @@ def accepted_kwargs(name: str) -> dict[str, object]:
 
 def build(name: str, **kwargs) -> nn.Module:
     """Build loss ``name`` with keyword arguments; unknown names or arguments raise clearly."""
-    entry = _entry(name)
+    cls = get(name)
     valid = accepted_kwargs(name)
     unknown = [k for k in kwargs if k not in valid]
     if unknown:
@@ -77,7 +52,7 @@ def build(name: str, **kwargs) -> nn.Module:
             f"loss {name!r} has no argument {k!r}.{close_matches(k, valid)} "
             f"Its arguments are: {', '.join(valid) or '(none)'}."
         )
-    return entry.cls(**kwargs)
+    return cls(**kwargs)
 
 
 def available(task: str | None = None):
@@ -85,5 +60,5 @@ def available(task: str | None = None):
     if task is not None:
         if task not in TASKS:
             raise ParameterError(f"unknown task {task!r}; tasks are {', '.join(TASKS)}.")
-        return sorted(n for n, e in _REGISTRY.items() if e.task == task)
-    return {t: sorted(n for n, e in _REGISTRY.items() if e.task == t) for t in TASKS}
+        return sorted(LOSSES.names(task=task))
+    return {t: sorted(LOSSES.names(task=t)) for t in TASKS}

@@ -49,7 +49,6 @@ from lfakit.losses._base import (
     check_number,
     to_host,
 )
-from lfakit.losses._registry import register
 
 __all__ = [
     "L1Loss",
@@ -202,7 +201,6 @@ class _PointwiseLoss(Loss):
         return self._fn(p, q, reduction=self.reduction)
 
 
-@register("l1", "iqa")
 class L1Loss(_PointwiseLoss):
     r"""Mean absolute error between predicted scores and MOS.
 
@@ -219,7 +217,6 @@ class L1Loss(_PointwiseLoss):
     _fn = staticmethod(F.l1_loss)
 
 
-@register("l2", "iqa")
 class L2Loss(_PointwiseLoss):
     r"""Mean squared error between predicted scores and MOS.
 
@@ -239,7 +236,6 @@ class L2Loss(_PointwiseLoss):
 # --------------------------------------------------------------------------------------------
 # set-wise losses
 # --------------------------------------------------------------------------------------------
-@register("plcc", "iqa")
 class PLCCLoss(Loss):
     r"""One minus the Pearson linear correlation of predictions and MOS over the batch.
 
@@ -278,7 +274,6 @@ class PLCCLoss(Loss):
         return f"halved={self.halved}, eps={self.eps}, {super().extra_repr()}"
 
 
-@register("srcc", "iqa")
 class SRCCLoss(Loss):
     r"""One minus a differentiable Spearman correlation over the batch.
 
@@ -318,7 +313,6 @@ class SRCCLoss(Loss):
         return f"temperature={self.temperature}, eps={self.eps}, {super().extra_repr()}"
 
 
-@register("norm_in_norm", "iqa")
 class NormInNormLoss(Loss):
     r"""Norm-in-Norm loss (Li, Jiang, Jiang: "Norm-in-Norm Loss with Faster Convergence and
     Better Performance for Image Quality Assessment", ACM MM 2020).
@@ -377,7 +371,6 @@ class NormInNormLoss(Loss):
 # --------------------------------------------------------------------------------------------
 # pairwise losses
 # --------------------------------------------------------------------------------------------
-@register("rank", "iqa")
 class RankLoss(Loss):
     r"""Pairwise hinge ranking loss (the seed experiment's "Rank loss").
 
@@ -408,7 +401,6 @@ class RankLoss(Loss):
         return self._reduce(torch.relu(dp.abs() - e * dq))
 
 
-@register("fidelity", "iqa")
 class FidelityLoss(Loss):
     r"""Pairwise fidelity loss under a Thurstone (Gaussian) model of the scores.
 

@@ -45,7 +45,6 @@ from lfakit.losses._base import (
     to_host,
 )
 from lfakit.losses._registry import build as _build_loss
-from lfakit.losses._registry import register
 
 __all__ = [
     "check_multiclass",
@@ -206,7 +205,6 @@ class _CEOfLogits(_MulticlassLoss):
 # --------------------------------------------------------------------------------------------
 # cross-entropy family
 # --------------------------------------------------------------------------------------------
-@register("ce", "multiclass")
 class CrossEntropyLoss(_CEOfLogits):
     r"""Softmax cross-entropy, optionally with label smoothing.
 
@@ -229,7 +227,6 @@ class CrossEntropyLoss(_CEOfLogits):
         return f"label_smoothing={self.label_smoothing}, {super().extra_repr()}"
 
 
-@register("focal_ce", "multiclass")
 class FocalCELoss(_MulticlassLoss):
     r"""Softmax focal loss (Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017,
     multi-class form).
@@ -262,7 +259,6 @@ class FocalCELoss(_MulticlassLoss):
 # --------------------------------------------------------------------------------------------
 # robust (noisy-label) losses
 # --------------------------------------------------------------------------------------------
-@register("mae", "multiclass")
 class MAELoss(_MulticlassLoss):
     r"""Mean absolute error between the softmax and the one-hot label (Ghosh, Kumar & Sastry,
     "Robust Loss Functions under Label Noise for Deep Neural Networks", AAAI 2017).
@@ -289,7 +285,6 @@ class MAELoss(_MulticlassLoss):
         return f"scale={self.scale}, {super().extra_repr()}"
 
 
-@register("gce", "multiclass")
 class GCELoss(_MulticlassLoss):
     r"""Generalized cross-entropy (Zhang & Sabuncu, "Generalized Cross Entropy Loss for Training
     Deep Neural Networks with Noisy Labels", NeurIPS 2018).
@@ -313,7 +308,6 @@ class GCELoss(_MulticlassLoss):
         return f"q={self.q}, {super().extra_repr()}"
 
 
-@register("rce", "multiclass")
 class RCELoss(_MulticlassLoss):
     r"""Reverse cross-entropy (Wang et al., "Symmetric Cross Entropy for Robust Learning
     with Noisy Labels", ICCV 2019): ``-sum_k p_k log q_k`` with the one-hot label ``q`` and
@@ -339,7 +333,6 @@ class RCELoss(_MulticlassLoss):
         return f"A={self.A}, {super().extra_repr()}"
 
 
-@register("sce", "multiclass")
 class SCELoss(_MulticlassLoss):
     r"""Symmetric cross-entropy (Wang et al., "Symmetric Cross Entropy for Robust
     Learning with Noisy Labels", ICCV 2019).
@@ -370,7 +363,6 @@ class SCELoss(_MulticlassLoss):
         return f"alpha={self.alpha}, beta={self.beta}, A={self.A}, {super().extra_repr()}"
 
 
-@register("nce", "multiclass")
 class NCELoss(_MulticlassLoss):
     r"""Normalized cross-entropy (Ma et al., "Normalized Loss Functions for Deep Learning with
     Noisy Labels", ICML 2020).
@@ -388,7 +380,6 @@ class NCELoss(_MulticlassLoss):
         return _nce(logp, logp_y)
 
 
-@register("nce_rce", "multiclass")
 class NCERCELoss(_MulticlassLoss):
     r"""Active-passive loss NCE+RCE (Ma et al., "Normalized Loss Functions for Deep
     Learning with Noisy Labels", ICML 2020).
@@ -418,7 +409,6 @@ class NCERCELoss(_MulticlassLoss):
         return f"alpha={self.alpha}, beta={self.beta}, A={self.A}, {super().extra_repr()}"
 
 
-@register("phuber_ce", "multiclass")
 class PHuberCELoss(_MulticlassLoss):
     r"""Partially Huberised cross-entropy (Menon, Rawat, Reddi & Kumar, "Can gradient clipping
     mitigate label noise?", ICLR 2020).
@@ -446,7 +436,6 @@ class PHuberCELoss(_MulticlassLoss):
 # --------------------------------------------------------------------------------------------
 # logit-norm based
 # --------------------------------------------------------------------------------------------
-@register("logit_clip", "multiclass")
 class LogitClipLoss(_CEOfLogits):
     r"""Cross-entropy on norm-clipped logits, LogitClip (Wei et al., "Mitigating Memorization of
     Noisy Labels by Clipping the Model Prediction", ICML 2023).
@@ -484,7 +473,6 @@ class LogitClipLoss(_CEOfLogits):
         return f"delta={self.delta}, form={self.form!r}, {super().extra_repr()}"
 
 
-@register("logit_norm", "multiclass")
 class LogitNormLoss(_CEOfLogits):
     r"""Cross-entropy on normalized logits, LogitNorm (Wei et al., "Mitigating Neural Network
     Overconfidence with Logit Normalization", ICML 2022).
@@ -511,7 +499,6 @@ class LogitNormLoss(_CEOfLogits):
 # --------------------------------------------------------------------------------------------
 # flooding (a wrapper)
 # --------------------------------------------------------------------------------------------
-@register("flooding", "multiclass")
 class FloodingLoss(Loss):
     r"""Flooding (Ishida et al., "Do We Need Zero Training Loss After Achieving Zero Training
     Error?", ICML 2020) around any registered loss.

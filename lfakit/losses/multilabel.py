@@ -44,7 +44,6 @@ from lfakit.losses._base import (
     target_stats,
     to_host,
 )
-from lfakit.losses._registry import register
 
 __all__ = [
     "BCELoss",
@@ -125,7 +124,6 @@ def _smooth(t: torch.Tensor, eps: float) -> torch.Tensor:
 # --------------------------------------------------------------------------------------------
 # element-wise losses
 # --------------------------------------------------------------------------------------------
-@register("bce", "multilabel")
 class BCELoss(Loss):
     r"""Binary cross-entropy on logits, one independent sigmoid per label.
 
@@ -194,7 +192,6 @@ class BCELoss(Loss):
         return f"pos_weight={pw}, label_smoothing={self.label_smoothing}, {super().extra_repr()}"
 
 
-@register("focal", "multilabel")
 class FocalLoss(Loss):
     r"""Sigmoid focal loss (Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017).
 
@@ -261,7 +258,6 @@ class FocalLoss(Loss):
         return f"gamma={self.gamma}, alpha={self.alpha}, {super().extra_repr()}"
 
 
-@register("asl", "multilabel")
 class AsymmetricLoss(Loss):
     r"""Asymmetric loss (Ridnik et al., "Asymmetric Loss For Multi-Label Classification",
     ICCV 2021).
@@ -354,7 +350,6 @@ class AsymmetricLoss(Loss):
         )
 
 
-@register("exp_ce", "multilabel")
 class ExpCELoss(Loss):
     r"""Exponential cross-entropy ("ECE" of the Loss Function Assessment work, Liu, Wang et al.
     2025, authors' demo code) -- **not** the expected calibration error.
@@ -399,7 +394,6 @@ class ExpCELoss(Loss):
         return f"clamp={self.clamp}, {super().extra_repr()}"
 
 
-@register("f_ece", "multilabel")
 class FocalExpCELoss(ExpCELoss):
     r"""Focal-balanced exponential cross-entropy ("F-ECE" of the Loss Function Assessment work):
     exponential term on positives, focal term on negatives, no alpha.
@@ -516,7 +510,6 @@ class _ZLPRFamily(Loss):
         return loss
 
 
-@register("zlpr", "multilabel")
 class ZLPRLoss(_ZLPRFamily):
     r"""ZLPR, "zero-bounded log-sum-exp & pairwise rank-based" loss (Su et al. 2022,
     arXiv:2208.02955).
@@ -540,7 +533,6 @@ class ZLPRLoss(_ZLPRFamily):
         super().__init__(reduction)
 
 
-@register("soft_zlpr", "multilabel")
 class SoftZLPRLoss(_ZLPRFamily):
     r"""ZLPR for soft targets t in [0, 1] (Su et al. 2022, soft-label form).
 
@@ -572,7 +564,6 @@ class SoftZLPRLoss(_ZLPRFamily):
         return f"label_smoothing={self.label_smoothing}, {super().extra_repr()}"
 
 
-@register("fzlpr", "multilabel")
 class FocalZLPRLoss(ZLPRLoss):
     r"""Focal ZLPR (Hanif et al., Bioengineering 2025, 12(6):593): ZLPR on temperature-scaled
     scores, ``l = zlpr(z / tau)`` per sample.
