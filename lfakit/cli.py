@@ -71,6 +71,10 @@ def _run_one(experiment: str, args) -> int:
             timeout=args.timeout or None,
             log_output=not args.quiet,
         )
+    except runner.RunInterrupted as e:
+        print(f"\nlfakit: {experiment} interrupted; its run folder is {e.run_dir}", file=sys.stderr)
+        print(f"lfakit: continue it with: lfakit run {experiment} --resume {e.run_dir.name}", file=sys.stderr)
+        return 130
     except runner.RunFailed as e:
         print(f"lfakit: {experiment} failed: {e}", file=sys.stderr)
         if (e.run_dir / "checkpoints").exists():  # training had started: it can be continued
@@ -141,8 +145,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except BrokenPipeError:  # `lfakit list | head`
         return 0
-    except KeyboardInterrupt:
-        print("lfakit: interrupted; resume with --resume <run-id> (the run folder name)", file=sys.stderr)
+    except KeyboardInterrupt:  # before a run folder was made: nothing to resume
+        print("\nlfakit: interrupted before any run started; nothing was written", file=sys.stderr)
         return 130
 
 

@@ -252,11 +252,11 @@ def save_run(run_dir: Path, experiment: str, params: dict[str, Any], *, methods:
 
 def write_manifest(run_dir: Path) -> list[str]:
     """``manifest.json``: every file under ``run_dir`` with size and SHA-256, but the manifest
-    itself and the executed notebooks (papermill writes those after the last cell has run)."""
+    itself, the executed notebooks and the kernel's log (written after the last cell has run)."""
     run_dir = Path(run_dir)
     files = {}
     for p in sorted(run_dir.rglob("*")):
-        if p.is_file() and p.name != MANIFEST and ".tmp" not in p.suffixes and p.suffix != ".ipynb":
+        if p.is_file() and p.name != MANIFEST and ".tmp" not in p.suffixes and p.suffix not in (".ipynb", ".log"):
             rel = p.relative_to(run_dir).as_posix()
             files[rel] = {"bytes": p.stat().st_size, "sha256": hashlib.sha256(p.read_bytes()).hexdigest()}
     (run_dir / MANIFEST).write_text(json.dumps({"schema": SCHEMA, "files": files}, indent=2))

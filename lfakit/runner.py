@@ -123,6 +123,24 @@ def resolve_params(experiment: str, profile: str | None = "smoke", overrides: di
     return validate(experiment, merged)
 
 
+def check_results_root() -> Path:
+    """The results root, made if needed and checked writable, before any work: a root that is a
+    file or cannot be written stops with the path and the fix instead of a traceback."""
+    import tempfile
+
+    root = results_root()
+    fix = "set LFAKIT_RESULTS to a folder you can write (e.g. LFAKIT_RESULTS=~/lfakit-results)"
+    if root.exists() and not root.is_dir():
+        raise LfakitError(f"the results root {root} is a file, not a folder; remove it or {fix}")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=root):
+            pass
+    except OSError as e:
+        raise LfakitError(f"cannot write run folders under {root} ({e.strerror or e}); {fix}") from None
+    return root
+
+
 def new_run_dir(experiment: str, label: str = "") -> Path:
     """A fresh ``results/<experiment>/<timestamp>[-label]`` folder; never an existing one."""
     base = results_root() / experiment
@@ -217,11 +235,19 @@ def _setup_logging() -> None:
         logger.propagate = False
 
 
-def _kernel_manager_class():
-    """A kernel manager talking to the kernel over IPC sockets in the temp folder (not TCP).
+KERNEL_LOG = "kernel.log"
+
+
+def _kernel_manager_class(log_path: Path | None = None):
+    """A kernel manager talking to the kernel over IPC sockets in the temp folder (not TCP),
+    with the kernel process's own stdout/stderr going to ``log_path``.
 
     Local kernels need no network; ipykernel warns on every start that TCP is unencrypted, and
-    socket files under /tmp leave nothing behind in notebooks/ when a run is killed.
+    socket files under /tmp leave nothing behind in notebooks/ when a run is killed. What a cell
+    prints reaches the notebook (and papermill's log) through the kernel's messages either way;
+    the process-level streams carry only the kernel's own logging and C libraries' messages
+    (libpng, OpenCV), which belong in the run folder's ``kernel.log``, not on the terminal,
+    where they broke ``-q`` and turned a Ctrl-C into a ZMQ traceback.
     """
     import tempfile
     import uuid
@@ -234,7 +260,24 @@ def _kernel_manager_class():
             kw.setdefault("ip", os.path.join(tempfile.gettempdir(), f"lfakit-kernel-{uuid.uuid4().hex[:12]}"))
             super().__init__(**kw)
 
+        async def _async_start_kernel(self, **kw):
+            if log_path is not None:
+                log = open(log_path, "ab")  # noqa: SIM115 - the kernel process keeps it open
+                kw.setdefault("stdout", log)
+                kw.setdefault("stderr", log)
+            return await super()._async_start_kernel(**kw)
+
+        start_kernel = _async_start_kernel
+
     return IPCKernelManager
+
+
+class RunInterrupted(LfakitError):
+    """The user stopped a run (Ctrl-C); it can be continued with ``--resume``."""
+
+    def __init__(self, run_dir: Path):
+        super().__init__(f"interrupted: {run_dir}")
+        self.run_dir = run_dir
 
 
 def execute(experiment: str, params: dict[str, Any], run_dir: Path, timeout: int | None = None, log_output: bool = True) -> Path:
@@ -258,8 +301,10 @@ def execute(experiment: str, params: dict[str, Any], run_dir: Path, timeout: int
             log_output=log_output,
             progress_bar=False,
             request_save_on_cell_execute=True,
-            kernel_manager_class=_kernel_manager_class(),
+            kernel_manager_class=_kernel_manager_class(run_dir / KERNEL_LOG),
         )
+    except KeyboardInterrupt:
+        raise RunInterrupted(run_dir) from None
     except PapermillExecutionError as e:
         msg = f"cell {e.cell_index} (execution count {e.exec_count}) failed: {e.ename}: {e.evalue}"
         raise RunFailed(f"{msg}\nThe partly executed notebook is kept at {out}", run_dir) from None
@@ -311,6 +356,7 @@ def run(
             old.rename(run_dir / f"notebook.attempt-{n}.ipynb")
     else:
         params = resolve_params(experiment, profile, overrides)
+        check_results_root()
         preflight(experiment, params)
         run_dir = new_run_dir(experiment, profile or "")
         params["run_dir"] = str(run_dir)
