@@ -244,7 +244,7 @@ def predict(
 ) -> dict[str, np.ndarray | float]:
     """Run ``model`` over ``dataset`` in order.
 
-    Returns raw ``scores`` (logits, in the model's precision), ``targets``, ``index`` (the sample
+    Returns raw ``scores`` (logits, as float64 whatever the model's precision), ``targets``, ``index`` (the sample
     ids the dataset gave, else positions) and, given ``loss_fn``, the dataset-mean ``loss``
     (batch losses weighted by batch size). ``sample_losses=True`` adds ``sample_loss``: each
     sample's own loss (:func:`per_sample_loss`), what membership-inference attacks read."""
@@ -267,7 +267,7 @@ def predict(
         if each is not None:
             v = each(out, b.y, **b.extra)
             per.append((v.flatten(1).mean(1) if v.ndim > 1 else v).cpu().numpy())
-        scores.append(out.cpu().numpy())
+        scores.append(out.cpu().double().numpy())  # float64: a float32 sigmoid ties every logit above ~16.6
         targets.append(cpu.y.numpy())
         start = sum(len(i) for i in ids)
         ids.append(cpu.index.numpy() if cpu.index is not None else np.arange(start, start + len(cpu.y)))

@@ -1,4 +1,4 @@
-"""CIFAR-10 / CIFAR-10-LT Loss Function Assessment (seed 003): BCE, focal, ASL, ECE, F-ECE.
+"""CIFAR-10 / CIFAR-10-LT Loss Function Assessment (the LFA CIFAR-10 study): BCE, focal, ASL, ECE, F-ECE.
 
 Every loss trains the same model one-vs-rest (a sigmoid head: K logits, one-hot targets), once
 per imbalance ratio rho (and per fold with k-fold cross-validation). Results are judged **per
@@ -9,7 +9,7 @@ The notebook ``notebooks/cifar_fece.ipynb`` calls, in order: :func:`setup`, :fun
 :func:`split_summary`, :func:`train_all`, :func:`evaluate`, :func:`tables`, :func:`figures` and
 :func:`save`. Every step reads the validated parameter dict ``P``.
 
-Choices the seed does not fix (documented here and in the notebook):
+Choices the study does not fix (documented here and in the notebook):
 
 * ``image_size`` > 0 resizes the input inside the model (bilinear, on the device), so the data
   stay at their native 8 px (digits) or 32 px (CIFAR) in memory. The paper profile fine-tunes an
@@ -224,14 +224,19 @@ def evaluate(P: dict, runs: dict[str, Run], data: Data) -> Evaluation:
     return Evaluation(tuple(data.classes), per_class, per_fold, probs, y_test, sizes)
 
 
-def table2_all(ev: Evaluation) -> pd.DataFrame:
-    """LFA Table 2 for every ratio: rows (rho, loss), mean±std across classes per metric."""
+def _per_ratio(ev: Evaluation, table) -> pd.DataFrame:
+    """``table(per_class_by_loss)`` of every ratio stacked, with a leading ``rho`` column."""
     parts = []
     for rho, by_loss in ev.per_class.items():
-        t = table2(by_loss).reset_index()
+        t = table(by_loss).reset_index()
         t.insert(0, "rho", rho)
         parts.append(t)
     return pd.concat(parts, ignore_index=True)
+
+
+def table2_all(ev: Evaluation) -> pd.DataFrame:
+    """LFA Table 2 for every ratio: rows (rho, loss), mean±std across classes per metric."""
+    return _per_ratio(ev, table2)
 
 
 def comparison_summary(comp: pd.DataFrame) -> pd.DataFrame:
@@ -370,12 +375,7 @@ HEADLINE_ABOUT = ("LFA Table 2 in numbers: per imbalance ratio and loss, the mea
 
 def table2_numbers_all(ev: Evaluation) -> pd.DataFrame:
     """Table 2's numbers for every ratio: rows (rho, loss), ``<metric> mean`` / ``<metric> std``."""
-    parts = []
-    for rho, by_loss in ev.per_class.items():
-        t = table2_numbers(by_loss).reset_index()
-        t.insert(0, "rho", rho)
-        parts.append(t)
-    return report.round_floats(pd.concat(parts, ignore_index=True), 4)
+    return report.round_floats(_per_ratio(ev, table2_numbers), 4)
 
 
 def save(P: dict, run_dir: Path, runs: dict[str, Run], ev: Evaluation, data: Data, tabs: dict[str, pd.DataFrame]) -> list[str]:
