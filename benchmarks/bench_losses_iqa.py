@@ -9,8 +9,8 @@ References (each checked to give the same value as the kit's loss before timing)
 * ``plcc``, ``norm_in_norm``: a plain torch expression of the formula (``torch.corrcoef``,
   ``torch.linalg.vector_norm``), no input checks;
 * the O(N^2) losses (``srcc``'s soft ranks, ``rank``, ``fidelity``): a straightforward Python
-  loop over the pairs building the loss from scalar torch ops, i.e. what the seed's pairwise
-  formulas look like written naively. The kit computes all pairs at once on N x N tensors.
+  loop over the pairs building the loss from scalar torch ops, i.e. what the KonIQ-10k IQA
+  study's pairwise formulas look like written naively. The kit computes all pairs at once on N x N tensors.
   The issue asks these to be at least 10x faster than the loop (column ``speed-up``); the
   others within 10% of their reference (column ``off/ref`` = ours, checks off / reference
   <= 1.10).

@@ -1,7 +1,7 @@
 """The loss atlas: how every registered loss weighs easy and hard examples.
 
-This is the gradient–probability view of the Loss Function Assessment (LFA) work (seed 003, whose
-"Figure 2" is missing): for each loss, its value and its gradient as a function of the
+This is the gradient–probability view of the Loss Function Assessment (LFA) work (the LFA CIFAR-10
+study, whose "Figure 2" is missing): for each loss, its value and its gradient as a function of the
 probability ``p_t`` the model gives the true class. Everything is computed **with autograd
 through the modules that** ``lfakit.losses.build(name, **kwargs)`` **returns**; no loss formula is
 re-implemented here, so the atlas shows exactly what the registry builds (its defaults, its
@@ -106,7 +106,7 @@ VIEWS = {
 }
 #: The loss every classification view is compared against (built with its registry defaults).
 REFERENCE = {"multilabel": "bce", "multiclass": "ce"}
-#: p_t values of the relative-gradient tables (as the CF-Ensemble seed tabulates focal loss).
+#: p_t values of the relative-gradient tables (as the CF-Ensemble study tabulates focal loss).
 TABLE_PT = (0.05, 0.3, 0.5, 0.8, 0.95)
 DTYPE = torch.float64
 

@@ -1,4 +1,4 @@
-r"""CF-Ensemble: a collaborative-filtering ensemble of binary classifiers (seed ``001``).
+r"""CF-Ensemble: a collaborative-filtering ensemble of binary classifiers (the CF-Ensemble focal-loss study).
 
 ``m`` base classifiers have scored ``n`` instances; their probabilities form the matrix
 ``R`` (m x n, classifiers x instances). CF-Ensemble factorises ``R`` with confidence weights
@@ -21,7 +21,7 @@ Objective (both trainers report it; the PyTorch trainer minimises it directly)::
 
 ``f_i`` is :class:`lfakit.losses.multilabel.FocalLoss` (``gamma = focal_gamma``; ``gamma = 0``
 is plain binary cross-entropy), reused rather than re-implemented. :class:`TorchTrainer` follows
-its exact gradient; :class:`ALSTrainer`'s aggregator uses the seed's update instead, which
+its exact gradient; :class:`ALSTrainer`'s aggregator uses the study's update instead, which
 multiplies the cross-entropy gradient by ``(1 - p_t)^gamma`` held constant and divides by the
 sum of the instance weights (see ``ALSTrainer._aggregator_steps``).
 
@@ -42,7 +42,7 @@ Two trainers:
   supervised term is **not** in these updates: supervision reaches ``X, Y`` only through
   *label-aware confidence* (``c_ui`` multiplied by ``1 + alpha r_ui`` on labelled positives and
   ``1 + alpha (1 - r_ui)`` on labelled negatives, so entries that agree with the label are
-  reconstructed more faithfully). Then ``aggregator_steps`` steps of the seed's aggregator
+  reconstructed more faithfully). Then ``aggregator_steps`` steps of the study's aggregator
   update (learning rate ``aggregator_lr``; the gradient of ``L_sup`` with the focal factor held
   constant, normalised by the summed instance weights) update ``(w, b)``; class weights and
   the focal factor act there only.
@@ -370,7 +370,7 @@ class ALSTrainer(_Base):
     def _aggregator_steps(self, R_hat_lab: np.ndarray, y: torch.Tensor, a: torch.Tensor) -> float:
         """``aggregator_steps`` steps of the original aggregator update, then ``L_sup``.
 
-        The seed's (and the original ``WeightedAggregator.update``'s) step: with
+        The CF-Ensemble study's (and the original ``WeightedAggregator.update``'s) step: with
         ``p = sigmoid(w^T r_hat + b)`` and instance weights ``v_i = a_i (1 - p_t,i)^gamma``,
         the focal factor held **constant** (no gradient through it),
         ``grad_w = sum_i v_i (p_i - y_i) r_hat_i / sum_i v_i`` and

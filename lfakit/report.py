@@ -78,7 +78,7 @@ def round_floats(df: pd.DataFrame, decimals: int) -> pd.DataFrame:
 
 
 def per_class_table(report_df: pd.DataFrame, decimals: int = 4) -> pd.DataFrame:
-    """The seed's per-class table: ``Class | AUROC | F1 | Threshold``, rounded.
+    """The ChestX-ray14 ZLPR study's per-class table: ``Class | AUROC | F1 | Threshold``, rounded.
 
     ``report_df`` is a :func:`lfakit.metrics.classification.multilabel_report` frame
     (indexed by class).
@@ -92,7 +92,7 @@ def per_class_table(report_df: pd.DataFrame, decimals: int = 4) -> pd.DataFrame:
 
 
 def overall_table(results: Mapping[str, Mapping[str, float]], decimals: int = 4) -> pd.DataFrame:
-    """The seed's "Overall metrics": rows ``Loss / Avg AUROC / Avg F1``, a column per loss.
+    """The ChestX-ray14 ZLPR study's "Overall metrics": rows ``Loss / Avg AUROC / Avg F1``, a column per loss.
 
     ``results`` maps a loss name to ``{"loss": float, "avg_auroc": float, "avg_f1": float}``
     (a missing entry shows as NaN). The index is named ``Metric``.

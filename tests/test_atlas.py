@@ -99,19 +99,19 @@ def test_focal_relative_weights_match_the_hand_derivation(default_atlas):
     assert _row(tabs["relative_to_reference"], "multilabel y=1", "focal", ["0.95"])[0] == pytest.approx(0.00737, abs=1e-5)
 
 
-def test_seed001_table_is_the_detached_modulating_factor(default_atlas):
-    """The notebook's claim: seed 001's (1-p_t)^gamma is the gradient ratio when the factor is a
+def test_cfe_study_table_is_the_detached_modulating_factor(default_atlas):
+    """The notebook's claim: the CF-Ensemble study's (1-p_t)^gamma is the gradient ratio when the factor is a
     constant weight -- what asl (detached focusing, no clip, gamma_pos=2) computes."""
     _, _, tabs = default_atlas
-    seed = tabs["focal_vs_seed001"]
-    np.testing.assert_allclose(seed["p_t"], PTS)
-    np.testing.assert_allclose(seed["seed 001: (1-p_t)^2"], (1 - np.array(PTS)) ** 2)
-    np.testing.assert_allclose(seed["focal/bce y=1"], _focal_w(PTS, 2) / (1 - np.array(PTS)), rtol=1e-10)
+    cfe = tabs["focal_vs_cfe_study"]
+    np.testing.assert_allclose(cfe["p_t"], PTS)
+    np.testing.assert_allclose(cfe["CF-Ensemble study: (1-p_t)^2"], (1 - np.array(PTS)) ** 2)
+    np.testing.assert_allclose(cfe["focal/bce y=1"], _focal_w(PTS, 2) / (1 - np.array(PTS)), rtol=1e-10)
     asl = atlas.classification_curves("asl", PTS, {"gamma_pos": 2.0, "clip": 0.0})
     bce = atlas.classification_curves("bce", PTS)
     pos = (asl["view"] == "multilabel y=1").to_numpy()
     np.testing.assert_allclose(asl["weight"][pos].to_numpy() / bce["weight"][pos].to_numpy(),
-                               seed["seed 001: (1-p_t)^2"], rtol=1e-10)
+                               cfe["CF-Ensemble study: (1-p_t)^2"], rtol=1e-10)
 
 
 def test_negative_curve_mirrors_positive_for_symmetric_losses():
@@ -205,7 +205,7 @@ def test_table_changes_when_a_default_changes(default_atlas):
     assert not np.allclose(t0.loc[focal, cols].to_numpy(), t1.loc[focal, cols].to_numpy())
     np.testing.assert_allclose(t1.loc[focal, cols].to_numpy(dtype=float)[0], _focal_w(PTS, 1) / (1 - np.array(PTS)), rtol=1e-10)
     pd.testing.assert_frame_equal(t0.loc[~focal], t1.loc[~focal])  # no other row moved
-    assert "(1-p_t)^1" in " ".join(tabs1["focal_vs_seed001"].columns)
+    assert "(1-p_t)^1" in " ".join(tabs1["focal_vs_cfe_study"].columns)
 
 
 def test_tiny_derivatives_are_reported_as_zero(default_atlas):

@@ -1,4 +1,4 @@
-"""Tests for lfakit.metrics.calibration (spec: docs/LOSSES.md section D)."""
+"""Tests for lfakit.metrics.calibration (spec: docs/losses.md section D)."""
 
 from __future__ import annotations
 

@@ -240,7 +240,7 @@ def test_codecs_encode_is_allowed_for_latin1_only(tmp_path):
 
 
 # int(5000 * (1/rho)^(i/9)), i = 0..9: the CIFAR-10-LT class sizes of Cao et al. (rho = 100 as
-# listed in the kit's DATA.md; rho = 10 and 50 written out by hand from the same formula)
+# listed in docs/data.md; rho = 10 and 50 written out by hand from the same formula)
 CAO_COUNTS = {
     1: [5000] * 10,
     10: [5000, 3871, 2997, 2320, 1796, 1391, 1077, 834, 645, 500],

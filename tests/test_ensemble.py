@@ -126,7 +126,7 @@ def test_focal_weights_equal_one_minus_p_t_to_the_gamma():
         expected = [(1 - (pi if yi == 1 else 1 - pi)) ** gamma for pi, yi in zip(p, y)]
         np.testing.assert_allclose(E.focal_weights(p, y, gamma), expected, rtol=1e-12)
     w2 = E.focal_weights(p, y, 2.0)
-    assert w2[0] == pytest.approx(0.0025) and w2[5] == pytest.approx(0.81)  # the seed's table
+    assert w2[0] == pytest.approx(0.0025) and w2[5] == pytest.approx(0.81)  # the CF-Ensemble study's table
     assert w2[6] == pytest.approx(0.9025)  # a negative predicted 0.95 is badly wrong
 
 
@@ -308,8 +308,8 @@ def test_labelled_split_is_stratified():
 
 
 @pytest.mark.parametrize("gamma, class_weights", [(0.0, False), (2.0, False), (2.0, True)])
-def test_als_aggregator_step_is_the_seed_update(gamma, class_weights):
-    """One aggregator step of ALSTrainer = the seed's update, written out here: instance weights
+def test_als_aggregator_step_is_the_cfe_study_update(gamma, class_weights):
+    """One aggregator step of ALSTrainer = the CF-Ensemble study's update, written out here: instance weights
     a_i (1 - p_t)^gamma held constant, gradient normalised by their sum."""
     data, _ = _random_data(3)
     t = E.ALSTrainer(6, focal_gamma=gamma, use_class_weights=class_weights, aggregator_steps=1,

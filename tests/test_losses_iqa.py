@@ -1,4 +1,4 @@
-"""Tests for lfakit.losses.iqa and lfakit.metrics.iqa (spec: docs/LOSSES.md section C).
+"""Tests for lfakit.losses.iqa and lfakit.metrics.iqa (spec: docs/losses.md section C).
 
 Reference values come from plain Python loops over images / pairs with the ``math`` module in
 double precision, independent of the vectorised implementations; the metrics are checked

@@ -1,4 +1,4 @@
-"""Tests for lfakit.losses.multiclass (spec: docs/LOSSES.md section B and its checks).
+"""Tests for lfakit.losses.multiclass (spec: docs/losses.md section B and its checks).
 
 Reference values are computed sample by sample with Python's ``math`` module in double
 precision from the plain softmax, independently of the log-space implementations.

@@ -1,4 +1,4 @@
-"""Tests for lfakit.losses.multilabel (spec: docs/LOSSES.md section A and its checks).
+"""Tests for lfakit.losses.multilabel (spec: docs/losses.md section A and its checks).
 
 Reference values are computed element by element (or sample by sample) with Python's ``math``
 module in double precision, independently of the vectorised implementations.

@@ -1,4 +1,4 @@
-"""CF-Ensemble with focal loss and class weighting (seed 001).
+"""CF-Ensemble with focal loss and class weighting (the CF-Ensemble focal-loss study).
 
 Defines the notebook's parameter ``SCHEMA``. The notebook ``notebooks/cf_ensemble.ipynb`` calls,
 in order: :func:`setup` (threads, seed, run folder, early input checks), :func:`load_data`,
@@ -120,7 +120,7 @@ def data_summary(P: dict, data: dict) -> pd.DataFrame:
 
 
 def focal_weight_table(pts=FOCAL_TABLE_PT, gammas=FOCAL_TABLE_GAMMAS) -> pd.DataFrame:
-    """The seed's focal-weight table: relative weight ``(1 - p_t)^gamma`` of an example against
+    """The CF-Ensemble study's focal-weight table: relative weight ``(1 - p_t)^gamma`` of an example against
     cross-entropy (weight 1), for a few ``p_t`` (probability of the true class) and gammas."""
     pts = np.asarray(pts, dtype=float)
     cols = {f"gamma={g:g}": cfe.focal_weights(pts, np.ones_like(pts), g) for g in gammas}
@@ -239,7 +239,7 @@ def _pm(mean: float, std: float, decimals: int = 3) -> str:
 
 
 def results_table(P: dict, per_seed: pd.DataFrame) -> pd.DataFrame:
-    """The seed's table for every data set and trainer plus the two baselines: mean ± std over seeds."""
+    """The study's table for every data set and trainer plus the two baselines: mean ± std over seeds."""
     rows = []
     for name in P["datasets"]:
         for m in methods(P):

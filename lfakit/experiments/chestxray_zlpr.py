@@ -1,4 +1,4 @@
-"""ChestX-ray14 loss comparison (seed 000): focal vs ZLPR / FZLPR (+ BCE, ASL).
+"""ChestX-ray14 loss comparison (the ChestX-ray14 ZLPR study): focal vs ZLPR / FZLPR (+ BCE, ASL).
 
 Defines the notebook's parameter ``SCHEMA``. The notebook ``notebooks/chestxray_zlpr.ipynb`` calls, in order: :func:`setup` (threads, seed,
 run folder, early input checks), :func:`load_data`, :func:`train_all`, :func:`evaluate`,
@@ -136,7 +136,7 @@ def evaluate(P: dict, runs: dict[str, Trained], splits: dict) -> Evaluation:
 
 
 def tables(P: dict, ev: Evaluation) -> dict[str, pd.DataFrame]:
-    """The seed's three tables: per-class metrics per loss, overall, and the comparison."""
+    """The study's three tables: per-class metrics per loss, overall, and the comparison."""
     out = {f"per_class_{name}": report.per_class_table(rep) for name, rep in ev.per_class.items()}
     out["overall"] = report.overall_table(ev.overall)
     if len(ev.probs_test) > 1:

@@ -1,4 +1,4 @@
-"""Loss atlas (seed 003's missing "Figure 2", seed 001's focal table): no training.
+"""Loss atlas (the LFA CIFAR-10 study's missing "Figure 2", the CF-Ensemble study's focal table): no training.
 
 Defines the notebook's parameter ``SCHEMA``. The notebook ``notebooks/loss_atlas.ipynb`` calls, in
 order: :func:`setup`, :func:`compute`, :func:`summary`, :func:`figure` (one per task family and an
@@ -146,8 +146,8 @@ def show(P: dict, A: atlas.Atlas, family: str, run_dir: Path):
     return Image(filename=str(run_dir / "figures" / f"{family}.png"))
 
 
-def _seed001(A: atlas.Atlas, P: dict, rel: pd.DataFrame) -> pd.DataFrame | None:
-    """Seed 001 tabulates focal loss's modulating factor (1-p_t)^gamma as its gradient weight
+def _cfe_study_table(A: atlas.Atlas, P: dict, rel: pd.DataFrame) -> pd.DataFrame | None:
+    """The CF-Ensemble study tabulates focal loss's modulating factor (1-p_t)^gamma as its gradient weight
     relative to BCE; next to it, focal's actual gradient ratio to BCE (autograd)."""
     rows = rel[rel["loss"] == "focal"].set_index("view")
     if rows.empty:
@@ -155,7 +155,7 @@ def _seed001(A: atlas.Atlas, P: dict, rel: pd.DataFrame) -> pd.DataFrame | None:
     gamma = losses.build("focal", **P["loss_kwargs"].get("focal", {})).gamma
     cols = [c for c in rel.columns if c not in ("view", "loss", "reference")]
     out = pd.DataFrame({"p_t": [float(c) for c in cols]})
-    out[f"seed 001: (1-p_t)^{gamma:g}"] = (1.0 - out["p_t"]) ** gamma
+    out[f"CF-Ensemble study: (1-p_t)^{gamma:g}"] = (1.0 - out["p_t"]) ** gamma
     for view in rows.index:
         out[f"focal/bce {view.split()[-1]}"] = rows.loc[view, cols].to_numpy(dtype=float)
     return out
@@ -163,15 +163,15 @@ def _seed001(A: atlas.Atlas, P: dict, rel: pd.DataFrame) -> pd.DataFrame | None:
 
 def tables(P: dict, A: atlas.Atlas) -> dict[str, pd.DataFrame]:
     """Gradient weight at ``table_pt`` (absolute, relative to p_t = 0.5, relative to BCE/CE),
-    the focal comparison with seed 001, and the IQA pull at ``table_x``."""
+    the focal comparison with the CF-Ensemble study, and the IQA pull at ``table_x``."""
     out = {}
     if not A.at_table.empty:
         out["gradient_weight"] = atlas.weight_table(A.at_table, A.table_pt)
         out["relative_to_p05"] = atlas.relative_to_point(A.at_table, A.table_pt, 0.5)
         out["relative_to_reference"] = atlas.relative_to_reference(A.at_table, A.reference, A.table_pt)
-        seed = _seed001(A, P, out["relative_to_reference"])
-        if seed is not None:
-            out["focal_vs_seed001"] = seed
+        cfe = _cfe_study_table(A, P, out["relative_to_reference"])
+        if cfe is not None:
+            out["focal_vs_cfe_study"] = cfe
     if not A.iqa_at_table.empty:
         out["iqa_pull"] = atlas.pull_table(A.iqa_at_table, A.table_x)
     return out

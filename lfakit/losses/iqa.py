@@ -1,4 +1,4 @@
-"""No-reference IQA losses (spec: ``docs/LOSSES.md`` section C).
+"""No-reference IQA losses (spec: ``docs/losses.md`` section C).
 
 Every loss here is called as ``loss(pred, mos, std=None)``:
 
@@ -242,7 +242,7 @@ class PLCCLoss(Loss):
     ``loss = 1 - rho(pred, mos)`` in [0, 2] (default), or ``(1 - rho) / 2`` in [0, 1] with
     ``halved=True``, the form one popular IQA toolbox returns ("normalised to [0, 1]"); the two
     differ by exactly a factor 2 (same minimiser, half the gradient). This is also what the
-    seed experiment calls its "SRCC loss": its formula is the Pearson correlation of the raw
+    KonIQ-10k IQA study calls its "SRCC loss": its formula is the Pearson correlation of the raw
     scores, not of ranks (the rank version is ``srcc``).
 
     ``rho = <a, b> / (sqrt(|a|^2 + eps) |b|)`` with ``a = pred - mean(pred)``,
@@ -372,7 +372,7 @@ class NormInNormLoss(Loss):
 # pairwise losses
 # --------------------------------------------------------------------------------------------
 class RankLoss(Loss):
-    r"""Pairwise hinge ranking loss (the seed experiment's "Rank loss").
+    r"""Pairwise hinge ranking loss (the KonIQ-10k IQA study's "Rank loss").
 
     Per pair: ``l_ij = max(0, |pred_i - pred_j| - e_ij (mos_i - mos_j))`` with ``e_ij = 1``
     if ``pred_i >= pred_j`` else ``-1``. Equivalently ``l_ij = max(0, e_ij (dpred - dmos))``:

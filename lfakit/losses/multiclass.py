@@ -1,4 +1,4 @@
-"""Multi-class (softmax) losses (spec: ``docs/LOSSES.md`` section B).
+"""Multi-class (softmax) losses (spec: ``docs/losses.md`` section B).
 
 Every loss here takes **logits** ``z`` of shape (B, K) and integer class labels ``y`` of
 shape (B,) with values in [0, K); the prediction is ``argmax_k z_k``. Notation below:

@@ -1,4 +1,4 @@
-"""Multi-label losses (spec: the kit's loss formula sheet, LOSSES.md section A).
+"""Multi-label losses (spec: the kit's loss formula sheet, docs/losses.md section A).
 
 Every loss here takes **logits** ``z`` of shape (B, C) and targets of the same shape, and
 predicts label ``c`` positive iff ``z[:, c] > decision_threshold_logit`` (0.0 for all of them).
@@ -206,7 +206,7 @@ class FocalLoss(Loss):
     ``u = z (1 - 2y)``: ``bce = softplus(u)``, ``1 - p_t = sigmoid(u)``.
 
     Defaults: ``gamma=2.0``, ``alpha=None`` (no alpha weighting; RetinaNet uses alpha=0.25;
-    the seed's ``FocalLoss(alpha=1, gamma=2)`` is ``alpha=None`` here).
+    the ChestX-ray14 ZLPR study's ``FocalLoss(alpha=1, gamma=2)`` is ``alpha=None`` here).
     Reduction: ``"mean"`` is the **element mean** over B*C; ``"none"`` gives (B, C).
 
     Published implementation: equals ``torchvision.ops.sigmoid_focal_loss(z, y, alpha, gamma,

@@ -1,4 +1,4 @@
-"""Calibration: expected calibration error (ECE) and reliability diagrams (``LOSSES.md`` D).
+"""Calibration: expected calibration error (ECE) and reliability diagrams (``docs/losses.md`` section D).
 
 Not to be confused with the ``exp_ce`` *loss* (the LFA paper's "ECE", exponential
 cross-entropy): everything here is about calibration.
