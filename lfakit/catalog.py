@@ -46,10 +46,12 @@ for _name, _target, _task in [
 
 MODELS = Registry("model")
 # tiny CPU models take the data's channels; ImageNet backbones take 3 (grayscale is replicated)
-MODELS.add("tiny_cnn", "lfakit.models:TinyCNN", channels=1, pretrained_weights=None, head=None)
-MODELS.add("densenet121", "torchvision.models:densenet121", channels=3, pretrained_weights="DenseNet121_Weights", head="classifier")
-MODELS.add("resnet18", "torchvision.models:resnet18", channels=3, pretrained_weights="ResNet18_Weights", head="fc")
-MODELS.add("resnet50", "torchvision.models:resnet50", channels=3, pretrained_weights="ResNet50_Weights", head="fc")
+# min_side: the smallest input side the network takes (three stride-2 stages; five for the backbones)
+MODELS.add("tiny_cnn", "lfakit.models:TinyCNN", channels=1, pretrained_weights=None, head=None, min_side=8)
+MODELS.add("densenet121", "torchvision.models:densenet121", channels=3, pretrained_weights="DenseNet121_Weights",
+           head="classifier", min_side=32)
+MODELS.add("resnet18", "torchvision.models:resnet18", channels=3, pretrained_weights="ResNet18_Weights", head="fc", min_side=32)
+MODELS.add("resnet50", "torchvision.models:resnet50", channels=3, pretrained_weights="ResNet50_Weights", head="fc", min_side=32)
 
 DATASETS = Registry("dataset")
 DATASETS.add("digits", "lfakit.data.cifar:load_source", task="multiclass", embedded=True,

@@ -64,6 +64,26 @@ def model_choices() -> list[str]:
     return model_names()
 
 
+def model_help(extra: str = "") -> str:
+    """Help text of a ``model`` parameter: the registered models (and ``extra``)."""
+    from lfakit.catalog import model_names
+
+    return " | ".join(model_names()) + (f" ({extra})" if extra else "")
+
+
+def check_model(model: str, pretrained: bool, side: int, side_name: str = "image_size") -> str | None:
+    """Cross-parameter check of a model choice against the registry's facts: pretrained weights
+    exist, and the input side is at least the network's smallest."""
+    from lfakit.catalog import MODELS
+
+    meta = MODELS.meta(model)
+    if pretrained and not meta["pretrained_weights"]:
+        return f"{model} has no pretrained weights; use pretrained=false"
+    if side < meta["min_side"]:
+        return f"{model} needs inputs of at least {meta['min_side']} px; set {side_name} >= {meta['min_side']} (the input is {side} px)"
+    return None
+
+
 def check_loss_kwargs(value: dict) -> str | None:
     """``loss_kwargs`` maps registered loss names to argument mappings. The arguments and their
     values are checked by building each loss (``lfakit.losses.check_kwargs``), which the

@@ -14,8 +14,11 @@ Comparison tables
 (DeLong test) and on the mean per-class AUROC (paired bootstrap, stratified). With several
 challengers the result is one **long** table: one block of rows per challenger (in the
 order of ``scores``), each block ending with its ``Mean`` row, so the column layout never
-depends on how many losses are compared. p-values are not adjusted for multiple
-comparisons.
+depends on how many losses are compared. Multiplicity: the class rows of one challenger are
+one family (one test per class with both label values); ``p (Holm)`` is their Holm-adjusted
+p-value, and a class Winner is declared only when it is below ``alpha``. The ``Mean`` row is one
+test per challenger (its ``p (Holm)`` equals its raw p). These tests measure test-set sampling
+noise for one pair of trained models; they say nothing about training variability (seeds).
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from lfakit.metrics.classification import (
     auroc_columns,
     roc_points,
 )
-from lfakit.stats import delong_test, paired_bootstrap
+from lfakit.stats import delong_test, holm, paired_bootstrap
 
 __all__ = [
     "per_class_table",
@@ -61,6 +64,7 @@ COMPARISON_COLUMNS = [
     "CI low",
     "CI high",
     "p-value",
+    "p (Holm)",
     "Test",
     "Winner",
 ]
@@ -142,8 +146,10 @@ def comparison_table(
     * ``Mean`` row (last of each block): mean per-class AUROC; delta, percentile interval
       and p-value from a stratified paired bootstrap over test instances
       (``Test = "bootstrap"``, ``n_boot`` replicates, ``seed``).
+    * ``p (Holm)``: class rows, Holm-adjusted over the classes of the challenger (the family);
+      the ``Mean`` row is a single test and repeats its p.
     * ``Winner``: the challenger's name if ``Delta > 0``, ``"Baseline"`` if ``Delta < 0``,
-      ``"Tie"`` if equal; `` (n.s.)`` is appended unless ``p-value < alpha``. A class whose
+      ``"Tie"`` if equal; `` (n.s.)`` is appended unless ``p (Holm) < alpha``. A class whose
       test labels are all equal has no AUROC: its row shows NaN and ``"n/a"``.
 
     One block per challenger (long table, see the module docstring). Everything is rounded
@@ -184,11 +190,10 @@ def comparison_table(
                 r = dict.fromkeys(
                     ("auc1", "auc2", "delta", "ci_low", "ci_high", "p_value"), math.nan
                 )
-            rows.append(
-                [name, names[j], r["auc1"], r["auc2"], r["delta"], r["ci_low"],
-                 r["ci_high"], r["p_value"], "DeLong",
-                 _winner(r["delta"], r["p_value"], name, alpha)]
-            )
+            rows.append([name, names[j], r["auc1"], r["auc2"], r["delta"], r["ci_low"], r["ci_high"], r["p_value"]])
+        block = rows[len(rows) - n_classes:]
+        for row, adj in zip(block, holm([r[7] for r in block])):
+            row += [adj, "DeLong", _winner(row[4], adj, name, alpha)]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UndefinedMetricWarning)
             b = paired_bootstrap(
@@ -197,11 +202,11 @@ def comparison_table(
             )
         rows.append(
             [name, "Mean", b["metric1"], b["metric2"], b["delta"], b["ci_low"],
-             b["ci_high"], b["p_value"], "bootstrap",
+             b["ci_high"], b["p_value"], b["p_value"], "bootstrap",
              _winner(b["delta"], b["p_value"], name, alpha)]
         )
     out = pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
-    out = out.astype({c: float for c in COMPARISON_COLUMNS[2:8]})
+    out = out.astype({c: float for c in COMPARISON_COLUMNS[2:9]})
     out.attrs["baseline"] = baseline
     return round_floats(out, decimals)
 

@@ -29,7 +29,7 @@ from lfakit.metrics.classification import (
     auroc_columns,
 )
 
-__all__ = ["delong_test", "paired_bootstrap", "aggregate_seeds"]
+__all__ = ["delong_test", "paired_bootstrap", "aggregate_seeds", "holm"]
 
 # Elements of one (replicates x instances) block in the vectorised bootstrap; bounds memory.
 _BLOCK_ELEMENTS = 2_000_000
@@ -379,4 +379,19 @@ def aggregate_seeds(
     out["ci_low"] = out["mean"] - half
     out["ci_high"] = out["mean"] + half
     out["n"] = out["n"].astype(int)
+    return out
+
+
+def holm(p_values) -> np.ndarray:
+    """Holm's step-down adjustment of a family of p-values (statsmodels' ``multipletests``,
+    ``method="holm"``): it controls the family-wise error rate, so "adjusted p < alpha" may be
+    read for each member at once. NaN entries (untestable members) are left out of the family
+    and stay NaN."""
+    from statsmodels.stats.multitest import multipletests
+
+    p = np.asarray(p_values, dtype=float)
+    out = np.full(p.shape, np.nan)
+    ok = np.isfinite(p)
+    if ok.any():
+        out[ok] = multipletests(p[ok], method="holm")[1]
     return out

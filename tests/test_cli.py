@@ -39,7 +39,7 @@ def test_list_shows_experiments_profiles_and_parameters(capsys):
         (["-p", "loss_kwargs={focal: {gamma: -1}}"], "loss_kwargs.*gamma"),
         (["-p", "loss_kwargs={focal: {gama: 1}}"], "no argument 'gama'.*'gamma'"),
         (["-p", "device=cuda"], "no CUDA GPU"),
-        (["-p", "model=resnet18", "-p", "image_size=16"], "image_size >= 32"),
+        (["-p", "model=resnet18", "-p", "image_size=16"], "at least 32 px; set image_size >= 32"),
     ],
 )
 def test_bad_parameters_fail_before_any_work(args, message, capsys, results_dir):

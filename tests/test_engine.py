@@ -234,3 +234,37 @@ def test_float64_precision_trains_in_float64():
 def test_empty_split_is_refused():
     with pytest.raises(ParameterError, match="empty split"):
         engine.fit(_model(), losses.build("bce"), _data(n=0), _data(seed=1), _cfg())
+
+
+def test_confident_logits_rank_at_full_precision():
+    """Logits above ~16.6 saturate a float32 sigmoid to exactly 1.0 and tie; the engine returns
+    float64 logits and the kit ranks those, so AUROC and DeLong equal the float64 reference."""
+    import numpy as np
+    from scipy.special import expit
+
+    from lfakit.metrics.classification import per_class_auroc
+    from lfakit.stats import delong_test
+
+    g = torch.Generator().manual_seed(0)
+    n = 400
+    y = (torch.rand(n, generator=g) < 0.5).float()
+    x = (y * 2 - 1)[:, None] * 1.0 + 0.6 * torch.randn(n, 1, generator=g)  # overlapping classes
+    ds = TensorDataset(x, y[:, None])
+    m1, m2 = nn.Linear(1, 1), nn.Linear(1, 1)
+    with torch.no_grad():
+        m1.weight.fill_(8.0), m1.bias.fill_(18.0)  # most logits > 17
+        m2.weight.fill_(7.0), m2.bias.fill_(19.0)
+    s1 = engine.predict(m1, ds, 64, "cpu")["scores"]
+    s2 = engine.predict(m2, ds, 64, "cpu")["scores"]
+    assert s1.dtype == np.float64 and (s1 > 17).mean() > 0.5
+    ref1 = (x.double() * 8.0 + 18.0).numpy()  # the float64 reference
+    yy = y.numpy()[:, None]
+    want = per_class_auroc(yy, ref1)
+    assert per_class_auroc(yy, s1) == pytest.approx(want, abs=1e-6)
+    r = delong_test(yy[:, 0], s1[:, 0], s2[:, 0])
+    r_ref = delong_test(yy[:, 0], ref1[:, 0], (x.double() * 7.0 + 19.0).numpy()[:, 0])
+    assert r["p_value"] == pytest.approx(r_ref["p_value"], abs=1e-6)
+    # what the old path did: a float32 sigmoid before ranking manufactures ties and moves both
+    old = expit(s1.astype(np.float32))
+    assert len(np.unique(old)) < len(np.unique(s1)) / 2
+    assert abs(per_class_auroc(yy, old)[0] - want[0]) > 1e-3

@@ -142,3 +142,25 @@ def test_true_class_probability():
     np.testing.assert_array_equal(true_class_probability([0, 2], probs), [0.9, 0.8])
     with pytest.raises(ValueError):
         true_class_probability([0], probs)
+
+
+def test_hard_classes_are_chosen_on_validation_only():
+    """Changing the test metrics (what the table reports) does not change which classes are hard."""
+    import numpy as np
+    import pandas as pd
+
+    from lfakit.metrics.lfa import hard_class_table
+
+    idx = pd.Index(list("abcdef"), name="Class")
+    rng = np.random.default_rng(0)
+    val = {loss: pd.DataFrame({"Recall": rng.uniform(size=6), "AUC": rng.uniform(size=6)}, index=idx) for loss in ("bce", "focal")}
+    test1 = {loss: pd.DataFrame({"Recall": rng.uniform(size=6), "AUC": rng.uniform(size=6)}, index=idx) for loss in val}
+    test2 = {loss: df[::-1].set_axis(idx) for loss, df in test1.items()}  # other test labels, other test metrics
+    a = hard_class_table(test1, 2, select_by=val)
+    b = hard_class_table(test2, 2, select_by=val)
+    assert list(a["hard"]) == list(b["hard"])
+    mean_val_recall = (val["bce"]["Recall"] + val["focal"]["Recall"]) / 2
+    assert {c for c, h in a["hard"].items() if "recall" in h} == set(mean_val_recall.nsmallest(2).index)
+    assert not a["Recall bce"].equals(b["Recall bce"])  # the table still reports the test metrics
+    # without select_by the test metrics choose (the old, double-dipping behaviour) and differ
+    assert list(hard_class_table(test1, 2)["hard"]) != list(hard_class_table(test2, 2)["hard"])

@@ -409,7 +409,7 @@ def test_comparison_table_winner_and_significance():
     t = comparison_table(y, scores, "Focal", names, n_boot=200)
     assert list(t.columns) == [
         "Challenger", "Class", "Baseline", "AUROC", "Delta", "CI low", "CI high",
-        "p-value", "Test", "Winner",
+        "p-value", "p (Holm)", "Test", "Winner",
     ]
     # Long table: one block of C + 1 rows per challenger, in the order of `scores`.
     assert list(t["Challenger"]) == ["ZLPR"] * 4 + ["BCE"] * 4
@@ -422,8 +422,12 @@ def test_comparison_table_winner_and_significance():
     assert z.loc["Mass", "p-value"] == 1.0 and z.loc["Mass", "Delta"] == 0.0
     b = t[t["Challenger"] == "BCE"]
     assert b["Winner"].str.endswith("(n.s.)").all()
-    # Every comparison states its significance consistently with its p-value.
-    sig = t["p-value"] < 0.05
+    # Holm over each challenger's classes: adjusted >= raw, the Mean row (one test) unadjusted,
+    # and the Winner follows the adjusted p.
+    cls = t["Class"] != "Mean"
+    assert (t.loc[cls, "p (Holm)"] >= t.loc[cls, "p-value"]).all()
+    assert (t.loc[~cls, "p (Holm)"] == t.loc[~cls, "p-value"]).all()
+    sig = t["p (Holm)"] < 0.05
     assert (t.loc[~sig, "Winner"].str.endswith(" (n.s.)")).all()
     assert not t.loc[sig, "Winner"].str.contains("n.s.").any()
     # Deltas and AUROCs agree with scikit-learn (to the rounding).
@@ -548,3 +552,58 @@ def test_plot_history_panels():
     assert len(fig.axes) == 3
     assert all(len(ax.lines) == 2 for ax in fig.axes)
     assert fig.axes[0].get_yscale() == "log" and fig.axes[2].get_yscale() == "linear"
+
+
+def _holm_reference(p):
+    """Holm (1979) written out: sort ascending, multiply the i-th smallest by (m - i), take the
+    running maximum, cap at 1, put back in the original order."""
+    p = np.asarray(p, float)
+    m = len(p)
+    order = np.argsort(p)
+    adj = np.empty(m)
+    running = 0.0
+    for i, k in enumerate(order):
+        running = max(running, min(1.0, (m - i) * p[k]))
+        adj[k] = running
+    return adj
+
+
+def test_holm_equals_the_written_out_procedure_and_skips_nan():
+    from lfakit.stats import holm
+
+    rng = np.random.default_rng(3)
+    for m in (1, 2, 5, 14, 56):
+        p = rng.uniform(0, 0.2, size=m) ** 2
+        np.testing.assert_allclose(holm(p), _holm_reference(p), rtol=0, atol=1e-15)
+    # the committed ChestX-ray comparison's situation: 14 tests, several raw p < 0.05, few survive
+    p = np.array([0.0013, 0.003, 0.013, 0.02, 0.03, 0.04, 0.2, 0.3, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95])
+    adj = holm(p)
+    assert (p < 0.05).sum() == 6 and (adj < 0.05).sum() == 2
+    with_nan = holm([0.01, np.nan, 0.04])
+    assert np.isnan(with_nan[1]) and with_nan[[0, 2]] == pytest.approx(_holm_reference([0.01, 0.04]))
+
+
+def test_report_ranks_the_logits_and_treats_an_empty_class_alike():
+    from scipy.special import expit
+
+    from lfakit.metrics.classification import multilabel_report, per_class_auroc
+
+    rng = np.random.default_rng(5)
+    n = 300
+    y = np.zeros((n, 3), int)
+    y[:, 0] = rng.uniform(size=n) < 0.4
+    y[:, 1] = rng.uniform(size=n) < 0.3
+    # class 2: no positive test image
+    z = 45.0 + 3.0 * y + rng.normal(size=(n, 3))  # float64 sigmoid is exactly 1.0 above ~36.7
+    p = expit(z)
+    assert (p == 1.0).all()
+    rep = multilabel_report(y, p, y, p, ["a", "b", "c"], rank_test=z)
+    assert rep.loc["a", "AUROC"] == pytest.approx(per_class_auroc(y[:, :1], z[:, :1])[0])
+    assert rep.loc["a", "AUROC"] > 0.9  # ranked on the logits, not on the tied probabilities
+    with pytest.warns(UndefinedMetricWarning):
+        tied = multilabel_report(y, p, y, p, ["a", "b", "c"])
+    assert tied.loc["a", "AUROC"] == 0.5
+    # one rule for a class without both label values: no AUROC and no F1, so both averages skip it
+    assert np.isnan(rep.loc["c", "AUROC"]) and np.isnan(rep.loc["c", "F1"])
+    assert np.isnan(rep.loc["c", "Precision"]) and np.isnan(rep.loc["c", "Recall"])
+    assert np.nanmean(rep["F1"]) == pytest.approx(rep.loc[["a", "b"], "F1"].mean())

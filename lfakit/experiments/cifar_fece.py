@@ -129,15 +129,16 @@ class ResizeInput(nn.Module):
 
 
 def input_channels(P: dict, source: cifar.Source) -> int:
-    """3 for colour data or an ImageNet backbone; 1 for tiny_cnn on grayscale digits."""
+    """3 for colour data; otherwise what the model takes (1 for a kit model on grayscale digits,
+    3 for an ImageNet backbone, which sees the gray channel replicated)."""
     colour = source.train_images.ndim == 4
-    return 3 if colour or P["model"] != "tiny_cnn" else 1
+    return 3 if colour else models.input_channels(P["model"])
 
 
 def build_model(P: dict, num_classes: int, channels: int) -> nn.Module:
     """The shared model builder's network with ``num_classes`` logits (sigmoid head)."""
     net = models.build_model(P["model"], num_classes, pretrained=P["pretrained"],
-                             in_chans=channels if P["model"] == "tiny_cnn" else None, precision=P["precision"])
+                             in_chans=channels, precision=P["precision"])
     return ResizeInput(net, P["image_size"]) if P["image_size"] else net
 
 
@@ -201,27 +202,41 @@ class Evaluation:
     probs_test: dict[str, dict[str, np.ndarray]]  # rho -> loss -> test probabilities (fold mean)
     y_test: np.ndarray  # test labels (N,)
     class_sizes: dict[str, np.ndarray]  # rho -> training images per class (fold 1)
+    per_class_val: dict[str, dict[str, pd.DataFrame]]  # rho -> loss -> LFA metrics on validation (fold mean)
+    logits_test: dict[str, dict[str, np.ndarray]]  # rho -> loss -> float64 test logits (fold mean): what AUROC ranks
 
 
 def evaluate(P: dict, runs: dict[str, Run], data: Data) -> Evaluation:
-    """LFA metrics per class on test, thresholds by best F1 on each fold's validation split."""
-    per_class, per_fold, probs, sizes = {}, {}, {}, {}
+    """LFA metrics per class on test, thresholds by best F1 on each fold's validation split; the
+    same metrics on validation (what the hard classes are chosen by, so that the test set only
+    measures them)."""
+    per_class, per_fold, probs, sizes, per_val, logits = {}, {}, {}, {}, {}, {}
     y_test = None
+
+    def mean(frames):
+        return sum(frames[1:], frames[0].copy()) / len(frames) if len(frames) > 1 else frames[0]
+
     for rho, folds in data.splits.items():
-        per_class[rho], per_fold[rho], probs[rho] = {}, {}, {}
+        per_class[rho], per_fold[rho], probs[rho], per_val[rho], logits[rho] = {}, {}, {}, {}, {}
         sizes[rho] = folds[0]["train"].counts()
         for name in P["losses"]:
-            frames, p_tests = [], []
+            frames, vframes, p_tests, z_tests = [], [], [], []
             for f, splits in enumerate(folds):
                 r = runs[run_tag(rho, f, name)]
                 p_val, p_test = expit(r.logits["val"]), expit(r.logits["test"])
-                frames.append(per_class_metrics(splits["val"].labels, p_val, splits["test"].labels, p_test, data.classes))
+                yv = splits["val"].labels
+                frames.append(per_class_metrics(yv, p_val, splits["test"].labels, p_test, data.classes,
+                                                rank_test=r.logits["test"]))
+                vframes.append(per_class_metrics(yv, p_val, yv, p_val, data.classes, rank_test=r.logits["val"]))
                 p_tests.append(p_test)
+                z_tests.append(r.logits["test"])
                 y_test = splits["test"].labels
             per_fold[rho][name] = frames
-            per_class[rho][name] = sum(frames[1:], frames[0].copy()) / len(frames) if len(frames) > 1 else frames[0]
+            per_class[rho][name] = mean(frames)
+            per_val[rho][name] = mean(vframes)
             probs[rho][name] = np.mean(p_tests, axis=0)
-    return Evaluation(tuple(data.classes), per_class, per_fold, probs, y_test, sizes)
+            logits[rho][name] = np.mean(z_tests, axis=0)
+    return Evaluation(tuple(data.classes), per_class, per_fold, probs, y_test, sizes, per_val, logits)
 
 
 def _per_ratio(ev: Evaluation, table) -> pd.DataFrame:
@@ -240,28 +255,38 @@ def table2_all(ev: Evaluation) -> pd.DataFrame:
 
 
 def comparison_summary(comp: pd.DataFrame) -> pd.DataFrame:
-    """Per class (rows) and challenger (columns): ``ΔAUC vs baseline (p)``, ``n.s.`` when p >= 0.05."""
+    """Per class (rows) and challenger (columns): ``ΔAUC vs baseline (p, Holm p)``; ``n.s.`` unless
+    the Holm-adjusted p (family: the classes of that challenger) is below 0.05."""
     def cell(row):
         if not np.isfinite(row["Delta"]):
             return "n/a"
         delta = round(float(row["Delta"]), 3) + 0.0  # never "-0.000"
-        return f"{delta:+.3f} (p={row['p-value']:.3f}){'' if row['p-value'] < 0.05 else ' n.s.'}"
+        sig = row["p (Holm)"] < 0.05
+        return f"{delta:+.3f} (p={row['p-value']:.3f}, Holm {row['p (Holm)']:.3f}){'' if sig else ' n.s.'}"
 
     out = comp.assign(cell=comp.apply(cell, axis=1)).pivot(index="Class", columns="Challenger", values="cell")
     order = list(dict.fromkeys(comp["Class"]))
     return out.loc[order, list(dict.fromkeys(comp["Challenger"]))]
 
 
+def comparison_note(P: dict) -> str:
+    """What the comparison's evidence covers (printed beside the tables)."""
+    return (f"Evidence: one trained model per loss and ratio (seed {P['seed']}): DeLong per class and a paired "
+            "bootstrap of the mean measure test-set sampling noise only; training variance (another seed) is not "
+            "included, so a winner here is a single-seed winner. Holm family: the classes of one challenger.")
+
+
 def tables(P: dict, ev: Evaluation) -> dict[str, pd.DataFrame]:
     """Table 2, the hard-class tables, the per-class metrics and the significance tables."""
     out = {"table2": table2_all(ev)}
     for rho, by_loss in ev.per_class.items():
-        out[f"hard_classes_rho{rho}"] = hard_class_table(by_loss, P["hard_classes"], ev.class_sizes[rho])
+        out[f"hard_classes_rho{rho}"] = hard_class_table(by_loss, P["hard_classes"], ev.class_sizes[rho],
+                                                         select_by=ev.per_class_val[rho])
         for name, df in by_loss.items():
             out[f"per_class_rho{rho}_{name}"] = df[list(METRICS)].round(4) + 0.0
         if len(by_loss) > 1:
             y = np.eye(len(ev.classes))[ev.y_test]
-            comp = report.comparison_table(y, ev.probs_test[rho], P["baseline"], ev.classes, seed=P["seed"])
+            comp = report.comparison_table(y, ev.logits_test[rho], P["baseline"], ev.classes, seed=P["seed"])
             out[f"comparison_rho{rho}"] = comp
             out[f"significance_rho{rho}"] = comparison_summary(comp)
     if P["folds"] >= 2:

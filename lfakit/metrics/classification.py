@@ -228,9 +228,14 @@ def best_f1_thresholds(y_val, p_val) -> tuple[np.ndarray, np.ndarray]:
 
 
 def multilabel_report(
-    y_val, p_val, y_test, p_test, class_names: Sequence[str] | None = None
+    y_val, p_val, y_test, p_test, class_names: Sequence[str] | None = None, rank_test=None
 ) -> pd.DataFrame:
     """Per-class test metrics with F1 thresholds chosen on validation data.
+
+    ``rank_test``: the float64 logits behind ``p_test``, from which the AUROC is computed when
+    given (a sigmoid is monotone, so the ranking is the same, but probabilities saturate to
+    exactly 1.0 above a logit of ~16.6 in float32 and ~36.7 in float64 and tie). A class whose
+    test labels are all equal has NaN AUROC, F1, Precision and Recall: it has no test to count.
 
     Returns a DataFrame indexed by class name (index name ``"Class"``) with columns
 
@@ -256,9 +261,11 @@ def multilabel_report(
         )
     thresholds, _ = best_f1_thresholds(yv, p_val)
     pt = as_scores(p_test, yt.shape, "p_test")
-    auroc = per_class_auroc(yt, pt)
+    auroc = per_class_auroc(yt, pt if rank_test is None else as_scores(rank_test, yt.shape, "rank_test"))
     precision, recall, f1 = precision_recall_f1_at_thresholds(yt, pt, thresholds)
     n_pos = yt.sum(axis=0).astype(int)
+    undefined = (n_pos == 0) | (n_pos == yt.shape[0])  # one rule for every per-class metric
+    precision, recall, f1 = (np.where(undefined, np.nan, a) for a in (precision, recall, f1))
     index = pd.Index(class_names, name="Class")
     return pd.DataFrame(
         {

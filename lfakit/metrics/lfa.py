@@ -100,12 +100,15 @@ def confusion_counts(y, p, thresholds) -> dict[str, np.ndarray]:
     }
 
 
-def per_class_metrics(y_val, p_val, y_test, p_test, class_names: Sequence[str] | None = None) -> pd.DataFrame:
+def per_class_metrics(y_val, p_val, y_test, p_test, class_names: Sequence[str] | None = None,
+                      rank_test=None) -> pd.DataFrame:
     """The LFA metrics of every class (rows, index ``Class``) on test, thresholds from validation.
 
     ``y_*`` are integer labels (N,) or one-vs-rest 0/1 arrays (N, K); ``p_*`` are (N, K)
-    probabilities (sigmoid outputs). Columns: :data:`METRICS`, then ``n_test`` (test images of
-    the class) and ``TP``, ``FP``, ``FN``, ``TN``.
+    probabilities (sigmoid outputs). ``rank_test``: the float64 logits behind ``p_test``; the AUC
+    is computed from them when given (the same ranking, without the ties of saturated
+    probabilities). Columns: :data:`METRICS`, then ``n_test`` (test images of the class) and
+    ``TP``, ``FP``, ``FN``, ``TN``.
     """
     pv, pt = np.asarray(p_val, float), np.asarray(p_test, float)
     k = pt.shape[1] if pt.ndim == 2 else 1
@@ -114,7 +117,7 @@ def per_class_metrics(y_val, p_val, y_test, p_test, class_names: Sequence[str] |
     if len(names) != k:
         raise ValueError(f"{len(names)} class names for {k} classes.")
     thresholds, _ = best_f1_thresholds(yv, pv)  # validation only
-    auc = per_class_auroc(yt, pt)
+    auc = per_class_auroc(yt, pt if rank_test is None else np.asarray(rank_test, float))
     precision, recall, f1 = precision_recall_f1_at_thresholds(yt, pt, thresholds)
     c = confusion_counts(yt, pt, thresholds)
     n = yt.shape[0]
@@ -173,25 +176,29 @@ def table2(per_class_by_loss: Mapping[str, pd.DataFrame], metrics: Sequence[str]
 
 def hard_class_table(per_class_by_loss: Mapping[str, pd.DataFrame], n_hard: int = 3,
                      class_sizes: Mapping[str, int] | Sequence[int] | None = None,
-                     decimals: int = 3) -> pd.DataFrame:
+                     decimals: int = 3, select_by: Mapping[str, pd.DataFrame] | None = None) -> pd.DataFrame:
     """Per class: Recall and AUC of every loss, and which classes are hard.
 
     A class is **hard by recall** when its recall averaged over the losses is among the
     ``n_hard`` lowest, **hard by AUC** likewise; the ``hard`` column says ``recall``, ``AUC``,
-    ``recall+AUC`` or is empty. ``class_sizes`` (training images per class) adds an ``n_train``
-    column. Rows keep the class order.
+    ``recall+AUC`` or is empty. The choice is made on ``select_by`` (the same metrics on the
+    validation split) when given, so that the reported (test) metrics of the hard classes are
+    not the ones that picked them; without it, on ``per_class_by_loss`` itself.
+    ``class_sizes`` (training images per class) adds an ``n_train`` column. Rows keep the class
+    order.
     """
     losses = list(per_class_by_loss)
     first = per_class_by_loss[losses[0]]
     recall = pd.DataFrame({loss: per_class_by_loss[loss]["Recall"] for loss in losses})
     auc = pd.DataFrame({loss: per_class_by_loss[loss]["AUC"] for loss in losses})
+    chooser = select_by if select_by is not None else per_class_by_loss
     k = min(n_hard, len(first))
 
-    def lowest(frame):
-        mean = frame.mean(axis=1)
+    def lowest(metric):
+        mean = pd.DataFrame({loss: chooser[loss][metric] for loss in losses}).mean(axis=1)
         return set(mean.sort_values(kind="stable").index[:k]) if k > 0 else set()
 
-    low_r, low_a = lowest(recall), lowest(auc)
+    low_r, low_a = lowest("Recall"), lowest("AUC")
     out = pd.DataFrame(index=first.index)
     if class_sizes is not None:
         sizes = class_sizes if isinstance(class_sizes, Mapping) else dict(zip(first.index, class_sizes))

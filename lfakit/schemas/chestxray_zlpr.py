@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from lfakit.fitconfig import fit_params
-from lfakit.params import Spec, check_loss_kwargs, loss_choices, model_choices, run_params
+from lfakit.params import Spec, check_loss_kwargs, check_model, loss_choices, model_choices, model_help, run_params
 
 EXPERIMENT = "chestxray_zlpr"
 VAL_METRICS = ("auroc",)
@@ -21,7 +21,7 @@ SCHEMA: dict[str, Spec] = {
     "losses": Spec(list, ["focal", "zlpr", "fzlpr", "bce", "asl"], "losses to train, by registry name", choices_fn=_multilabel, nonempty=True),
     "baseline": Spec(str, "focal", "loss every other loss is compared against", choices_fn=_multilabel),
     "loss_kwargs": Spec(dict, {}, 'per-loss arguments, e.g. {"fzlpr": {"tau": 0.2}}; empty: registry defaults', check=check_loss_kwargs),
-    "model": Spec(str, "tiny_cnn", "tiny_cnn | densenet121 | resnet18 | resnet50", choices_fn=model_choices),
+    "model": Spec(str, "tiny_cnn", model_help(), choices_fn=model_choices),
     "pretrained": Spec(bool, False, "ImageNet weights (downloaded once into torchvision's cache)"),
     "augment": Spec(bool, False, "random flips and shifts on the training split"),
     **fit_params(VAL_METRICS, epochs=10, batch_size=32, optimizer="adamw", lr=0.003, weight_decay=1e-05,
@@ -34,8 +34,4 @@ def check_params(p: dict) -> str | None:
     """Checks across parameters, run before any work starts."""
     if p["baseline"] not in p["losses"]:
         return f"baseline {p['baseline']!r} is not among the trained losses {p['losses']}; add it to losses or pick another baseline"
-    if p["model"] == "tiny_cnn" and p["pretrained"]:
-        return "tiny_cnn has no pretrained weights; use pretrained=false"
-    if p["model"] != "tiny_cnn" and p["image_size"] < 32:
-        return f"{p['model']} needs image_size >= 32 (five stride-2 stages), got {p['image_size']}"
-    return None
+    return check_model(p["model"], p["pretrained"], p["image_size"])

@@ -7,7 +7,7 @@ import math
 
 from lfakit.catalog import DATASETS
 from lfakit.fitconfig import fit_params
-from lfakit.params import Spec, check_loss_kwargs, loss_choices, model_choices, run_params
+from lfakit.params import Spec, check_loss_kwargs, check_model, loss_choices, model_choices, model_help, run_params
 
 EXPERIMENT = "cifar_fece"
 VAL_METRICS = ("auroc",)
@@ -44,7 +44,7 @@ SCHEMA: dict[str, Spec] = {
     "baseline": Spec(str, "bce", "loss every other loss is compared against (DeLong per class)", choices_fn=_multilabel),
     "loss_kwargs": Spec(dict, {}, 'per-loss arguments, e.g. {"f_ece": {"gamma": 2.0}}; empty: registry defaults', check=check_loss_kwargs),
     "hard_classes": Spec(int, 3, "classes flagged hard: lowest mean recall and lowest mean AUC over the losses", min=0, max=10),
-    "model": Spec(str, "tiny_cnn", "tiny_cnn | resnet18 | resnet50 | densenet121 (sigmoid head, one logit per class)", choices_fn=model_choices),
+    "model": Spec(str, "tiny_cnn", model_help("sigmoid head, one logit per class"), choices_fn=model_choices),
     "pretrained": Spec(bool, False, "ImageNet weights (downloaded once into torchvision's cache)"),
     "image_size": Spec(int, 0, "resize inputs to this side inside the model (0: the native 8 or 32 px, else at least 8)", min=0, max=1024,
                        check=_check_image_size),
@@ -61,10 +61,5 @@ def check_params(p: dict) -> str | None:
         return f"baseline {p['baseline']!r} is not among the trained losses {p['losses']}; add it to losses or pick another baseline"
     if p["dataset"] == "digits" and p["data_dir"]:
         return f"data_dir={p['data_dir']!r} is set but dataset is 'digits' (embedded); set dataset=cifar10 or leave data_dir empty"
-    if p["model"] == "tiny_cnn" and p["pretrained"]:
-        return "tiny_cnn has no pretrained weights; use pretrained=false"
-    if p["model"] != "tiny_cnn":
-        side = p["image_size"] or (8 if p["dataset"] == "digits" else 32)
-        if side < 32:
-            return f"{p['model']} needs inputs of at least 32 px (five stride-2 stages); set image_size >= 32 (the input is {side} px)"
-    return None
+    side = p["image_size"] or (8 if p["dataset"] == "digits" else 32)  # 0: the native side
+    return check_model(p["model"], p["pretrained"], side)
