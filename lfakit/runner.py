@@ -13,8 +13,10 @@ import json
 import logging
 import os
 import platform
+import signal
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -290,6 +292,20 @@ def execute(experiment: str, params: dict[str, Any], run_dir: Path, timeout: int
         _setup_logging()
     env_before = os.environ.get("LFAKIT_PROGRESS")
     os.environ["LFAKIT_PROGRESS"] = "text"  # the kernel inherits it: plain-text progress in the log
+    interrupted = []
+
+    def quiet():
+        # the kernel and the client's pending tasks die with the interrupt; their last words
+        # (a dead-kernel error, "Task exception was never retrieved") are not the user's news
+        for name in ("asyncio", "nbclient", "papermill", "traitlets"):
+            logging.getLogger(name).setLevel(logging.CRITICAL + 1)
+
+    def on_sigint(signum, frame):  # Ctrl-C: note it, then let papermill unwind
+        interrupted.append(True)
+        quiet()
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_sigint) if threading.current_thread() is threading.main_thread() else None
     try:
         papermill.execute_notebook(
             str(notebooks_dir() / f"{experiment}.ipynb"),
@@ -303,12 +319,17 @@ def execute(experiment: str, params: dict[str, Any], run_dir: Path, timeout: int
             request_save_on_cell_execute=True,
             kernel_manager_class=_kernel_manager_class(run_dir / KERNEL_LOG),
         )
-    except KeyboardInterrupt:
-        raise RunInterrupted(run_dir) from None
-    except PapermillExecutionError as e:
+    except BaseException as e:
+        if interrupted or isinstance(e, KeyboardInterrupt):
+            quiet()
+            raise RunInterrupted(run_dir) from None
+        if not isinstance(e, PapermillExecutionError):
+            raise
         msg = f"cell {e.cell_index} (execution count {e.exec_count}) failed: {e.ename}: {e.evalue}"
         raise RunFailed(f"{msg}\nThe partly executed notebook is kept at {out}", run_dir) from None
     finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
         if env_before is None:
             os.environ.pop("LFAKIT_PROGRESS", None)
         else:
