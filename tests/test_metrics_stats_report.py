@@ -607,3 +607,24 @@ def test_report_ranks_the_logits_and_treats_an_empty_class_alike():
     assert np.isnan(rep.loc["c", "AUROC"]) and np.isnan(rep.loc["c", "F1"])
     assert np.isnan(rep.loc["c", "Precision"]) and np.isnan(rep.loc["c", "Recall"])
     assert np.nanmean(rep["F1"]) == pytest.approx(rep.loc[["a", "b"], "F1"].mean())
+
+
+def test_corrected_resampled_ttest_equals_its_formula():
+    from scipy.stats import t as student_t
+
+    from lfakit.stats import corrected_resampled_ttest
+
+    d = np.array([0.02, 0.035, -0.01, 0.04, 0.015])
+    j, n_train, n_test = len(d), 540, 540
+    var = (1 / j + n_test / n_train) * d.var(ddof=1)
+    t = d.mean() / np.sqrt(var)
+    r = corrected_resampled_ttest(d, n_train, n_test)
+    assert r["p_value"] == pytest.approx(2 * student_t.sf(abs(t), j - 1), rel=1e-12)
+    half = student_t.ppf(0.975, j - 1) * np.sqrt(var)
+    assert (r["ci_low"], r["ci_high"]) == pytest.approx((d.mean() - half, d.mean() + half), rel=1e-12)
+    # wider than the plain paired t-test: the correction can only make p larger
+    plain = 2 * student_t.sf(abs(d.mean() / np.sqrt(d.var(ddof=1) / j)), j - 1)
+    assert r["p_value"] > plain
+    assert np.isnan(corrected_resampled_ttest([0.1], 10, 10)["p_value"])
+    with pytest.raises(ValueError):
+        corrected_resampled_ttest(d, 0, 10)

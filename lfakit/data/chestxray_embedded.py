@@ -219,7 +219,7 @@ def write_synthetic_nih(root, n_patients: int = 120, images_per_patient=(1, 6), 
 
     Labels: per-class prevalence follows the NIH whole-set counts but is floored at
     ``min_prevalence`` (Hernia is 0.2% on NIH: without the floor a 400-image set would hold one
-    or no positive). Additionally every class is given at least 6 positive patients and the
+    or no positive). Additionally every class is given at least ``_MIN_POSITIVE_PATIENTS`` (8) positive patients and the
     test patients are chosen so that each class has positives (two patients where possible) in
     test and keeps at least two
     positive patients in train_val; ``load_index`` then puts one in val and keeps one in train,
