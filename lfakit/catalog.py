@@ -44,6 +44,15 @@ for _name, _target, _task in [
 ]:
     LOSSES.add(_name, f"lfakit.losses.{_target}", task=_task)
 
+# What a loss's value and output mean, for tables that put several losses side by side:
+# ``mean_over`` is what reduction="mean" averages (elements of the B x C matrix, or samples of a
+# per-sample set loss), ``output`` whether the sigmoid of the logit reads as a label probability
+# ("probability") or the logit is an uncalibrated score whose own decision rule is z > 0 ("score").
+for _name in ("bce", "focal", "asl", "exp_ce", "f_ece"):
+    LOSSES.meta(_name).update(mean_over="elements", output="probability")
+for _name in ("zlpr", "soft_zlpr", "fzlpr"):
+    LOSSES.meta(_name).update(mean_over="samples", output="score")
+
 MODELS = Registry("model")
 # tiny CPU models take the data's channels; ImageNet backbones take 3 (grayscale is replicated)
 # min_side: the smallest input side the network takes (three stride-2 stages; five for the backbones)

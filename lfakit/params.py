@@ -84,6 +84,14 @@ def check_model(model: str, pretrained: bool, side: int, side_name: str = "image
     return None
 
 
+def check_seeds(value: list) -> str | None:
+    """A ``seeds`` list: distinct integers in [0, 2^32)."""
+    for v in value:
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < 2**32:
+            return f"every seed must be an integer in [0, 2^32), got {v!r}"
+    return None
+
+
 def check_loss_kwargs(value: dict) -> str | None:
     """``loss_kwargs`` maps registered loss names to argument mappings. The arguments and their
     values are checked by building each loss (``lfakit.losses.check_kwargs``), which the

@@ -47,7 +47,9 @@ __all__ = [
     "per_class_table",
     "overall_table",
     "comparison_table",
+    "seed_comparison_table",
     "format_table",
+    "loss_conventions",
     "round_floats",
     "plot_per_class_auroc",
     "plot_roc_curves",
@@ -81,35 +83,57 @@ def round_floats(df: pd.DataFrame, decimals: int) -> pd.DataFrame:
     return out
 
 
-def per_class_table(report_df: pd.DataFrame, decimals: int = 4) -> pd.DataFrame:
-    """The ChestX-ray14 ZLPR study's per-class table: ``Class | AUROC | F1 | Threshold``, rounded.
+def per_class_table(report_df: pd.DataFrame, decimals: int = 4, score_output: bool = False) -> pd.DataFrame:
+    """The ChestX-ray14 ZLPR study's per-class table: ``Class | AUROC | F1 | Threshold | F1 (z>0)``,
+    rounded.
 
     ``report_df`` is a :func:`lfakit.metrics.classification.multilabel_report` frame
-    (indexed by class).
+    (indexed by class). ``F1`` uses the threshold tuned on validation, ``F1 (z>0)`` the fixed
+    rule logit > 0. ``score_output=True`` (the ZLPR family, whose logits are uncalibrated scores)
+    labels the threshold column ``Threshold (σ of score)``: it is the sigmoid of a score, not a
+    probability.
     """
-    missing = [c for c in ("AUROC", "F1", "Threshold") if c not in report_df.columns]
+    cols = ["AUROC", "F1", "Threshold", "F1 (z>0)"]
+    missing = [c for c in cols if c not in report_df.columns]
     if missing:
         raise KeyError(f"report_df lacks columns {missing}; expected a multilabel_report.")
-    out = report_df[["AUROC", "F1", "Threshold"]].astype(float)
+    out = report_df[cols].astype(float)
+    if score_output:
+        out = out.rename(columns={"Threshold": "Threshold (σ of score)"})
     out.insert(0, "Class", [str(c) for c in report_df.index])
     return round_floats(out.reset_index(drop=True), decimals)
 
 
 def overall_table(results: Mapping[str, Mapping[str, float]], decimals: int = 4) -> pd.DataFrame:
-    """The ChestX-ray14 ZLPR study's "Overall metrics": rows ``Loss / Avg AUROC / Avg F1``, a column per loss.
+    """The ChestX-ray14 ZLPR study's "Overall metrics": rows ``Loss (own scale) / Avg AUROC / Avg F1
+    / Avg F1 (z>0)``, a column per loss.
 
-    ``results`` maps a loss name to ``{"loss": float, "avg_auroc": float, "avg_f1": float}``
-    (a missing entry shows as NaN). The index is named ``Metric``.
+    ``results`` maps a loss name to ``{"loss", "avg_auroc", "avg_f1", "avg_f1_zero"}`` (a missing
+    entry shows as NaN). The index is named ``Metric``. The loss row holds each loss in its own
+    convention (mean over elements or over samples; :func:`loss_conventions` says which), so it
+    is not comparable across columns.
     """
     if not results:
         raise ValueError("results is empty; give at least one loss.")
-    rows = {"Loss": "loss", "Avg AUROC": "avg_auroc", "Avg F1": "avg_f1"}
+    rows = {"Loss (own scale)": "loss", "Avg AUROC": "avg_auroc", "Avg F1": "avg_f1", "Avg F1 (z>0)": "avg_f1_zero"}
     data = {
         str(name): [float(res.get(key, math.nan)) for key in rows.values()]
         for name, res in results.items()
     }
     out = pd.DataFrame(data, index=pd.Index(list(rows), name="Metric"))
     return round_floats(out, decimals)
+
+
+def loss_conventions(names: Sequence[str]) -> str:
+    """One line saying what each loss's value averages (from the loss registry's metadata)."""
+    from lfakit.catalog import LOSSES
+
+    groups: dict[str, list[str]] = {}
+    for n in names:
+        groups.setdefault(LOSSES.meta(n).get("mean_over", "its own convention"), []).append(n)
+    what = {"elements": "mean over every (image, label) element", "samples": "mean over images of one set loss each"}
+    parts = [f"{', '.join(ns)}: {what.get(k, k)}" for k, ns in groups.items()]
+    return "Loss row, each in its own convention (not comparable across columns): " + "; ".join(parts) + "."
 
 
 def _winner(delta: float, p: float, challenger: str, alpha: float) -> str:
@@ -148,6 +172,8 @@ def comparison_table(
       (``Test = "bootstrap"``, ``n_boot`` replicates, ``seed``).
     * ``p (Holm)``: class rows, Holm-adjusted over the classes of the challenger (the family);
       the ``Mean`` row is a single test and repeats its p.
+    * ``Seeds``: 1 — one trained model per loss, so the tests cover test-set sampling only
+      (:func:`seed_comparison_table` is the seed-level form).
     * ``Winner``: the challenger's name if ``Delta > 0``, ``"Baseline"`` if ``Delta < 0``,
       ``"Tie"`` if equal; `` (n.s.)`` is appended unless ``p (Holm) < alpha``. A class whose
       test labels are all equal has no AUROC: its row shows NaN and ``"n/a"``.
@@ -207,8 +233,83 @@ def comparison_table(
         )
     out = pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
     out = out.astype({c: float for c in COMPARISON_COLUMNS[2:9]})
+    out.insert(len(out.columns) - 1, "Seeds", 1)  # one trained model per loss: no training variance
     out.attrs["baseline"] = baseline
     return round_floats(out, decimals)
+
+
+def seed_comparison_table(
+    y_test,
+    scores_by_seed: Mapping[str, Mapping[int, np.ndarray]],
+    baseline: str,
+    class_names: Sequence[str] | None = None,
+    decimals: int = 4,
+    alpha: float = 0.05,
+) -> pd.DataFrame:
+    """Per-class AUROC of every challenger against ``baseline`` with seed-level evidence.
+
+    ``scores_by_seed`` maps each loss to ``{seed: (N, C) scores}`` on the same test set; every
+    loss has the same seeds (two or more). For each seed the AUROC delta (challenger minus
+    baseline, same seed) is taken per class; the class row reports the mean over seeds of both
+    AUROCs and of the delta, the Student-t 95% interval of the mean delta and the two-sided
+    one-sample t-test of the per-seed deltas on ``seeds - 1`` degrees of freedom (``Test = "t
+    over seeds"``): evidence that includes training variability (initial weights, data order),
+    with the test images fixed. ``p (Holm)`` adjusts over the classes of one challenger; the
+    ``Mean`` row tests the per-seed deltas of the mean per-class AUROC. Columns as
+    :func:`comparison_table`. A class whose test labels are all equal shows NaN and ``n/a``.
+    """
+    if baseline not in scores_by_seed:
+        raise ParameterError(f"baseline {baseline!r} is not among {list(scores_by_seed)}." + close_matches(baseline, scores_by_seed))
+    seeds = list(scores_by_seed[baseline])
+    if len(seeds) < 2:
+        raise ParameterError("seed_comparison_table needs two or more seeds; with one, use comparison_table")
+    for name, by_seed in scores_by_seed.items():
+        if list(by_seed) != seeds:
+            raise ParameterError(f"loss {name!r} has seeds {list(by_seed)}, the baseline {seeds}; every loss needs the same seeds")
+    challengers = [n for n in scores_by_seed if n != baseline]
+    if not challengers:
+        raise ParameterError("seed_comparison_table needs at least one loss besides the baseline.")
+    y = as_labels(y_test, "y_test")
+    n_classes = y.shape[1]
+    names = [str(j) for j in range(n_classes)] if class_names is None else list(class_names)
+    if len(names) != n_classes:
+        raise ValueError(f"{len(names)} class names given for {n_classes} classes.")
+    auc = {n: np.array([auroc_columns(y, as_scores(by_seed[s], y.shape, f"scores[{n!r}][{s}]")) for s in seeds])
+           for n, by_seed in scores_by_seed.items()}  # loss -> (seeds, classes)
+    rows = []
+    for name in challengers:
+        block = []
+        for j in range(n_classes):
+            block.append([name, names[j], *_t_over_seeds(auc[baseline][:, j], auc[name][:, j])])
+        for row, adj in zip(block, holm([r[7] for r in block])):
+            row += [adj, "t over seeds", _winner(row[4], adj, name, alpha)]
+        rows += block
+        m = _t_over_seeds(np.nanmean(auc[baseline], axis=1), np.nanmean(auc[name], axis=1))
+        rows.append([name, "Mean", *m, m[5], "t over seeds", _winner(m[2], m[5], name, alpha)])
+    out = pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
+    out = out.astype({c: float for c in COMPARISON_COLUMNS[2:9]})
+    out.insert(len(out.columns) - 1, "Seeds", len(seeds))
+    out.attrs["baseline"] = baseline
+    return round_floats(out, decimals)
+
+
+def _t_over_seeds(base: np.ndarray, other: np.ndarray) -> list[float]:
+    """Mean baseline and challenger AUROC, mean delta, its t-interval and the t-test p over seeds."""
+    from scipy.stats import t as student_t
+
+    d = other - base
+    if not np.isfinite(d).all():
+        return [math.nan] * 6
+    n, mean = len(d), float(d.mean())
+    sd = float(d.std(ddof=1))
+    if sd == 0:
+        p, lo, hi = (1.0 if mean == 0 else 0.0), mean, mean
+    else:
+        se = sd / math.sqrt(n)
+        p = float(2 * student_t.sf(abs(mean) / se, n - 1))
+        half = float(student_t.ppf(0.975, n - 1)) * se
+        lo, hi = mean - half, mean + half
+    return [float(base.mean()), float(other.mean()), mean, lo, hi, p]
 
 
 def _cell(value, decimals: int) -> str:

@@ -165,7 +165,7 @@ def test_multilabel_report_columns_and_values():
     y_test, p_test = _multilabel(rng, n=250)
     rep = multilabel_report(y_val, p_val, y_test, p_test, ["A", "B", "C", "D"])
     assert list(rep.columns) == [
-        "AUROC", "F1", "Threshold", "Precision", "Recall", "Prevalence", "n_pos"
+        "AUROC", "F1", "Threshold", "Precision", "Recall", "F1 (z>0)", "Prevalence", "n_pos"
     ]
     assert rep.index.name == "Class" and list(rep.index) == ["A", "B", "C", "D"]
     for j, name in enumerate(rep.index):
@@ -177,6 +177,7 @@ def test_multilabel_report_columns_and_values():
         )
         assert rep.loc[name, "n_pos"] == y_test[:, j].sum()
         assert rep.loc[name, "Prevalence"] == pytest.approx(y_test[:, j].mean())
+        assert rep.loc[name, "F1 (z>0)"] == pytest.approx(f1_score(y_test[:, j], p_test[:, j] > 0.5, zero_division=0))
 
 
 @pytest.mark.parametrize(
@@ -409,8 +410,9 @@ def test_comparison_table_winner_and_significance():
     t = comparison_table(y, scores, "Focal", names, n_boot=200)
     assert list(t.columns) == [
         "Challenger", "Class", "Baseline", "AUROC", "Delta", "CI low", "CI high",
-        "p-value", "p (Holm)", "Test", "Winner",
+        "p-value", "p (Holm)", "Test", "Seeds", "Winner",
     ]
+    assert (t["Seeds"] == 1).all()
     # Long table: one block of C + 1 rows per challenger, in the order of `scores`.
     assert list(t["Challenger"]) == ["ZLPR"] * 4 + ["BCE"] * 4
     assert list(t["Class"]) == names + ["Mean"] + names + ["Mean"]
@@ -470,23 +472,30 @@ def test_per_class_and_overall_tables():
     y_test, p_test = _multilabel(rng, n=200)
     rep = multilabel_report(y_val, p_val, y_test, p_test, ["A", "B", "C", "D"])
     t = per_class_table(rep)
-    assert list(t.columns) == ["Class", "AUROC", "F1", "Threshold"]
+    assert list(t.columns) == ["Class", "AUROC", "F1", "Threshold", "F1 (z>0)"]
+    assert "Threshold (σ of score)" in per_class_table(rep, score_output=True).columns
     assert list(t["Class"]) == ["A", "B", "C", "D"]
     assert (t["AUROC"] == rep["AUROC"].round(4).to_numpy()).all()
     text = format_table(t)
     assert text.splitlines()[0].split("|")[1].strip() == "Class"
     assert len(text.splitlines()) == 2 + 4
-    o = overall_table({"Focal": {"loss": 0.04151, "avg_auroc": 0.85141, "avg_f1": 0.38029},
-                       "ZLPR": {"loss": 1.62679, "avg_auroc": 0.84622, "avg_f1": 0.36211}})
-    assert list(o.index) == ["Loss", "Avg AUROC", "Avg F1"] and list(o.columns) == ["Focal", "ZLPR"]
+    o = overall_table({"Focal": {"loss": 0.04151, "avg_auroc": 0.85141, "avg_f1": 0.38029, "avg_f1_zero": 0.2},
+                       "ZLPR": {"loss": 1.62679, "avg_auroc": 0.84622, "avg_f1": 0.36211, "avg_f1_zero": 0.31}})
+    assert list(o.index) == ["Loss (own scale)", "Avg AUROC", "Avg F1", "Avg F1 (z>0)"]
+    assert list(o.columns) == ["Focal", "ZLPR"]
     assert o.loc["Avg AUROC", "Focal"] == 0.8514
     assert format_table(o) == (
-        "| Metric    |  Focal |   ZLPR |\n"
-        "|:----------|-------:|-------:|\n"
-        "| Loss      | 0.0415 | 1.6268 |\n"
-        "| Avg AUROC | 0.8514 | 0.8462 |\n"
-        "| Avg F1    | 0.3803 | 0.3621 |"
+        "| Metric           |  Focal |   ZLPR |\n"
+        "|:-----------------|-------:|-------:|\n"
+        "| Loss (own scale) | 0.0415 | 1.6268 |\n"
+        "| Avg AUROC        | 0.8514 | 0.8462 |\n"
+        "| Avg F1           | 0.3803 | 0.3621 |\n"
+        "| Avg F1 (z>0)     | 0.2000 | 0.3100 |"
     )
+    from lfakit.report import loss_conventions
+
+    note = loss_conventions(["focal", "zlpr", "bce"])
+    assert "focal, bce: mean over every (image, label) element" in note and "zlpr: mean over images" in note
 
 
 def test_format_table_is_independent_of_pandas_display_options():
@@ -628,3 +637,29 @@ def test_corrected_resampled_ttest_equals_its_formula():
     assert np.isnan(corrected_resampled_ttest([0.1], 10, 10)["p_value"])
     with pytest.raises(ValueError):
         corrected_resampled_ttest(d, 0, 10)
+
+
+def test_seed_comparison_tests_per_seed_deltas():
+    from scipy.stats import ttest_1samp
+
+    from lfakit.report import seed_comparison_table
+
+    rng = np.random.default_rng(4)
+    n = 300
+    y = (rng.uniform(size=(n, 2)) < 0.3).astype(int)
+    noise = rng.normal(size=(n, 2))
+    scores = {"focal": {}, "zlpr": {}}
+    for s in (0, 1, 2, 3):
+        scores["focal"][s] = noise + 1.0 * y + 0.3 * rng.normal(size=(n, 2))
+        scores["zlpr"][s] = noise + np.array([1.6, 1.0]) * y + 0.3 * rng.normal(size=(n, 2))  # better on class 0
+    t = seed_comparison_table(y, scores, "focal", ["a", "b"])
+    assert list(t["Test"]) == ["t over seeds"] * 3 and (t["Seeds"] == 4).all()
+    deltas = [roc_auc_score(y[:, 0], scores["zlpr"][s][:, 0]) - roc_auc_score(y[:, 0], scores["focal"][s][:, 0]) for s in range(4)]
+    row = t.set_index("Class").loc["a"]
+    assert row["Delta"] == pytest.approx(np.mean(deltas), abs=1e-4)
+    assert row["p-value"] == pytest.approx(ttest_1samp(deltas, 0.0).pvalue, abs=1e-4)
+    assert row["Winner"] == "zlpr" and row["p (Holm)"] >= row["p-value"]
+    with pytest.raises(ParameterError, match="two or more seeds"):
+        seed_comparison_table(y, {k: {0: v[0]} for k, v in scores.items()}, "focal")
+    with pytest.raises(ParameterError, match="same seeds"):
+        seed_comparison_table(y, {"focal": scores["focal"], "zlpr": {0: scores["zlpr"][0], 1: scores["zlpr"][1]}}, "focal")

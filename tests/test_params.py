@@ -196,3 +196,17 @@ def test_validation_imports_neither_torch_nor_an_experiment():
             "print(bad); sys.exit(1 if bad else 0)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("exp, profile", [(e, p) for e, p in PROFILES if p != "smoke"])
+def test_every_paper_profile_value_says_where_it_comes_from(exp, profile):
+    """Each value of a non-smoke profile carries `# study: <where the study says so>` or
+    `# kit: <why the kit chose it>`, so no number is credited to a study that does not state it."""
+    path = runner.project_root() / "params" / exp / f"{profile}.yaml"
+    bad = []
+    for i, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        if not ("  # study: " in line or "  # kit: " in line):
+            bad.append(f"{path.name}:{i}: {line}")
+    assert not bad, "values without provenance:\n" + "\n".join(bad)

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy.special import expit
-from sklearn.metrics import average_precision_score, roc_auc_score
+from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
 
 from lfakit import record, runner
 from lfakit.errors import DataError
@@ -86,8 +86,9 @@ def test_load_run_names_what_is_missing(tmp_path):
 # --------------------------------------------------------------------------- every experiment
 
 QUICK = {
-    "chestxray_zlpr": {"epochs": 2, "losses": ["focal", "zlpr"], "synthetic_patients": 120},
-    "cifar_fece": {"epochs": 2, "losses": ["bce", "focal"], "imbalance_ratios": [1, 10], "digits_test_per_class": 20},
+    "chestxray_zlpr": {"epochs": 2, "losses": ["focal", "zlpr"], "synthetic_patients": 120, "seeds": [0, 1]},
+    "cifar_fece": {"epochs": 2, "losses": ["bce", "focal"], "imbalance_ratios": [1, 10], "digits_test_per_class": 20,
+                   "seeds": [3, 4]},
     "cf_ensemble": {"seeds": 2, "max_iter": 10, "max_epochs": 40, "collapse_steps": [1]},
     "loss_atlas": {"grid_size": 21},
 }
@@ -127,31 +128,48 @@ def test_headline_recomputed_from_the_record_alone(run):
 
 def _chestxray(r):
     p = r.predictions
-    assert r.headline_name == "overall"
+    assert r.headline_name == "overall" and p.seeds() == r.extra["seeds"]
     for loss in r.params["losses"]:
-        val, test = p.select(method=loss, split="val"), p.select(method=loss, split="test")
-        rep = multilabel_report(val.targets, expit(val.scores), test.targets, expit(test.scores), r.extra["classes"])
         col = r.headline[loss]
-        assert _close(float(np.mean(test.sample_loss)), col["Loss"]), loss
+        reps, losses_, f1_zero = [], [], []
+        for seed in p.seeds():  # every per-class metric is the mean over the training seeds
+            val, test = p.select(method=loss, split="val", seed=seed), p.select(method=loss, split="test", seed=seed)
+            reps.append(multilabel_report(val.targets, expit(val.scores), test.targets, expit(test.scores),
+                                          r.extra["classes"]))
+            losses_.append(np.mean(test.sample_loss))
+            defined = (test.targets.sum(0) > 0) & (test.targets.sum(0) < len(test))
+            f1_zero.append([f1_score(test.targets[:, c], test.scores[:, c] > 0) for c in np.flatnonzero(defined)])
+        rep = sum(reps[1:], reps[0].copy()) / len(reps)
+        assert _close(float(np.mean(losses_)), col["Loss (own scale)"]), loss
         assert _close(float(np.nanmean(rep["AUROC"])), col["Avg AUROC"]), loss
         assert _close(float(np.nanmean(rep["F1"])), col["Avg F1"]), loss
+        assert _close(float(np.mean(np.mean(f1_zero, axis=0))), col["Avg F1 (z>0)"]), loss
+    comp = r.tables["comparison"]  # two seeds: the comparison tests the per-seed deltas
+    assert (comp["Test"] == "t over seeds").all() and (comp["Seeds"] == 2).all()
+    assert {"p-value", "p (Holm)", "Winner"} <= set(comp.columns)
 
 
 def _cifar(r):
     p = r.predictions
     head = r.headline.set_index(["rho", "loss"])
     k = len(r.extra["classes"])
+    assert p.seeds() == [3, 4]
     for rho in r.params["imbalance_ratios"]:
         for loss in r.params["losses"]:
-            sel = {s: p.select(method=loss, split=s, group=f"rho={rho}/fold=1") for s in ("val", "test")}
-            y = {s: sel[s].targets[:, 0].astype(int) for s in sel}
-            df = per_class_metrics(np.eye(k)[y["val"]], expit(sel["val"].scores), np.eye(k)[y["test"]],
-                                   expit(sel["test"].scores), r.extra["classes"])
+            frames = []
+            for seed in p.seeds():  # per-class metrics: the mean over the training seeds
+                sel = {s: p.select(method=loss, split=s, group=f"rho={rho}/fold=1", seed=seed) for s in ("val", "test")}
+                y = {s: sel[s].targets[:, 0].astype(int) for s in sel}
+                frames.append(per_class_metrics(np.eye(k)[y["val"]], expit(sel["val"].scores), np.eye(k)[y["test"]],
+                                                expit(sel["test"].scores), r.extra["classes"]))
+            df = sum(frames[1:], frames[0].copy()) / len(frames)
             row = head.loc[(str(rho), loss)]
             for m in METRICS:
                 v = df[m].to_numpy(float)
                 assert _close(float(np.mean(v)), row[f"{m} mean"]), (rho, loss, m)
                 assert _close(float(np.std(v)), row[f"{m} std"]), (rho, loss, m)
+    comp = r.tables["comparison_rho1"]
+    assert (comp["Test"] == "t over seeds").all() and (comp["Seeds"] == 2).all()
 
 
 def _cf_ensemble(r):

@@ -16,6 +16,7 @@ import pandas as pd
 from scipy.special import expit
 
 from lfakit import models, record, report, runner, runtime
+from lfakit.catalog import LOSSES
 from lfakit.data import chestxray
 from lfakit.data.datasets import ArrayImageDataset
 from lfakit.errors import DataError
@@ -93,110 +94,147 @@ def _datasets(P: dict, splits: dict) -> dict:
     }
 
 
-def train_one(P: dict, name: str, loss_fn, datasets: dict, run_dir: Path, stop_after_epoch: int | None = None) -> Trained:
-    """Train a fresh model with one loss (or reload it when resuming); logits and per-image
-    losses on every split."""
+def training_seeds(P: dict) -> list[int]:
+    """The seeds every loss is trained with: ``seeds``, else ``[seed]``."""
+    return [int(v) for v in P["seeds"]] or [P["seed"]]
+
+
+def train_one(P: dict, name: str, loss_fn, datasets: dict, run_dir: Path, stop_after_epoch: int | None = None,
+              seed: int | None = None) -> Trained:
+    """Train a fresh model with one loss and one seed (or reload it when resuming); logits and
+    per-image losses on every split. The seed sets the initial weights and the data order; the
+    data split is ``P['seed']``'s."""
+    s = P["seed"] if seed is None else seed
+    tag = f"{name}_seed{s}" if P["seeds"] else name
+
     def build():
         return models.build_model(P["model"], len(CLASSES), pretrained=P["pretrained"],
                                   in_chans=models.input_channels(P["model"]), precision=P["precision"])
 
-    return train_or_resume(P, name, loss_fn, build, datasets["train"], datasets["val"], datasets, run_dir,
-                           {"auroc": _mean_auroc}, name, stop_after_epoch)
+    return train_or_resume({**P, "seed": s}, tag, loss_fn, build, datasets["train"], datasets["val"], datasets, run_dir,
+                           {"auroc": _mean_auroc}, f"{name} seed {s}" if P["seeds"] else name, stop_after_epoch)
 
 
-def train_all(P: dict, splits: dict, run_dir: Path) -> dict[str, Trained]:
-    """Train one model per loss in ``P['losses']`` (same seed, data and schedule for each)."""
+def train_all(P: dict, splits: dict, run_dir: Path) -> dict[str, dict[int, Trained]]:
+    """Train one model per loss in ``P['losses']`` and seed (same data and schedule for each);
+    ``{loss: {seed: Trained}}``."""
     datasets = _datasets(P, splits)
-    return {name: train_one(P, name, fn, datasets, run_dir) for name, fn in loss_modules(P).items()}
+    return {name: {s: train_one(P, name, fn, datasets, run_dir, seed=s) for s in training_seeds(P)}
+            for name, fn in loss_modules(P).items()}
 
 
 @dataclass
 class Evaluation:
-    per_class: dict[str, pd.DataFrame]  # loss -> Class x (AUROC, F1, Threshold, ...)
+    per_class: dict[str, pd.DataFrame]  # loss -> Class x (AUROC, F1, Threshold, ...), mean over seeds
     overall: dict[str, dict]  # loss -> {loss, avg_auroc, avg_f1}
     probs_test: dict[str, np.ndarray]
     y_test: np.ndarray
     logits_test: dict[str, np.ndarray]  # float64: what AUROC and DeLong rank
     left_out: list[str]  # classes without both label values on test: in no average
+    logits_by_seed: dict[str, dict[int, np.ndarray]]  # loss -> seed -> float64 test logits
+    per_seed: dict[str, dict[int, pd.DataFrame]]  # loss -> seed -> per-class report
 
 
-def evaluate(P: dict, runs: dict[str, Trained], splits: dict) -> Evaluation:
+def evaluate(P: dict, runs: dict[str, dict[int, Trained]], splits: dict) -> Evaluation:
     """Per-class AUROC on test (of the float64 logits); F1 on test at the per-class threshold
-    that maximises F1 on val. A class whose test labels are all equal has no AUROC and no F1
-    and is left out of both averages alike."""
+    that maximises F1 on val; with several seeds, each per-class metric is the mean over seeds.
+    A class whose test labels are all equal has no AUROC and no F1 and is left out of both
+    averages alike. Figures use the first seed."""
     y_val, y_test = splits["val"].targets, splits["test"].targets
-    per_class, overall, probs = {}, {}, {}
-    for name, r in runs.items():
-        p_val, p_test = expit(r.logits["val"]), expit(r.logits["test"])
-        rep = multilabel_report(y_val, p_val, y_test, p_test, CLASSES, rank_test=r.logits["test"])
-        per_class[name] = rep
-        probs[name] = p_test
+    per_class, overall, probs, logits, by_seed, per_seed = {}, {}, {}, {}, {}, {}
+    for name, seeds in runs.items():
+        reps = {s: multilabel_report(y_val, expit(r.logits["val"]), y_test, expit(r.logits["test"]), CLASSES,
+                                     rank_test=r.logits["test"]) for s, r in seeds.items()}
+        rep = sum(list(reps.values())[1:], next(iter(reps.values())).copy()) / len(reps)
+        per_class[name], per_seed[name] = rep, reps
+        first = next(iter(seeds.values()))
+        probs[name], logits[name] = expit(first.logits["test"]), first.logits["test"]
+        by_seed[name] = {s: r.logits["test"] for s, r in seeds.items()}
         overall[name] = {
-            "loss": r.loss("test"),
+            "loss": float(np.mean([r.loss("test") for r in seeds.values()])),
             "avg_auroc": float(np.nanmean(rep["AUROC"])),
             "avg_f1": float(np.nanmean(rep["F1"])),
+            "avg_f1_zero": float(np.nanmean(rep["F1 (z>0)"])),
         }
     n_pos = y_test.sum(0)
     left_out = [c for c, k in zip(CLASSES, n_pos) if k == 0 or k == len(y_test)]
-    return Evaluation(per_class, overall, probs, y_test, {n: r.logits["test"] for n, r in runs.items()}, left_out)
+    return Evaluation(per_class, overall, probs, y_test, logits, left_out, by_seed, per_seed)
 
 
 def overall_note(ev: Evaluation) -> str:
-    """What the averages cover (printed under the overall table)."""
-    if not ev.left_out:
-        return f"Averages over all {len(CLASSES)} classes."
-    return (f"Averages over {len(CLASSES) - len(ev.left_out)} classes; left out of every average (no positive or no "
-            f"negative test image): {', '.join(ev.left_out)}.")
+    """What the overall table's rows mean and which classes the averages cover."""
+    cover = (f"Averages over all {len(CLASSES)} classes." if not ev.left_out else
+             f"Averages over {len(CLASSES) - len(ev.left_out)} classes; left out of every average (no positive or no "
+             f"negative test image): {', '.join(ev.left_out)}.")
+    return (f"{report.loss_conventions(list(ev.overall))}\nAvg F1: per-class thresholds tuned on validation; "
+            f"Avg F1 (z>0): the fixed rule logit > 0.\n{cover}")
 
 
 def comparison_note(P: dict) -> str:
     """What the comparison's evidence covers (printed beside the table)."""
-    return (f"Evidence: one trained model per loss (seed {P['seed']}): DeLong per class and a paired bootstrap of "
+    seeds = training_seeds(P)
+    if len(seeds) > 1:
+        return (f"Evidence: {len(seeds)} trained models per loss (seeds {seeds}) on one split and test set: per class, a "
+                "two-sided t-test of the per-seed AUROC deltas (training variance included, test images fixed); "
+                "Holm over the classes of one challenger; the Mean row tests the per-seed deltas of the mean AUROC.")
+    return (f"Evidence: one trained model per loss (seed {seeds[0]}): DeLong per class and a paired bootstrap of "
             "the mean measure test-set sampling noise only; training variance (another seed) is not included, so "
-            "a Winner here is a single-seed Winner. Family for Holm: the classes of one challenger.")
+            "a Winner here is a single-seed Winner. Family for Holm: the classes of one challenger. "
+            "Seed-level evidence: -p 'seeds=[0, 1, 2]'.")
 
 
 def tables(P: dict, ev: Evaluation) -> dict[str, pd.DataFrame]:
     """The study's three tables: per-class metrics per loss, overall, and the comparison."""
-    out = {f"per_class_{name}": report.per_class_table(rep) for name, rep in ev.per_class.items()}
+    out = {f"per_class_{name}": report.per_class_table(rep, score_output=LOSSES.meta(name).get("output") == "score")
+           for name, rep in ev.per_class.items()}
     out["overall"] = report.overall_table(ev.overall)
     if len(ev.probs_test) > 1:
-        out["comparison"] = report.comparison_table(ev.y_test, ev.logits_test, P["baseline"], CLASSES, seed=P["seed"])
+        if len(training_seeds(P)) > 1:
+            out["comparison"] = report.seed_comparison_table(ev.y_test, ev.logits_by_seed, P["baseline"], CLASSES)
+        else:
+            out["comparison"] = report.comparison_table(ev.y_test, ev.logits_test, P["baseline"], CLASSES, seed=P["seed"])
     return out
 
 
-def figures(P: dict, ev: Evaluation, runs: dict[str, Trained], run_dir: Path) -> dict:
-    """Per-class AUROC bars and ROC curves, saved under ``figures/`` and returned."""
+def figures(P: dict, ev: Evaluation, runs: dict[str, dict[int, Trained]], run_dir: Path) -> dict:
+    """Per-class AUROC bars (mean over seeds), ROC curves and training curves (first seed),
+    saved under ``figures/`` and returned."""
     figs = {
         "per_class_auroc": report.plot_per_class_auroc(ev.per_class),
         "roc_curves": report.plot_roc_curves(ev.y_test, ev.probs_test, CLASSES),
-        "history": report.plot_history({n: r.history for n, r in runs.items()}),
+        "history": report.plot_history({n: next(iter(r.values())).history for n, r in runs.items()}),
     }
     for name, fig in figs.items():
         report.save_figure(fig, run_dir / "figures" / f"{name}.png")
     return figs
 
 
-HEADLINE_ABOUT = ("test split; Loss: the mean per-image test loss; Avg AUROC: the mean over classes of the per-class "
-                  "AUROC of the logits; Avg F1: the mean over classes of F1 at the per-class probability threshold "
-                  "that maximises F1 on validation; rounded to 4 decimals")
+HEADLINE_ABOUT = ("test split; Loss (own scale): the mean test loss in each loss's own convention (see the loss "
+                  "registry's mean_over), not comparable across losses; Avg AUROC: the mean over classes of the "
+                  "per-class AUROC of the float64 logits; Avg F1: the mean over classes of F1 at the per-class "
+                  "probability threshold that maximises F1 on validation; Avg F1 (z>0): at the fixed rule logit > 0; "
+                  "classes without both test labels are in no average; rounded to 4 decimals")
 
 
-def save(P: dict, run_dir: Path, runs: dict[str, Trained], ev: Evaluation, splits: dict, tables: dict[str, pd.DataFrame]) -> list[str]:
+def save(P: dict, run_dir: Path, runs: dict[str, dict[int, Trained]], ev: Evaluation, splits: dict,
+         tables: dict[str, pd.DataFrame]) -> list[str]:
     """Write the run record (:mod:`lfakit.record`): every loss's logits and per-image losses on
-    every split, metrics.json with the overall table as headline, tables/*.csv and the
-    manifest; return the files of the run folder."""
+    every split for every seed, metrics.json with the overall table as headline (means over
+    seeds), tables/*.csv and the manifest; return the files of the run folder."""
     pw = record.PredictionWriter()
-    for name, r in runs.items():
-        for split, s in splits.items():
-            pw.add(name, split, P["seed"], s.image_ids, s.targets, r.logits[split], r.sample_loss[split])
+    for name, seeds in runs.items():
+        for seed, r in seeds.items():
+            for split, s in splits.items():
+                pw.add(name, split, seed, s.image_ids, s.targets, r.logits[split], r.sample_loss[split])
     built = loss_modules(P)
     methods = {}
-    for name, r in runs.items():
+    for name, seeds in runs.items():
         rep = ev.per_class[name]
         methods[name] = {
             "config": repr(built[name]),
-            "best_epoch": r.best_epoch,
+            "best_epoch": {int(s): r.best_epoch for s, r in seeds.items()},
+            "per_seed": {int(s): {"avg_auroc": float(np.nanmean(ps["AUROC"])), "avg_f1": float(np.nanmean(ps["F1"]))}
+                         for s, ps in ev.per_seed[name].items()},
             "test_loss": ev.overall[name]["loss"],
             "avg_auroc": ev.overall[name]["avg_auroc"],
             "avg_f1": ev.overall[name]["avg_f1"],
@@ -204,6 +242,7 @@ def save(P: dict, run_dir: Path, runs: dict[str, Trained], ev: Evaluation, split
         }
     extra = {
         "classes": list(CLASSES),
+        "seeds": training_seeds(P),
         "baseline": P["baseline"],
         "threshold_rule": "per class, the probability threshold maximising F1 on validation; F1 reported on test",
     }

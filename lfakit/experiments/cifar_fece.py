@@ -158,39 +158,50 @@ class Run:
     best_epoch: int
     history: pd.DataFrame
     sample_loss: dict[str, np.ndarray]
+    seed: int | None = None  # None: the run's seed (no seeds list)
 
     @property
     def tag(self) -> str:
-        return run_tag(self.rho, self.fold, self.loss)
+        return run_tag(self.rho, self.fold, self.loss, self.seed)
 
 
-def run_tag(rho: str, fold: int, loss: str) -> str:
-    return f"rho{rho}_fold{fold + 1}_{loss}"
+def run_tag(rho: str, fold: int, loss: str, seed: int | None = None) -> str:
+    return f"rho{rho}_fold{fold + 1}_{loss}" + ("" if seed is None else f"_seed{seed}")
+
+
+def training_seeds(P: dict) -> list[int | None]:
+    """The training seeds of every (ratio, fold, loss): ``seeds``, else ``[None]`` (``seed``)."""
+    return [int(v) for v in P["seeds"]] or [None]
 
 
 def train_one(P: dict, rho: str, fold: int, name: str, loss_fn, splits: dict, channels: int, run_dir: Path,
-              stop_after_epoch: int | None = None) -> Run:
-    """Train a fresh model with one loss on one ratio/fold, or reload it when resuming."""
-    tag = run_tag(rho, fold, name)
+              stop_after_epoch: int | None = None, seed: int | None = None) -> Run:
+    """Train a fresh model with one loss on one ratio/fold and seed (``None``: ``P['seed']``), or
+    reload it when resuming. The seed sets the initial weights and data order; the splits are
+    ``P['seed']``'s."""
+    tag = run_tag(rho, fold, name, seed)
     ds = {s: ArrayImageDataset(sp.images, sp.targets, channels=channels, augment=P["augment"] and s == "train")
           for s, sp in splits.items()}
     # the training split is predicted without augmentation
     plain = {**ds, "train": ArrayImageDataset(splits["train"].images, splits["train"].targets, channels=channels)}
-    t = train_or_resume(P, tag, loss_fn, lambda: build_model(P, len(splits["test"].classes), channels), ds["train"], ds["val"],
-                        plain, run_dir, {"auroc": _mean_auroc}, f"rho={rho} fold={fold + 1} {name}", stop_after_epoch)
-    return Run(rho, fold, name, t.logits, t.best_epoch, t.history, t.sample_loss)
+    Ps = P if seed is None else {**P, "seed": seed}
+    desc = f"rho={rho} fold={fold + 1} {name}" + ("" if seed is None else f" seed {seed}")
+    t = train_or_resume(Ps, tag, loss_fn, lambda: build_model(P, len(splits["test"].classes), channels), ds["train"], ds["val"],
+                        plain, run_dir, {"auroc": _mean_auroc}, desc, stop_after_epoch)
+    return Run(rho, fold, name, t.logits, t.best_epoch, t.history, t.sample_loss, seed)
 
 
 def train_all(P: dict, data: Data, run_dir: Path) -> dict[str, Run]:
-    """Train one model per (ratio, fold, loss): same seed, data and schedule for every loss."""
+    """Train one model per (ratio, fold, loss, seed): same data and schedule for every loss."""
     channels = input_channels(P, data.source)
     fns = loss_modules(P)
     runs = {}
     for rho, folds in data.splits.items():
         for f, splits in enumerate(folds):
             for name, fn in fns.items():
-                r = train_one(P, rho, f, name, fn, splits, channels, run_dir)
-                runs[r.tag] = r
+                for seed in training_seeds(P):
+                    r = train_one(P, rho, f, name, fn, splits, channels, run_dir, seed=seed)
+                    runs[r.tag] = r
     return runs
 
 
@@ -204,39 +215,46 @@ class Evaluation:
     class_sizes: dict[str, np.ndarray]  # rho -> training images per class (fold 1)
     per_class_val: dict[str, dict[str, pd.DataFrame]]  # rho -> loss -> LFA metrics on validation (fold mean)
     logits_test: dict[str, dict[str, np.ndarray]]  # rho -> loss -> float64 test logits (fold mean): what AUROC ranks
+    logits_by_seed: dict[str, dict[str, dict]]  # rho -> loss -> seed -> float64 test logits (fold mean)
 
 
 def evaluate(P: dict, runs: dict[str, Run], data: Data) -> Evaluation:
     """LFA metrics per class on test, thresholds by best F1 on each fold's validation split; the
     same metrics on validation (what the hard classes are chosen by, so that the test set only
-    measures them)."""
-    per_class, per_fold, probs, sizes, per_val, logits = {}, {}, {}, {}, {}, {}
+    measures them). With several seeds every per-class metric is the mean over folds and seeds;
+    ``per_fold`` (and the figures) hold the first seed."""
+    per_class, per_fold, probs, sizes, per_val, logits, by_seed = {}, {}, {}, {}, {}, {}, {}
+    seeds = training_seeds(P)
     y_test = None
 
     def mean(frames):
         return sum(frames[1:], frames[0].copy()) / len(frames) if len(frames) > 1 else frames[0]
 
     for rho, folds in data.splits.items():
-        per_class[rho], per_fold[rho], probs[rho], per_val[rho], logits[rho] = {}, {}, {}, {}, {}
+        per_class[rho], per_fold[rho], probs[rho], per_val[rho], logits[rho], by_seed[rho] = {}, {}, {}, {}, {}, {}
         sizes[rho] = folds[0]["train"].counts()
         for name in P["losses"]:
-            frames, vframes, p_tests, z_tests = [], [], [], []
-            for f, splits in enumerate(folds):
-                r = runs[run_tag(rho, f, name)]
-                p_val, p_test = expit(r.logits["val"]), expit(r.logits["test"])
-                yv = splits["val"].labels
-                frames.append(per_class_metrics(yv, p_val, splits["test"].labels, p_test, data.classes,
-                                                rank_test=r.logits["test"]))
-                vframes.append(per_class_metrics(yv, p_val, yv, p_val, data.classes, rank_test=r.logits["val"]))
-                p_tests.append(p_test)
-                z_tests.append(r.logits["test"])
-                y_test = splits["test"].labels
-            per_fold[rho][name] = frames
+            frames, vframes, p_tests, z_tests, by_seed[rho][name] = [], [], [], [], {}
+            for seed in seeds:
+                z_seed = []
+                for f, splits in enumerate(folds):
+                    r = runs[run_tag(rho, f, name, seed)]
+                    p_val, p_test = expit(r.logits["val"]), expit(r.logits["test"])
+                    yv = splits["val"].labels
+                    frames.append(per_class_metrics(yv, p_val, splits["test"].labels, p_test, data.classes,
+                                                    rank_test=r.logits["test"]))
+                    vframes.append(per_class_metrics(yv, p_val, yv, p_val, data.classes, rank_test=r.logits["val"]))
+                    p_tests.append(p_test)
+                    z_tests.append(r.logits["test"])
+                    z_seed.append(r.logits["test"])
+                    y_test = splits["test"].labels
+                by_seed[rho][name][seed] = np.mean(z_seed, axis=0)
+            per_fold[rho][name] = frames[: len(folds)]
             per_class[rho][name] = mean(frames)
             per_val[rho][name] = mean(vframes)
             probs[rho][name] = np.mean(p_tests, axis=0)
             logits[rho][name] = np.mean(z_tests, axis=0)
-    return Evaluation(tuple(data.classes), per_class, per_fold, probs, y_test, sizes, per_val, logits)
+    return Evaluation(tuple(data.classes), per_class, per_fold, probs, y_test, sizes, per_val, logits, by_seed)
 
 
 def _per_ratio(ev: Evaluation, table) -> pd.DataFrame:
@@ -271,9 +289,14 @@ def comparison_summary(comp: pd.DataFrame) -> pd.DataFrame:
 
 def comparison_note(P: dict) -> str:
     """What the comparison's evidence covers (printed beside the tables)."""
-    return (f"Evidence: one trained model per loss and ratio (seed {P['seed']}): DeLong per class and a paired "
-            "bootstrap of the mean measure test-set sampling noise only; training variance (another seed) is not "
-            "included, so a winner here is a single-seed winner. Holm family: the classes of one challenger.")
+    if len(P["seeds"]) > 1:
+        return (f"Evidence: {len(P['seeds'])} trained models per loss and ratio (seeds {P['seeds']}) on one split and "
+                "test set: per class, a two-sided t-test of the per-seed AUC deltas (training variance included, "
+                "test images fixed); Holm family: the classes of one challenger.")
+    return (f"Evidence: one trained model per loss and ratio (seed {P['seeds'][0] if P['seeds'] else P['seed']}): "
+            "DeLong per class and a paired bootstrap of the mean measure test-set sampling noise only; training "
+            "variance (another seed) is not included, so a winner here is a single-seed winner. Holm family: the "
+            "classes of one challenger. Seed-level evidence: -p 'seeds=[0, 1, 2]'.")
 
 
 def tables(P: dict, ev: Evaluation) -> dict[str, pd.DataFrame]:
@@ -286,7 +309,10 @@ def tables(P: dict, ev: Evaluation) -> dict[str, pd.DataFrame]:
             out[f"per_class_rho{rho}_{name}"] = df[list(METRICS)].round(4) + 0.0
         if len(by_loss) > 1:
             y = np.eye(len(ev.classes))[ev.y_test]
-            comp = report.comparison_table(y, ev.logits_test[rho], P["baseline"], ev.classes, seed=P["seed"])
+            if len(training_seeds(P)) > 1:
+                comp = report.seed_comparison_table(y, ev.logits_by_seed[rho], P["baseline"], ev.classes)
+            else:
+                comp = report.comparison_table(y, ev.logits_test[rho], P["baseline"], ev.classes, seed=P["seed"])
             out[f"comparison_rho{rho}"] = comp
             out[f"significance_rho{rho}"] = comparison_summary(comp)
     if P["folds"] >= 2:
@@ -380,13 +406,14 @@ def figures(P: dict, ev: Evaluation, runs: dict[str, Run], data: Data, tabs: dic
     for rho, folds in data.splits.items():
         hard = hard_set(tabs[f"hard_classes_rho{rho}"])
         for split in ("test", "train"):
-            probs = {n: expit(runs[run_tag(rho, 0, n)].logits[split]) for n in P["losses"]}
+            probs = {n: expit(runs[run_tag(rho, 0, n, training_seeds(P)[0])].logits[split]) for n in P["losses"]}
             figs[f"true_class_prob_{split}_rho{rho}"] = plot_true_class_probability(
                 folds[0][split].labels, probs, ev.classes, hard,
                 f"p(true class) on the {split} split, rho = {rho}" + (" (fold 1)" if P["folds"] else ""))
         figs[f"per_class_auc_rho{rho}"] = report.plot_per_class_auroc(
             {n: df.rename(columns={"AUC": "AUROC"}) for n, df in ev.per_class[rho].items()})
-        figs[f"history_rho{rho}"] = report.plot_history({n: runs[run_tag(rho, 0, n)].history for n in P["losses"]})
+        figs[f"history_rho{rho}"] = report.plot_history(
+            {n: runs[run_tag(rho, 0, n, training_seeds(P)[0])].history for n in P["losses"]})
     figs["recall_vs_class_size"] = plot_recall_vs_size(ev.per_class, ev.class_sizes, ev.classes)
     for name, fig in figs.items():
         report.save_figure(fig, run_dir / "figures" / f"{name}.png")
@@ -411,17 +438,20 @@ def save(P: dict, run_dir: Path, runs: dict[str, Run], ev: Evaluation, data: Dat
     for rho, folds in data.splits.items():
         for f, splits in enumerate(folds):
             for name in P["losses"]:
-                r = runs[run_tag(rho, f, name)]
-                for split, sp in splits.items():
-                    pw.add(name, split, P["seed"], sp.ids, sp.labels, r.logits[split], r.sample_loss[split],
-                           group=f"rho={rho}/fold={f + 1}")
+                for seed in training_seeds(P):
+                    r = runs[run_tag(rho, f, name, seed)]
+                    for split, sp in splits.items():
+                        pw.add(name, split, P["seed"] if seed is None else seed, sp.ids, sp.labels, r.logits[split],
+                               r.sample_loss[split], group=f"rho={rho}/fold={f + 1}")
     built = loss_modules(P)
     methods = {
         name: {
             "config": repr(built[name]),
             "per_ratio": {
                 rho: {
-                    "best_epochs": [runs[run_tag(rho, f, name)].best_epoch for f in range(len(data.splits[rho]))],
+                    "best_epochs": {str(seed if seed is not None else P["seed"]): [
+                        runs[run_tag(rho, f, name, seed)].best_epoch for f in range(len(data.splits[rho]))]
+                        for seed in training_seeds(P)},
                     "per_class": {c: {m: float(by_loss[name].loc[c, m]) for m in METRICS} for c in by_loss[name].index},
                 }
                 for rho, by_loss in ev.per_class.items()

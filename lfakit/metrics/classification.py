@@ -243,6 +243,8 @@ def multilabel_report(
     ``F1``         test F1 at the validation-chosen threshold,
     ``Threshold``  the best-F1 threshold on validation (same scale as the scores),
     ``Precision``, ``Recall``  on test at that threshold,
+    ``F1 (z>0)``   test F1 at the fixed rule logit > 0 (p > 0.5; ZLPR's own decision rule), from
+                   ``rank_test`` when given,
     ``Prevalence`` fraction of positive test labels, ``n_pos`` number of positive test labels.
     """
     yv = as_labels(y_val, "y_val")
@@ -265,7 +267,11 @@ def multilabel_report(
     precision, recall, f1 = precision_recall_f1_at_thresholds(yt, pt, thresholds)
     n_pos = yt.sum(axis=0).astype(int)
     undefined = (n_pos == 0) | (n_pos == yt.shape[0])  # one rule for every per-class metric
-    precision, recall, f1 = (np.where(undefined, np.nan, a) for a in (precision, recall, f1))
+    if rank_test is None:  # p > 0.5
+        _, _, f1_zero = precision_recall_f1_at_thresholds(yt, pt, np.nextafter(0.5, 1.0))
+    else:  # z > 0
+        _, _, f1_zero = precision_recall_f1_at_thresholds(yt, rank_test, np.nextafter(0.0, 1.0))
+    precision, recall, f1, f1_zero = (np.where(undefined, np.nan, a) for a in (precision, recall, f1, f1_zero))
     index = pd.Index(class_names, name="Class")
     return pd.DataFrame(
         {
@@ -274,6 +280,7 @@ def multilabel_report(
             "Threshold": thresholds,
             "Precision": precision,
             "Recall": recall,
+            "F1 (z>0)": f1_zero,
             "Prevalence": n_pos / max(yt.shape[0], 1),
             "n_pos": n_pos,
         },

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from lfakit.fitconfig import fit_params
-from lfakit.params import Spec, check_loss_kwargs, check_model, loss_choices, model_choices, model_help, run_params
+from lfakit.params import Spec, check_loss_kwargs, check_model, check_seeds, loss_choices, model_choices, model_help, run_params
 
 EXPERIMENT = "chestxray_zlpr"
 VAL_METRICS = ("auroc",)
@@ -24,6 +24,8 @@ SCHEMA: dict[str, Spec] = {
     "model": Spec(str, "tiny_cnn", model_help(), choices_fn=model_choices),
     "pretrained": Spec(bool, False, "ImageNet weights (downloaded once into torchvision's cache)"),
     "augment": Spec(bool, False, "random flips and shifts on the training split"),
+    "seeds": Spec(list, [], "training seeds, one model per loss and seed (initial weights, data order; the split keeps seed); "
+                  "two or more: the comparison tests per-seed deltas; empty: seed only", check=check_seeds),
     **fit_params(VAL_METRICS, epochs=10, batch_size=32, optimizer="adamw", lr=0.003, weight_decay=1e-05,
                  scheduler="cosine", monitor="val_auroc", precision="float64"),
     **run_params(EXPERIMENT, seed=42, num_threads=2),

@@ -7,7 +7,7 @@ import math
 
 from lfakit.catalog import DATASETS
 from lfakit.fitconfig import fit_params
-from lfakit.params import Spec, check_loss_kwargs, check_model, loss_choices, model_choices, model_help, run_params
+from lfakit.params import Spec, check_loss_kwargs, check_model, check_seeds, loss_choices, model_choices, model_help, run_params
 
 EXPERIMENT = "cifar_fece"
 VAL_METRICS = ("auroc",)
@@ -49,6 +49,8 @@ SCHEMA: dict[str, Spec] = {
     "image_size": Spec(int, 0, "resize inputs to this side inside the model (0: the native 8 or 32 px, else at least 8)", min=0, max=1024,
                        check=_check_image_size),
     "augment": Spec(bool, False, "random flips and shifts on the training split (keep off for digits)"),
+    "seeds": Spec(list, [], "training seeds, one model per loss, ratio, fold and seed (initial weights, data order; the "
+                  "splits keep seed); two or more: the comparison tests per-seed deltas; empty: seed only", check=check_seeds),
     **fit_params(VAL_METRICS, epochs=10, batch_size=64, optimizer="adam", lr=0.003, weight_decay=0.0001,
                  scheduler="cosine", monitor="val_auroc", precision="float64"),
     **run_params(EXPERIMENT, seed=42, num_threads=1),
