@@ -74,6 +74,8 @@ def _run_one(experiment: str, args) -> int:
     except runner.RunInterrupted as e:
         print(f"\nlfakit: {experiment} interrupted; its run folder is {e.run_dir}", file=sys.stderr)
         print(f"lfakit: continue it with: lfakit run {experiment} --resume {e.run_dir.name}", file=sys.stderr)
+        if getattr(args, "all", False):
+            raise _Stop() from None
         return 130
     except runner.RunFailed as e:
         print(f"lfakit: {experiment} failed: {e}", file=sys.stderr)
@@ -88,21 +90,31 @@ def _cmd_run(args) -> int:
     return _run_one(args.experiment, args)
 
 
+class _Stop(Exception):
+    """Ctrl-C inside run-all: stop the whole job, not just the current experiment."""
+
+
 def _cmd_run_all(args) -> int:
     from lfakit import runner
 
-    failed = []
-    for exp in runner.experiments():
+    args.all = True
+    failed, done = [], []
+    for exp in runner.experiments():  # a Ctrl-C (RunInterrupted from _run_one) ends the whole job
         if args.profile not in runner.profiles(exp):
             print(f"{exp}: no {args.profile!r} profile, skipped")
             continue
         try:
             code = _run_one(exp, args)
+        except _Stop:
+            print(f"lfakit: run-all stopped; done before the interrupt: {', '.join(done) or 'none'}", file=sys.stderr)
+            return 130
         except LfakitError as e:  # e.g. this experiment's data are missing: go on with the next
             print(f"lfakit: {exp}: error: {e}", file=sys.stderr)
             code = 2
         if code:
             failed.append(exp)
+        else:
+            done.append(exp)
     print(f"results are under {runner.results_root()}")
     if failed:
         print(f"lfakit: failed: {', '.join(failed)}", file=sys.stderr)
@@ -145,8 +157,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except BrokenPipeError:  # `lfakit list | head`
         return 0
-    except KeyboardInterrupt:  # before a run folder was made: nothing to resume
-        print("\nlfakit: interrupted before any run started; nothing was written", file=sys.stderr)
+    except KeyboardInterrupt:  # before a run folder was made (after one, runner raises RunInterrupted)
+        print("\nlfakit: interrupted", file=sys.stderr)
         return 130
 
 

@@ -311,8 +311,8 @@ def _load_checkpoint(path: Path, device: torch.device, what: str) -> dict:
         if c != path:
             import warnings
 
-            warnings.warn(f"{path} is unreadable ({errors[-1]}); resuming {what} from the previous epoch's {c.name}",
-                          stacklevel=3)
+            why = f"unreadable ({errors[-1]})" if errors else "missing (the run stopped while replacing it)"
+            warnings.warn(f"{path} is {why}; resuming {what} from the previous epoch's {c.name}", stacklevel=3)
         return state
     raise TrainingError(
         f"cannot resume {what}: its checkpoint is unreadable ({'; '.join(errors)}). "

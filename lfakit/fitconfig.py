@@ -41,7 +41,7 @@ class FitConfig:
                                               min=0, max=10_000))
     # val_loss (min) or val_<metric> (max); the experiment's schema narrows the choices
     monitor: str = _p("val_loss", Spec(str, help="validation quantity that picks the best epoch"))
-    amp: bool = _p(True, Spec(bool, help="mixed precision and channels_last (CUDA, float32 only)"))
+    amp: bool = _p(True, Spec(bool, help="mixed precision (CUDA, float32 only); channels_last is always used on CUDA"))
     channels_last: bool = _p(True)  # CUDA only
     device: str = _p("auto")  # a run parameter (lfakit.params.run_params)
     num_workers: int = _p(0, Spec(int, help="DataLoader worker processes", min=0, max=64))

@@ -217,7 +217,10 @@ def _coerce(name: str, value: Any, spec: Spec) -> Any:
         return value
     if t is list:
         if isinstance(value, str):  # "a,b" or "[a, b]" from a command line
-            parsed = yaml.safe_load(value) if value.strip().startswith("[") else value.split(",")
+            if value.strip().startswith("["):
+                parsed = yaml.safe_load(value)
+            else:  # "0,1,2" or "focal, zlpr": each item read as YAML, like a -p value
+                parsed = [yaml.safe_load(v) if v.strip() else "" for v in value.split(",")]
             value = [v.strip() if isinstance(v, str) else v for v in parsed]
         if isinstance(value, tuple):
             value = list(value)

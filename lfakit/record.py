@@ -136,13 +136,14 @@ class PredictionWriter:
     def add(self, method: str, split: str, seed: int, sample_id, targets, scores, sample_loss=None,
             group: str = "", **fields) -> None:
         scores = np.asarray(scores, dtype=np.float64)
-        n = len(scores)
-        scores = scores.reshape(n, -1)
-        targets = np.asarray(targets, dtype=np.float64).reshape(n, -1)
+        targets = np.asarray(targets, dtype=np.float64)
         sample_id = np.asarray(sample_id).astype(str)
-        if len(sample_id) != n or len(targets) != n:
-            raise ValueError(f"{method}/{split}: {n} scores but {len(sample_id)} ids and {len(targets)} targets")
-        loss = np.full(n, np.nan) if sample_loss is None else np.asarray(sample_loss, dtype=np.float64).reshape(n)
+        n = len(scores)
+        loss = np.full(n, np.nan) if sample_loss is None else np.asarray(sample_loss, dtype=np.float64)
+        if len(sample_id) != n or len(targets) != n or len(loss) != n or loss.ndim != 1:
+            raise ValueError(f"{method}/{split}: {n} scores but {len(sample_id)} ids, {len(targets)} targets "
+                             f"and {loss.shape} sample losses")
+        scores, targets = scores.reshape(n, -1), targets.reshape(n, -1)
         block = {"method": np.full(n, method, dtype=object), "group": np.full(n, group, dtype=object),
                  "split": np.full(n, split, dtype=object), "seed": np.full(n, int(seed), dtype=np.int64),
                  "sample_id": sample_id.astype(object), "targets": targets, "scores": scores, "sample_loss": loss}
@@ -269,7 +270,7 @@ def load_run(run_dir: str | Path) -> RunRecord:
     mpath = run_dir / METRICS
     if not mpath.exists():
         raise DataError(f"{run_dir} holds no {METRICS}: the run did not finish (resume it with "
-                        f"`lfakit run <experiment> --resume {run_dir.name}`) or it is not a run folder")
+                        f"`lfakit run {run_dir.parent.name} --resume {run_dir.name}`) or it is not a run folder")
     m = json.loads(mpath.read_text())
     if m.get("schema") != SCHEMA:
         raise DataError(f"{mpath} has schema {m.get('schema')!r}; this lfakit reads {SCHEMA!r}")

@@ -163,7 +163,7 @@ def comparison_table(
     """Per-class AUROC of every challenger against ``baseline``, with significance.
 
     Columns: ``Challenger | Class | Baseline | AUROC | Delta | CI low | CI high | p-value |
-    Test | Winner`` where ``Baseline``/``AUROC`` are the baseline's and the challenger's test
+    p (Holm) | Test | Seeds | Winner`` where ``Baseline``/``AUROC`` are the baseline's and the challenger's test
     AUROC and ``Delta = AUROC - Baseline``.
 
     * Class rows: DeLong test (``Test = "DeLong"``), normal 95% interval for the delta.
@@ -256,7 +256,9 @@ def seed_comparison_table(
     over seeds"``): evidence that includes training variability (initial weights, data order),
     with the test images fixed. ``p (Holm)`` adjusts over the classes of one challenger; the
     ``Mean`` row tests the per-seed deltas of the mean per-class AUROC. Columns as
-    :func:`comparison_table`. A class whose test labels are all equal shows NaN and ``n/a``.
+    :func:`comparison_table`. A class whose test labels are all equal shows NaN and ``n/a``;
+    per-seed deltas that are all equal and non-zero (no spread to test against) give no p
+    and no Winner.
     """
     if baseline not in scores_by_seed:
         raise ParameterError(f"baseline {baseline!r} is not among {list(scores_by_seed)}." + close_matches(baseline, scores_by_seed))
@@ -302,8 +304,8 @@ def _t_over_seeds(base: np.ndarray, other: np.ndarray) -> list[float]:
         return [math.nan] * 6
     n, mean = len(d), float(d.mean())
     sd = float(d.std(ddof=1))
-    if sd == 0:
-        p, lo, hi = (1.0 if mean == 0 else 0.0), mean, mean
+    if sd == 0:  # no spread to test against: identical deltas are no evidence either way
+        p, lo, hi = (1.0, mean, mean) if mean == 0 else (math.nan, math.nan, math.nan)
     else:
         se = sd / math.sqrt(n)
         p = float(2 * student_t.sf(abs(mean) / se, n - 1))

@@ -240,7 +240,7 @@ def _setup_logging() -> None:
 KERNEL_LOG = "kernel.log"
 
 
-def _kernel_manager_class(log_path: Path | None = None):
+def _kernel_manager_class(log_path: Path | None = None, opened: list | None = None):
     """A kernel manager talking to the kernel over IPC sockets in the temp folder (not TCP),
     with the kernel process's own stdout/stderr going to ``log_path``.
 
@@ -264,7 +264,9 @@ def _kernel_manager_class(log_path: Path | None = None):
 
         async def _async_start_kernel(self, **kw):
             if log_path is not None:
-                log = open(log_path, "ab")  # noqa: SIM115 - the kernel process keeps it open
+                log = open(log_path, "ab")  # noqa: SIM115 - the kernel process writes to it; closed by execute
+                if opened is not None:
+                    opened.append(log)
                 kw.setdefault("stdout", log)
                 kw.setdefault("stderr", log)
             return await super()._async_start_kernel(**kw)
@@ -292,7 +294,8 @@ def execute(experiment: str, params: dict[str, Any], run_dir: Path, timeout: int
         _setup_logging()
     env_before = os.environ.get("LFAKIT_PROGRESS")
     os.environ["LFAKIT_PROGRESS"] = "text"  # the kernel inherits it: plain-text progress in the log
-    interrupted = []
+    interrupted, logs = [], []
+    levels = {name: logging.getLogger(name).level for name in ("asyncio", "nbclient", "papermill", "traitlets")}
 
     def quiet():
         # the kernel and the client's pending tasks die with the interrupt; their last words
@@ -317,7 +320,7 @@ def execute(experiment: str, params: dict[str, Any], run_dir: Path, timeout: int
             log_output=log_output,
             progress_bar=False,
             request_save_on_cell_execute=True,
-            kernel_manager_class=_kernel_manager_class(run_dir / KERNEL_LOG),
+            kernel_manager_class=_kernel_manager_class(run_dir / KERNEL_LOG, logs),
         )
     except BaseException as e:
         if interrupted or isinstance(e, KeyboardInterrupt):
@@ -330,6 +333,10 @@ def execute(experiment: str, params: dict[str, Any], run_dir: Path, timeout: int
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
+        for name, level in levels.items():  # the next run (run-all) logs as before
+            logging.getLogger(name).setLevel(level)
+        for f in logs:
+            f.close()
         if env_before is None:
             os.environ.pop("LFAKIT_PROGRESS", None)
         else:
@@ -383,5 +390,8 @@ def run(
         params["run_dir"] = str(run_dir)
         params["resume"] = False
         write_params(run_dir, params)
-    notebook = execute(experiment, params, run_dir, timeout, log_output)
+    try:
+        notebook = execute(experiment, params, run_dir, timeout, log_output)
+    except KeyboardInterrupt:  # before execute's own handler was in place
+        raise RunInterrupted(run_dir) from None
     return RunOutcome(experiment, run_dir, notebook, bool(resume))

@@ -407,7 +407,8 @@ def corrected_resampled_ttest(deltas, n_train: int, n_test: int, ci: float = 0.9
     differences; ``t = mean / sqrt(that)`` on ``J - 1`` degrees of freedom, and the interval is
     ``mean -/+ t_{(1+ci)/2, J-1} * sqrt(that)``. Returns ``delta``, ``ci_low``, ``ci_high``,
     ``p_value`` and ``n`` (J); fewer than 2 differences give NaN. All differences equal: p = 1
-    if they are 0, else 0. Written out here: scipy and statsmodels have no such test."""
+    if they are 0, else NaN (no spread to test against). Written out here: scipy and
+    statsmodels have no such test."""
     d = np.asarray(deltas, dtype=float)
     d = d[np.isfinite(d)]
     j = len(d)
@@ -418,8 +419,9 @@ def corrected_resampled_ttest(deltas, n_train: int, n_test: int, ci: float = 0.9
         return {**out, "ci_low": math.nan, "ci_high": math.nan, "p_value": math.nan}
     var = (1.0 / j + n_test / n_train) * float(d.var(ddof=1))
     if var == 0:
-        p = 1.0 if out["delta"] == 0 else 0.0
-        return {**out, "ci_low": out["delta"], "ci_high": out["delta"], "p_value": p}
+        if out["delta"] == 0:
+            return {**out, "ci_low": 0.0, "ci_high": 0.0, "p_value": 1.0}
+        return {**out, "ci_low": math.nan, "ci_high": math.nan, "p_value": math.nan}
     se = math.sqrt(var)
     p = float(2 * student_t.sf(abs(out["delta"]) / se, j - 1))
     half = float(student_t.ppf(0.5 + ci / 2.0, j - 1)) * se

@@ -189,3 +189,26 @@ def test_ctrl_c_names_the_run_to_resume_without_a_traceback(results_dir):
     assert p.returncode == 130
     assert "Traceback" not in err and "ZMQError" not in err, err
     assert f"lfakit run {EXP} --resume {run}" in err
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_run_all_stops_the_whole_job(results_dir):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    p = subprocess.Popen([sys.executable, "-m", "lfakit.cli", "run-all", "-q"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and p.poll() is None:  # cf_ensemble runs first; stop it mid-run
+        if (results_dir / "cf_ensemble").exists() and any((results_dir / "cf_ensemble").iterdir()):
+            time.sleep(3)
+            break
+        time.sleep(0.05)
+    os.killpg(p.pid, signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130, err
+    assert "run-all stopped" in err and "Traceback" not in err
+    assert not (results_dir / "loss_atlas").exists()  # nothing ran after the interrupt

@@ -268,3 +268,12 @@ def test_confident_logits_rank_at_full_precision():
     old = expit(s1.astype(np.float32))
     assert len(np.unique(old)) < len(np.unique(s1)) / 2
     assert abs(per_class_auroc(yy, old)[0] - want[0]) > 1e-3
+
+
+def test_resume_when_only_the_previous_checkpoint_survived(tmp_path):
+    """Killed between moving last.pt aside and putting the new one in place."""
+    engine.fit(_model(), losses.build("bce"), _data(), _data(seed=1), _cfg(), checkpoint_dir=tmp_path, stop_after_epoch=3)
+    (tmp_path / "last.pt").unlink()
+    with pytest.warns(UserWarning, match="missing"):
+        r = engine.fit(_model(seed=7), losses.build("bce"), _data(), _data(seed=1), _cfg(), checkpoint_dir=tmp_path, resume=True)
+    assert r.resumed_from_epoch == 3 and len(r.history) == 5

@@ -663,3 +663,14 @@ def test_seed_comparison_tests_per_seed_deltas():
         seed_comparison_table(y, {k: {0: v[0]} for k, v in scores.items()}, "focal")
     with pytest.raises(ParameterError, match="same seeds"):
         seed_comparison_table(y, {"focal": scores["focal"], "zlpr": {0: scores["zlpr"][0], 1: scores["zlpr"][1]}}, "focal")
+
+
+def test_identical_nonzero_seed_deltas_declare_no_winner():
+    from lfakit.report import seed_comparison_table
+
+    y = np.array([[0], [0], [1], [1]] * 10)
+    base = np.tile(np.array([[0.1], [0.6], [0.4], [0.9]]), (10, 1))
+    better = np.tile(np.array([[0.1], [0.3], [0.4], [0.9]]), (10, 1))  # same AUROC gain for every seed
+    t = seed_comparison_table(y, {"a": {0: base, 1: base}, "b": {0: better, 1: better}}, "a", ["c"])
+    row = t.iloc[0]
+    assert row["Delta"] > 0 and np.isnan(row["p-value"]) and row["Winner"].endswith("(n.s.)")

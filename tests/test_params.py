@@ -210,3 +210,11 @@ def test_every_paper_profile_value_says_where_it_comes_from(exp, profile):
         if not ("  # study: " in line or "  # kit: " in line):
             bad.append(f"{path.name}:{i}: {line}")
     assert not bad, "values without provenance:\n" + "\n".join(bad)
+
+
+def test_comma_lists_read_their_items_as_values():
+    assert params.validate(EXP, {"seeds": "0,1,2"}, partial=True)["seeds"] == [0, 1, 2]
+    assert params.validate(EXP, {"seeds": "[0, 1]"}, partial=True)["seeds"] == [0, 1]
+    assert params.validate(EXP, {"losses": "focal, zlpr"}, partial=True)["losses"] == ["focal", "zlpr"]
+    with pytest.raises(ParameterError, match="every seed must be an integer"):
+        params.validate(EXP, {"seeds": "0,a"}, partial=True)

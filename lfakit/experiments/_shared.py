@@ -57,8 +57,7 @@ class Trained:
 
 
 def train_or_resume(P: dict, tag: str, loss_fn: nn.Module, build: Callable[[], nn.Module], train_ds, val_ds,
-                    predict_on: dict, run_dir: Path, val_metrics: dict, desc: str,
-                    stop_after_epoch: int | None = None) -> Trained:
+                    predict_on: dict, run_dir: Path, val_metrics: dict, desc: str) -> Trained:
     """Train ``build()`` with ``loss_fn`` through the engine and predict ``predict_on`` (split ->
     dataset), or, when resuming, reload what an earlier attempt finished.
 
@@ -76,9 +75,9 @@ def train_or_resume(P: dict, tag: str, loss_fn: nn.Module, build: Callable[[], n
     model = build()
     cfg = FitConfig.from_params(P)
     result = engine.fit(model, loss_fn, train_ds, val_ds, cfg, checkpoint_dir=Path(run_dir) / "checkpoints" / tag,
-                        val_metrics=val_metrics, resume=P["resume"], desc=desc, stop_after_epoch=stop_after_epoch)
+                        val_metrics=val_metrics, resume=P["resume"], desc=desc)
     ebs = 2 * P["batch_size"]
-    out = {s: engine.predict(result.model, d, ebs, cfg.device, cfg.amp, loss_fn, sample_losses=True)
+    out = {s: engine.predict(result.model, d, ebs, cfg.device, cfg.amp, loss_fn, cfg.num_workers, sample_losses=True)
            for s, d in predict_on.items()}
     run = Trained({s: o["scores"] for s, o in out.items()}, {s: o["sample_loss"] for s, o in out.items()},
                   result.best_epoch, result.history)

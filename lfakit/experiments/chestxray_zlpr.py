@@ -99,7 +99,7 @@ def training_seeds(P: dict) -> list[int]:
     return [int(v) for v in P["seeds"]] or [P["seed"]]
 
 
-def train_one(P: dict, name: str, loss_fn, datasets: dict, run_dir: Path, stop_after_epoch: int | None = None,
+def train_one(P: dict, name: str, loss_fn, datasets: dict, run_dir: Path,
               seed: int | None = None) -> Trained:
     """Train a fresh model with one loss and one seed (or reload it when resuming); logits and
     per-image losses on every split. The seed sets the initial weights and the data order; the
@@ -112,7 +112,7 @@ def train_one(P: dict, name: str, loss_fn, datasets: dict, run_dir: Path, stop_a
                                   in_chans=models.input_channels(P["model"]), precision=P["precision"])
 
     return train_or_resume({**P, "seed": s}, tag, loss_fn, build, datasets["train"], datasets["val"], datasets, run_dir,
-                           {"auroc": _mean_auroc}, f"{name} seed {s}" if P["seeds"] else name, stop_after_epoch)
+                           {"auroc": _mean_auroc}, f"{name} seed {s}" if P["seeds"] else name)
 
 
 def train_all(P: dict, splits: dict, run_dir: Path) -> dict[str, dict[int, Trained]]:
@@ -185,8 +185,12 @@ def comparison_note(P: dict) -> str:
 
 def tables(P: dict, ev: Evaluation) -> dict[str, pd.DataFrame]:
     """The study's three tables: per-class metrics per loss, overall, and the comparison."""
-    out = {f"per_class_{name}": report.per_class_table(rep, score_output=LOSSES.meta(name).get("output") == "score")
-           for name, rep in ev.per_class.items()}
+    out = {}
+    for name, rep in ev.per_class.items():
+        t = report.per_class_table(rep, score_output=LOSSES.meta(name).get("output") == "score")
+        if len(training_seeds(P)) > 1:  # every column is a mean over seeds; F1 was measured at each seed's threshold
+            t = t.rename(columns={c: f"{c}, seed mean" for c in t.columns if c.startswith("Threshold")})
+        out[f"per_class_{name}"] = t
     out["overall"] = report.overall_table(ev.overall)
     if len(ev.probs_test) > 1:
         if len(training_seeds(P)) > 1:
@@ -213,7 +217,8 @@ HEADLINE_ABOUT = ("test split; Loss (own scale): the mean test loss in each loss
                   "registry's mean_over), not comparable across losses; Avg AUROC: the mean over classes of the "
                   "per-class AUROC of the float64 logits; Avg F1: the mean over classes of F1 at the per-class "
                   "probability threshold that maximises F1 on validation; Avg F1 (z>0): at the fixed rule logit > 0; "
-                  "classes without both test labels are in no average; rounded to 4 decimals")
+                  "classes without both test labels are in no average; with several training seeds every per-class "
+                  "metric is the mean over seeds before the average over classes; rounded to 4 decimals")
 
 
 def save(P: dict, run_dir: Path, runs: dict[str, dict[int, Trained]], ev: Evaluation, splits: dict,

@@ -175,7 +175,7 @@ def training_seeds(P: dict) -> list[int | None]:
 
 
 def train_one(P: dict, rho: str, fold: int, name: str, loss_fn, splits: dict, channels: int, run_dir: Path,
-              stop_after_epoch: int | None = None, seed: int | None = None) -> Run:
+              seed: int | None = None) -> Run:
     """Train a fresh model with one loss on one ratio/fold and seed (``None``: ``P['seed']``), or
     reload it when resuming. The seed sets the initial weights and data order; the splits are
     ``P['seed']``'s."""
@@ -187,7 +187,7 @@ def train_one(P: dict, rho: str, fold: int, name: str, loss_fn, splits: dict, ch
     Ps = P if seed is None else {**P, "seed": seed}
     desc = f"rho={rho} fold={fold + 1} {name}" + ("" if seed is None else f" seed {seed}")
     t = train_or_resume(Ps, tag, loss_fn, lambda: build_model(P, len(splits["test"].classes), channels), ds["train"], ds["val"],
-                        plain, run_dir, {"auroc": _mean_auroc}, desc, stop_after_epoch)
+                        plain, run_dir, {"auroc": _mean_auroc}, desc)
     return Run(rho, fold, name, t.logits, t.best_epoch, t.history, t.sample_loss, seed)
 
 
@@ -422,7 +422,7 @@ def figures(P: dict, ev: Evaluation, runs: dict[str, Run], data: Data, tabs: dic
 
 HEADLINE_ABOUT = ("LFA Table 2 in numbers: per imbalance ratio and loss, the mean and std (ddof=0) across classes of "
                   "each per-class metric on test, thresholds by best F1 on validation; k-fold: per-class metrics "
-                  "averaged over folds first; rounded to 4 decimals")
+                  "averaged over folds (and training seeds) first; rounded to 4 decimals")
 
 
 def table2_numbers_all(ev: Evaluation) -> pd.DataFrame:
