@@ -150,6 +150,18 @@ def _winner(delta: float, p: float, challenger: str, alpha: float) -> str:
     return name if significant else f"{name} (n.s.)"
 
 
+def _comparison_inputs(what: str, scores: Mapping, baseline: str, y_test, class_names):
+    """The challengers (every loss but the baseline), the checked labels and the class names."""
+    challengers = [name for name in scores if name != baseline]
+    if not challengers:
+        raise ParameterError(f"{what} needs at least one loss besides the baseline.")
+    y = as_labels(y_test, "y_test")
+    names = [str(j) for j in range(y.shape[1])] if class_names is None else list(class_names)
+    if len(names) != y.shape[1]:
+        raise ValueError(f"{len(names)} class names given for {y.shape[1]} classes.")
+    return challengers, y, names
+
+
 def comparison_table(
     y_test,
     scores: Mapping[str, np.ndarray],
@@ -186,14 +198,8 @@ def comparison_table(
             f"baseline {baseline!r} is not among the scores {list(scores)}."
             + close_matches(baseline, scores)
         )
-    challengers = [name for name in scores if name != baseline]
-    if not challengers:
-        raise ParameterError("comparison_table needs at least one loss besides the baseline.")
-    y = as_labels(y_test, "y_test")
+    challengers, y, names = _comparison_inputs("comparison_table", scores, baseline, y_test, class_names)
     n_classes = y.shape[1]
-    names = [str(j) for j in range(n_classes)] if class_names is None else list(class_names)
-    if len(names) != n_classes:
-        raise ValueError(f"{len(names)} class names given for {n_classes} classes.")
     base = as_scores(scores[baseline], y.shape, f"scores[{baseline!r}]")
     n_pos = y.sum(axis=0)
     defined = (n_pos > 0) & (n_pos < y.shape[0])
@@ -268,14 +274,8 @@ def seed_comparison_table(
     for name, by_seed in scores_by_seed.items():
         if list(by_seed) != seeds:
             raise ParameterError(f"loss {name!r} has seeds {list(by_seed)}, the baseline {seeds}; every loss needs the same seeds")
-    challengers = [n for n in scores_by_seed if n != baseline]
-    if not challengers:
-        raise ParameterError("seed_comparison_table needs at least one loss besides the baseline.")
-    y = as_labels(y_test, "y_test")
+    challengers, y, names = _comparison_inputs("seed_comparison_table", scores_by_seed, baseline, y_test, class_names)
     n_classes = y.shape[1]
-    names = [str(j) for j in range(n_classes)] if class_names is None else list(class_names)
-    if len(names) != n_classes:
-        raise ValueError(f"{len(names)} class names given for {n_classes} classes.")
     auc = {n: np.array([auroc_columns(y, as_scores(by_seed[s], y.shape, f"scores[{n!r}][{s}]")) for s in seeds])
            for n, by_seed in scores_by_seed.items()}  # loss -> (seeds, classes)
     rows = []
