@@ -69,6 +69,8 @@ DATASETS.add("cifar10", "lfakit.data.cifar:load_source", task="multiclass", embe
              about="CIFAR-10 python batches (cifar-10-batches-py/)")
 DATASETS.add("nih_chestxray14", "lfakit.data.chestxray:load_chestxray", task="multilabel", embedded=False,
              about="NIH ChestX-ray14 (Data_Entry_2017.csv, split lists, images*/)")
+DATASETS.add("koniq10k", "lfakit.data.koniq:load_koniq", task="iqa", embedded=False,
+             about="KonIQ-10k (koniq10k_distributions_sets.csv or koniq10k_scores_and_distributions.csv, 512x384/ or 1024x768/)")
 DATASETS.add("synthetic_chestxray14", "lfakit.data.chestxray:load_chestxray", task="multilabel", embedded=True,
              about="a small data set generated in the NIH ChestX-ray14 layout, the embedded default")
 
