@@ -277,3 +277,39 @@ def test_resume_when_only_the_previous_checkpoint_survived(tmp_path):
     with pytest.warns(UserWarning, match="missing"):
         r = engine.fit(_model(seed=7), losses.build("bce"), _data(), _data(seed=1), _cfg(), checkpoint_dir=tmp_path, resume=True)
     assert r.resumed_from_epoch == 3 and len(r.history) == 5
+
+
+class _IQADataset(torch.utils.data.Dataset):
+    """IQA-style items: image features, MOS, sample id and the opinion-score std (a batch field)."""
+
+    def __init__(self, std_scale=1.0, n=48):
+        g = torch.Generator().manual_seed(0)
+        self.x = torch.randn(n, 8, generator=g)
+        self.mos = self.x[:, 0] + 0.3 * torch.randn(n, generator=g)
+        self.std = (0.2 + torch.rand(n, generator=g)) * std_scale
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return {"x": self.x[i], "y": self.mos[i], "index": i, "std": self.std[i]}
+
+
+class _Score(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.lin = nn.Linear(8, 1)
+
+    def forward(self, x):
+        return self.lin(x)[:, 0]
+
+
+def test_the_opinion_std_reaches_the_fidelity_loss_in_training():
+    fid = losses.build("fidelity")
+    cfg = _cfg(epochs=1, monitor="val_loss")
+    a = engine.fit(_Score(), fid, _IQADataset(1.0), _IQADataset(1.0), cfg)
+    b = engine.fit(_Score(), fid, _IQADataset(3.0), _IQADataset(3.0), cfg)
+    assert a.history["train_loss"][0] != pytest.approx(b.history["train_loss"][0], rel=1e-6)
+    c = engine.fit(_Score(), fid, _IQADataset(1.0), _IQADataset(1.0), cfg)  # and the same std gives the same loss
+    assert a.history["train_loss"][0] == c.history["train_loss"][0]
