@@ -28,43 +28,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
 from lfakit.data import chestxray_embedded, chestxray_index, image_cache, image_decode
 from lfakit.data.chestxray import cache_preprocessing, load_preprocessed
 from lfakit.data.datasets import ArrayImageDataset
 
-
-class DecodingImages:
-    """Array-like (N, S, S) uint8 whose items are decoded + CLAHE + resized on every access."""
-
-    dtype = np.dtype(np.uint8)
-    ndim = 3
-
-    def __init__(self, paths, image_size, clahe_clip, clahe_grid):
-        self.paths = list(paths)
-        self.args = (image_size, clahe_clip, clahe_grid)
-        self.shape = (len(self.paths), image_size, image_size)
-
-    def __len__(self):
-        return len(self.paths)
-
-    def __getitem__(self, i):
-        return load_preprocessed(self.paths[i], *self.args)
-
-
-def time_epochs(dataset, epochs: int, batch_size: int) -> list[float]:
-    out = []
-    for e in range(epochs):
-        loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=0,
-                            generator=torch.Generator().manual_seed(e))
-        t0 = time.perf_counter()
-        n = 0
-        for x, _, _ in loader:
-            n += len(x)
-        out.append(time.perf_counter() - t0)
-        assert n == len(dataset)
-    return out
+from _epochs import DecodingArray, time_epochs
 
 
 def time_decoding(blobs: list[bytes], rounds: int) -> tuple[float, float]:
@@ -115,7 +84,8 @@ def main(argv=None) -> int:
               f"torch threads {torch.get_num_threads()}, cv2 threads {cv2.getNumThreads()}")
 
         decode_ds = ArrayImageDataset(
-            DecodingImages(index.path, args.image_size, args.clahe_clip, args.clahe_grid), targets)
+            DecodingArray(index.path, (args.image_size, args.image_size),
+                          lambda p: load_preprocessed(p, args.image_size, args.clahe_clip, args.clahe_grid)), targets)
         t_decode = time_epochs(decode_ds, args.epochs, args.batch_size)
 
         preprocess, key = cache_preprocessing(args.clahe_clip, args.clahe_grid)

@@ -27,28 +27,12 @@ import cv2
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader
 
 from lfakit.data import image_decode
 from lfakit.data.datasets import ArrayImageDataset
+
+from _epochs import DecodingArray, time_epochs
 from lfakit.data.image_cache import build_image_cache, resize_to
-
-
-class DecodingPhotos:
-    """Array-like (N, H, W, 3) uint8 whose items are decoded and resized on every access."""
-
-    dtype = np.dtype(np.uint8)
-    ndim = 4
-
-    def __init__(self, paths, size):
-        self.paths, self.size = list(paths), size
-        self.shape = (len(self.paths), *size, 3)
-
-    def __len__(self):
-        return len(self.paths)
-
-    def __getitem__(self, i):
-        return resize_to(image_decode.read_image(self.paths[i], "RGB"), self.size)
 
 
 def write_photos(folder: Path, n: int, seed: int = 0) -> list[Path]:
@@ -62,20 +46,6 @@ def write_photos(folder: Path, n: int, seed: int = 0) -> list[Path]:
         p = folder / f"{i:05d}.jpg"
         Image.fromarray(img, "RGB").save(p, quality=90)
         out.append(p)
-    return out
-
-
-def time_epochs(dataset, epochs: int, batch_size: int) -> list[float]:
-    out = []
-    for e in range(epochs):
-        loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=0,
-                            generator=torch.Generator().manual_seed(e))
-        t0 = time.perf_counter()
-        n = 0
-        for x, _, _ in loader:
-            n += len(x)
-        out.append(time.perf_counter() - t0)
-        assert n == len(dataset)
     return out
 
 
@@ -100,7 +70,7 @@ def main(argv=None) -> int:
               f"{args.height}x{args.width} RGB; batch {args.batch_size}, num_workers=0, "
               f"torch threads {torch.get_num_threads()}, cv2 threads {cv2.getNumThreads()}")
 
-        decode_ds = ArrayImageDataset(DecodingPhotos(paths, size), targets)
+        decode_ds = ArrayImageDataset(DecodingArray(paths, (*size, 3), lambda p: resize_to(image_decode.read_image(p, "RGB"), size)), targets)
         t_decode = time_epochs(decode_ds, args.epochs, args.batch_size)
 
         build = dict(size=size, mode="RGB", preprocess=resize_to, key="resize_to:INTER_AREA",

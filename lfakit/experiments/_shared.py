@@ -15,6 +15,7 @@ from torch import nn
 from lfakit import engine, losses, record, runtime
 from lfakit.errors import ParameterError
 from lfakit.fitconfig import FitConfig
+from lfakit.metrics.classification import per_class_auroc
 
 
 def loss_modules(P: dict) -> dict[str, nn.Module]:
@@ -40,6 +41,16 @@ def preflight_device(P: dict) -> None:
     from lfakit.engine import select_device
 
     select_device(P["device"])
+
+
+def mean_auroc(targets: np.ndarray, scores: np.ndarray) -> float:
+    """Validation metric ``val_auroc``: the mean per-class AUROC of the logits (undefined classes skipped)."""
+    return float(np.nanmean(per_class_auroc(targets, scores)))
+
+
+def mean_frame(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """The element-wise mean of same-shaped per-class tables (over folds or seeds)."""
+    return sum(frames[1:], frames[0].copy()) / len(frames) if len(frames) > 1 else frames[0]
 
 
 @dataclass

@@ -20,8 +20,8 @@ from lfakit.catalog import LOSSES
 from lfakit.data import chestxray
 from lfakit.data.datasets import ArrayImageDataset
 from lfakit.errors import DataError
-from lfakit.metrics.classification import multilabel_report, per_class_auroc
-from lfakit.experiments._shared import Trained, loss_modules, preflight_device, preflight_losses, train_or_resume
+from lfakit.metrics.classification import multilabel_report
+from lfakit.experiments._shared import mean_auroc, Trained, loss_modules, mean_frame, preflight_device, preflight_losses, train_or_resume
 from lfakit.schemas.chestxray_zlpr import EXPERIMENT
 
 CLASSES = chestxray.CLASSES
@@ -82,10 +82,6 @@ def split_summary(splits: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _mean_auroc(targets: np.ndarray, scores: np.ndarray) -> float:
-    return float(np.nanmean(per_class_auroc(targets, scores)))
-
-
 def _datasets(P: dict, splits: dict) -> dict:
     ch = models.input_channels(P["model"])
     return {
@@ -112,7 +108,7 @@ def train_one(P: dict, name: str, loss_fn, datasets: dict, run_dir: Path,
                                   in_chans=models.input_channels(P["model"]), precision=P["precision"])
 
     return train_or_resume({**P, "seed": s}, tag, loss_fn, build, datasets["train"], datasets["val"], datasets, run_dir,
-                           {"auroc": _mean_auroc}, f"{name} seed {s}" if P["seeds"] else name)
+                           {"auroc": mean_auroc}, f"{name} seed {s}" if P["seeds"] else name)
 
 
 def train_all(P: dict, splits: dict, run_dir: Path) -> dict[str, dict[int, Trained]]:
@@ -145,7 +141,7 @@ def evaluate(P: dict, runs: dict[str, dict[int, Trained]], splits: dict) -> Eval
     for name, seeds in runs.items():
         reps = {s: multilabel_report(y_val, expit(r.logits["val"]), y_test, expit(r.logits["test"]), CLASSES,
                                      rank_test=r.logits["test"]) for s, r in seeds.items()}
-        rep = sum(list(reps.values())[1:], next(iter(reps.values())).copy()) / len(reps)
+        rep = mean_frame(list(reps.values()))
         per_class[name], per_seed[name] = rep, reps
         first = next(iter(seeds.values()))
         probs[name], logits[name] = expit(first.logits["test"]), first.logits["test"]

@@ -41,7 +41,6 @@ from lfakit import models, record, report, runner, runtime
 from lfakit.data import cifar
 from lfakit.data.datasets import ArrayImageDataset
 from lfakit.errors import DataError
-from lfakit.metrics.classification import per_class_auroc
 from lfakit.metrics.lfa import (
     METRICS,
     hard_class_table,
@@ -50,7 +49,7 @@ from lfakit.metrics.lfa import (
     table2_numbers,
     true_class_probability,
 )
-from lfakit.experiments._shared import loss_modules, preflight_device, preflight_losses, train_or_resume
+from lfakit.experiments._shared import mean_auroc, loss_modules, mean_frame, preflight_device, preflight_losses, train_or_resume
 from lfakit.schemas.cifar_fece import EXPERIMENT
 
 SPLITS = ("train", "val", "test")
@@ -142,10 +141,6 @@ def build_model(P: dict, num_classes: int, channels: int) -> nn.Module:
     return ResizeInput(net, P["image_size"]) if P["image_size"] else net
 
 
-def _mean_auroc(targets: np.ndarray, scores: np.ndarray) -> float:
-    return float(np.nanmean(per_class_auroc(targets, scores)))
-
-
 @dataclass
 class Run:
     """What one (ratio, fold, loss) training left: logits and per-image losses per split, the
@@ -187,7 +182,7 @@ def train_one(P: dict, rho: str, fold: int, name: str, loss_fn, splits: dict, ch
     Ps = P if seed is None else {**P, "seed": seed}
     desc = f"rho={rho} fold={fold + 1} {name}" + ("" if seed is None else f" seed {seed}")
     t = train_or_resume(Ps, tag, loss_fn, lambda: build_model(P, len(splits["test"].classes), channels), ds["train"], ds["val"],
-                        plain, run_dir, {"auroc": _mean_auroc}, desc)
+                        plain, run_dir, {"auroc": mean_auroc}, desc)
     return Run(rho, fold, name, t.logits, t.best_epoch, t.history, t.sample_loss, seed)
 
 
@@ -227,9 +222,6 @@ def evaluate(P: dict, runs: dict[str, Run], data: Data) -> Evaluation:
     seeds = training_seeds(P)
     y_test = None
 
-    def mean(frames):
-        return sum(frames[1:], frames[0].copy()) / len(frames) if len(frames) > 1 else frames[0]
-
     for rho, folds in data.splits.items():
         per_class[rho], per_fold[rho], probs[rho], per_val[rho], logits[rho], by_seed[rho] = {}, {}, {}, {}, {}, {}
         sizes[rho] = folds[0]["train"].counts()
@@ -250,8 +242,8 @@ def evaluate(P: dict, runs: dict[str, Run], data: Data) -> Evaluation:
                     y_test = splits["test"].labels
                 by_seed[rho][name][seed] = np.mean(z_seed, axis=0)
             per_fold[rho][name] = frames[: len(folds)]
-            per_class[rho][name] = mean(frames)
-            per_val[rho][name] = mean(vframes)
+            per_class[rho][name] = mean_frame(frames)
+            per_val[rho][name] = mean_frame(vframes)
             probs[rho][name] = np.mean(p_tests, axis=0)
             logits[rho][name] = np.mean(z_tests, axis=0)
     return Evaluation(tuple(data.classes), per_class, per_fold, probs, y_test, sizes, per_val, logits, by_seed)
