@@ -56,11 +56,26 @@ for _name in ("zlpr", "soft_zlpr", "fzlpr"):
 MODELS = Registry("model")
 # tiny CPU models take the data's channels; ImageNet backbones take 3 (grayscale is replicated)
 # min_side: the smallest input side the network takes (three stride-2 stages; five for the backbones)
-MODELS.add("tiny_cnn", "lfakit.models:TinyCNN", channels=1, pretrained_weights=None, head=None, min_side=8)
+# head: the torchvision attribute replaced by a new Linear; None marks a kit model (lfakit.models),
+#   built as cls(num_classes, in_chans=..., **options) and, if it has pretrained_weights, loading
+#   them itself (cls.load_pretrained)
+# options: the keyword options build_model passes on (others are refused); tasks: the experiment
+#   tasks a model is offered for (params.model_choices; absent: every task)
+_CLASSIFICATION = ("multilabel", "multiclass")
+MODELS.add("tiny_cnn", "lfakit.models:TinyCNN", channels=1, pretrained_weights=None, head=None, min_side=8,
+           options=("dropout",), tasks=LOSS_TASKS)
 MODELS.add("densenet121", "torchvision.models:densenet121", channels=3, pretrained_weights="DenseNet121_Weights",
-           head="classifier", min_side=32)
-MODELS.add("resnet18", "torchvision.models:resnet18", channels=3, pretrained_weights="ResNet18_Weights", head="fc", min_side=32)
-MODELS.add("resnet50", "torchvision.models:resnet50", channels=3, pretrained_weights="ResNet50_Weights", head="fc", min_side=32)
+           head="classifier", min_side=32, tasks=_CLASSIFICATION)
+MODELS.add("resnet18", "torchvision.models:resnet18", channels=3, pretrained_weights="ResNet18_Weights", head="fc", min_side=32,
+           tasks=_CLASSIFICATION)
+MODELS.add("resnet50", "torchvision.models:resnet50", channels=3, pretrained_weights="ResNet50_Weights", head="fc", min_side=32,
+           tasks=_CLASSIFICATION)
+# The study's IQA model, a kit model: torchvision Swin-B (ImageNet weights into the backbone only),
+# four-stage features, attention-fusion head. torchvision's Swin runs on any side >= 4 px (patch
+# merging and window attention pad), but below 32 px (its total stride) the deeper stages see only
+# padding; the study feeds 224 x 224 patches.
+MODELS.add("swin_b_iqa", "lfakit.models:SwinMultiScaleIQA", channels=3, pretrained_weights="Swin_B_Weights", head=None,
+           min_side=32, options=("drop_path", "dropout"), tasks=("iqa",))
 
 DATASETS = Registry("dataset")
 DATASETS.add("digits", "lfakit.data.cifar:load_source", task="multiclass", embedded=True,
@@ -71,6 +86,9 @@ DATASETS.add("nih_chestxray14", "lfakit.data.chestxray:load_chestxray", task="mu
              about="NIH ChestX-ray14 (Data_Entry_2017.csv, split lists, images*/)")
 DATASETS.add("koniq10k", "lfakit.data.koniq:load_koniq", task="iqa", embedded=False,
              about="KonIQ-10k (koniq10k_distributions_sets.csv or koniq10k_scores_and_distributions.csv, 512x384/ or 1024x768/)")
+DATASETS.add("koniq10k_embedded", "lfakit.data.koniq_embedded:embedded_koniq_dir", task="iqa", embedded=True,
+             about="graded distortions of scikit-image's sample photos with modelled opinion scores, written in the "
+                   "KonIQ-10k layout, the embedded default")
 DATASETS.add("synthetic_chestxray14", "lfakit.data.chestxray:load_chestxray", task="multilabel", embedded=True,
              about="a small data set generated in the NIH ChestX-ray14 layout, the embedded default")
 

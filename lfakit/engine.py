@@ -127,7 +127,8 @@ def _seed_worker(worker_id: int) -> None:  # DataLoader workers: derive numpy/ra
     random.seed(s)
 
 
-def _loader(ds: Dataset, batch_size: int, shuffle: bool, seed: int, num_workers: int, device: torch.device):
+def _loader(ds: Dataset, batch_size: int, shuffle: bool, seed: int, num_workers: int, device: torch.device,
+            drop_last: bool = False):
     g = torch.Generator()
     g.manual_seed(seed)
     return DataLoader(
@@ -138,7 +139,7 @@ def _loader(ds: Dataset, batch_size: int, shuffle: bool, seed: int, num_workers:
         num_workers=num_workers,
         worker_init_fn=_seed_worker if num_workers else None,
         pin_memory=device.type == "cuda",
-        drop_last=False,
+        drop_last=drop_last,
     )
 
 
@@ -286,10 +287,11 @@ def predict(
 
 def evaluate(model: nn.Module, dataset: Dataset, loss_fn: nn.Module, cfg: FitConfig, device: torch.device,
              metrics: dict[str, MetricFn] | None = None) -> dict[str, float]:
-    """``val_loss`` and ``val_<name> = fn(targets, scores)`` for every metric (scores are logits)."""
+    """``val_loss`` (unless ``cfg.val_loss`` is off) and ``val_<name> = fn(targets, scores)`` for
+    every metric (scores are logits)."""
     ebs = cfg.eval_batch_size or 2 * cfg.batch_size
-    val = predict(model, dataset, ebs, device, cfg.amp, loss_fn, cfg.num_workers)
-    row = {"val_loss": val["loss"]}
+    val = predict(model, dataset, ebs, device, cfg.amp, loss_fn if cfg.val_loss else None, cfg.num_workers)
+    row = {"val_loss": val["loss"]} if cfg.val_loss else {}
     for name, fn in (metrics or {}).items():
         row[f"val_{name}"] = float(fn(val["targets"], val["scores"]))
     return row
@@ -343,11 +345,14 @@ def fit(
     """
     metrics = dict(val_metrics or {})
     device = select_device(cfg.device)
-    known = {"val_loss"} | {f"val_{m}" for m in metrics}
+    known = ({"val_loss"} if cfg.val_loss else set()) | {f"val_{m}" for m in metrics}
     if cfg.monitor not in known:
         raise ParameterError(f"monitor={cfg.monitor!r} is not computed here; choose one of {sorted(known)}")
     if len(train_ds) == 0 or len(val_ds) == 0:
         raise ParameterError(f"cannot train on an empty split (train: {len(train_ds)}, validation: {len(val_ds)} samples)")
+    if cfg.drop_last and len(train_ds) < cfg.batch_size:
+        raise ParameterError(f"batch_size={cfg.batch_size} is larger than the {len(train_ds)} training samples, and the "
+                             "incomplete last batch is dropped; lower batch_size")
     ckpt = Path(checkpoint_dir) if checkpoint_dir else None
     if ckpt:
         ckpt.mkdir(parents=True, exist_ok=True)
@@ -391,7 +396,7 @@ def fit(
         torch.manual_seed(es)  # dropout and augmentation draws of this epoch
         np.random.seed(es % 2**32)
         random.seed(es)
-        loader = _loader(train_ds, cfg.batch_size, True, es, cfg.num_workers, device)
+        loader = _loader(train_ds, cfg.batch_size, True, es, cfg.num_workers, device, cfg.drop_last)
         row = {"epoch": epoch, "train_loss": train_one_epoch(model, loss_fn, loader, opt, scaler, cfg, device, epoch, last_path)}
         row.update(evaluate(model, val_ds, loss_fn, cfg, device, metrics))
         row["lr"] = opt.param_groups[0]["lr"]

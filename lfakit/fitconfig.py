@@ -48,6 +48,11 @@ class FitConfig:
     seed: int = _p(0)  # a run parameter
     progress: bool = _p(True)
     eval_batch_size: int = _p(0)  # 0 = 2 * batch_size
+    # batch (set-wise / pairwise) losses: drop the last incomplete training batch, which may hold
+    # a single sample; and skip the validation loss, whose value a fixed batching would decide
+    # (the experiment then monitors one of its validation metrics)
+    drop_last: bool = _p(False)
+    val_loss: bool = _p(True)
     precision: str = _p("float32", Spec(str, help="float64 | float32: float64 keeps CPU results identical across "
                                         "AVX2 / AVX-512 (docs/reproducibility.md); float32 for GPUs", choices=PRECISIONS))
 
@@ -58,6 +63,8 @@ class FitConfig:
             raise ParameterError(f"scheduler must be one of {', '.join(SCHEDULERS)}, got {self.scheduler!r}")
         if self.precision not in PRECISIONS:
             raise ParameterError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if not self.val_loss and self.monitor == "val_loss":
+            raise ParameterError("monitor=val_loss needs the validation loss; with val_loss off monitor a validation metric")
         if not self.monitor.startswith("val_"):
             raise ParameterError(f"monitor must name a validation quantity (val_loss, val_auroc...), got {self.monitor!r}")
 

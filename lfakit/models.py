@@ -1,7 +1,10 @@
-"""One builder for every model: torchvision backbones with a new head, and tiny CPU models.
+"""One builder for every model: torchvision backbones with a new head, and the kit's own models.
 
 ``build_model("densenet121", num_classes=14, pretrained=True)`` gives torchvision's DenseNet-121
-with ImageNet weights and a 14-way linear head emitting logits. Pretrained weights come from
+with ImageNet weights and a 14-way linear head emitting logits. The kit's own models (registry
+entries with ``head=None``: :class:`TinyCNN`, :class:`SwinMultiScaleIQA`) are built for the data's
+channels and take the options their registry entry declares (``options=("drop_path", "dropout")``);
+those with ImageNet weights load them into their backbone. Pretrained weights come from
 torchvision's cache (``$TORCH_HOME/hub/checkpoints``); when they are not there and cannot be
 downloaded, :func:`ensure_weights` fails at once with a message saying where to put the file.
 """
@@ -43,6 +46,123 @@ class TinyCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.drop(self.pool(self.features(x)).flatten(1)))
+
+
+class _ScaleToken(nn.Module):
+    """One stage's NHWC output -> a ``dim``-wide token: LayerNorm over channels, global average
+    pooling over the positions, Linear and GELU."""
+
+    def __init__(self, channels: int, dim: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(channels)
+        self.proj = nn.Linear(channels, dim)
+        self.act = nn.GELU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, H, W, C) -> (N, dim)
+        return self.act(self.proj(self.norm(x).mean(dim=(1, 2))))
+
+
+# torchvision's Swin-B (``torchvision.models.swin_b``): patch 4, embedding 128, depths 2-2-18-2
+SWIN_B_CONFIG = dict(patch_size=[4, 4], embed_dim=128, depths=[2, 2, 18, 2], num_heads=[4, 8, 16, 32], window_size=[7, 7])
+
+
+def swin_b_backbone(drop_path: float = 0.3) -> nn.Module:
+    """torchvision's Swin-B, randomly initialised, with stochastic depth rising linearly from 0
+    (first block) to ``drop_path`` (last block).
+
+    ``torchvision.models.swin_b`` fixes ``stochastic_depth_prob=0.5`` and refuses another value
+    (torchvision 0.29: "got multiple values for keyword argument"), so the same architecture is
+    built from the public ``SwinTransformer`` class; its state dict is swin_b's, key for key."""
+    from torchvision.models.swin_transformer import SwinTransformer
+
+    return SwinTransformer(**SWIN_B_CONFIG, stochastic_depth_prob=drop_path)
+
+
+def _check_prob(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) < 1.0:
+        raise ParameterError(f"{name} must be a probability in [0, 1), got {value!r}")
+    return float(value)
+
+
+class SwinMultiScaleIQA(nn.Module):
+    """The study's no-reference IQA model: a Swin-B backbone, multi-scale features from its four
+    stages and an attention-fusion head regressing one quality score per image.
+
+    The study names the parts (Swin-B with ImageNet weights, multi-scale features of the four
+    stages, "attention fusion", drop path 0.3, dropout 0.4) but gives no formula for the fusion;
+    the head below is the kit's own design:
+
+    * each stage's output (NHWC; 128, 256, 512, 1024 channels for Swin-B) is LayerNorm-ed over
+      channels, average-pooled over positions and mapped by Linear + GELU to a ``fusion_dim`` token;
+    * one Linear(fusion_dim, 1) per scale scores its token; a softmax over the scales (per
+      sample) weights the tokens, whose weighted sum is the fused feature (the weights of the
+      last forward pass are kept, detached, in :attr:`last_scale_weights`, shape (N, scales));
+    * dropout(``dropout``), then Linear(fusion_dim, ``num_classes``): (N, 1) for IQA.
+
+    ``drop_path`` is the stochastic-depth rate of the backbone's last block (linear from 0, as in
+    torchvision and timm). ``backbone``: any torchvision ``SwinTransformer`` (tests pass a tiny
+    one); the stages and their widths are read from it, and its ImageNet classifier (``norm``,
+    ``head``) is replaced by ``nn.Identity`` (so a passed backbone is changed in place). Pretrained
+    weights go into the backbone only (:meth:`load_pretrained`); the head is new.
+    """
+
+    def __init__(self, num_classes: int = 1, in_chans: int = 3, *, drop_path: float = 0.3, dropout: float = 0.4,
+                 fusion_dim: int = 256, backbone: nn.Module | None = None):
+        super().__init__()
+        from torchvision.models.swin_transformer import SwinTransformerBlock  # V2 blocks subclass it
+
+        drop_path, dropout = _check_prob("drop_path", drop_path), _check_prob("dropout", dropout)
+        if backbone is None:
+            backbone = swin_b_backbone(drop_path)
+        stem = backbone.features[0][0]
+        if in_chans != stem.in_channels:
+            raise ParameterError(f"swin_b_iqa takes {stem.in_channels}-channel input, got in_chans={in_chans}; "
+                                 "grayscale images are replicated to 3 channels")
+        backbone.norm, backbone.head = nn.Identity(), nn.Identity()  # the ImageNet classifier is not used
+        self.backbone = backbone
+        # features alternates patch embedding / merging and stages: a stage is a Sequential of blocks
+        self.stage_indices = tuple(
+            i for i, m in enumerate(backbone.features)
+            if isinstance(m, nn.Sequential) and len(m) and all(isinstance(b, SwinTransformerBlock) for b in m)
+        )
+        if not self.stage_indices:
+            raise ParameterError("the backbone has no Swin stages (Sequentials of SwinTransformerBlock) in .features")
+        self.stage_channels = tuple(backbone.features[i][-1].norm1.normalized_shape[0] for i in self.stage_indices)
+        self.scale_tokens = nn.ModuleList(_ScaleToken(c, fusion_dim) for c in self.stage_channels)
+        self.scale_scores = nn.ModuleList(nn.Linear(fusion_dim, 1) for _ in self.stage_channels)
+        self.drop = nn.Dropout(dropout)
+        self.head = nn.Linear(fusion_dim, num_classes)
+        self.last_scale_weights: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = []
+        to_token = dict(zip(self.stage_indices, self.scale_tokens))
+        for i in range(self.stage_indices[-1] + 1):
+            x = self.backbone.features[i](x)
+            if i in to_token:
+                tokens.append(to_token[i](x))
+        t = torch.stack(tokens, dim=1)  # (N, scales, fusion_dim)
+        scores = torch.cat([score(t[:, k]) for k, score in enumerate(self.scale_scores)], dim=1)  # (N, scales)
+        w = scores.softmax(dim=1)
+        self.last_scale_weights = w.detach()
+        return self.head(self.drop((w.unsqueeze(-1) * t).sum(dim=1)))
+
+    def load_pretrained(self, state: dict[str, torch.Tensor]) -> list[str]:
+        """Load an ImageNet state dict of the backbone (torchvision's ``Swin_B_Weights`` file) into
+        the backbone; the head keeps its fresh weights. Keys of the dropped classifier (``norm.*``,
+        ``head.*``) are ignored and returned; a key the backbone needs and the file lacks, or a
+        shape that differs, is a ParameterError."""
+        own = self.backbone.state_dict()
+        missing = [k for k in own if k not in state]
+        if missing:
+            raise ParameterError(f"the pretrained weights lack {len(missing)} backbone tensors (e.g. {missing[:3]}); "
+                                 "they are not Swin-B weights")
+        bad = [k for k in own if tuple(state[k].shape) != tuple(own[k].shape)]
+        if bad:
+            raise ParameterError(f"the pretrained weights do not fit the backbone: {bad[0]} is "
+                                 f"{tuple(state[bad[0]].shape)}, the backbone's is {tuple(own[bad[0]].shape)}")
+        self.backbone.load_state_dict({k: state[k] for k in own}, strict=True)
+        return [k for k in state if k not in own]
 
 
 MODELS = tuple(_catalog.MODELS.names())
@@ -93,26 +213,42 @@ def ensure_weights(name: str, timeout: float = 15.0) -> Path:
 
 
 def build_model(name: str, num_classes: int, pretrained: bool = False, in_chans: int | None = None,
-                precision: str = "float32") -> nn.Module:
+                precision: str = "float32", **options) -> nn.Module:
     """Build model ``name`` emitting ``num_classes`` logits, its parameters in ``precision``.
 
+    ``options`` (``drop_path=0.3``, ``dropout=0.4``) go to models whose registry entry declares
+    them (``options=(...)``); any other is a ParameterError naming the options the model takes.
     The initial weights are drawn directly in ``precision`` (not drawn in float32 and cast), so
     a float64 model starts from the same weights on every CPU (see :mod:`lfakit.runtime`)."""
     with default_dtype(precision):
-        return _build_model(name, num_classes, pretrained, in_chans)
+        return _build_model(name, num_classes, pretrained, in_chans, options)
 
 
-def _build_model(name: str, num_classes: int, pretrained: bool, in_chans: int | None) -> nn.Module:
+def _pretrained_state(name: str) -> dict[str, torch.Tensor]:
+    """The ImageNet state dict of ``name``, floating tensors in the current default dtype."""
+    state = torch.load(ensure_weights(name), map_location="cpu", weights_only=True)
+    return {k: v.to(torch.get_default_dtype()) if v.is_floating_point() else v for k, v in state.items()}
+
+
+def _build_model(name: str, num_classes: int, pretrained: bool, in_chans: int | None, options: dict) -> nn.Module:
     meta = _catalog.MODELS.meta(name)  # unknown names: the registry's "did you mean" error
+    takes = tuple(meta.get("options", ()))
+    unknown = [k for k in options if k not in takes]
+    if unknown:
+        raise ParameterError(f"model {name!r} takes no option {', '.join(map(repr, unknown))}; "
+                             f"it takes {', '.join(takes) if takes else 'no options'}")
     if meta["head"] is None:  # a kit model, built for the data's channels
-        if pretrained:
+        if pretrained and not meta["pretrained_weights"]:
             raise ParameterError(f"{name} has no pretrained weights; use pretrained=false")
-        return _catalog.MODELS.get(name)(num_classes, in_chans=in_chans or meta["channels"])
+        state = _pretrained_state(name) if pretrained else None  # fails fast, before a big model is built
+        model = _catalog.MODELS.get(name)(num_classes, in_chans=in_chans or meta["channels"], **options)
+        if state is not None:
+            model.load_pretrained(state)
+        return model
     head = meta["head"]
     model = _catalog.MODELS.get(name)(weights=None)
     if pretrained:
-        state = torch.load(ensure_weights(name), map_location="cpu", weights_only=True)
-        model.load_state_dict({k: v.to(torch.get_default_dtype()) if v.is_floating_point() else v for k, v in state.items()})
+        model.load_state_dict(_pretrained_state(name))
     old = getattr(model, head)
     setattr(model, head, nn.Linear(old.in_features, num_classes))
     if in_chans not in (None, 3):

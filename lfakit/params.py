@@ -58,17 +58,20 @@ def loss_choices(task: str | None = None) -> Callable[[], list[str]]:
     return names
 
 
-def model_choices() -> list[str]:
-    from lfakit.catalog import model_names
+def model_choices(task: str | None = None) -> list[str]:
+    """Registered models offered for ``task`` (a model's ``tasks`` in the registry; absent: every
+    task). Without a task, the models of the classification tasks (multilabel, multiclass): what
+    the classification experiments, which name no task, have always been offered (it leaves out
+    the IQA model ``swin_b_iqa``). An IQA schema passes ``choices_fn=lambda: model_choices("iqa")``."""
+    from lfakit.catalog import MODELS
 
-    return model_names()
+    want = (task,) if task else ("multilabel", "multiclass")
+    return [n for n in MODELS if any(t in MODELS.meta(n).get("tasks", want) for t in want)]
 
 
-def model_help(extra: str = "") -> str:
-    """Help text of a ``model`` parameter: the registered models (and ``extra``)."""
-    from lfakit.catalog import model_names
-
-    return " | ".join(model_names()) + (f" ({extra})" if extra else "")
+def model_help(extra: str = "", task: str | None = None) -> str:
+    """Help text of a ``model`` parameter: the models offered for ``task`` (and ``extra``)."""
+    return " | ".join(model_choices(task)) + (f" ({extra})" if extra else "")
 
 
 def check_model(model: str, pretrained: bool, side: int, side_name: str = "image_size") -> str | None:

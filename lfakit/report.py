@@ -459,8 +459,8 @@ def plot_roc_curves(
 
 
 def plot_history(history_by_loss: Mapping[str, pd.DataFrame]) -> Figure:
-    """Training curves: one panel per quantity (``train_loss``, ``val_loss``,
-    ``val_auroc`` -- those present in any history), one line per loss, against ``epoch``.
+    """Training curves: one panel per quantity (``train_loss``, ``val_loss``, ``val_auroc``,
+    ``val_srcc``, ``val_plcc`` -- those present in any history), one line per loss, against ``epoch``.
 
     Loss panels use a log scale when all their values are positive, since different losses
     live on very different scales (compare their shapes, not their levels).
@@ -469,13 +469,13 @@ def plot_history(history_by_loss: Mapping[str, pd.DataFrame]) -> Figure:
         raise ValueError("history_by_loss is empty.")
     losses = list(history_by_loss)
     colors = _colors(losses)
-    wanted = ["train_loss", "val_loss", "val_auroc"]
+    wanted = ["train_loss", "val_loss", "val_auroc", "val_srcc", "val_plcc"]
     panels = [c for c in wanted if any(c in h.columns for h in history_by_loss.values())]
     if not panels:
         raise KeyError(f"no history has any of the columns {wanted}.")
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
     titles = {"train_loss": "Training loss", "val_loss": "Validation loss",
-              "val_auroc": "Validation AUROC"}
+              "val_auroc": "Validation AUROC", "val_srcc": "Validation SRCC", "val_plcc": "Validation PLCC (raw)"}
     for ax, col in zip(axes.flat, panels):
         all_vals = []
         for loss in losses:

@@ -91,6 +91,7 @@ QUICK = {
                    "seeds": [3, 4]},
     "cf_ensemble": {"seeds": 2, "max_iter": 10, "max_epochs": 40, "collapse_steps": [1]},
     "loss_atlas": {"grid_size": 21},
+    "iqa_losses": {"epochs": 1, "losses": ["l1", "fidelity"], "n_boot": 200},
 }
 
 
@@ -123,7 +124,8 @@ def test_every_run_loads_into_the_same_structures(run):
 @pytest.mark.slow
 def test_headline_recomputed_from_the_record_alone(run):
     exp, r = run
-    {"chestxray_zlpr": _chestxray, "cifar_fece": _cifar, "cf_ensemble": _cf_ensemble, "loss_atlas": _atlas}[exp](r)
+    {"chestxray_zlpr": _chestxray, "cifar_fece": _cifar, "cf_ensemble": _cf_ensemble, "loss_atlas": _atlas,
+     "iqa_losses": _iqa}[exp](r)
 
 
 def _chestxray(r):
@@ -202,3 +204,17 @@ def _atlas(r):
             want = row[col]
             got = num / den if den != 0 else np.nan
             assert (np.isnan(got) and np.isnan(want)) or got == pytest.approx(want, rel=1e-9, abs=1e-12), (row["loss"], col)
+
+
+def _iqa(r):
+    from scipy import stats as sps
+
+    head = r.headline.set_index("Loss")
+    assert r.headline_name == "metrics_test" and set(head.index) == {"l1", "fidelity"}
+    for name in head.index:
+        p = r.predictions.select(method=name, split="test")
+        s, mos = p.scores[:, 0], p.targets[:, 0]
+        assert len(p) == r.extra["test_images"] and np.isfinite(p.fields["sd"]).all()
+        assert _close(sps.spearmanr(s, mos).statistic, head.loc[name, "SRCC"])
+        assert _close(sps.kendalltau(s, mos).statistic, head.loc[name, "KRCC"])
+        assert _close(sps.pearsonr(s, mos).statistic, head.loc[name, "PLCC (raw)"])

@@ -68,13 +68,17 @@ class Trained:
 
 
 def train_or_resume(P: dict, tag: str, loss_fn: nn.Module, build: Callable[[], nn.Module], train_ds, val_ds,
-                    predict_on: dict, run_dir: Path, val_metrics: dict, desc: str) -> Trained:
+                    predict_on: dict, run_dir: Path, val_metrics: dict, desc: str, *, fit_overrides: dict | None = None,
+                    sample_losses: bool = True) -> Trained:
     """Train ``build()`` with ``loss_fn`` through the engine and predict ``predict_on`` (split ->
     dataset), or, when resuming, reload what an earlier attempt finished.
 
     ``predictions/<tag>.npz`` (written atomically) marks the training as done for ``--resume``;
     ``checkpoints/<tag>/`` lets an interrupted one continue; ``history/<tag>.csv`` is its curve.
-    Every training starts from the same seed, so each loss gets the same initial weights."""
+    Every training starts from the same seed, so each loss gets the same initial weights.
+    ``fit_overrides`` are engine settings beyond the parameters (``drop_last``, ``val_loss``);
+    ``sample_losses=False`` predicts without the loss (a batch loss has no per-sample value):
+    the per-sample losses are then NaN."""
     pred_path = Path(run_dir) / "predictions" / f"{tag}.npz"
     hist_path = Path(run_dir) / "history" / f"{tag}.csv"
     if P["resume"] and pred_path.exists():
@@ -84,12 +88,16 @@ def train_or_resume(P: dict, tag: str, loss_fn: nn.Module, build: Callable[[], n
                        int(z["best_epoch"]), pd.read_csv(hist_path))
     runtime.seed_everything(P["seed"])
     model = build()
-    cfg = FitConfig.from_params(P)
+    cfg = FitConfig.from_params(P, **(fit_overrides or {}))
     result = engine.fit(model, loss_fn, train_ds, val_ds, cfg, checkpoint_dir=Path(run_dir) / "checkpoints" / tag,
                         val_metrics=val_metrics, resume=P["resume"], desc=desc)
     ebs = 2 * P["batch_size"]
-    out = {s: engine.predict(result.model, d, ebs, cfg.device, cfg.amp, loss_fn, cfg.num_workers, sample_losses=True)
+    out = {s: engine.predict(result.model, d, ebs, cfg.device, cfg.amp, loss_fn if sample_losses else None,
+                             cfg.num_workers, sample_losses=sample_losses)
            for s, d in predict_on.items()}
+    if not sample_losses:
+        for o in out.values():
+            o["sample_loss"] = np.full(len(o["scores"]), np.nan)
     run = Trained({s: o["scores"] for s, o in out.items()}, {s: o["sample_loss"] for s, o in out.items()},
                   result.best_epoch, result.history)
     hist_path.parent.mkdir(parents=True, exist_ok=True)

@@ -105,7 +105,8 @@ def fit_logistic(pred, mos, maxfev: int = 20000) -> tuple[np.ndarray, bool]:
 
     Returns ``(params, ok)``. If ``curve_fit`` fails (no convergence within ``maxfev``
     evaluations), the predictions or the MOS are constant, or the fitted parameters are not
-    finite, ``ok`` is False and ``params`` is the initial guess; callers should then fall back
+    finite, or there are fewer than 4 scores (the parameters), ``ok`` is False and ``params`` is
+    the initial guess; callers should then fall back
     to the raw scores.
     """
     p, q = _pair(pred, mos, min_n=3)
@@ -115,7 +116,7 @@ def fit_logistic(pred, mos, maxfev: int = 20000) -> tuple[np.ndarray, bool]:
         r = float(np.corrcoef(p, q)[0, 1])
         guess_sign = -1.0 if r < 0 else 1.0
     init = np.array([q.max(), q.min(), float(np.median(p)), guess_sign * max(sd, 1e-12)])
-    if sd == 0 or q.std() == 0:
+    if sd == 0 or q.std() == 0 or p.size < 4:  # four parameters need at least four points
         return init, False
     x = (p - mu) / sd
     init_std = np.array([init[0], init[1], (init[2] - mu) / sd, guess_sign])
@@ -165,7 +166,9 @@ def iqa_report(pred, mos, plcc_kind: str = "raw") -> dict:
     Keys: ``n``, ``srcc``, ``krcc`` (tau-b), ``plcc`` (the headline PLCC), ``plcc_kind``
     (``"raw"`` or ``"logistic4"``, saying which one ``plcc`` is), ``plcc_raw``,
     ``plcc_logistic`` (after the 4-parameter logistic map; the raw PLCC if the fit failed),
-    ``logistic_fit_ok`` (bool), ``rmse`` (raw predictions vs MOS).
+    ``logistic_fit_ok`` (bool), ``rmse`` (raw predictions vs MOS), ``rmse_logistic`` (after the
+    logistic map, so on the MOS scale whatever scale the model predicts in; the raw RMSE if the
+    fit failed).
 
     Args:
         plcc_kind: ``"raw"`` (default; the protocol of the pyiqa benchmark tables the kit's
@@ -191,4 +194,5 @@ def iqa_report(pred, mos, plcc_kind: str = "raw") -> dict:
         "plcc_logistic": logi,
         "logistic_fit_ok": params is not None,
         "rmse": rmse(p, q),
+        "rmse_logistic": rmse(logistic_4p(p, *params), q) if params is not None else rmse(p, q),
     }

@@ -1,0 +1,505 @@
+"""No-reference IQA on KonIQ-10k: seven training losses on the same quality model.
+
+The IQA loss study planned L1, L2, "SRCC", Rank and Fidelity for a Swin-B quality model (four
+stages' features, attention fusion) on KonIQ-10k, and ran L1 only (SRCC 0.9354 / PLCC 0.9448).
+The kit trains every loss of ``P['losses']`` (default: ``l1, l2, plcc, srcc, rank, fidelity,
+norm_in_norm``) with the same data, crops, schedule and initial weights, and compares each with
+the baseline (``l1``) by a paired bootstrap of the test SRCC.
+
+The notebook ``notebooks/iqa_losses.ipynb`` calls, in order: :func:`setup`, :func:`load_data`,
+:func:`data_summary`, :func:`train_all`, :func:`tables`, :func:`figures` and :func:`save`.
+
+Choices the study leaves open (documented in the notebook too):
+
+* The study's "SRCC loss" formula, ``1 - Σ(v-v̄)(p-p̄) / sqrt(Σ(v-v̄)² Σ(p-p̄)²)``, is one minus
+  the Pearson correlation of the raw scores: the kit's ``plcc`` loss. The kit's ``srcc`` is a
+  Spearman loss proper (Pearson of soft ranks); both are trained.
+* Training crops: ``train_patch_num`` random crops of every image per epoch (mirrored at random
+  with ``hflip``); test: ``test_patch_num`` crops per image, the mean of their predictions is the
+  image's score (:func:`image_scores`); ``test_crop`` random (seeded, fixed) or grid positions.
+* The incomplete last training batch is dropped (a correlation of one image is undefined); the
+  best epoch is the best validation SRCC of the per-image scores (a batch loss has no
+  batching-free validation value); a loss whose training diverges is reported as failed and the
+  others go on.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from lfakit import models, record, report, runner, runtime, stats
+from lfakit.catalog import MODELS
+from lfakit.data import koniq
+from lfakit.data.patches import PatchDataset
+from lfakit.errors import TrainingError
+from lfakit.experiments._shared import loss_modules, preflight_device, preflight_losses, train_or_resume
+from lfakit.metrics import iqa as iqa_metrics
+from lfakit.schemas.iqa_losses import EXPERIMENT
+
+SPLITS = ("train", "val", "test")
+POINTWISE = ("l1", "l2")
+RANKING_AWARE = ("plcc", "srcc", "rank", "fidelity")
+PAIRWISE = ("rank", "fidelity")
+FAMILY = {"l1": "point-wise", "l2": "point-wise", "plcc": "correlation (set-wise)", "srcc": "rank correlation (set-wise)",
+          "rank": "pairwise ranking", "fidelity": "pairwise probabilistic", "norm_in_norm": "normalised regression (set-wise)"}
+STUDY_NAME = {"l1": "L1 (MAE)", "l2": "L2 (MSE)", "plcc": "the study's \"SRCC\" formula (PLCC)", "srcc": "SRCC (soft ranks)",
+              "rank": "Rank", "fidelity": "Pairwise fidelity", "norm_in_norm": "Norm-in-Norm (not in the study)"}
+
+
+# --------------------------------------------------------------------------------------------
+# setup and data
+# --------------------------------------------------------------------------------------------
+
+
+def _cache_dir(P: dict):
+    return P["cache_dir"] or None
+
+
+def preflight(P: dict) -> None:
+    """What the run needs beyond its parameters: a readable KonIQ-10k folder (every listed image
+    present, the CSV's columns and values checked) and the pretrained weights. ``lfakit run``
+    calls it before making a run folder; so does :func:`setup`."""
+    preflight_losses(P)
+    preflight_device(P)
+    if P["data_dir"]:
+        koniq.load_index(P["data_dir"], P["mos_scale"], P["seed"], P["image_dir"] or None, P["max_images"] or None)
+    if P["pretrained"]:
+        models.ensure_weights(P["model"])
+
+
+def setup(P: dict) -> Path:
+    """Fix threads and seeds, check the data and weights before any work, open the run folder."""
+    runtime.set_threads(P["num_threads"])
+    runtime.seed_everything(P["seed"])
+    preflight(P)
+    return runner.open_run(EXPERIMENT, P)
+
+
+@dataclass
+class Data:
+    splits: dict[str, koniq.Split]
+    folder: Path
+    embedded: bool
+    official_split: bool
+
+
+def data_folder(P: dict) -> Path:
+    """``data_dir``, or the embedded default (generated once into the cache, KonIQ-10k format)."""
+    if P["data_dir"]:
+        return Path(P["data_dir"]).expanduser()
+    from lfakit.data.koniq_embedded import embedded_koniq_dir
+
+    return embedded_koniq_dir(_cache_dir(P))
+
+
+def load_data(P: dict) -> Data:
+    """The train / val / test splits through the KonIQ-10k loader, images from the RGB cache."""
+    folder = data_folder(P)
+    idx = koniq.load_index(folder, P["mos_scale"], P["seed"], P["image_dir"] or None, P["max_images"] or None)
+    splits = koniq.load_koniq(folder, _cache_dir(P), tuple(P["image_size"]), P["mos_scale"], P["seed"],
+                              P["image_dir"] or None, P["max_images"] or None, progress=P.get("progress", True))
+    return Data(splits, folder, not P["data_dir"], idx.official_split)
+
+
+def data_summary(data: Data) -> pd.DataFrame:
+    """Images per split and their MOS / opinion-SD statistics."""
+    rows = []
+    for s in SPLITS:
+        sp = data.splits[s]
+        rows.append({"split": s, "images": len(sp.mos), "MOS mean": sp.mos.mean(), "MOS std": sp.mos.std(),
+                     "MOS min": sp.mos.min(), "MOS max": sp.mos.max(), "SD mean": sp.sd.mean()})
+    return report.round_floats(pd.DataFrame(rows), 3)
+
+
+def datasets(P: dict, data: Data) -> dict[str, PatchDataset]:
+    """Training crops at fresh random positions; validation / test crops at fixed positions."""
+    p = P["patch_size"]
+    tr = data.splits["train"]
+    out = {"train": PatchDataset(tr.images, tr.mos, tr.sd, p, P["train_patch_num"], "fresh",
+                                 hflip_p=0.5 if P["hflip"] else 0.0)}
+    for s in ("val", "test"):
+        sp = data.splits[s]
+        out[s] = PatchDataset(sp.images, sp.mos, sp.sd, p, P["test_patch_num"], P["test_crop"], seed=P["seed"])
+    return out
+
+
+def image_scores(patch_scores, patches_per_image: int) -> np.ndarray:
+    """Each image's score: the mean prediction over its ``patches_per_image`` test crops (items
+    of a :class:`PatchDataset` in order: image-major)."""
+    s = np.asarray(patch_scores, dtype=np.float64).reshape(-1)
+    if s.size % patches_per_image:
+        raise ValueError(f"{s.size} patch scores are not a whole number of images of {patches_per_image} patches")
+    return s.reshape(-1, patches_per_image).mean(axis=1)
+
+
+def val_metrics(patches_per_image: int) -> dict:
+    """``val_srcc`` / ``val_plcc`` of the per-image scores (patch predictions averaged)."""
+    def per_image(targets, scores):
+        return image_scores(targets, patches_per_image), image_scores(scores, patches_per_image)
+
+    def srcc(targets, scores):
+        mos, s = per_image(targets, scores)
+        return iqa_metrics.srcc(s, mos) if np.ptp(s) > 0 else 0.0
+
+    def plcc(targets, scores):
+        mos, s = per_image(targets, scores)
+        return iqa_metrics.plcc(s, mos) if np.ptp(s) > 0 else 0.0
+
+    return {"srcc": srcc, "plcc": plcc}
+
+
+def model_options(P: dict) -> dict:
+    """The model options the chosen model declares (``swin_b_iqa``: drop_path, dropout)."""
+    return {k: P[k] for k in MODELS.meta(P["model"]).get("options", ())}
+
+
+def build_model(P: dict):
+    """The registry's model with one output: the crop's quality score."""
+    return models.build_model(P["model"], 1, pretrained=P["pretrained"], in_chans=3, precision=P["precision"],
+                              **model_options(P))
+
+
+# --------------------------------------------------------------------------------------------
+# training
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    """One loss's training: per-image scores on val / test (None if it failed), the kept epoch,
+    the history (with seconds per epoch) and its status."""
+
+    loss: str
+    scores: dict[str, np.ndarray] | None
+    best_epoch: int
+    history: pd.DataFrame
+    status: str
+
+    @property
+    def ok(self) -> bool:
+        return self.scores is not None
+
+    @property
+    def seconds_per_epoch(self) -> float:
+        return float(self.history["seconds"].mean()) if len(self.history) else math.nan
+
+    @property
+    def train_seconds(self) -> float:
+        return float(self.history["seconds"].sum()) if len(self.history) else math.nan
+
+
+def train_one(P: dict, name: str, loss_fn, ds: dict[str, PatchDataset], run_dir: Path) -> Run:
+    """Train a fresh model with one loss (or reload it on ``--resume``); score val and test."""
+    k = P["test_patch_num"]
+    try:
+        t = train_or_resume(P, name, loss_fn, lambda: build_model(P), ds["train"], ds["val"],
+                            {"val": ds["val"], "test": ds["test"]}, run_dir, val_metrics(k), name,
+                            fit_overrides={"drop_last": True, "val_loss": False}, sample_losses=False)
+    except TrainingError as e:
+        return Run(name, None, 0, pd.DataFrame({"epoch": [], "seconds": []}), f"failed: {e}")
+    scores = {s: image_scores(t.logits[s], k) for s in ("val", "test")}
+    epochs = len(t.history)
+    status = "complete" if epochs == P["epochs"] else f"complete (early stop after epoch {epochs})"
+    return Run(name, scores, t.best_epoch, t.history, status)
+
+
+def train_all(P: dict, data: Data, run_dir: Path) -> dict[str, Run]:
+    """One model per loss, each from the same initial weights, crops and schedule."""
+    ds = datasets(P, data)
+    return {name: train_one(P, name, fn, ds, run_dir) for name, fn in loss_modules(P).items()}
+
+
+# --------------------------------------------------------------------------------------------
+# tables
+# --------------------------------------------------------------------------------------------
+
+
+def _fmt_time(seconds: float) -> str:
+    # fixed width, so that a table's layout does not depend on the machine's speed (nbval masks the digits)
+    return "n/a" if not np.isfinite(seconds) else f"{seconds:8.1f} s"
+
+
+def metrics_table(runs: dict[str, Run], data: Data, split: str = "test") -> pd.DataFrame:
+    """Per loss on ``split``: SRCC, KRCC (tau-b), PLCC of the raw scores and after the
+    4-parameter logistic map, RMSE after that map (MOS scale), and whether the fit worked
+    (``failed: raw`` means the logistic columns hold the raw-score values)."""
+    mos = data.splits[split].mos
+    rows = []
+    for name, r in runs.items():
+        if not r.ok or len(mos) < 3:
+            rows.append({"Loss": name, "SRCC": math.nan, "KRCC": math.nan, "PLCC (raw)": math.nan,
+                         "PLCC (logistic)": math.nan, "RMSE (logistic)": math.nan,
+                         "Logistic fit": "n/a" if not r.ok else f"n/a ({len(mos)} images)"})
+            continue
+        m = iqa_metrics.iqa_report(r.scores[split], mos)
+        rows.append({"Loss": name, "SRCC": m["srcc"], "KRCC": m["krcc"], "PLCC (raw)": m["plcc_raw"],
+                     "PLCC (logistic)": m["plcc_logistic"], "RMSE (logistic)": m["rmse_logistic"],
+                     "Logistic fit": "ok" if m["logistic_fit_ok"] else "failed: raw"})
+    return report.round_floats(pd.DataFrame(rows), 4)
+
+
+def comparison_table(P: dict, runs: dict[str, Run], data: Data) -> pd.DataFrame:
+    """Every trained loss against the baseline: test SRCC, Δ SRCC with the percentile interval
+    and p-value of a paired bootstrap over test images (``n_boot`` resamples, ``seed``), the
+    Holm-adjusted p over the challengers (the family), and the Winner: a name only when the
+    adjusted p is below ``alpha``, else ``tie (n.s.)``."""
+    base = P["baseline"]
+    mos = data.splits["test"].mos
+    rows = []
+    for name, r in runs.items():
+        if name == base:
+            continue
+        if not (r.ok and runs[base].ok):
+            rows.append([name, math.nan, math.nan, math.nan, math.nan, math.nan, math.nan])
+            continue
+        b = stats.paired_bootstrap_correlation(mos, runs[base].scores["test"], r.scores["test"], "srcc",
+                                               P["n_boot"], P["seed"])
+        rows.append([name, b["metric1"], b["metric2"], b["delta"], b["ci_low"], b["ci_high"], b["p_value"]])
+    cols = ["Challenger", "Baseline SRCC", "SRCC", "Δ SRCC", "CI low", "CI high", "p-value"]
+    out = pd.DataFrame(rows, columns=cols)
+    out["p (Holm)"] = stats.holm(out["p-value"].to_numpy(float)) if len(out) else []
+    out["Test"] = f"paired bootstrap ({P['n_boot']})"
+    out["Seeds"] = 1
+
+    def winner(row):
+        if not np.isfinite(row["Δ SRCC"]):
+            return "n/a"
+        if np.isfinite(row["p (Holm)"]) and row["p (Holm)"] < P["alpha"] and row["Δ SRCC"] != 0:
+            return row["Challenger"] if row["Δ SRCC"] > 0 else base
+        return "tie (n.s.)"
+
+    out["Winner"] = out.apply(winner, axis=1) if len(out) else []
+    out.attrs["baseline"] = base
+    return report.round_floats(out, 4)
+
+
+def _delta_cell(row) -> str:
+    if not np.isfinite(row["Δ SRCC"]):
+        return "n/a"
+    sig = "" if row["Winner"] not in ("tie (n.s.)", "n/a") else " n.s."
+    d, lo, hi = (round(float(row[c]), 4) + 0.0 for c in ("Δ SRCC", "CI low", "CI high"))
+    return f"{d:+.4f} [{lo:+.4f}, {hi:+.4f}]{sig}"
+
+
+def summary_table(P: dict, runs: dict[str, Run], metrics: pd.DataFrame, comp: pd.DataFrame) -> pd.DataFrame:
+    """The study's Results Summary Table for every loss: Loss, SRCC, PLCC (raw), Δ SRCC vs the
+    baseline [95% bootstrap interval] (``n.s.`` unless Holm-significant), training time and time
+    per epoch on this machine, status, and the Winner of the corrected comparison."""
+    m = metrics.set_index("Loss")
+    c = comp.set_index("Challenger")
+    rows = []
+    for name, r in runs.items():
+        if name == P["baseline"]:
+            delta, win = "baseline", "-"
+        elif name in c.index:
+            delta, win = _delta_cell(c.loc[name]), c.loc[name, "Winner"]
+        else:
+            delta, win = "n/a", "n/a"
+        rows.append({"Loss": name, "As in the study": STUDY_NAME.get(name, name), "SRCC": m.loc[name, "SRCC"],
+                     "PLCC": m.loc[name, "PLCC (raw)"], f"Δ SRCC vs {P['baseline']} [95% CI]": delta,
+                     "Time": _fmt_time(r.train_seconds), "Time/epoch": _fmt_time(r.seconds_per_epoch),
+                     "Status": r.status, "Winner": win})
+    return pd.DataFrame(rows)
+
+
+def comparison_note(P: dict, data: Data) -> str:
+    """What the comparison's evidence covers (printed beside the tables)."""
+    n = len(data.splits["test"].mos)
+    note = (f"Evidence: one trained model per loss (seed {P['seed']}), {n} test images; Δ SRCC from a paired "
+            f"bootstrap of the test images ({P['n_boot']} resamples, percentile 95% interval); Holm correction over "
+            f"the {max(len(P['losses']) - 1, 0)} comparisons with {P['baseline']}; a Winner only where the corrected p "
+            f"< {P['alpha']}. Training variance (another seed) is not covered. Times are this machine's wall clock.")
+    if data.embedded:
+        note += (" Data: the embedded synthetic KonIQ-format set (distorted sample photos, modelled opinion scores): "
+                 "these numbers test the pipeline and say nothing about KonIQ-10k.")
+    return note
+
+
+def _paired(P, data, runs, a: str, b: str) -> dict:
+    return stats.paired_bootstrap_correlation(data.splits["test"].mos, runs[a].scores["test"], runs[b].scores["test"],
+                                              "srcc", P["n_boot"], P["seed"])
+
+
+def _verdict(d: dict, p: float, alpha: float, a: str, b: str) -> str:
+    if not np.isfinite(p):
+        return "undetermined"
+    if p < alpha:
+        return f"{b} is significantly {'better' if d['delta'] > 0 else 'worse'} than {a}"
+    return f"no significant difference between {b} and {a}"
+
+
+def _ev(d: dict, p: float, holm: bool) -> str:
+    return (f"Δ SRCC {d['delta']:+.4f} [{d['ci_low']:+.4f}, {d['ci_high']:+.4f}], "
+            f"{'Holm ' if holm else ''}p={p:.3f}")
+
+
+def key_questions(P: dict, runs: dict[str, Run], data: Data, metrics: pd.DataFrame, comp: pd.DataFrame) -> pd.DataFrame:
+    """The study's five key questions, each answered from this run's numbers with its evidence.
+
+    Every answer rests on a significance test: the comparisons with the baseline use the
+    Holm-corrected p of :func:`comparison_table`; a comparison the family does not hold (best vs
+    runner-up, best ranking-aware vs best point-wise, each group's best chosen on validation) is
+    one paired bootstrap, said so in its evidence."""
+    base, alpha = P["baseline"], P["alpha"]
+    ok = [n for n, r in runs.items() if r.ok]
+    c = comp.set_index("Challenger")
+    srcc = metrics.set_index("Loss")["SRCC"]
+    rows = []
+
+    def vs_base(name):
+        row = c.loc[name]
+        d = {"delta": row["Δ SRCC"], "ci_low": row["CI low"], "ci_high": row["CI high"]}
+        return _verdict(d, row["p (Holm)"], alpha, base, name), _ev(d, row["p (Holm)"], True)
+
+    # 1. highest SRCC
+    q1 = "Which loss achieves the highest SRCC?"
+    if len(ok) >= 2:
+        order = sorted(ok, key=lambda n: -srcc[n])
+        best, second = order[0], order[1]
+        d = _paired(P, data, runs, second, best)
+        lead = "significant" if d["p_value"] < alpha else "not significant"
+        rows.append([q1, f"{best} (test SRCC {srcc[best]:.4f}); its lead over {second} ({srcc[second]:.4f}) is {lead}",
+                     _ev(d, d["p_value"], False) + " (one paired bootstrap, best vs runner-up)"])
+    else:
+        rows.append([q1, "needs two trained losses", "-"])
+    # 2. SRCC loss vs L1
+    q2 = f"Is directly optimising SRCC better than {base}?"
+    parts, evid = [], []
+    for name in ("plcc", "srcc"):
+        if name in ok and name in c.index and runs[base].ok:
+            v, e = vs_base(name)
+            label = "the study's SRCC formula (= plcc)" if name == "plcc" else "a true Spearman loss (srcc)"
+            parts.append(f"{label}: {v}")
+            evid.append(f"{name}: {e}")
+    rows.append([q2, "; ".join(parts) or "train plcc or srcc and the baseline to answer", "; ".join(evid) or "-"])
+    # 3. ranking-aware vs point-wise, each group's best chosen on validation
+    q3 = "Do ranking-aware losses (SRCC, PLCC, Rank, Fidelity) outperform point-wise ones (L1, L2)?"
+    rank_ok = [n for n in RANKING_AWARE if n in ok]
+    point_ok = [n for n in POINTWISE if n in ok]
+    if rank_ok and point_ok:
+        vmos = data.splits["val"].mos
+        pick = {g: max(ns, key=lambda n: iqa_metrics.srcc(runs[n].scores["val"], vmos)) for g, ns in
+                (("rank", rank_ok), ("point", point_ok))}
+        d = _paired(P, data, runs, pick["point"], pick["rank"])
+        rows.append([q3, _verdict(d, d["p_value"], alpha, pick["point"], pick["rank"])
+                     + " (each group's best on validation, compared on test)",
+                     _ev(d, d["p_value"], False) + f"; {pick['rank']} vs {pick['point']} (one paired bootstrap)"])
+    else:
+        rows.append([q3, "needs at least one loss of each group", "-"])
+    # 4. cost vs gain
+    q4 = "What is the trade-off between complexity and performance?"
+    if runs[base].ok and len(ok) >= 2:
+        t0 = runs[base].seconds_per_epoch
+        gains = [n for n in ok if n != base and n in c.index and c.loc[n, "Winner"] == n]
+        losses_ = [n for n in ok if n != base and n in c.index and c.loc[n, "Winner"] == base]
+        cost = ", ".join(f"{n} {runs[n].seconds_per_epoch / t0:6.2f}× the time of {base}" for n in ok if n != base)
+        ans = (f"significant gains over {base}: {', '.join(gains) or 'none'}; significantly worse: {', '.join(losses_) or 'none'}")
+        rows.append([q4, ans, f"time per epoch on this machine: {cost}"])
+    else:
+        rows.append([q4, "needs the baseline and another trained loss", "-"])
+    # 5. pairwise losses
+    q5 = "Should we use pairwise losses for IQA?"
+    pw = [n for n in PAIRWISE if n in ok and n in c.index]
+    if pw and runs[base].ok:
+        verdicts = [vs_base(n) for n in pw]
+        worth = [n for n in pw if c.loc[n, "Winner"] == n]
+        ans = (f"yes, {', '.join(worth)} beat {base} after correction" if worth
+               else f"no evidence for it here: neither pairwise loss beats {base} after correction")
+        rows.append([q5, ans + "; " + "; ".join(v for v, _ in verdicts),
+                     "; ".join(f"{n}: {e}" for n, (_, e) in zip(pw, verdicts))])
+    else:
+        rows.append([q5, "train rank or fidelity and the baseline to answer", "-"])
+    return pd.DataFrame(rows, columns=["Question", "Answer", "Evidence"])
+
+
+def tables(P: dict, runs: dict[str, Run], data: Data) -> dict[str, pd.DataFrame]:
+    """Test and validation metrics, the comparison, the Results Summary Table and the answers."""
+    metrics = metrics_table(runs, data, "test")
+    comp = comparison_table(P, runs, data)
+    return {"metrics_test": metrics, "metrics_val": metrics_table(runs, data, "val"), "comparison": comp,
+            "summary": summary_table(P, runs, metrics, comp),
+            "key_questions": key_questions(P, runs, data, metrics, comp)}
+
+
+# --------------------------------------------------------------------------------------------
+# figures
+# --------------------------------------------------------------------------------------------
+
+
+def plot_scatter(runs: dict[str, Run], mos: np.ndarray, metrics: pd.DataFrame, scale: str) -> Figure:
+    """Predicted score against MOS on test, one panel per loss, with the fitted 4-parameter
+    logistic (the map behind PLCC (logistic)); each panel's x axis is that loss's own scale."""
+    names = [n for n, r in runs.items() if r.ok]
+    ncols = min(4, max(1, len(names)))
+    nrows = max(1, math.ceil(len(names) / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.3 * ncols, 3.1 * nrows), squeeze=False)
+    m = metrics.set_index("Loss")
+    for ax, name in zip(axes.flat, names):
+        s = runs[name].scores["test"]
+        ax.scatter(s, mos, s=9, alpha=0.6, color="tab:blue", edgecolors="none")
+        params, ok = iqa_metrics.fit_logistic(s, mos)
+        if ok:
+            xs = np.linspace(s.min(), s.max(), 200)
+            ax.plot(xs, iqa_metrics.logistic_4p(xs, *params), color="tab:red", linewidth=1.5)
+        ax.set_title(f"{name}: SRCC {m.loc[name, 'SRCC']:.3f}", fontsize=10)
+        ax.set_xlabel("predicted score", fontsize=9)
+        ax.set_ylabel(f"MOS ({scale})", fontsize=9)
+        ax.tick_params(labelsize=8)
+    for ax in axes.flat[len(names):]:
+        fig.delaxes(ax)
+    fig.suptitle("Test images: prediction vs MOS (red: fitted 4-parameter logistic)", fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def figures(P: dict, runs: dict[str, Run], data: Data, tabs: dict, run_dir: Path) -> dict[str, Figure]:
+    """Scatter plots of prediction vs MOS and the training curves; saved under ``figures/``."""
+    figs = {"scatter_test": plot_scatter(runs, data.splits["test"].mos, tabs["metrics_test"], P["mos_scale"])}
+    done = {n: r.history for n, r in runs.items() if r.ok}
+    if done:
+        figs["history"] = report.plot_history(done)
+    for name, fig in figs.items():
+        report.save_figure(fig, run_dir / "figures" / f"{name}.png")
+    return figs
+
+
+# --------------------------------------------------------------------------------------------
+# run record
+# --------------------------------------------------------------------------------------------
+
+HEADLINE_ABOUT = ("per loss, test SRCC, KRCC (tau-b), PLCC of the raw scores and after the 4-parameter logistic map, "
+                  "and RMSE after that map, of each test image's score (the mean prediction over its test_patch_num "
+                  "crops) against its MOS; rounded to 4 decimals")
+
+
+def save(P: dict, run_dir: Path, runs: dict[str, Run], data: Data, tabs: dict[str, pd.DataFrame]) -> list[str]:
+    """Write the run record: every loss's per-image val / test scores with MOS and opinion SD
+    (``field_sd``), metrics.json with the test metrics as headline, tables/*.csv, the manifest."""
+    pw = record.PredictionWriter()
+    for name, r in runs.items():
+        if not r.ok:
+            continue
+        for s in ("val", "test"):
+            sp = data.splits[s]
+            pw.add(name, s, P["seed"], sp.image_names, sp.mos, r.scores[s], None, sd=sp.sd)
+    built = loss_modules(P)
+    methods = {name: {"config": repr(built[name]), "status": r.status, "best_epoch": r.best_epoch,
+                      "family": FAMILY.get(name, ""), "seconds_per_epoch": r.seconds_per_epoch,
+                      "train_seconds": r.train_seconds} for name, r in runs.items()}
+    extra = {"baseline": P["baseline"], "data_folder": str(data.folder), "embedded": data.embedded,
+             "official_split": data.official_split, "mos_scale": P["mos_scale"],
+             "test_images": int(len(data.splits["test"].mos)),
+             "scores": "per image, the mean model output over its test_patch_num crops",
+             "sample_loss": "NaN: the batch losses have no per-image value"}
+    if not any(r.ok for r in runs.values()):
+        raise TrainingError("every loss failed to train: " + "; ".join(f"{n}: {r.status}" for n, r in runs.items()))
+    return record.save_run(run_dir, EXPERIMENT, P, methods=methods,
+                           headline=("metrics_test", tabs["metrics_test"], HEADLINE_ABOUT), tables=tabs,
+                           predictions=pw, score_kind="quality score", extra=extra, table_index=False)

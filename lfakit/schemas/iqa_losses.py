@@ -1,0 +1,70 @@
+"""Parameters of the IQA loss comparison on KonIQ-10k: L1, L2, PLCC, SRCC, Rank, Fidelity and
+Norm-in-Norm training the same no-reference quality model."""
+
+from __future__ import annotations
+
+from lfakit.fitconfig import fit_params
+from lfakit.params import Spec, check_loss_kwargs, check_model, loss_choices, model_choices, model_help, run_params
+
+EXPERIMENT = "iqa_losses"
+VAL_METRICS = ("srcc", "plcc")
+_iqa = loss_choices("iqa")
+IMAGE_DIRS = ("", "512x384", "1024x768")  # as lfakit.data.koniq.IMAGE_DIRS ("": the first present)
+MOS_SCALES = ("1-5", "0-100")  # as lfakit.data.koniq.MOS_SCALES
+
+
+def _models() -> list[str]:
+    return model_choices(task="iqa")
+
+
+def _check_image_size(value: list) -> str | None:
+    if len(value) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and 16 <= v <= 4096 for v in value):
+        return f"image_size is [height, width] in pixels, each in [16, 4096] (KonIQ's 512x384 folder: [384, 512]); got {value!r}"
+    return None
+
+
+SCHEMA: dict[str, Spec] = {
+    "data_dir": Spec(str, "", "KonIQ-10k folder (koniq10k_distributions_sets.csv or koniq10k_scores_and_distributions.csv, "
+                     "512x384/ or 1024x768/); empty: the embedded default, generated in that format"),
+    "image_dir": Spec(str, "", "image folder inside data_dir: 512x384 | 1024x768; empty: the first present", choices=IMAGE_DIRS),
+    "cache_dir": Spec(str, "", "pre-resized image caches and the embedded data set; empty: $LFAKIT_CACHE or ~/.cache/lfakit"),
+    "mos_scale": Spec(str, "1-5", "scale of the MOS targets: 1-5 (mean rating) | 0-100 (the data set's z-score MOS)",
+                      choices=MOS_SCALES),
+    "max_images": Spec(int, 0, "use a seeded sample of at most this many images (0: all)", min=0, max=10_000_000),
+    "image_size": Spec(list, [96, 128], "[height, width] the images are resized to once, into the cache", check=_check_image_size),
+    "patch_size": Spec(int, 64, "side of the square crops the model sees, in training and at test", min=8, max=4096),
+    "train_patch_num": Spec(int, 2, "random crops per training image per epoch", min=1, max=1000),
+    "test_patch_num": Spec(int, 4, "crops per validation / test image; their predictions are averaged", min=1, max=1000),
+    "test_crop": Spec(str, "random", "test crop positions: random (drawn once from seed) | grid (evenly spread)",
+                      choices=("random", "grid")),
+    "hflip": Spec(bool, True, "mirror training crops at random (probability 0.5)"),
+    "losses": Spec(list, ["l1", "l2", "plcc", "srcc", "rank", "fidelity", "norm_in_norm"], "losses to train, by registry name",
+                   choices_fn=_iqa, nonempty=True),
+    "baseline": Spec(str, "l1", "loss every other loss is compared against (Δ SRCC, paired bootstrap)", choices_fn=_iqa),
+    "loss_kwargs": Spec(dict, {}, 'per-loss arguments, e.g. {"fidelity": {"pred_std": 0.5}}; empty: registry defaults',
+                        check=check_loss_kwargs),
+    "model": Spec(str, "tiny_cnn", model_help("one quality score per crop", task="iqa"), choices_fn=_models),
+    "pretrained": Spec(bool, False, "ImageNet weights (downloaded once into torchvision's cache)"),
+    "drop_path": Spec(float, 0.3, "swin_b_iqa: stochastic depth rate of the backbone", min=0.0, max=0.9),
+    "dropout": Spec(float, 0.1, "dropout before the regression head (tiny_cnn and swin_b_iqa)", min=0.0, max=0.9),
+    "n_boot": Spec(int, 1000, "paired bootstrap resamples of the test images for the Δ SRCC intervals", min=100, max=100_000),
+    "alpha": Spec(float, 0.05, "significance level of the Holm-corrected comparisons", min=1e-6, max=0.5),
+    **fit_params(VAL_METRICS, epochs=6, batch_size=16, optimizer="adamw", lr=2e-3, weight_decay=1e-4,
+                 scheduler="cosine", monitor="val_srcc", precision="float64"),
+    **run_params(EXPERIMENT, seed=42, num_threads=1),
+}
+
+
+def check_params(p: dict) -> str | None:
+    """Checks across parameters, run before any work starts."""
+    if p["baseline"] not in p["losses"]:
+        return f"baseline {p['baseline']!r} is not among the trained losses {p['losses']}; add it to losses or pick another baseline"
+    if p["monitor"] == "val_loss":
+        return ("monitor=val_loss is not available here: a batch loss's value on validation depends on how the crops "
+                "are batched; monitor val_srcc or val_plcc")
+    h, w = p["image_size"]
+    if p["patch_size"] > min(h, w):
+        return f"patch_size={p['patch_size']} does not fit images of {h} x {w}; lower patch_size or raise image_size"
+    if p["batch_size"] < 2:
+        return "batch_size must be at least 2: the correlation and pairwise losses compare the images of a batch"
+    return check_model(p["model"], p["pretrained"], p["patch_size"])

@@ -1,0 +1,293 @@
+"""The IQA loss comparison: patch sampling, the patch average, metrics against scipy, the labelled
+logistic fallback, the corrected comparison, the opinion SD reaching the fidelity loss, and runs
+through the CLI on KonIQ-format folders (both CSV kinds, both image folders)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from scipy import stats as sps
+from torch import nn
+
+from lfakit import engine, losses, params, stats
+from lfakit.data import koniq
+from lfakit.data.patches import PatchDataset, grid_positions, image_of
+from lfakit.errors import ParameterError, TrainingError
+from lfakit.experiments import iqa_losses as X
+from lfakit.fitconfig import FitConfig
+from lfakit.metrics import iqa as iqa_metrics
+
+from test_data_koniq import write_koniq
+
+EXP = "iqa_losses"
+
+
+def _images(n=6, h=24, w=32, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, size=(n, h, w, 3), dtype=np.uint8)
+
+
+# --------------------------------------------------------------------------- patches
+
+
+def test_grid_positions_are_distinct_inside_and_reach_the_corners():
+    g = grid_positions(384, 512, 224, 20)
+    assert g.shape == (20, 2) and len({tuple(p) for p in g}) == 20
+    assert (g[:, 0] >= 0).all() and (g[:, 0] <= 384 - 224).all() and (g[:, 1] <= 512 - 224).all()
+    assert tuple(g[0]) == (0, 0) and g[:, 1].max() == 512 - 224
+    assert grid_positions(24, 32, 8, 1).tolist() == [[8, 12]]  # one crop: the centre
+
+
+def test_test_crops_are_fixed_by_the_seed_and_training_crops_are_fresh():
+    imgs = _images()
+    mos, sd = np.linspace(1, 5, 6), np.full(6, 0.5)
+    a = PatchDataset(imgs, mos, sd, 8, 3, "random", seed=1)
+    b = PatchDataset(imgs, mos, sd, 8, 3, "random", seed=1)
+    c = PatchDataset(imgs, mos, sd, 8, 3, "random", seed=2)
+    assert len(a) == 18
+    assert [a.corner(i) for i in range(18)] == [b.corner(i) for i in range(18)] != [c.corner(i) for i in range(18)]
+    assert torch.equal(a[5]["x"], a[5]["x"])  # the same crop at every access
+    item = a[5]
+    y, x = a.corner(5)
+    want = torch.from_numpy(imgs[1, y:y + 8, x:x + 8].copy()).permute(2, 0, 1).float() / 255
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
+    torch.testing.assert_close(item["x"], (want - mean) / std)
+    assert float(item["y"]) == mos[1] and float(item["std"]) == 0.5 and item["index"] == 5
+    assert image_of([0, 2, 3, 17], 3).tolist() == [0, 0, 1, 5]
+    f = PatchDataset(imgs, mos, sd, 8, 3, "fresh")
+    torch.manual_seed(0)
+    first = [f.corner(0) for _ in range(10)]
+    assert len(set(first)) > 1
+
+
+def test_patch_dataset_refuses_a_patch_larger_than_the_images():
+    with pytest.raises(ParameterError, match="patch_size=40 does not fit the 24 x 32 images"):
+        PatchDataset(_images(), np.ones(6), np.ones(6), 40, 2)
+
+
+class _MeanPixel(nn.Module):
+    """A score that differs from crop to crop: a weighted mean of the pixels."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.linspace(-1, 1, 3 * 8 * 8).view(1, 3, 8, 8))
+
+    def forward(self, x):
+        return (x * self.w).flatten(1).sum(1, keepdim=True)
+
+
+def test_the_test_time_patch_average_is_what_gets_scored():
+    imgs = _images()
+    mos = np.linspace(1, 5, 6)
+    ds = PatchDataset(imgs, mos, np.ones(6), 8, 4, "random", seed=3)
+    model = _MeanPixel().double()
+    out = engine.predict(model, ds, batch_size=5, device="cpu")
+    scored = X.image_scores(out["scores"], 4)
+    by_hand = []
+    for i in range(6):
+        crops = [ds[i * 4 + j]["x"].double() for j in range(4)]
+        with torch.no_grad():
+            vals = [float(model(c[None])) for c in crops]
+        assert len(set(vals)) > 1  # the crops differ, so the average is not any one of them
+        by_hand.append(np.mean(vals))
+    np.testing.assert_allclose(scored, by_hand, rtol=1e-12)
+    with pytest.raises(ValueError, match="not a whole number of images"):
+        X.image_scores(np.ones(7), 4)
+
+
+# --------------------------------------------------------------------------- metrics and tables
+
+
+def _fake_runs(mos, noise: dict, seed=0):
+    rng = np.random.default_rng(seed)
+    runs = {}
+    for name, sigma in noise.items():
+        s = {sp: mos[sp] + sigma * rng.normal(size=len(mos[sp])) for sp in ("val", "test")}
+        hist = pd.DataFrame({"epoch": [1, 2], "train_loss": [1.0, 0.5], "val_srcc": [0.5, 0.6], "seconds": [1.0, 1.5]})
+        runs[name] = X.Run(name, s, 2, hist, "complete")
+    return runs
+
+
+def _fake_data(n_test=150, n_val=40, seed=1):
+    rng = np.random.default_rng(seed)
+    splits = {}
+    for s, n in (("train", 10), ("val", n_val), ("test", n_test)):
+        m = rng.uniform(1, 5, n)
+        splits[s] = koniq.Split(np.zeros((n, 4, 4, 3), np.uint8), m, np.full(n, 0.6), [f"{s}{i}.jpg" for i in range(n)])
+    return X.Data(splits, Path("."), embedded=True, official_split=True)
+
+
+def _P(**kw):
+    P = params.defaults(EXP)
+    P.update({"losses": ["l1", "l2", "plcc", "srcc", "rank", "fidelity"], "n_boot": 400, **kw})
+    return P
+
+
+def test_metrics_equal_scipy_on_the_same_predictions():
+    data = _fake_data()
+    runs = _fake_runs({s: data.splits[s].mos for s in ("val", "test")}, {"l1": 0.8, "l2": 1.5})
+    t = X.metrics_table(runs, data).set_index("Loss")
+    mos = data.splits["test"].mos
+    for name, r in runs.items():
+        s = r.scores["test"]
+        assert t.loc[name, "SRCC"] == pytest.approx(round(sps.spearmanr(s, mos).statistic, 4), abs=1e-12)
+        assert t.loc[name, "KRCC"] == pytest.approx(round(sps.kendalltau(s, mos).statistic, 4), abs=1e-12)
+        assert t.loc[name, "PLCC (raw)"] == pytest.approx(round(sps.pearsonr(s, mos).statistic, 4), abs=1e-12)
+        assert t.loc[name, "Logistic fit"] == "ok"
+        params_, ok = iqa_metrics.fit_logistic(s, mos)
+        mapped = iqa_metrics.logistic_4p(s, *params_)
+        assert t.loc[name, "PLCC (logistic)"] == pytest.approx(round(sps.pearsonr(mapped, mos).statistic, 4), abs=1e-12)
+        assert t.loc[name, "RMSE (logistic)"] == pytest.approx(round(float(np.sqrt(np.mean((mapped - mos) ** 2))), 4))
+    assert t.loc["l1", "SRCC"] > t.loc["l2", "SRCC"]  # less noise, better ranking: the table is not constant
+
+
+def test_a_failed_logistic_fit_is_labelled_and_falls_back_to_raw(monkeypatch):
+    data = _fake_data()
+    runs = _fake_runs({s: data.splits[s].mos for s in ("val", "test")}, {"l1": 0.8})
+    monkeypatch.setattr(iqa_metrics, "fit_logistic", lambda p, q, maxfev=20000: (np.zeros(4), False))
+    row = X.metrics_table(runs, data).set_index("Loss").loc["l1"]
+    assert row["Logistic fit"] == "failed: raw"
+    assert row["PLCC (logistic)"] == row["PLCC (raw)"]
+    s, mos = runs["l1"].scores["test"], data.splits["test"].mos
+    assert row["RMSE (logistic)"] == pytest.approx(round(float(np.sqrt(np.mean((s - mos) ** 2))), 4))
+
+
+def test_bootstrap_of_srcc_equals_the_callable_reference():
+    rng = np.random.default_rng(5)
+    t = rng.normal(size=80)
+    a, b = t + rng.normal(size=80), t + 0.4 * rng.normal(size=80)
+    fast = stats.paired_bootstrap_correlation(t, a, b, "srcc", n_boot=300, seed=7)
+    ref = stats.paired_bootstrap(t, a, b, metric=lambda y, s: sps.spearmanr(y, s).statistic, n_boot=300, seed=7,
+                                 stratified=False)
+    for k in ("delta", "ci_low", "ci_high", "p_value", "metric1", "metric2"):
+        assert fast[k] == pytest.approx(ref[k], abs=1e-12), k
+    assert fast["delta"] > 0 and fast["ci_low"] > 0  # b is clearly the better ranker
+
+
+def test_winner_only_where_the_holm_corrected_difference_is_significant():
+    data = _fake_data(n_test=300)
+    mos = {s: data.splits[s].mos for s in ("val", "test")}
+    runs = _fake_runs(mos, {"l1": 1.2, "l2": 1.2, "plcc": 0.2, "srcc": 1.2, "rank": 1.2, "fidelity": 1.2}, seed=3)
+    runs["l2"].scores = {k: v.copy() for k, v in runs["l1"].scores.items()}  # identical to the baseline
+    runs["l2"].scores["test"][0] += 1e-9
+    P = _P()
+    comp = X.comparison_table(P, runs, data).set_index("Challenger")
+    assert comp.loc["plcc", "Winner"] == "plcc" and comp.loc["plcc", "p (Holm)"] < 0.05
+    assert comp.loc["l2", "Winner"] == "tie (n.s.)"
+    assert (comp["p (Holm)"] >= comp["p-value"] - 1e-12).all()
+    summ = X.summary_table(P, runs, X.metrics_table(runs, data), X.comparison_table(P, runs, data)).set_index("Loss")
+    assert summ.loc["plcc", "Winner"] == "plcc" and not summ.loc["plcc", "Δ SRCC vs l1 [95% CI]"].endswith("n.s.")
+    assert summ.loc["l2", "Δ SRCC vs l1 [95% CI]"].endswith("n.s.") and summ.loc["l1", "Δ SRCC vs l1 [95% CI]"] == "baseline"
+    assert summ.loc["l1", "Time"].strip() == "2.5 s" and summ.loc["l1", "Time/epoch"].strip() == "1.2 s"
+    kq = X.key_questions(P, runs, data, X.metrics_table(runs, data), X.comparison_table(P, runs, data))
+    assert len(kq) == 5
+    answers = dict(zip(kq["Question"], kq["Answer"]))
+    assert next(a for q, a in answers.items() if q.startswith("Which loss")).startswith("plcc")
+    assert "plcc is significantly better than l1" in next(a for q, a in answers.items() if q.startswith("Is directly"))
+    assert next(a for q, a in answers.items() if q.startswith("Should we")).startswith("no evidence")
+    assert "significant gains over l1: plcc" in next(a for q, a in answers.items() if q.startswith("What is"))
+
+
+def test_a_diverged_loss_is_reported_failed_and_the_others_go_on(monkeypatch, tmp_path):
+    data = _fake_data()
+    good = _fake_runs({s: data.splits[s].mos for s in ("val", "test")}, {"l1": 0.5})["l1"]
+
+    def fake_train(P, name, *a, **kw):
+        if name == "rank":
+            raise TrainingError("loss rank became nan at epoch 1, batch 0")
+        from lfakit.experiments._shared import Trained
+        k = P["test_patch_num"]
+        return Trained({s: np.repeat(good.scores[s], k) for s in ("val", "test")}, {}, 2, good.history)
+
+    monkeypatch.setattr(X, "train_or_resume", fake_train)
+    monkeypatch.setattr(X, "datasets", lambda P, data: dict.fromkeys(("train", "val", "test")))
+    P = _P(losses=["l1", "rank"], epochs=2)
+    runs = X.train_all(P, data, tmp_path)
+    assert runs["l1"].status == "complete" and runs["rank"].status.startswith("failed: loss rank became nan")
+    tabs = X.tables(P, runs, data)
+    assert tabs["summary"].set_index("Loss").loc["rank", "Status"].startswith("failed")
+    assert np.isnan(tabs["metrics_test"].set_index("Loss").loc["rank", "SRCC"])
+
+
+# --------------------------------------------------------------------------- the opinion SD
+
+
+def test_the_opinion_sd_changes_the_fidelity_loss_seen_in_training():
+    imgs = _images(n=12)
+    mos = np.linspace(1, 5, 12)
+    fid = losses.build("fidelity")
+    cfg = FitConfig(epochs=1, batch_size=8, lr=1e-3, device="cpu", progress=False, precision="float64",
+                    drop_last=True, val_loss=False, monitor="val_srcc")
+
+    def run(sd):
+        torch.manual_seed(0)
+        ds = PatchDataset(imgs, mos, sd, 8, 2, "fresh")
+        val = PatchDataset(imgs, mos, sd, 8, 2, "grid")
+        return engine.fit(_MeanPixel().double(), fid, ds, val, cfg, val_metrics=X.val_metrics(2)).history["train_loss"][0]
+
+    a, b, c = run(np.full(12, 0.3)), run(np.full(12, 1.5)), run(np.full(12, 0.3))
+    assert a == c and a != pytest.approx(b, rel=1e-6)
+
+
+# --------------------------------------------------------------------------- parameters
+
+
+def test_monitor_val_loss_and_oversized_patches_are_refused_before_any_work():
+    with pytest.raises(ParameterError, match="monitor=val_loss is not available here"):
+        params.validate(EXP, {**params.defaults(EXP), "monitor": "val_loss"})
+    with pytest.raises(ParameterError, match="patch_size=300 does not fit images of 96 x 128"):
+        params.validate(EXP, {**params.defaults(EXP), "patch_size": 300, "image_size": [96, 128]})
+
+
+# --------------------------------------------------------------------------- through the CLI
+
+QUICK = ["-p", "epochs=1", "-p", "losses=[l1, fidelity]", "-p", "image_size=[48, 64]", "-p", "patch_size=32",
+         "-p", "batch_size=8", "-p", "n_boot=200", "-q"]
+
+
+def _lfakit(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "lfakit.cli", *args], capture_output=True, text=True, **kw)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind, folder", [("sets", "512x384"), ("scores", "1024x768")])
+def test_lfakit_run_on_a_koniq_format_folder(tmp_path, kind, folder):
+    root = write_koniq(tmp_path / "koniq", kind, folder)
+    env = {**__import__("os").environ, "LFAKIT_RESULTS": str(tmp_path / "results"), "LFAKIT_CACHE": str(tmp_path / "cache")}
+    r = _lfakit("run", EXP, "-p", f"data_dir={root}", *QUICK, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    run_dir = Path(r.stdout.strip().splitlines()[-1].split("-> ")[-1])
+    from lfakit import record
+
+    rec = record.load_run(run_dir)
+    assert set(rec.methods) == {"l1", "fidelity"} and rec.extra["official_split"] == (kind == "sets")
+    test = rec.predictions.select(method="l1", split="test")
+    idx = koniq.load_index(root).table.set_index("image_name")
+    np.testing.assert_allclose(test.targets[:, 0], idx.loc[list(test.sample_id), "mos"].to_numpy())
+    assert (run_dir / "figures" / "scatter_test.png").exists() and (run_dir / "tables" / "summary.csv").exists()
+
+
+@pytest.mark.slow
+def test_a_csv_without_mos_fails_before_training_naming_the_column(tmp_path):
+    root = write_koniq(tmp_path / "koniq", "sets")
+    csv = root / koniq.SETS_CSV
+    pd.read_csv(csv).drop(columns=["MOS"]).to_csv(csv, index=False)
+    results = tmp_path / "results"
+    env = {**__import__("os").environ, "LFAKIT_RESULTS": str(results), "LFAKIT_CACHE": str(tmp_path / "cache")}
+    r = _lfakit("run", EXP, "-p", f"data_dir={root}", *QUICK, env=env)
+    assert r.returncode != 0
+    assert "'MOS'" in r.stderr and str(csv) in r.stderr
+    assert not (results / EXP).exists() or not any((results / EXP).iterdir())
+
+
+def test_a_logistic_fit_on_three_points_falls_back_instead_of_crashing():
+    params_, ok = iqa_metrics.fit_logistic([0.1, 0.5, 0.9], [1.0, 2.0, 4.0])
+    assert not ok
+    rep = iqa_metrics.iqa_report([0.1, 0.5, 0.9], [1.0, 2.0, 4.0])
+    assert rep["logistic_fit_ok"] is False and rep["plcc_logistic"] == rep["plcc_raw"]
