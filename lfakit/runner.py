@@ -333,8 +333,10 @@ def execute(experiment: str, params: dict[str, Any], run_dir: Path, timeout: int
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
-        for name, level in levels.items():  # the next run (run-all) logs as before
-            logging.getLogger(name).setLevel(level)
+        if not interrupted:  # the next run (run-all) logs as before; after a Ctrl-C there is none, and the
+            # dying kernel's pending tasks may still log their errors as the process exits
+            for name, level in levels.items():
+                logging.getLogger(name).setLevel(level)
         for f in logs:
             f.close()
         if env_before is None:

@@ -1,7 +1,7 @@
 """The checked notebook outputs do not depend on the CPU's vectorised kernels.
 
-The committed ``chestxray_zlpr`` notebook (the training notebook whose tables hold thresholds and
-F1, the outputs most sensitive to drift) is executed here twice more, through the CLI, with the
+The committed ``chestxray_zlpr`` and ``iqa_losses`` notebooks (training notebooks whose tables hold thresholds, F1 and
+logistic fits, the outputs most sensitive to drift) are executed here twice more, through the CLI, with the
 kernels forced to AVX2 and to the non-vectorised ``default`` build. nbval itself checks the
 machine's own kernels against the same committed outputs. The AVX2 run must reproduce them
 exactly; the ``default`` run must agree within ``TOLERANCE`` (the bound stated in
@@ -68,34 +68,44 @@ def within(a: str, b: str, tol: float) -> list[str]:
     return problems
 
 
-def _run_notebook(env_extra: dict, tmp_path: Path):
+def _run_notebook(env_extra: dict, tmp_path: Path, exp: str = EXP):
     env = {**os.environ, **env_extra, "LFAKIT_RESULTS": str(tmp_path)}
-    r = subprocess.run([sys.executable, "-m", "lfakit.cli", "run", EXP, "-q"], capture_output=True, text=True,
+    r = subprocess.run([sys.executable, "-m", "lfakit.cli", "run", exp, "-q"], capture_output=True, text=True,
                        env=env, cwd=ROOT)
     assert r.returncode == 0, r.stderr[-3000:]
     run_dir = Path(r.stdout.strip().splitlines()[-1].split("-> ")[-1])
     return nbformat.read(run_dir / "notebook.ipynb", as_version=4)
 
 
-@pytest.fixture(scope="module")
-def committed():
-    return checked_outputs(nbformat.read(ROOT / "notebooks" / f"{EXP}.ipynb", as_version=4))
+# the chest X-ray comparison, and the IQA comparison (whose logistic fits would amplify the last
+# bits of a prediction if they were ill-conditioned)
+FINAL_TABLES = {EXP: ("Avg AUROC", "=== zlpr ===", "Winner"),
+                "iqa_losses": ("PLCC (logistic)", "Δ SRCC vs l1 [95% CI]", "Winner", "Which loss achieves")}
+
+
+@pytest.fixture(scope="module", params=sorted(FINAL_TABLES))
+def committed(request):
+    exp = request.param
+    return exp, checked_outputs(nbformat.read(ROOT / "notebooks" / f"{exp}.ipynb", as_version=4))
 
 
 def test_checked_outputs_cover_the_final_tables(committed):
-    text = "\n".join(committed)
-    assert "Avg AUROC" in text and "=== zlpr ===" in text and "Winner" in text
+    exp, cells = committed
+    text = "\n".join(cells)
+    assert all(s in text for s in FINAL_TABLES[exp])
 
 
 def test_avx2_kernels_reproduce_the_committed_outputs_exactly(committed, tmp_path):
-    fresh = checked_outputs(_run_notebook(AVX2, tmp_path))
+    exp, committed = committed
+    fresh = checked_outputs(_run_notebook(AVX2, tmp_path, exp))
     assert len(fresh) == len(committed)
     for i, (a, b) in enumerate(zip(committed, fresh)):
         assert a == b, f"checked cell {i} differs under ATEN_CPU_CAPABILITY=avx2"
 
 
 def test_non_vectorised_kernels_agree_within_the_tolerance(committed, tmp_path):
-    fresh = checked_outputs(_run_notebook(DEFAULT, tmp_path))
+    exp, committed = committed
+    fresh = checked_outputs(_run_notebook(DEFAULT, tmp_path, exp))
     assert len(fresh) == len(committed)
     for i, (a, b) in enumerate(zip(committed, fresh)):
         bad = within(a, b, TOLERANCE)

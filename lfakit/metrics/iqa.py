@@ -95,19 +95,32 @@ def logistic_4p(x, b1: float, b2: float, b3: float, b4: float):
     return (b1 - b2) / (1.0 + np.exp(z)) + b2
 
 
+def _bounds(q: np.ndarray, sign: float):
+    """Box for the standardised fit: the asymptotes within the MOS range widened by its span on
+    each side, the midpoint within 5 standard deviations of the predictions, and the width at
+    least 0.1 of their standard deviation, in the direction of the correlation. Without the
+    width bound, weakly correlated scores fit a step function, whose optimum is ill-conditioned
+    (it moves with the last bits of the inputs, so with the CPU's vector kernels)."""
+    lo, hi = float(q.min()), float(q.max())
+    span = hi - lo
+    w = (0.1, 100.0) if sign > 0 else (-100.0, -0.1)
+    return ([lo - span, lo - span, -5.0, w[0]], [hi + span, hi + span, 5.0, w[1]])
+
+
 def fit_logistic(pred, mos, maxfev: int = 20000) -> tuple[np.ndarray, bool]:
     """Least-squares fit of :func:`logistic_4p` mapping ``pred`` to ``mos``.
 
     Initial guess: ``b1 = max(mos)``, ``b2 = min(mos)``, ``b3 = median(pred)``,
     ``b4 = std(pred)`` with the sign of the Pearson correlation (so a decreasing relation
     starts from a decreasing curve). The fit runs on standardised predictions (better
-    conditioned) and the parameters are mapped back to the original scale.
+    conditioned), within the box of ``_bounds`` (the width at least a tenth of the predictions'
+    standard deviation, so no step function), and the parameters are mapped back to the
+    original scale.
 
     Returns ``(params, ok)``. If ``curve_fit`` fails (no convergence within ``maxfev``
     evaluations), the predictions or the MOS are constant, or the fitted parameters are not
     finite, or there are fewer than 4 scores (the parameters), ``ok`` is False and ``params`` is
-    the initial guess; callers should then fall back
-    to the raw scores.
+    the initial guess; callers should then fall back to the raw scores.
     """
     p, q = _pair(pred, mos, min_n=3)
     mu, sd = float(p.mean()), float(p.std())
@@ -119,11 +132,11 @@ def fit_logistic(pred, mos, maxfev: int = 20000) -> tuple[np.ndarray, bool]:
     if sd == 0 or q.std() == 0 or p.size < 4:  # four parameters need at least four points
         return init, False
     x = (p - mu) / sd
-    init_std = np.array([init[0], init[1], (init[2] - mu) / sd, guess_sign])
+    init_std = np.array([init[0], init[1], float(np.clip((init[2] - mu) / sd, -4.9, 4.9)), guess_sign])
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optimize.OptimizeWarning)
-            params, _ = optimize.curve_fit(logistic_4p, x, q, p0=init_std, maxfev=maxfev)
+            params, _ = optimize.curve_fit(logistic_4p, x, q, p0=init_std, maxfev=maxfev, bounds=_bounds(q, guess_sign))
     except (RuntimeError, ValueError, FloatingPointError):
         return init, False
     if not np.all(np.isfinite(params)) or params[3] == 0:
