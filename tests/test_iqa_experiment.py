@@ -291,3 +291,13 @@ def test_a_logistic_fit_on_three_points_falls_back_instead_of_crashing():
     assert not ok
     rep = iqa_metrics.iqa_report([0.1, 0.5, 0.9], [1.0, 2.0, 4.0])
     assert rep["logistic_fit_ok"] is False and rep["plcc_logistic"] == rep["plcc_raw"]
+
+
+def test_the_large_sample_path_of_the_srcc_bootstrap_gives_the_same_numbers():
+    rng = np.random.default_rng(2)
+    t = rng.normal(size=600)
+    a, b = t + rng.normal(size=600), t + 0.8 * rng.normal(size=600)
+    big = stats.paired_bootstrap_correlation(t, a, b, "srcc", n_boot=50, seed=4)  # n > 500: the scipy loop
+    ref = stats.paired_bootstrap(t, a, b, metric=lambda y, s: sps.spearmanr(y, s).statistic, n_boot=50, seed=4,
+                                 stratified=False)
+    assert big == pytest.approx(ref, abs=1e-12)
