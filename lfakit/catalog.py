@@ -76,6 +76,14 @@ MODELS.add("resnet50", "torchvision.models:resnet50", channels=3, pretrained_wei
 # padding; the study feeds 224 x 224 patches.
 MODELS.add("swin_b_iqa", "lfakit.models:SwinMultiScaleIQA", channels=3, pretrained_weights="Swin_B_Weights", head=None,
            min_side=32, options=("drop_path", "dropout"), tasks=("iqa",))
+# Membership-inference targets (multi-class classifiers), kit models without pretrained weights.
+# Their task tag is "privacy", not "multiclass": the classification experiments, which name no
+# task (params.model_choices()), keep offering exactly the models above; a membership-inference
+# schema offers these with model_choices("privacy").
+MODELS.add("mlp", "lfakit.models:MLP", channels=1, pretrained_weights=None, head=None, min_side=1,
+           options=("width", "depth", "dropout", "input_side"), tasks=("privacy",))
+MODELS.add("resnet18_cifar", "lfakit.models:ResNet18CIFAR", channels=3, pretrained_weights=None, head=None, min_side=8,
+           tasks=("privacy",))
 
 DATASETS = Registry("dataset")
 DATASETS.add("digits", "lfakit.data.cifar:load_source", task="multiclass", embedded=True,

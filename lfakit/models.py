@@ -2,8 +2,9 @@
 
 ``build_model("densenet121", num_classes=14, pretrained=True)`` gives torchvision's DenseNet-121
 with ImageNet weights and a 14-way linear head emitting logits. The kit's own models (registry
-entries with ``head=None``: :class:`TinyCNN`, :class:`SwinMultiScaleIQA`) are built for the data's
-channels and take the options their registry entry declares (``options=("drop_path", "dropout")``);
+entries with ``head=None``: :class:`TinyCNN`, :class:`SwinMultiScaleIQA`, and the membership-inference
+models :class:`MLP` and :class:`ResNet18CIFAR`) are built for the data's channels and take the
+options their registry entry declares (``options=("drop_path", "dropout")``);
 those with ImageNet weights load them into their backbone. Pretrained weights come from
 torchvision's cache (``$TORCH_HOME/hub/checkpoints``); when they are not there and cannot be
 downloaded, :func:`ensure_weights` fails at once with a message saying where to put the file.
@@ -163,6 +164,78 @@ class SwinMultiScaleIQA(nn.Module):
                                  f"{tuple(state[bad[0]].shape)}, the backbone's is {tuple(own[bad[0]].shape)}")
         self.backbone.load_state_dict({k: state[k] for k in own}, strict=True)
         return [k for k in state if k not in own]
+
+
+def _check_count(name: str, value, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ParameterError(f"{name} must be an integer >= {low}, got {value!r}")
+    return value
+
+
+class MLP(nn.Module):
+    """A multilayer perceptron on flattened images: ``depth`` hidden layers of ``width`` units
+    (Linear, ReLU, and Dropout(``dropout``) when it is above 0), then Linear to ``num_classes``.
+
+    A membership-inference target for small inputs such as scikit-learn's 8 x 8 digits. The
+    input size is fixed when the model is built (``in_chans * input_side ** 2`` input features),
+    so the weights are drawn at build time, in the build's precision; an input of another shape
+    is a ParameterError naming the shape expected. ``depth=0`` is multinomial logistic regression.
+    At the defaults (1 x 8 x 8 input, 10 classes) it has 85,002 parameters.
+    """
+
+    def __init__(self, num_classes: int, in_chans: int = 1, *, width: int = 256, depth: int = 2,
+                 dropout: float = 0.0, input_side: int = 8):
+        super().__init__()
+        width, depth = _check_count("width", width, 1), _check_count("depth", depth, 0)
+        input_side, dropout = _check_count("input_side", input_side, 1), _check_prob("dropout", dropout)
+        self.input_shape = (in_chans, input_side, input_side)
+        layers: list[nn.Module] = [nn.Flatten()]
+        features = in_chans * input_side * input_side
+        for _ in range(depth):
+            layers += [nn.Linear(features, width), nn.ReLU(inplace=True)]
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+            features = width
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Linear(features, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if tuple(x.shape[1:]) != self.input_shape:
+            c, side, _ = self.input_shape
+            raise ParameterError(
+                f"mlp was built for inputs of shape (N, {c}, {side}, {side}) (in_chans={c}, input_side={side}), "
+                f"got {tuple(x.shape)}; build it with input_side (and in_chans) matching the data")
+        return self.head(self.features(x))
+
+
+class ResNet18CIFAR(nn.Module):
+    """ResNet-18, CIFAR variant: a 3 x 3 stride-1 stem convolution and no max-pool, then
+    torchvision's four BasicBlock stages (64-128-256-512, two blocks each), global average
+    pooling and a Linear head; a 32 x 32 image enters layer1 at 32 x 32 and leaves layer4 at 4 x 4.
+
+    The ResNet-18 of LiRA's and RMIA's CIFAR-10 membership-inference experiments (they also
+    train WRN-28-2; this is the ResNet-18 variant). 11,173,962 parameters for 10 classes
+    (about 11.2 M). No pretrained weights: the ImageNet ones belong to the 7 x 7 stride-2 stem.
+
+    Built from torchvision's public ``ResNet`` and ``BasicBlock``: ``conv1`` is replaced by the
+    3 x 3 stride-1 convolution (initialised as torchvision initialises its convolutions,
+    Kaiming normal, fan-out) and ``maxpool`` by ``nn.Identity``; the network is kept in
+    :attr:`net`, with torchvision's ``resnet18`` module names.
+    """
+
+    def __init__(self, num_classes: int, in_chans: int = 3):
+        super().__init__()
+        from torchvision.models.resnet import BasicBlock, ResNet
+
+        _check_count("in_chans", in_chans, 1)
+        net = ResNet(BasicBlock, [2, 2, 2, 2], num_classes=num_classes)
+        net.conv1 = nn.Conv2d(in_chans, 64, kernel_size=3, stride=1, padding=1, bias=False)
+        nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")
+        net.maxpool = nn.Identity()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
 
 
 MODELS = tuple(_catalog.MODELS.names())

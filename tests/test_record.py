@@ -92,6 +92,7 @@ QUICK = {
     "cf_ensemble": {"seeds": 2, "max_iter": 10, "max_epochs": 40, "collapse_steps": [1]},
     "loss_atlas": {"grid_size": 21},
     "iqa_losses": {"epochs": 1, "losses": ["l1", "fidelity"], "n_boot": 200},
+    "membership_inference": {"epochs": 2, "losses": ["ce", "flooding"], "pool_size": 300, "n_boot": 200},
 }
 
 
@@ -125,7 +126,7 @@ def test_every_run_loads_into_the_same_structures(run):
 def test_headline_recomputed_from_the_record_alone(run):
     exp, r = run
     {"chestxray_zlpr": _chestxray, "cifar_fece": _cifar, "cf_ensemble": _cf_ensemble, "loss_atlas": _atlas,
-     "iqa_losses": _iqa}[exp](r)
+     "iqa_losses": _iqa, "membership_inference": _membership}[exp](r)
 
 
 def _chestxray(r):
@@ -218,3 +219,20 @@ def _iqa(r):
         assert _close(sps.spearmanr(s, mos).statistic, head.loc[name, "SRCC"])
         assert _close(sps.kendalltau(s, mos).statistic, head.loc[name, "KRCC"])
         assert _close(sps.pearsonr(s, mos).statistic, head.loc[name, "PLCC (raw)"])
+
+
+def _membership(r):
+    head = r.headline.set_index("Loss")
+    assert r.headline_name == "study" and set(head.index) == {"ce", "flooding"}
+    for name in head.index:
+        t = r.predictions.select(method=name, split="pool", group="target")
+        members = t.fields["in_train"].astype(bool)
+        labels = t.targets[:, 0].astype(int)
+        right = t.scores.argmax(1) == labels
+        assert members.sum() == (~members).sum() == 150
+        assert abs(100 * right[members].mean() - head.loc[name, "Target Train Acc (%)"]) <= 5e-4 + 1e-9
+        assert abs(100 * right[~members].mean() - head.loc[name, "Target Test Acc (%)"]) <= 5e-4 + 1e-9
+        study = r.extra["study_attack"]
+        auc = r.methods[name]["attacks"][study]["auc"]
+        assert abs(auc - head.loc[name, "Attack AUC"]) <= 5e-4 + 1e-9
+        assert len(r.predictions.select(method=name, split="pool").groups()) == 1 + r.extra["n_ref"]
