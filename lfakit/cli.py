@@ -1,4 +1,5 @@
-"""``lfakit list | run | run-all``: the command line over :mod:`lfakit.runner`."""
+"""``lfakit list | run | run-all | sweep``: the command line over :mod:`lfakit.runner` and
+:mod:`lfakit.sweep`."""
 
 from __future__ import annotations
 
@@ -121,6 +122,31 @@ def _cmd_run_all(args) -> int:
     return 1 if failed else 0
 
 
+def _cmd_sweep(args) -> int:
+    from lfakit import sweep
+
+    seeds = None
+    if args.seeds:
+        try:
+            seeds = [int(v) for v in args.seeds.split(",") if v.strip()]
+        except ValueError:
+            from lfakit.errors import ParameterError
+
+            raise ParameterError(f"--seeds takes comma-separated integers, e.g. 0,1,2; got {args.seeds!r}") from None
+    slurm = {k: v for k, v in (("partition", args.partition), ("time_min", args.time_min), ("gpus", args.gpus)) if v is not None}
+    try:
+        result = sweep.run_sweep(args.experiment, profile=args.profile, grid=sweep.parse_grid(args.grid or []), seeds=seeds,
+                                 executor=args.executor, workers=args.workers, out=args.out,
+                                 scheduler_address=args.scheduler_address, slurm=slurm or None,
+                                 timeout=args.timeout or None, progress=not args.quiet, cluster=args.cluster)
+    except sweep.SweepInterrupted as e:
+        print(f"\nlfakit: sweep interrupted: {e}", file=sys.stderr)
+        return 130
+    print(sweep.summary(result))
+    print(f"sweep folder: {result.sweep_dir}")
+    return result.exit_code
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lfakit", description="Run and compare loss-function experiments.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -145,6 +171,26 @@ def build_parser() -> argparse.ArgumentParser:
     ra = sub.add_parser("run-all", help="execute every experiment with one profile (the main job)")
     common(ra)
     ra.set_defaults(func=_cmd_run_all)
+
+    sw = sub.add_parser("sweep", help="run one experiment over a parameter grid and seeds, one process per point")
+    sw.add_argument("experiment")
+    sw.add_argument("--profile", default="smoke", help="parameter profile of every point (default: smoke)")
+    sw.add_argument("-g", "--grid", action="append", metavar="NAME=V1,V2",
+                    help="a parameter and its values (repeatable; values read as YAML, split at top-level commas: "
+                         "'losses=[focal],[zlpr]' is two points)")
+    sw.add_argument("--seeds", metavar="0,1,2", help="seeds, one point per grid point and seed (default: the profile's seed)")
+    sw.add_argument("--executor", choices=("local", "dask", "slurm"), default="local",
+                    help="local process pool (default), a Dask cluster, or Slurm through submitit")
+    sw.add_argument("-j", "--workers", type=int, default=1, help="points run at once (default 1)")
+    sw.add_argument("--out", help="sweep folder (default: results/<experiment>/sweeps/<sweep-id>)")
+    sw.add_argument("--timeout", type=int, default=0, help="wall-clock limit per point in seconds (0 = none)")
+    sw.add_argument("--scheduler-address", help="dask: the scheduler of an existing cluster (default: a LocalCluster)")
+    sw.add_argument("--partition", help="slurm: partition")
+    sw.add_argument("--time-min", type=int, help="slurm: time limit per point in minutes")
+    sw.add_argument("--gpus", type=int, help="slurm: GPUs per point")
+    sw.add_argument("--cluster", help="submitit cluster (default: Slurm when present; 'local' runs the jobs locally)")
+    sw.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    sw.set_defaults(func=_cmd_sweep)
     return p
 
 

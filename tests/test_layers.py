@@ -27,10 +27,17 @@ FORBIDDEN = {
     "lfakit.engine": ("lfakit.experiments", "lfakit.runner", "lfakit.cli", "lfakit.report", "lfakit.record"),
     "lfakit.report": ("lfakit.engine", "lfakit.experiments", "lfakit.runner", "lfakit.cli"),
     "lfakit.record": ("lfakit.engine", "lfakit.experiments", "lfakit.runner", "lfakit.cli"),
+    # membership attacks work from saved logits and losses: the metrics/stats layer
+    "lfakit.attacks": ("lfakit.engine", "lfakit.experiments", "lfakit.runner", "lfakit.cli", "lfakit.report",
+                       "lfakit.losses", "lfakit.models", "lfakit.data", "lfakit.sweep"),
+    # sweeps run the runner's CLI in child processes; nothing below them knows of them
+    "lfakit.runner": ("lfakit.sweep", "lfakit.cli"),
+    "lfakit.sweep": ("lfakit.cli", "lfakit.experiments", "lfakit.engine"),
 }
 ALWAYS_ALLOWED = ("lfakit.errors",)
 # torch-free layers: `lfakit list` and validation never import torch
-NO_TORCH = ("lfakit.params", "lfakit.schemas", "lfakit.catalog", "lfakit.registry", "lfakit.fitconfig", "lfakit.errors")
+NO_TORCH = ("lfakit.params", "lfakit.schemas", "lfakit.catalog", "lfakit.registry", "lfakit.fitconfig", "lfakit.errors",
+            "lfakit.attacks", "lfakit.metrics.privacy")
 
 
 def _module_name(path: Path) -> str:

@@ -172,14 +172,15 @@ def train_model(P: dict, pool: Pool, name: str, role: str, seed: int, mask: np.n
     own = ClassImages(pool.images[idx[:512]], pool.labels[idx[:512]], channels=ch)  # model selection: own training data
     everything = ClassImages(pool.images, pool.labels, channels=ch)
     fn = losses.build(name, **P["loss_kwargs"].get(name, {}))
-    train_or_resume({**P, "seed": seed, "resume": True}, tag, fn, lambda: build_model(P, pool), train, own,
+    # no per-epoch bar for each of the many models: train_all shows one bar over the models
+    train_or_resume({**P, "seed": seed, "resume": True, "progress": False}, tag, fn, lambda: build_model(P, pool), train, own,
                     {"pool": everything}, run_dir, {}, f"{name} {role}", sample_losses=False)
 
 
 def _job(P: dict, name: str, role: str, seed: int, mask: np.ndarray, run_dir: str) -> str:
-    """One model in a worker process: its own threads and data, no progress bars."""
+    """One model in a worker process: its own threads and data."""
     runtime.set_threads(P["num_threads"])
-    train_model({**P, "progress": False}, load_pool(P), name, role, seed, mask, Path(run_dir))
+    train_model(P, load_pool(P), name, role, seed, mask, Path(run_dir))
     return _tag(name, role)
 
 
@@ -213,7 +214,7 @@ def train_all(P: dict, pool: Pool, run_dir: Path) -> dict[str, Models]:
             for f in runtime.progress(as_completed(futs), P.get("progress", True), total=len(futs), desc="models"):
                 f.result()
     else:
-        for name, role, seed, mask in todo:
+        for name, role, seed, mask in runtime.progress(todo, P.get("progress", True), desc="models"):
             train_model(P, pool, name, role, seed, mask, run_dir)
     fns = loss_modules(P)
     out = {}
