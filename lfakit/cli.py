@@ -142,8 +142,7 @@ def _cmd_sweep(args) -> int:
     except sweep.SweepInterrupted as e:
         print(f"\nlfakit: sweep interrupted: {e}", file=sys.stderr)
         return 130
-    print(sweep.summary(result))
-    print(f"sweep folder: {result.sweep_dir}")
+    print(sweep.summary(result))  # its last line names the sweep folder
     return result.exit_code
 
 

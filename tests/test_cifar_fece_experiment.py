@@ -56,7 +56,7 @@ def test_paper_and_lt_profiles_are_the_seed_configuration(profile, ratios):
         (["-p", "imbalance_ratios=[]"], "must not be empty"),
         (["-p", "folds=1"], "use 0 .* or k >= 2 folds"),
         (["-p", "losses=[bce, f_ec]"], "Did you mean: 'f_ece'"),
-        (["-p", "losses=[focal]"], "baseline 'bce' is not among the trained losses"),
+        (["-p", "losses=[focal, asl]"], "baseline 'bce' is not among the trained losses"),
         (["-p", "data_dir=/somewhere"], "dataset is 'digits'"),
         (["-p", "pretrained=true"], "tiny_cnn has no pretrained weights"),
         (["-p", "dataset=cifar100"], "'cifar10'"),

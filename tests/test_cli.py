@@ -34,7 +34,7 @@ def test_list_shows_experiments_profiles_and_parameters(capsys):
         (["-p", "epochs=two"], "'epochs' must be a int"),
         (["-p", "lr=-1"], "'lr' must be >="),
         (["--profile", "papr"], "no profile 'papr'.*'paper'"),
-        (["-p", "baseline=bce", "-p", "losses=[focal]"], "baseline 'bce' is not among the trained losses"),
+        (["-p", "baseline=bce", "-p", "losses=[focal, zlpr]"], "baseline 'bce' is not among the trained losses"),
         # values inside loss_kwargs and an absent device: checked by the preflight, still before any work
         (["-p", "loss_kwargs={focal: {gamma: -1}}"], "loss_kwargs.*gamma"),
         (["-p", "loss_kwargs={focal: {gama: 1}}"], "no argument 'gama'.*'gamma'"),

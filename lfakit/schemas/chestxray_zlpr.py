@@ -34,6 +34,7 @@ SCHEMA: dict[str, Spec] = {
 
 def check_params(p: dict) -> str | None:
     """Checks across parameters, run before any work starts."""
-    if p["baseline"] not in p["losses"]:
+    # one loss alone (a sweep point) compares nothing, so its baseline may be another loss
+    if len(p["losses"]) > 1 and p["baseline"] not in p["losses"]:
         return f"baseline {p['baseline']!r} is not among the trained losses {p['losses']}; add it to losses or pick another baseline"
     return check_model(p["model"], p["pretrained"], p["image_size"])

@@ -59,7 +59,8 @@ SCHEMA: dict[str, Spec] = {
 
 def check_params(p: dict) -> str | None:
     """Checks across parameters, run before any work starts."""
-    if p["baseline"] not in p["losses"]:
+    # one loss alone (a sweep point) compares nothing, so its baseline may be another loss
+    if len(p["losses"]) > 1 and p["baseline"] not in p["losses"]:
         return f"baseline {p['baseline']!r} is not among the trained losses {p['losses']}; add it to losses or pick another baseline"
     if p["dataset"] == "digits" and p["data_dir"]:
         return f"data_dir={p['data_dir']!r} is set but dataset is 'digits' (embedded); set dataset=cifar10 or leave data_dir empty"
