@@ -132,7 +132,7 @@ def _layout_help(where) -> str:
         f"(or the folder itself) holding {', '.join(TRAIN_BATCHES)}, {TEST_BATCH} and {META}. "
         f"Download {ARCHIVE} from {URL}, unpack it there (tar xzf {ARCHIVE} -C <data_dir>) and pass "
         "-p data_dir=<data_dir>. To run without CIFAR-10, use the embedded digits default: "
-        "lfakit run cifar_fece --profile smoke"
+        "lfakit run cifar_fece --profile smoke (or lfakit run membership_inference --profile smoke)"
     )
 
 
