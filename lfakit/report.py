@@ -366,7 +366,8 @@ def format_table(df: pd.DataFrame, decimals: int = 4, index: bool | None = None)
 # --------------------------------------------------------------------------- figures
 
 
-def _colors(names: Sequence[str]) -> dict[str, tuple]:
+def colors_for(names: Sequence[str]) -> dict[str, tuple]:
+    """One tab10 colour per name, in order (the losses of one figure)."""
     cmap = plt.get_cmap("tab10")
     return {name: cmap(i % 10) for i, name in enumerate(names)}
 
@@ -380,7 +381,7 @@ def plot_per_class_auroc(report_by_loss: Mapping[str, pd.DataFrame]) -> Figure:
         raise ValueError("report_by_loss is empty.")
     losses = list(report_by_loss)
     classes = [str(c) for c in next(iter(report_by_loss.values())).index]
-    colors = _colors(losses)
+    colors = colors_for(losses)
     width = 0.8 / len(losses)
     x = np.arange(len(classes))
     fig_width = min(16.0, max(6.0, 0.55 * len(classes) * math.sqrt(len(losses)) + 2.0))
@@ -424,7 +425,7 @@ def plot_roc_curves(
     if len(names) != n_classes:
         raise ValueError(f"{len(names)} class names given for {n_classes} classes.")
     losses = list(scores)
-    colors = _colors(losses)
+    colors = colors_for(losses)
     mats = {loss: as_scores(scores[loss], y.shape, f"scores[{loss!r}]") for loss in losses}
     aucs = {loss: auroc_columns(y, m) for loss, m in mats.items()}
     n_panels = min(n_classes, max_classes)
@@ -468,7 +469,7 @@ def plot_history(history_by_loss: Mapping[str, pd.DataFrame]) -> Figure:
     if not history_by_loss:
         raise ValueError("history_by_loss is empty.")
     losses = list(history_by_loss)
-    colors = _colors(losses)
+    colors = colors_for(losses)
     wanted = ["train_loss", "val_loss", "val_auroc", "val_srcc", "val_plcc"]
     panels = [c for c in wanted if any(c in h.columns for h in history_by_loss.values())]
     if not panels:

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from torch import nn
 
-from lfakit import engine, losses, record, runtime
+from lfakit import engine, losses, record, runner, runtime
 from lfakit.errors import ParameterError
 from lfakit.fitconfig import FitConfig
 from lfakit.metrics.classification import per_class_auroc
@@ -41,6 +41,23 @@ def preflight_device(P: dict) -> None:
     from lfakit.engine import select_device
 
     select_device(P["device"])
+
+
+def open_checked_run(P: dict, experiment: str, preflight: Callable[[dict], None]) -> Path:
+    """Every notebook's setup step: fix threads and seeds, run the experiment's ``preflight``
+    (its data, weights, device and loss checks, before any work) and open the run folder."""
+    runtime.set_threads(P["num_threads"])
+    runtime.seed_everything(P["seed"])
+    preflight(P)
+    return runner.open_run(experiment, P)
+
+
+def model_options(P: dict) -> dict:
+    """The parameters named like the options the chosen model declares in the registry
+    (``swin_b_iqa``: drop_path, dropout; ``mlp``: width, ...), to pass to ``build_model``."""
+    from lfakit.catalog import MODELS
+
+    return {k: P[k] for k in MODELS.meta(P["model"]).get("options", ()) if k in P}
 
 
 def mean_auroc(targets: np.ndarray, scores: np.ndarray) -> float:

@@ -33,10 +33,11 @@ import numpy as np
 import pandas as pd
 from scipy.stats import t as student_t
 
-from lfakit import record, report, runner, runtime
+from lfakit import record, report, runtime
 from lfakit import ensemble as cfe
 from lfakit.data import ensemble_data as edata
 from lfakit.errors import ParameterError
+from lfakit.experiments._shared import open_checked_run
 from lfakit.schemas.cf_ensemble import EXPERIMENT
 from lfakit.stats import aggregate_seeds, corrected_resampled_ttest
 
@@ -54,15 +55,17 @@ FOCAL_TABLE_GAMMAS = (0.0, 0.5, 1.0, 2.0, 5.0)
 
 
 
-def setup(P: dict) -> Path:
-    """Fix threads and seeds, check inputs before any work, and open the run folder."""
-    runtime.set_threads(P["num_threads"])
-    runtime.seed_everything(P["seed"])
+def preflight(P: dict) -> None:
+    """scikit-learn (the digits data and the stacking baseline); ``lfakit run`` calls it too."""
     try:
         import sklearn  # noqa: F401
     except ImportError:  # pragma: no cover - a dependency of the kit
         raise ParameterError("scikit-learn is needed for the digits data and the stacking baseline: pip install scikit-learn") from None
-    return runner.open_run(EXPERIMENT, P)
+
+
+def setup(P: dict) -> Path:
+    """Fix threads and seeds, check inputs before any work, and open the run folder."""
+    return open_checked_run(P, EXPERIMENT, preflight)
 
 
 def seed_list(P: dict) -> list[int]:

@@ -15,13 +15,13 @@ import pandas as pd
 
 from scipy.special import expit
 
-from lfakit import models, record, report, runner, runtime
+from lfakit import models, record, report
 from lfakit.catalog import LOSSES
 from lfakit.data import chestxray
 from lfakit.data.datasets import ArrayImageDataset
 from lfakit.errors import DataError
 from lfakit.metrics.classification import multilabel_report
-from lfakit.experiments._shared import mean_auroc, Trained, loss_modules, mean_frame, preflight_device, preflight_losses, train_or_resume
+from lfakit.experiments._shared import open_checked_run, mean_auroc, Trained, loss_modules, mean_frame, preflight_device, preflight_losses, train_or_resume
 from lfakit.schemas.chestxray_zlpr import EXPERIMENT
 
 CLASSES = chestxray.CLASSES
@@ -52,10 +52,7 @@ def preflight(P: dict) -> None:
 
 def setup(P: dict) -> Path:
     """Fix threads and seeds, check inputs before any work, and open the run folder."""
-    runtime.set_threads(P["num_threads"])
-    runtime.seed_everything(P["seed"])
-    preflight(P)
-    return runner.open_run(EXPERIMENT, P)
+    return open_checked_run(P, EXPERIMENT, preflight)
 
 
 def load_data(P: dict) -> dict:

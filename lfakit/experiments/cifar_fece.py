@@ -37,7 +37,7 @@ from matplotlib.figure import Figure
 from scipy.special import expit
 from torch import nn
 
-from lfakit import models, record, report, runner, runtime
+from lfakit import models, record, report
 from lfakit.data import cifar
 from lfakit.data.datasets import ArrayImageDataset
 from lfakit.errors import DataError
@@ -49,7 +49,7 @@ from lfakit.metrics.lfa import (
     table2_numbers,
     true_class_probability,
 )
-from lfakit.experiments._shared import mean_auroc, loss_modules, mean_frame, preflight_device, preflight_losses, train_or_resume
+from lfakit.experiments._shared import open_checked_run, mean_auroc, loss_modules, mean_frame, preflight_device, preflight_losses, train_or_resume
 from lfakit.schemas.cifar_fece import EXPERIMENT
 
 SPLITS = ("train", "val", "test")
@@ -74,11 +74,8 @@ def preflight(P: dict) -> None:
 
 
 def setup(P: dict) -> Path:
-    """Fix threads and seeds, check the data and weights before any work, open the run folder."""
-    runtime.set_threads(P["num_threads"])
-    runtime.seed_everything(P["seed"])
-    preflight(P)
-    return runner.open_run(EXPERIMENT, P)
+    """Fix threads and seeds, check inputs before any work, and open the run folder."""
+    return open_checked_run(P, EXPERIMENT, preflight)
 
 
 @dataclass
@@ -322,17 +319,13 @@ def tables(P: dict, ev: Evaluation) -> dict[str, pd.DataFrame]:
 # --------------------------------------------------------------------------------------------
 
 
-def _colors(names):
-    cmap = plt.get_cmap("tab10")
-    return {n: cmap(i % 10) for i, n in enumerate(names)}
-
 
 def plot_true_class_probability(labels, probs_by_loss: dict, classes, hard=(), title: str = "") -> Figure:
     """Per class (panels), the distribution of each image's predicted probability of its own
     class, one box per loss (whiskers 5-95 %, mean as a dot). Hard classes have red titles."""
     labels = np.asarray(labels)
     names = list(probs_by_loss)
-    colors = _colors(names)
+    colors = report.colors_for(names)
     ncols = min(5, len(classes))
     nrows = math.ceil(len(classes) / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols, 2.6 * nrows + 0.6), squeeze=False, sharey=True)
@@ -372,7 +365,7 @@ def plot_recall_vs_size(per_class_by_rho: dict, sizes_by_rho: dict, classes) -> 
         sizes = np.asarray(sizes_by_rho[rho])
         order = np.argsort(sizes, kind="stable")
         by_loss = per_class_by_rho[rho]
-        colors = _colors(list(by_loss))
+        colors = report.colors_for(list(by_loss))
         for name, df in by_loss.items():
             ax.plot(sizes[order], df["Recall"].to_numpy()[order], marker="o", markersize=4, color=colors[name], label=name)
         for j in order:

@@ -34,12 +34,11 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from lfakit import models, record, report, runner, runtime, stats
-from lfakit.catalog import MODELS
+from lfakit import models, record, report, stats
 from lfakit.data import koniq
 from lfakit.data.patches import PatchDataset
 from lfakit.errors import TrainingError
-from lfakit.experiments._shared import loss_modules, preflight_device, preflight_losses, train_or_resume
+from lfakit.experiments._shared import model_options, open_checked_run, loss_modules, preflight_device, preflight_losses, train_or_resume
 from lfakit.metrics import iqa as iqa_metrics
 from lfakit.schemas.iqa_losses import EXPERIMENT
 
@@ -75,11 +74,8 @@ def preflight(P: dict) -> None:
 
 
 def setup(P: dict) -> Path:
-    """Fix threads and seeds, check the data and weights before any work, open the run folder."""
-    runtime.set_threads(P["num_threads"])
-    runtime.seed_everything(P["seed"])
-    preflight(P)
-    return runner.open_run(EXPERIMENT, P)
+    """Fix threads and seeds, check inputs before any work, and open the run folder."""
+    return open_checked_run(P, EXPERIMENT, preflight)
 
 
 @dataclass
@@ -153,11 +149,6 @@ def val_metrics(patches_per_image: int) -> dict:
         return iqa_metrics.plcc(s, mos) if np.ptp(s) > 0 else 0.0
 
     return {"srcc": srcc, "plcc": plcc}
-
-
-def model_options(P: dict) -> dict:
-    """The model options the chosen model declares (``swin_b_iqa``: drop_path, dropout)."""
-    return {k: P[k] for k in MODELS.meta(P["model"]).get("options", ())}
 
 
 def build_model(P: dict):

@@ -15,8 +15,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from lfakit import atlas, losses, record, report, runner, runtime
+from lfakit import atlas, losses, record, report
 from lfakit.errors import ParameterError
+from lfakit.experiments._shared import open_checked_run
 from lfakit.schemas.loss_atlas import EXPERIMENT
 
 
@@ -60,11 +61,8 @@ def preflight(P: dict) -> None:
 
 
 def setup(P: dict) -> Path:
-    """Fix threads and seeds (nothing here is random) and open the run folder."""
-    runtime.set_threads(P["num_threads"])
-    runtime.seed_everything(P["seed"])
-    preflight(P)
-    return runner.open_run(EXPERIMENT, P)
+    """Fix threads and seeds, check inputs before any work, and open the run folder."""
+    return open_checked_run(P, EXPERIMENT, preflight)
 
 
 def loss_modules(P: dict) -> dict:

@@ -30,7 +30,6 @@ Choices the study leaves open:
 from __future__ import annotations
 
 import math
-import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,10 +41,10 @@ import pandas as pd
 import torch
 from matplotlib.figure import Figure
 
-from lfakit import attacks, losses, models, record, report, runner, runtime, stats
+from lfakit import attacks, losses, models, record, report, runtime, stats
 from lfakit.data import cifar
 from lfakit.data.datasets import ArrayImageDataset
-from lfakit.experiments._shared import loss_modules, preflight_device, preflight_losses, train_or_resume
+from lfakit.experiments._shared import model_options, open_checked_run, loss_modules, preflight_device, preflight_losses, train_or_resume
 from lfakit.metrics import privacy
 from lfakit.schemas.membership_inference import EXPERIMENT
 
@@ -66,10 +65,8 @@ def preflight(P: dict) -> None:
 
 
 def setup(P: dict) -> Path:
-    runtime.set_threads(P["num_threads"])
-    runtime.seed_everything(P["seed"])
-    preflight(P)
-    return runner.open_run(EXPERIMENT, P)
+    """Fix threads and seeds, check inputs before any work, and open the run folder."""
+    return open_checked_run(P, EXPERIMENT, preflight)
 
 
 @dataclass
@@ -129,14 +126,8 @@ def _channels(P: dict, pool: Pool) -> int:
 
 
 def build_model(P: dict, pool: Pool):
-    opts = {"width": P["width"]} if "width" in _model_options(P) else {}
-    return models.build_model(P["model"], len(pool.classes), in_chans=_channels(P, pool), precision=P["precision"], **opts)
-
-
-def _model_options(P: dict) -> tuple:
-    from lfakit.catalog import MODELS
-
-    return tuple(MODELS.meta(P["model"]).get("options", ()))
+    return models.build_model(P["model"], len(pool.classes), in_chans=_channels(P, pool), precision=P["precision"],
+                              **model_options(P))
 
 
 def sample_loss_fn(name: str, fn: torch.nn.Module) -> torch.nn.Module:
@@ -346,15 +337,11 @@ def tables(P: dict, ev: Evaluation) -> dict[str, pd.DataFrame]:
 # --------------------------------------------------------------------------------------------
 
 
-def _colors(names):
-    cmap = plt.get_cmap("tab10")
-    return {n: cmap(i % 10) for i, n in enumerate(names)}
-
 
 def plot_roc_loglog(ev: Evaluation, attacks_: list[str]) -> Figure:
     """Log-log ROC curves, one panel per attack, one line per loss, the chance diagonal dashed."""
     names = list(ev.results)
-    colors = _colors(names)
+    colors = report.colors_for(names)
     ncols = min(3, len(attacks_))
     nrows = math.ceil(len(attacks_) / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.4 * ncols, 4.0 * nrows), squeeze=False)
@@ -384,7 +371,7 @@ def plot_privacy_utility(P: dict, ev: Evaluation) -> Figure:
     """Target test accuracy against the reference attack's TPR at 0.1% FPR and against its AUC."""
     ra = P["reference_attack"]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
-    colors = _colors(list(ev.metrics))
+    colors = report.colors_for(list(ev.metrics))
     for ax, key, label in ((axes[0], "tpr@0.1%fpr", "TPR at 0.1% FPR"), (axes[1], "auc", "attack AUC")):
         for name, d in ev.metrics.items():
             x, y = d[ra][key], 100 * ev.accuracy[name]["test"]
