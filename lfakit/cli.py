@@ -1,11 +1,12 @@
-"""``lfakit list | run | run-all | sweep``: the command line over :mod:`lfakit.runner` and
-:mod:`lfakit.sweep`."""
+"""``lfakit list | run | run-all | sweep | compare | report``: the command line over
+:mod:`lfakit.runner`, :mod:`lfakit.sweep`, :mod:`lfakit.compare` and :mod:`lfakit.site`."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 import time
+from pathlib import Path
 
 from lfakit.errors import LfakitError
 
@@ -146,6 +147,26 @@ def _cmd_sweep(args) -> int:
     return result.exit_code
 
 
+def _cmd_compare(args) -> int:
+    from lfakit import compare
+
+    result = compare.compare_folder(args.folder, baseline=args.baseline, metric=args.metric, out=args.out,
+                                    alpha=args.alpha, n_boot=args.n_boot, seed=args.seed, ci_method=args.ci)
+    print(result.text())
+    print(f"written: {result.out_dir}")
+    return 0
+
+
+def _cmd_report(args) -> int:
+    from lfakit import site
+    from lfakit.runner import results_root
+
+    results = Path(args.results) if args.results else results_root()
+    index = site.build_site(results, Path(args.out) if args.out else None)
+    print(f"report: {index}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lfakit", description="Run and compare loss-function experiments.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -190,6 +211,24 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--cluster", help="submitit cluster (default: Slurm when present; 'local' runs the jobs locally)")
     sw.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     sw.set_defaults(func=_cmd_sweep)
+
+    cp = sub.add_parser("compare", help="compare the methods of a sweep or results folder over seeds, with intervals "
+                                        "and corrected tests")
+    cp.add_argument("folder", help="a sweep folder (with sweep.json), an experiment's results folder, or one run folder")
+    cp.add_argument("--baseline", help="the method the others are compared with (default: the experiment's baseline)")
+    cp.add_argument("--metric", help="the metric compared (default: the experiment's headline, e.g. auroc)")
+    cp.add_argument("-o", "--out", help="where the tables and figure go (default: <folder>/comparison)")
+    cp.add_argument("--alpha", type=float, default=0.05, help="family-wise error rate of the Holm correction (default 0.05)")
+    cp.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    cp.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resampling (default 0)")
+    cp.add_argument("--ci", choices=("percentile", "bca"), default="percentile",
+                    help="bootstrap interval: percentile (default) or BCa through scipy.stats.bootstrap (<= 5,000 instances)")
+    cp.set_defaults(func=_cmd_compare)
+
+    rp = sub.add_parser("report", help="build a static HTML report of a results folder (opens without a server)")
+    rp.add_argument("results", nargs="?", help="results folder (default: results/ or $LFAKIT_RESULTS)")
+    rp.add_argument("-o", "--out", help="site folder (default: <results>/site)")
+    rp.set_defaults(func=_cmd_report)
     return p
 
 

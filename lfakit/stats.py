@@ -8,6 +8,11 @@
   each score column, without calling scikit-learn in a loop.
 * :func:`paired_bootstrap_correlation` -- the same for a rank or linear correlation with a
   continuous target (IQA's SRCC / PLCC against the MOS), vectorised over replicates.
+* :func:`delong_covariance` / :func:`delong_contrast` -- the DeLong covariance of several
+  AUROCs on the same instances and the test of a contrast of them (the difference of two
+  methods' seed-mean AUROCs).
+* :func:`seed_paired_bootstrap` -- the paired bootstrap of that seed-mean difference, per class
+  and for the mean over classes; percentile (the kit's resamples) or BCa (``scipy.stats.bootstrap``).
 * :func:`aggregate_seeds` -- mean, standard deviation, count and t-interval over seeds.
 
 All differences are ``second - first`` (``s2 - s1``): pass the baseline first.
@@ -31,8 +36,8 @@ from lfakit.metrics.classification import (
     auroc_columns,
 )
 
-__all__ = ["delong_test", "paired_bootstrap", "paired_bootstrap_correlation", "aggregate_seeds", "holm",
-           "corrected_resampled_ttest"]
+__all__ = ["delong_test", "delong_covariance", "delong_contrast", "paired_bootstrap", "paired_bootstrap_correlation",
+           "seed_paired_bootstrap", "aggregate_seeds", "holm", "corrected_resampled_ttest"]
 
 # Elements of one (replicates x instances) block in the vectorised bootstrap; bounds memory.
 _BLOCK_ELEMENTS = 2_000_000
@@ -49,6 +54,73 @@ def _binary_labels(y) -> np.ndarray:
             "Call it once per class for multi-label data."
         )
     return arr[:, 0]
+
+
+def delong_covariance(y, scores) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """AUROCs of ``K`` score columns on the same instances and their DeLong (1988) covariance.
+
+    ``y``: (N,) 0/1 labels; ``scores``: (K, N). Returns ``(auc (K,), cov (K, K), m, n)`` with
+    ``m`` positives and ``n`` negatives, in the mid-rank form of Sun & Xu (2014): the structural
+    components come from three rankings per column, ``O(K N log N)``, instead of the ``m x n``
+    comparison matrix. ``cov`` is NaN when ``m < 2`` or ``n < 2``."""
+    yb = _binary_labels(y)
+    sc = np.asarray(scores, dtype=float)
+    if sc.ndim != 2 or sc.shape[1] != yb.shape[0]:
+        raise ValueError(f"scores must be (K, N) with N = {yb.shape[0]} instances; got shape {sc.shape}")
+    m = int(yb.sum())
+    n = yb.shape[0] - m
+    if m == 0 or n == 0:
+        raise ValueError("the DeLong test needs both positive and negative labels in y.")
+    pos, neg = sc[:, yb], sc[:, ~yb]
+    tx = rankdata(pos, axis=1)  # mid-ranks among positives
+    ty = rankdata(neg, axis=1)  # mid-ranks among negatives
+    tz = rankdata(np.concatenate([pos, neg], axis=1), axis=1)  # among all
+    # Structural components: for each positive, the fraction of negatives ranked below it
+    # (ties 1/2); for each negative, the fraction of positives ranked above it.
+    v_pos = (tz[:, :m] - tx) / n
+    v_neg = 1.0 - (tz[:, m:] - ty) / m
+    aucs = v_pos.mean(axis=1)
+    if m < 2 or n < 2:
+        return aucs, np.full((sc.shape[0],) * 2, np.nan), m, n
+    cov = np.atleast_2d(np.cov(v_pos)) / m + np.atleast_2d(np.cov(v_neg)) / n
+    return aucs, cov, m, n
+
+
+def delong_contrast(y, scores, contrast, ci: float = 0.95) -> dict:
+    """DeLong's test of a contrast ``c . AUROC`` of ``K`` correlated AUROCs on the same instances.
+
+    ``scores`` (K, N), ``contrast`` (K,). The variance of ``c . auc`` is ``c' S c`` with the
+    DeLong covariance ``S`` (:func:`delong_covariance`); ``z = c . auc / sqrt(c' S c)``,
+    two-sided normal p-value. With ``c = (-1, +1)`` it is :func:`delong_test`. The comparison
+    over seeds uses ``c = (-1/S, ..., -1/S, +1/S, ..., +1/S)``: the difference of the seed-mean
+    AUROCs of two methods whose ``S`` seeds were all scored on the same test set, their
+    correlations (the shared test set) included. Returns ``delta``, ``se``, ``z``, ``p_value``,
+    ``ci_low``, ``ci_high`` and ``auc`` (K,); see :func:`delong_test` for the ``se == 0`` and
+    too-few-labels cases."""
+    c = np.asarray(contrast, dtype=float)
+    aucs, cov, m, n = delong_covariance(y, scores)
+    if c.shape != aucs.shape:
+        raise ValueError(f"contrast must have one weight per score column ({aucs.shape[0]}); got shape {c.shape}")
+    delta = float(c @ aucs)
+    if m < 2 or n < 2:
+        warnings.warn(
+            f"DeLong variance needs >= 2 positives and >= 2 negatives (got {m}, {n}); "
+            "se and p-value are NaN.",
+            UndefinedMetricWarning,
+            stacklevel=2,
+        )
+        se = z = p = lo = hi = math.nan
+    else:
+        se = math.sqrt(max(float(c @ cov @ c), 0.0))
+        if se > 0.0:
+            z = delta / se
+            p = float(2.0 * norm.sf(abs(z)))
+        else:
+            z = 0.0 if delta == 0.0 else math.copysign(math.inf, delta)
+            p = 1.0 if delta == 0.0 else 0.0
+        half = float(norm.ppf(0.5 + ci / 2.0)) * se
+        lo, hi = delta - half, delta + half
+    return {"delta": delta, "se": se, "z": z, "p_value": p, "ci_low": lo, "ci_high": hi, "auc": aucs}
 
 
 def delong_test(y, s1, s2, ci: float = 0.95) -> dict:
@@ -72,52 +144,11 @@ def delong_test(y, s1, s2, ci: float = 0.95) -> dict:
     yb = _binary_labels(y)
     a = as_scores(s1, (yb.shape[0], 1), "s1")[:, 0]
     b = as_scores(s2, (yb.shape[0], 1), "s2")[:, 0]
-    m = int(yb.sum())
-    n = yb.shape[0] - m
-    if m == 0 or n == 0:
+    if yb.all() or not yb.any():
         raise ValueError("delong_test needs both positive and negative labels in y.")
-    scores = np.stack([a, b])  # (2, N)
-    pos, neg = scores[:, yb], scores[:, ~yb]
-    tx = rankdata(pos, axis=1)  # mid-ranks among positives
-    ty = rankdata(neg, axis=1)  # mid-ranks among negatives
-    tz = rankdata(np.concatenate([pos, neg], axis=1), axis=1)  # among all
-    # Structural components: for each positive, the fraction of negatives ranked below it
-    # (ties 1/2); for each negative, the fraction of positives ranked above it.
-    v_pos = (tz[:, :m] - tx) / n
-    v_neg = 1.0 - (tz[:, m:] - ty) / m
-    aucs = v_pos.mean(axis=1)
-    auc1, auc2 = float(aucs[0]), float(aucs[1])
-    delta = auc2 - auc1
-    if m < 2 or n < 2:
-        warnings.warn(
-            f"DeLong variance needs >= 2 positives and >= 2 negatives (got {m}, {n}); "
-            "se and p-value are NaN.",
-            UndefinedMetricWarning,
-            stacklevel=2,
-        )
-        se = z = p = lo = hi = math.nan
-    else:
-        cov = np.cov(v_pos) / m + np.cov(v_neg) / n  # 2 x 2
-        var = cov[0, 0] + cov[1, 1] - 2.0 * cov[0, 1]
-        se = math.sqrt(max(float(var), 0.0))
-        if se > 0.0:
-            z = delta / se
-            p = float(2.0 * norm.sf(abs(z)))
-        else:
-            z = 0.0 if delta == 0.0 else math.copysign(math.inf, delta)
-            p = 1.0 if delta == 0.0 else 0.0
-        half = float(norm.ppf(0.5 + ci / 2.0)) * se
-        lo, hi = delta - half, delta + half
-    return {
-        "auc1": auc1,
-        "auc2": auc2,
-        "delta": delta,
-        "se": se,
-        "z": z,
-        "p_value": p,
-        "ci_low": lo,
-        "ci_high": hi,
-    }
+    r = delong_contrast(yb, np.stack([a, b]), [-1.0, 1.0], ci)
+    return {"auc1": float(r["auc"][0]), "auc2": float(r["auc"][1]), "delta": r["delta"], "se": r["se"], "z": r["z"],
+            "p_value": r["p_value"], "ci_low": r["ci_low"], "ci_high": r["ci_high"]}
 
 
 # --------------------------------------------------------------------------- bootstrap
@@ -226,7 +257,7 @@ class _SortedColumn:
         w_pos = np.take(w, self.pos_rows, axis=1)
         n_pos = w_pos.sum(axis=1)
         two_u = (w_pos * two_t_pos).sum(axis=1) - n_pos * n_pos
-        den = 2.0 * n_pos * (self.n - n_pos)
+        den = 2.0 * n_pos * (w.sum(axis=1) - n_pos)  # rows sum to N for a bootstrap, N-1 for a jackknife
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.where(den > 0, two_u / den, np.nan)
 
@@ -426,6 +457,174 @@ def paired_bootstrap_correlation(target, s1, s2, kind: str = "srcc", n_boot: int
         p = min(1.0, float((1 + (np.abs(d - delta) >= abs(delta)).sum()) / (d.size + 1)))
     return {"delta": float(delta), "ci_low": lo, "ci_high": hi, "p_value": p, "metric1": m1, "metric2": m2,
             "n_boot": int(d.size)}
+
+
+# --------------------------------------------------------------------------- over seeds
+
+_SEED_METRICS = ("auroc", "srcc", "plcc")
+_BCA_MAX_N = 5000  # scipy's BCa jackknife evaluates the statistic N times on N - 1 instances
+
+
+def _seed_stack(s, n: int, name: str) -> np.ndarray:
+    a = np.asarray(s, dtype=float)
+    if a.ndim == 1:
+        a = a[None, :]
+    if a.ndim not in (2, 3) or a.shape[1] != n:
+        raise ValueError(f"{name} must be (seeds, N) or (seeds, N, C) with N = {n}; got shape {a.shape}")
+    return a
+
+
+class _SeedStatistic:
+    """``mean over seeds of metric(s2) - metric(s1)`` per class, and its mean over classes, for
+    any set of instance-index rows (a bootstrap or jackknife resample): the statistic of
+    :func:`seed_paired_bootstrap`, vectorised over the rows."""
+
+    def __init__(self, y: np.ndarray, s1: np.ndarray, s2: np.ndarray, metric, per_seed_targets: bool = False):
+        self.metric, self.y, self.n = metric, y, y.shape[-1] if per_seed_targets else y.shape[0]
+        self.per_seed = per_seed_targets
+        if per_seed_targets:
+            if not callable(metric) or y.ndim != 2 or not (y.shape[0] == s1.shape[0] == s2.shape[0]):
+                raise ValueError("per_seed_targets needs a callable metric, targets (S, N) and S seeds of each method "
+                                 f"(got targets {y.shape}, scores {s1.shape} and {s2.shape})")
+            self.n_classes = 1
+        elif metric == "auroc":
+            yb = as_labels(y, "y")
+            a = s1 if s1.ndim == 3 else s1[:, :, None]
+            b = s2 if s2.ndim == 3 else s2[:, :, None]
+            if a.shape[2] != yb.shape[1] or b.shape[2] != yb.shape[1]:
+                raise ValueError(f"scores have {a.shape[2]} / {b.shape[2]} columns for {yb.shape[1]} label columns")
+            self.n_classes = yb.shape[1]
+            self.cols1 = [[_SortedColumn(yb[:, j], a[k, :, j]) for j in range(yb.shape[1])] for k in range(a.shape[0])]
+            self.cols2 = [[_SortedColumn(yb[:, j], b[k, :, j]) for j in range(yb.shape[1])] for k in range(b.shape[0])]
+        else:
+            if s1.ndim != 2 or s2.ndim != 2:
+                raise ValueError(f"metric {metric!r} takes one score per instance: (seeds, N) scores")
+            self.n_classes = 1
+            self.y = np.asarray(y, dtype=float).reshape(-1) if metric in ("srcc", "plcc") else y
+        self.s1, self.s2 = s1, s2
+
+    def _corr(self, idx: np.ndarray, s: np.ndarray) -> np.ndarray:
+        t, v = self.y[idx], s[idx]
+        if self.metric == "srcc":
+            t, v = rankdata(t, axis=-1), rankdata(v, axis=-1)
+        return _rowwise_pearson(np.atleast_2d(t), np.atleast_2d(v))
+
+    def per_class(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Metric values (rows, seeds, classes) of both methods on the resamples ``idx`` (rows, n')."""
+        if self.metric == "auroc":
+            w = _counts(idx, self.n)
+            buf = (np.empty_like(w), np.empty_like(w))
+            m1 = np.stack([np.stack([c.auroc(w, buf) for c in seed], axis=1) for seed in self.cols1], axis=1)
+            m2 = np.stack([np.stack([c.auroc(w, buf) for c in seed], axis=1) for seed in self.cols2], axis=1)
+            return m1, m2
+        if self.metric in ("srcc", "plcc"):
+            m1 = np.stack([self._corr(idx, s) for s in self.s1], axis=1)[:, :, None]
+            m2 = np.stack([self._corr(idx, s) for s in self.s2], axis=1)[:, :, None]
+            return m1, m2
+        f = self.metric
+        if self.per_seed:  # seed k of both methods is scored against its own targets y[k]
+            m1 = np.array([[[float(f(yk[r], s[r]))] for yk, s in zip(self.y, self.s1)] for r in idx])
+            m2 = np.array([[[float(f(yk[r], s[r]))] for yk, s in zip(self.y, self.s2)] for r in idx])
+            return m1, m2
+        m1 = np.array([[[float(f(self.y[r], s[r]))] for s in self.s1] for r in idx])
+        m2 = np.array([[[float(f(self.y[r], s[r]))] for s in self.s2] for r in idx])
+        return m1, m2
+
+    def deltas(self, idx: np.ndarray) -> np.ndarray:
+        """(rows, C + 1): the seed-mean delta per class, then its mean over the defined classes."""
+        m1, m2 = self.per_class(np.atleast_2d(idx))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            d = np.nanmean(m2, axis=1) - np.nanmean(m1, axis=1)  # a seed with an undefined value is left out
+        return np.concatenate([d, _nanmean_rows(d)[:, None]], axis=1)
+
+
+def seed_paired_bootstrap(y, s1, s2, metric="auroc", n_boot: int = 1000, seed: int = 0, stratified: bool = True,
+                          ci: float = 0.95, ci_method: str = "percentile", per_seed_targets: bool = False) -> dict:
+    """Paired bootstrap, over the shared test instances, of the difference of two methods' metric
+    averaged over their seeds: ``mean_k metric(y, s2[k]) - mean_k metric(y, s1[k])``, per class and
+    for the mean over classes.
+
+    Every seed of both methods was scored on the same instances (rows aligned), so one resample
+    of the instances is applied to all of them: the interval covers the test set's sampling
+    variation of the seed-averaged difference, conditional on the trained models (the spread
+    between seeds is reported beside it, not inside it).
+
+    ``y``: (N,) or (N, C) labels, or the (N,) continuous target of a correlation; ``s1``, ``s2``:
+    (S, N) or (S, N, C) scores (``s1`` the baseline; S may differ between the two). ``metric``:
+    ``"auroc"`` (per label column, vectorised as in :func:`paired_bootstrap`, ties 1/2),
+    ``"srcc"`` / ``"plcc"`` (vectorised as in :func:`paired_bootstrap_correlation`) or a callable
+    ``metric(y_rows, s_rows) -> float`` evaluated per replicate and seed. ``stratified``
+    resamples within label strata (AUROC only; ``_strata``). ``per_seed_targets=True``: ``y`` is
+    (S, N), seed ``k`` of both methods has its own targets ``y[k]`` on the same N instances (a
+    membership split drawn per seed), both methods have the same S seeds in the same order, and
+    ``metric`` is a callable; resampling is unstratified.
+
+    ``ci_method``: ``"percentile"`` (the kit's resamples, ``numpy.random.default_rng(seed)``; the
+    same draws as :func:`paired_bootstrap`, so with one seed per method the results equal it), or
+    ``"bca"``: ``scipy.stats.bootstrap(method="BCa")`` with this statistic, vectorised, on at
+    most 5,000 instances (its jackknife evaluates the statistic once per instance), unstratified.
+    The p-value is the kit's in both cases, from its percentile resamples:
+    ``(1 + #{|d_b - delta| >= |delta|}) / (B + 1)``.
+
+    Returns ``delta``, ``ci_low``, ``ci_high``, ``p_value`` (arrays over the C classes),
+    ``mean`` (a dict of the same for the mean over classes), ``metric1``/``metric2`` ((S, C)
+    per-seed values on the full data) and ``n_boot``.
+    """
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be >= 1; got {n_boot}.")
+    if ci_method not in ("percentile", "bca"):
+        raise ValueError(f"ci_method must be 'percentile' or 'bca', got {ci_method!r}")
+    if isinstance(metric, str) and metric not in _SEED_METRICS:
+        raise ValueError(f"unknown metric {metric!r}; use one of {', '.join(_SEED_METRICS)} or a callable")
+    y_arr = np.asarray(y)
+    n = y_arr.shape[-1] if per_seed_targets else y_arr.shape[0]
+    a, b = _seed_stack(s1, n, "s1"), _seed_stack(s2, n, "s2")
+    stat = _SeedStatistic(y_arr, a, b, metric, per_seed_targets)
+    strata = [np.arange(n)] if per_seed_targets else _strata(y_arr, stratified and metric == "auroc")
+    full_idx = np.arange(n)[None, :]
+    m1, m2 = stat.per_class(full_idx)
+    point = stat.deltas(full_idx)[0]  # (C + 1,)
+    rng = np.random.default_rng(seed)
+    reps = np.empty((n_boot, stat.n_classes + 1))
+    done = 0
+    for size in _replicate_blocks(n_boot, n):  # the blocks (hence draws) of paired_bootstrap
+        reps[done:done + size] = stat.deltas(_draw_indices(rng, strata, n, size))
+        done += size
+    alpha = 1.0 - ci
+    lo = np.full(point.shape, np.nan)
+    hi = np.full(point.shape, np.nan)
+    p = np.full(point.shape, np.nan)
+    kept = np.isfinite(reps).sum(axis=0)
+    for j in range(point.size):
+        d = reps[:, j][np.isfinite(reps[:, j])]
+        if d.size and np.isfinite(point[j]):
+            lo[j], hi[j] = np.quantile(d, [alpha / 2.0, 1.0 - alpha / 2.0])
+            p[j] = min(1.0, float((1 + (np.abs(d - point[j]) >= abs(point[j])).sum()) / (d.size + 1)))
+    if ci_method == "bca":
+        if n > _BCA_MAX_N:
+            raise ValueError(f"ci_method='bca' runs scipy's jackknife over all {n} instances (N statistics on N - 1 "
+                             f"instances); it is limited to {_BCA_MAX_N}. Use ci_method='percentile'.")
+        from scipy.stats import bootstrap as _scipy_bootstrap
+
+        def statistic(idx, axis=-1):
+            idx = np.moveaxis(np.asarray(idx, dtype=np.int64), axis, -1)
+            out = stat.deltas(idx.reshape(-1, idx.shape[-1]))  # (rows, C + 1)
+            return out.T.reshape(out.shape[1], *idx.shape[:-1])
+
+        res = _scipy_bootstrap((np.arange(n),), statistic,
+                               vectorized=True, method="BCa", n_resamples=n_boot, confidence_level=ci,
+                               rng=np.random.default_rng(seed))
+        lo = np.asarray(res.confidence_interval.low, dtype=float)
+        hi = np.asarray(res.confidence_interval.high, dtype=float)
+    if (kept < n_boot).any():
+        warnings.warn(f"{int(n_boot - kept.min())} of {n_boot} bootstrap replicates gave an undefined metric for "
+                      "some class and were dropped there.", UndefinedMetricWarning, stacklevel=2)
+    c = stat.n_classes
+    return {"delta": point[:c], "ci_low": lo[:c], "ci_high": hi[:c], "p_value": p[:c],
+            "mean": {"delta": float(point[c]), "ci_low": float(lo[c]), "ci_high": float(hi[c]),
+                     "p_value": float(p[c])},
+            "metric1": m1[0], "metric2": m2[0], "n_boot": int(kept.min()), "ci_method": ci_method}
 
 
 # --------------------------------------------------------------------------- seeds

@@ -1,0 +1,694 @@
+"""``lfakit compare``: compare the methods (losses) of many runs over their seeds, from run records.
+
+Input is a sweep folder (its ``sweep.json`` names the run folders of its points), an
+experiment's results folder (every complete run folder in it), or one run folder. Everything is
+read through :func:`lfakit.record.load_run`: the saved test predictions, not the printed tables.
+
+What is compared
+    A *method* is a loss of a run (``record.predictions.method``); when the runs differ in a
+    parameter other than the seed and the losses (a grid over ``lr``, say), that parameter's
+    value is added to the method's name (``zlpr [lr=0.001]``). Each method has one or more
+    seeds; all of them, of every method, must have been scored on the same test instances
+    (matched by sample id), which holds for the runs of one sweep.
+
+The statistics (``lfakit.stats``), per data group (a data set, a ratio/fold) and challenger
+against the baseline:
+
+* the metric per seed, its mean and standard deviation (ddof 1) over seeds;
+* ``delta``: the seed-mean metric of the challenger minus the baseline's, per class and for the
+  mean over classes;
+* its 95% interval: the paired bootstrap over the test instances (one resample applied to every
+  seed of both methods; stratified by label for AUROC), :func:`lfakit.stats.seed_paired_bootstrap`;
+  percentile, or BCa through ``scipy.stats.bootstrap`` (``ci_method="bca"``);
+* the per-class test, for AUROC: DeLong per class and seed (``per_seed`` table), **combined
+  across seeds by DeLong's contrast test of the seed-mean difference**
+  (:func:`lfakit.stats.delong_contrast`): the difference of the two methods' mean AUROC over
+  their seeds, with the full DeLong covariance of all of those AUROCs, which share one test set.
+  It tests the test-set variation of the seed-averaged difference (the trained models held
+  fixed); the seed-to-seed spread is the ``std`` column beside it. For other metrics, and for
+  the mean over classes, the test is the bootstrap's p-value;
+* Holm's correction (:func:`lfakit.stats.holm`) over the classes and challengers of a group (the
+  per-class family), and separately over the challengers' mean-over-classes tests;
+* ``Winner``: the better method only where the Holm-corrected p-value is below ``alpha``
+  ("higher is better" for AUROC and correlations, "lower is better" for membership leakage);
+  otherwise ``tie (n.s.)``.
+
+Written to ``out`` (default ``<folder>/comparison/<metric>-vs-<baseline>/``): ``summary``,
+``per_class`` (several classes only) and ``per_seed`` (AUROC only) tables as CSV, Markdown and
+LaTeX, ``forest.png`` (the deltas with their intervals, significant ones in colour) and
+``comparison.json`` (schema ``lfakit.compare/1``: experiment, metric, baseline, source, runs,
+evidence, files). Nothing is read from the printed notebooks.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from lfakit import stats
+from lfakit.errors import DataError, ParameterError, close_matches
+from lfakit.record import METRICS, RunRecord, load_run
+
+SCHEMA = "lfakit.compare/1"
+# parameters that say which method / seed a run trained, not what configuration it is
+_NOT_CONFIG = ("seed", "seeds", "losses", "baseline", "run_dir", "resume", "progress", "num_threads", "workers",
+               "device", "interactive")
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    label: str
+    higher_is_better: bool
+    kind: str  # auroc | srcc | plcc | attack
+    about: str
+
+
+METRICS_BY_NAME = {
+    "auroc": Metric("auroc", "AUROC", True, "auroc", "AUROC per class (one-vs-rest on the softmax for single-label "
+                    "classes), ties 1/2"),
+    "srcc": Metric("srcc", "SRCC", True, "srcc", "Spearman rank correlation of the predicted scores with the MOS"),
+    "plcc": Metric("plcc", "PLCC", True, "plcc", "Pearson correlation of the raw predicted scores with the MOS"),
+    # membership leakage of the run's reference attack (LiRA / RMIA ...), re-run from the saved logits:
+    # lower is better
+    "tpr@1%fpr": Metric("tpr@1%fpr", "TPR@1%FPR", False, "attack", "the reference attack's TPR at 1% FPR on the "
+                        "target model's members vs non-members (observed ROC points, no interpolation)"),
+    "tpr@0.1%fpr": Metric("tpr@0.1%fpr", "TPR@0.1%FPR", False, "attack", "the reference attack's TPR at 0.1% FPR"),
+    "attack_auc": Metric("attack_auc", "attack AUC", False, "attack", "the reference attack's ROC AUC"),
+}
+# experiment -> (metrics it supports, default metric, split compared)
+EXPERIMENT_METRICS = {
+    "chestxray_zlpr": (("auroc",), "auroc", "test"),
+    "cifar_fece": (("auroc",), "auroc", "test"),
+    "cf_ensemble": (("auroc",), "auroc", "test"),
+    "iqa_losses": (("srcc", "plcc"), "srcc", "test"),
+    "membership_inference": (("tpr@1%fpr", "tpr@0.1%fpr", "attack_auc"), "tpr@1%fpr", "pool"),
+}
+
+
+# --------------------------------------------------------------------------------------------
+# finding the runs
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Source:
+    folder: Path
+    kind: str  # sweep | results | run
+    run_dirs: list[Path]
+    not_used: list[str] = field(default_factory=list)  # why a point or folder was left out
+
+
+def _complete(run_dir: Path) -> bool:
+    return (run_dir / METRICS).exists() and (run_dir / "manifest.json").exists()
+
+
+def find_runs(folder: str | Path) -> Source:
+    """The complete run folders of a sweep folder, a results folder or one run folder."""
+    folder = Path(folder).expanduser().resolve()
+    if not folder.is_dir():
+        raise ParameterError(f"{folder} is not a folder; give a sweep folder (with sweep.json), an experiment's "
+                             "results folder (results/<experiment>) or a run folder")
+    if (folder / "sweep.json").exists():
+        manifest = json.loads((folder / "sweep.json").read_text())
+        runs, not_used = [], []
+        for p in manifest.get("points", []):
+            rd = Path(p["run_dir"]) if p.get("run_dir") else None
+            if p.get("status") in ("complete", "skipped") and rd is not None and _complete(rd):
+                runs.append(rd)
+            else:
+                why = (p.get("error") or "").strip().splitlines()[:1]
+                not_used.append(f"point {p.get('index')} ({p.get('status')}){': ' + why[0] if why else ''}")
+        return Source(folder, "sweep", runs, not_used)
+    if (folder / METRICS).exists():
+        if not _complete(folder):
+            raise DataError(f"{folder} has no manifest.json: the run did not finish")
+        return Source(folder, "run", [folder])
+    runs, not_used = [], []
+    for d in sorted(p for p in folder.iterdir() if p.is_dir() and p.name not in ("sweeps", "comparison")):
+        if _complete(d):
+            runs.append(d)
+        elif (d / "params.yaml").exists():
+            not_used.append(f"{d.name} (not complete)")
+    return Source(folder, "results", runs, not_used)
+
+
+# --------------------------------------------------------------------------------------------
+# the evaluation data: per group, method and seed, the aligned test targets and scores
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Block:
+    """One data group's test data: the shared targets and every method's per-seed scores."""
+
+    group: str
+    sample_id: np.ndarray
+    y: np.ndarray  # (N,) or (N, C)
+    scores: dict[str, dict[int, np.ndarray]]  # method -> seed -> (N,) or (N, C)
+    classes: list[str]
+    runs: dict[str, set[str]] = field(default_factory=dict)  # method -> run folders
+    y_seed: dict[int, np.ndarray] | None = None  # per-seed targets (membership: each seed draws its own split)
+
+
+def _config_label(records: list[RunRecord]) -> dict[Path, str]:
+    keys = sorted({k for r in records for k in r.params} - set(_NOT_CONFIG))
+    varying = [k for k in keys if len({json.dumps(r.params.get(k), sort_keys=True, default=str) for r in records}) > 1]
+    out = {}
+    for r in records:
+        out[r.run_dir] = ", ".join(f"{k}={r.params.get(k)}" for k in varying)
+    return out
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _targets_scores(experiment: str, targets: np.ndarray, scores: np.ndarray, metric: Metric):
+    """The metric's (y, s) from a record's stored targets (N, T) and scores (N, K)."""
+    if metric.kind == "auroc":
+        if targets.shape[1] == 1 and scores.shape[1] > 1:  # single-label classes: one-vs-rest on the softmax
+            labels = targets[:, 0].astype(int)
+            return np.eye(scores.shape[1], dtype=int)[labels], _softmax(scores)
+        if targets.shape[1] != scores.shape[1]:
+            raise DataError(f"{experiment}: {targets.shape[1]} target columns for {scores.shape[1]} score columns")
+        return targets.astype(int), scores
+    return targets[:, 0].astype(float), scores[:, 0]
+
+
+def _attack_fn(metric: Metric):
+    from lfakit.metrics import privacy
+
+    if metric.name == "attack_auc":
+        from sklearn.metrics import roc_auc_score
+
+        return lambda y, s: roc_auc_score(y, s) if 0 < y.sum() < len(y) else np.nan
+    fpr = {"tpr@1%fpr": 0.01, "tpr@0.1%fpr": 0.001}[metric.name]
+    return lambda y, s: privacy.tpr_at_fpr(y, s, fpr) if 0 < y.sum() < len(y) else np.nan
+
+
+def collect_attacks(records: list[RunRecord]) -> list[Block]:
+    """membership_inference: per loss and seed, the run's reference attack re-run from the saved
+    pool logits and losses of its target and reference models (as the experiment ran it), with the
+    target's membership as the per-seed targets."""
+    from lfakit import attacks
+
+    labels = _config_label(records)
+    block = None
+    for r in sorted(records, key=lambda r: r.run_dir.name):
+        P, pr = r.params, r.predictions
+        if pr is None or "in_train" not in pr.fields:
+            raise DataError(f"{r.run_dir}: no pool predictions with field_in_train; it is not a membership run record")
+        attack = P["reference_attack"]
+        for method in pr.methods():
+            name = f"{method} [{labels[r.run_dir]}]" if labels[r.run_dir] else method
+            t = pr.select(method=method, split="pool", group="target")
+            order = np.argsort(t.sample_id, kind="stable")
+            refs = [pr.select(method=method, split="pool", group=g) for g in pr.groups() if g.startswith("ref")]
+            refs = [q for q in refs if len(q)]
+            ref_logits = np.stack([q.scores[np.argsort(q.sample_id, kind="stable")] for q in refs]) if refs else None
+            ref_loss = np.stack([q.sample_loss[np.argsort(q.sample_id, kind="stable")] for q in refs]) if refs else None
+            ref_in = np.stack([q.fields["in_train"][np.argsort(q.sample_id, kind="stable")] for q in refs]).astype(bool) \
+                if refs else np.zeros((0, len(t)), bool)
+            members = t.fields["in_train"][order].astype(bool)
+            proto = attacks.Protocol(members=members, ref_in=ref_in, seed=P["seed"])
+            res = attacks.run_attacks(t.scores[order], t.sample_loss[order], t.targets[order, 0].astype(int),
+                                      ref_logits, ref_loss, proto, attacks=(attack,),
+                                      fixed_variance=P["fixed_variance"], rmia_gamma=P["rmia_gamma"],
+                                      rmia_offline_a=P["rmia_a"] if P["rmia_offline"] else None, seed=P["seed"])
+            ids = np.asarray(t.sample_id)[order]
+            if block is None:
+                block = Block("", ids, members.astype(int), {}, [f"members ({attack})"], y_seed={})
+            elif not np.array_equal(ids, block.sample_id):
+                raise DataError(f"{r.run_dir} used another pool than the runs read before it; compare runs of one pool")
+            seed = int(t.seed[0])
+            if seed in block.y_seed and not np.array_equal(block.y_seed[seed], members.astype(int)):
+                raise DataError(f"{r.run_dir}: seed {seed} has another membership split than an earlier run's")
+            block.y_seed[seed] = members.astype(int)
+            block.scores.setdefault(name, {})[seed] = res[attack].scores
+            block.runs.setdefault(name, set()).add(str(r.run_dir))
+    if block is None:
+        raise DataError("no membership predictions in these runs")
+    return [block]
+
+
+def collect(records: list[RunRecord], metric: Metric, split: str) -> list[Block]:
+    """Per data group, the test targets (shared) and every method's per-seed scores, rows matched by
+    sample id. Runs of one configuration that repeat a (method, seed) keep the latest run."""
+    labels = _config_label(records)
+    blocks: dict[str, Block] = {}
+    for r in sorted(records, key=lambda r: r.run_dir.name):  # run ids start with their time: the latest wins
+        if r.predictions is None:
+            raise DataError(f"{r.run_dir} has no predictions.npz; {r.experiment} cannot be compared from its record")
+        pr = r.predictions
+        classes = [str(c) for c in r.extra.get("classes", [])]
+        for group in pr.groups():
+            for method in pr.methods():
+                name = f"{method} [{labels[r.run_dir]}]" if labels[r.run_dir] else method
+                for seed in pr.seeds():
+                    sel = pr.select(method=method, split=split, seed=seed, group=group)
+                    if len(sel) == 0:
+                        continue
+                    order = np.argsort(sel.sample_id, kind="stable")
+                    ids = np.asarray(sel.sample_id)[order]
+                    y, s = _targets_scores(r.experiment, np.asarray(sel.targets)[order], np.asarray(sel.scores)[order],
+                                           metric)
+                    b = blocks.get(group)
+                    if b is None:
+                        ncls = y.shape[1] if y.ndim == 2 else 1
+                        names = classes if len(classes) == ncls else [f"class {j}" for j in range(ncls)]
+                        if ncls == 1 and metric.kind == "auroc" and y.ndim == 2:
+                            names = ["positive"]
+                        b = blocks[group] = Block(group, ids, y, {}, names)
+                    elif len(ids) != len(b.sample_id) or not np.array_equal(ids, b.sample_id):
+                        raise DataError(
+                            f"group {group or '(none)'}: {r.run_dir} scored other {split} instances than the runs read "
+                            f"before it ({len(ids)} vs {len(b.sample_id)} samples); compare runs of one data split "
+                            "(one sweep, or runs with the same data parameters)")
+                    elif not np.array_equal(np.asarray(y, dtype=float), np.asarray(b.y, dtype=float)):
+                        raise DataError(f"group {group or '(none)'}: {r.run_dir} has other {split} targets for the same "
+                                        "sample ids than the runs before it")
+                    b.scores.setdefault(name, {})[int(seed)] = s
+                    b.runs.setdefault(name, set()).add(str(r.run_dir))
+    if not blocks:
+        raise DataError(f"no {split} predictions in these runs")
+    return [blocks[g] for g in sorted(blocks)]
+
+
+# --------------------------------------------------------------------------------------------
+# the comparison
+# --------------------------------------------------------------------------------------------
+
+
+def _fmt(v: float, nd: int = 4) -> str:
+    return "—" if v is None or not np.isfinite(v) else f"{v:.{nd}f}"
+
+
+def _p(v: float) -> str:
+    if v is None or not np.isfinite(v):
+        return "—"
+    return "<0.001" if v < 0.001 else f"{v:.3f}"
+
+
+def _winner(delta: float, p_holm: float, alpha: float, challenger: str, baseline: str, higher: bool) -> str:
+    if not np.isfinite(p_holm) or not np.isfinite(delta):
+        return "untestable"
+    if p_holm >= alpha:
+        return "tie (n.s.)"
+    return challenger if (delta > 0) == higher else baseline
+
+
+def _stack(per_seed: dict[int, np.ndarray]) -> np.ndarray:
+    return np.stack([per_seed[k] for k in sorted(per_seed)])
+
+
+@dataclass
+class Comparison:
+    experiment: str
+    metric: Metric
+    baseline: str
+    source: Source
+    summary: pd.DataFrame
+    per_class: pd.DataFrame
+    per_seed: pd.DataFrame
+    evidence: str
+    out_dir: Path | None = None
+    files: dict[str, str] = field(default_factory=dict)
+    raw: pd.DataFrame | None = None  # numeric per-class / mean rows (the forest plot's data)
+
+    def text(self) -> str:
+        """What ``lfakit compare`` prints: the summary table, the per-class rows that are not
+        ties, and the evidence sentence."""
+        out = [f"{self.experiment}: {self.metric.label} vs {self.baseline}", "", self.summary.to_markdown(index=False)]
+        if len(self.per_class):
+            sig = self.per_class[~self.per_class["Winner"].isin(("tie (n.s.)", "untestable", "—"))]
+            out += ["", f"per class: {len(sig)} of {len(self.per_class)} differences significant after Holm"]
+            if len(sig):
+                out.append(sig.to_markdown(index=False))
+        out += ["", self.evidence]
+        return "\n".join(out)
+
+
+def _resolve_baseline(block: Block, baseline: str | None, default: str | None) -> str:
+    names = list(block.scores)
+    for cand in (baseline, default):
+        if cand is None:
+            continue
+        if cand in names:
+            return cand
+        hits = [n for n in names if n.split(" [")[0] == cand]
+        if len(hits) == 1:
+            return hits[0]
+        if baseline is not None and cand == baseline:
+            raise ParameterError(f"--baseline {baseline!r} is not a method of these runs; they have "
+                                 f"{', '.join(names)}.{close_matches(baseline, names)}")
+    return names[0]
+
+
+def compare_records(records: list[RunRecord], source: Source, baseline: str | None = None, metric: str | None = None,
+                    alpha: float = 0.05, n_boot: int = 1000, seed: int = 0, ci_method: str = "percentile") -> Comparison:
+    """The comparison of :mod:`lfakit.compare`'s docstring, from loaded run records."""
+    experiments = sorted({r.experiment for r in records})
+    if len(experiments) != 1:
+        raise DataError(f"these runs belong to several experiments ({', '.join(experiments)}); compare one at a time")
+    exp = experiments[0]
+    if exp not in EXPERIMENT_METRICS:
+        raise ParameterError(f"{exp} cannot be compared by lfakit compare: its record has no per-instance scores of a "
+                             f"supported metric (supported: {', '.join(EXPERIMENT_METRICS)})")
+    allowed, default_metric, split = EXPERIMENT_METRICS[exp]
+    mname = (metric or default_metric).lower()
+    if mname not in allowed:
+        raise ParameterError(f"--metric {metric!r} is not available for {exp}; choose {' | '.join(allowed)}")
+    if not 0 < alpha < 1:
+        raise ParameterError(f"--alpha must lie in (0, 1), got {alpha}")
+    if ci_method not in ("percentile", "bca"):
+        raise ParameterError(f"ci_method must be percentile or bca, got {ci_method!r}")
+    if n_boot < 100:
+        raise ParameterError(f"--n-boot {n_boot} is too few resamples for a 95% interval; use at least 100 (1000 default)")
+    m = METRICS_BY_NAME[mname]
+    blocks = collect_attacks(records) if m.kind == "attack" else collect(records, m, split)
+    default_base = next((r.extra.get("baseline") or r.params.get("baseline") for r in records
+                         if r.extra.get("baseline") or r.params.get("baseline")), None)
+    summary_rows, class_rows, seed_rows, raw_rows = [], [], [], []
+    mean_family, class_family = [], []  # indices into raw_rows
+    base_name = None
+    for b in blocks:
+        base = _resolve_baseline(b, baseline, default_base)
+        base_name = base_name or base
+        ncls = len(b.classes)
+        s_base = _stack(b.scores[base])
+        for name in b.scores:
+            s = _stack(b.scores[name])
+            if name == base:
+                r = None
+            elif m.kind == "attack":  # seed k of both methods shares seed k's membership split
+                common = sorted(set(b.scores[base]) & set(b.scores[name]))
+                if not common:
+                    raise DataError(f"{name} and {base} have no seed in common; membership splits are drawn per seed")
+                r = stats.seed_paired_bootstrap(np.stack([b.y_seed[k] for k in common]),
+                                                np.stack([b.scores[base][k] for k in common]),
+                                                np.stack([b.scores[name][k] for k in common]), _attack_fn(m),
+                                                n_boot=n_boot, seed=seed, ci_method=ci_method, per_seed_targets=True)
+            else:
+                r = stats.seed_paired_bootstrap(b.y, s_base, s, m.kind, n_boot=n_boot, seed=seed,
+                                                stratified=m.kind == "auroc", ci_method=ci_method)
+            per_seed_vals = _per_seed_metric(b, name, m)  # (S, C)
+            mean_over_cls = np.nanmean(per_seed_vals, axis=1) if ncls > 1 else per_seed_vals[:, 0]
+            row = {"Group": b.group, "Method": name, "Seeds": len(b.scores[name]),
+                   f"{m.label} (mean ± std)": _mean_std(mean_over_cls)}
+            if r is None:
+                row.update({"Δ vs baseline": "—", "95% CI": "—", "p": "—", "p (Holm)": "—", "Winner": "baseline"})
+                summary_rows.append(row)
+                continue
+            dl = _delong_rows(b, base, name, seed_rows) if m.kind == "auroc" else None
+            mean = dict(r["mean"])
+            if ncls == 1 and dl is not None:  # one AUROC: its test is DeLong's, as for a class
+                mean["p_value"] = dl[0]["p_value"]
+            raw_rows.append({"group": b.group, "method": name, "class": "mean", **mean,
+                             "p_bootstrap": r["mean"]["p_value"]})
+            mean_family.append(len(raw_rows) - 1)
+            row.update({"Δ vs baseline": f"{mean['delta']:+.4f}", "95% CI": _ci(mean), "p": _p(mean["p_value"])})
+            summary_rows.append(row)
+            for j, cls in enumerate(b.classes if ncls > 1 else []):  # one target: the mean row is all there is
+                p_test = dl[j]["p_value"] if dl is not None else r["p_value"][j]
+                raw_rows.append({"group": b.group, "method": name, "class": cls, "delta": float(r["delta"][j]),
+                                 "ci_low": float(r["ci_low"][j]), "ci_high": float(r["ci_high"][j]),
+                                 "p_value": float(p_test), "p_bootstrap": float(r["p_value"][j])})
+                class_family.append(len(raw_rows) - 1)
+                bm = _per_seed_metric(b, base, m)[:, j]
+                cm = per_seed_vals[:, j]
+                class_rows.append({"Group": b.group, "Method": name, "Class": cls,
+                                   f"{base} (mean ± std)": _mean_std(bm), f"{m.label} (mean ± std)": _mean_std(cm),
+                                   "Δ": f"{r['delta'][j]:+.4f}",
+                                   "95% CI": _ci({"ci_low": r["ci_low"][j], "ci_high": r["ci_high"][j]}),
+                                   "p (DeLong)" if m.kind == "auroc" else "p": _p(p_test), "_raw": len(raw_rows) - 1})
+    raw = pd.DataFrame(raw_rows)
+    # Holm per group: the per-class family and the family of mean-over-classes tests
+    raw["p_holm"] = np.nan
+    for fam in (mean_family, class_family):
+        if not fam:
+            continue
+        sub = raw.loc[fam]
+        for g, idx in sub.groupby("group").groups.items():
+            raw.loc[idx, "p_holm"] = stats.holm(raw.loc[idx, "p_value"].to_numpy())
+    raw["winner"] = [_winner(d, ph, alpha, meth, _base_of(blocks, g, baseline, default_base), m.higher_is_better)
+                     for d, ph, meth, g in zip(raw["delta"], raw["p_holm"], raw["method"], raw["group"])]
+    # fill the display tables
+    mean_raw = raw.loc[mean_family].set_index(["group", "method"]) if mean_family else None
+    for row in summary_rows:
+        if row.get("Winner") == "baseline":
+            continue
+        hit = mean_raw.loc[(row["Group"], row["Method"])]
+        row["p (Holm)"], row["Winner"] = _p(hit["p_holm"]), hit["winner"]
+    per_class = pd.DataFrame(class_rows)
+    if len(per_class):
+        per_class["p (Holm)"] = [_p(raw.loc[i, "p_holm"]) for i in per_class["_raw"]]
+        per_class["Winner"] = [raw.loc[i, "winner"] for i in per_class["_raw"]]
+        per_class = per_class.drop(columns="_raw")
+    summary, per_class, per_seed = (_drop_empty_group(df) for df in (pd.DataFrame(summary_rows), per_class,
+                                                                     pd.DataFrame(seed_rows)))
+    evidence = _evidence(exp, records, source, blocks, m, base_name, n_boot, ci_method, alpha, len(class_family),
+                         len(mean_family), split)
+    return Comparison(exp, m, base_name, source, summary, per_class, per_seed, evidence, raw=raw)
+
+
+def _drop_empty_group(df: pd.DataFrame) -> pd.DataFrame:
+    """Without the Group column where the experiment has no data groups."""
+    return df.drop(columns="Group") if len(df) and (df["Group"] == "").all() else df
+
+
+def _base_of(blocks, group, baseline, default_base) -> str:
+    b = next(x for x in blocks if x.group == group)
+    return _resolve_baseline(b, baseline, default_base)
+
+
+def _mean_std(v: np.ndarray) -> str:
+    v = np.asarray(v, dtype=float)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return "—"
+    if v.size == 1:
+        return f"{v[0]:.4f}"
+    return f"{v.mean():.4f} ± {v.std(ddof=1):.4f}"
+
+
+def _ci(d) -> str:
+    lo, hi = d["ci_low"], d["ci_high"]
+    return "—" if not (np.isfinite(lo) and np.isfinite(hi)) else f"[{lo:+.4f}, {hi:+.4f}]"
+
+
+def _per_seed_metric(b: Block, name: str, m: Metric) -> np.ndarray:
+    """(S, C): the method's metric per seed and class on the full test set."""
+    from scipy.stats import pearsonr, spearmanr
+
+    from lfakit.metrics.classification import auroc_columns
+
+    out = []
+    for k in sorted(b.scores[name]):
+        s = b.scores[name][k]
+        if m.kind == "auroc":
+            y2 = b.y if b.y.ndim == 2 else b.y[:, None]
+            s2 = s if s.ndim == 2 else s[:, None]
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                out.append(np.asarray(auroc_columns(y2, s2), dtype=float))
+        elif m.kind == "attack":
+            out.append(np.array([float(_attack_fn(m)(b.y_seed[k], s))]))
+        elif not np.all(np.isfinite(s)) or np.ptp(s) == 0:
+            out.append(np.array([np.nan]))
+        else:
+            f = spearmanr if m.kind == "srcc" else pearsonr
+            out.append(np.array([float(f(b.y, s).statistic)]))
+    return np.stack(out)
+
+
+def _delong_rows(b: Block, base: str, name: str, seed_rows: list) -> list[dict]:
+    """Per class: DeLong per common seed (appended to ``seed_rows``) and the seed-mean contrast."""
+    import warnings
+
+    y2 = b.y if b.y.ndim == 2 else b.y[:, None]
+    sb, sm = b.scores[base], b.scores[name]
+    kb, km = sorted(sb), sorted(sm)
+    out = []
+    for j, cls in enumerate(b.classes):
+        yj = y2[:, j]
+        col = (lambda a: a[:, j] if a.ndim == 2 else a)
+        if yj.min() == yj.max():
+            out.append({"p_value": math.nan})
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", stats.UndefinedMetricWarning)
+            for k in sorted(set(kb) & set(km)):
+                t = stats.delong_test(yj, col(sb[k]), col(sm[k]))
+                seed_rows.append({"Group": b.group, "Method": name, "Class": cls, "Seed": k,
+                                  f"{base}": round(t["auc1"], 4), "method": round(t["auc2"], 4),
+                                  "Δ": round(t["delta"], 4), "z": round(t["z"], 3) if np.isfinite(t["z"]) else t["z"],
+                                  "p (DeLong)": _p(t["p_value"])})
+            scores = np.stack([col(sb[k]) for k in kb] + [col(sm[k]) for k in km])
+            contrast = np.r_[np.full(len(kb), -1.0 / len(kb)), np.full(len(km), 1.0 / len(km))]
+            out.append(stats.delong_contrast(yj, scores, contrast))
+    return out
+
+
+def _evidence(exp, records, source, blocks, m, base, n_boot, ci_method, alpha, n_class_tests, n_mean_tests,
+              split) -> str:
+    seeds = sorted({k for b in blocks for v in b.scores.values() for k in v})
+    per_method = sorted({len(v) for b in blocks for v in b.scores.values()})
+    n = sorted({len(b.sample_id) for b in blocks})
+    test = ("per class: DeLong's contrast test of the seed-mean AUROC difference (the seeds share the test set); "
+            "mean over classes: the bootstrap's p-value" if m.kind == "auroc" else "the bootstrap's p-value")
+    smoke = any(str(r.params.get("data_dir", "x")) == "" or r.extra.get("embedded") for r in records)
+    parts = [
+        f"Evidence: {len(records)} run(s) from {source.kind} folder {source.folder.name}",
+        f"{'/'.join(map(str, per_method))} seed(s) per method (seeds {', '.join(map(str, seeds))})",
+        f"{'/'.join(map(str, n))} {split} instances per group",
+        f"Δ = seed-mean {m.label} minus {base}'s; 95% interval: paired bootstrap over the {split} instances "
+        f"({n_boot} resamples, {'BCa via scipy.stats.bootstrap' if ci_method == 'bca' else 'percentile'}"
+        f"{', stratified by label' if m.kind == 'auroc' else ''})",
+        f"test: {test}",
+        f"Holm correction within each group over {n_class_tests} per-class test(s) and, separately, "
+        f"{n_mean_tests} mean test(s), at alpha = {alpha}; a Winner is named only where the corrected p < alpha",
+    ]
+    if len(per_method) == 1 and per_method[0] == 1:
+        parts.append("with one seed per method the seed-to-seed spread is unmeasured")
+    if source.not_used:
+        parts.append(f"left out: {'; '.join(source.not_used)}")
+    text = "; ".join(parts) + "."
+    if smoke:
+        text += (" These runs used the embedded default data: they test the pipeline and say nothing about the "
+                 "real data set.")
+    return text
+
+
+# --------------------------------------------------------------------------------------------
+# output
+# --------------------------------------------------------------------------------------------
+
+
+def plot_forest(c: Comparison):
+    """The deltas vs the baseline with their 95% intervals, one panel per challenger (rows: the
+    classes, then the mean); Holm-significant rows in colour, ties grey."""
+    import matplotlib.pyplot as plt
+
+    from lfakit import report
+
+    raw = c.raw
+    methods = list(dict.fromkeys(raw["method"]))
+    groups = list(dict.fromkeys(raw["group"]))
+    cols = report.colors_for(methods)
+    nrow = max(len(raw[(raw["method"] == mth) & (raw["group"] == g)]) for mth in methods for g in groups)
+    fig, axes = plt.subplots(len(groups), len(methods), figsize=(min(4.2 * len(methods), 12.5), 0.9 + 0.32 * nrow * len(groups)),
+                             squeeze=False, sharey="row", sharex=True)
+    for gi, g in enumerate(groups):
+        for mi, mth in enumerate(methods):
+            ax = axes[gi][mi]
+            d = raw[(raw["method"] == mth) & (raw["group"] == g)]
+            d = pd.concat([d[d["class"] != "mean"], d[d["class"] == "mean"]])
+            ypos = np.arange(len(d))[::-1]
+            sig = ~d["winner"].isin(("tie (n.s.)", "untestable")).to_numpy()
+            err = np.vstack([d["delta"] - d["ci_low"], d["ci_high"] - d["delta"]])
+            for yv, x, e0, e1, s, cls in zip(ypos, d["delta"], err[0], err[1], sig, d["class"]):
+                color = cols[mth] if s else "0.6"
+                ax.errorbar(x, yv, xerr=[[e0], [e1]], fmt="D" if cls == "mean" else "o", color=color,
+                            ms=6 if cls == "mean" else 4, capsize=2, lw=1.2)
+            ax.axvline(0, color="k", lw=0.8)
+            ax.set_yticks(ypos)
+            ax.set_yticklabels(d["class"], fontsize=9)
+            ax.tick_params(axis="x", labelsize=9)
+            ax.set_xlabel(f"Δ {c.metric.label} vs {c.baseline}", fontsize=9)
+            ax.set_title(f"{mth}{' · ' + g if g else ''}", fontsize=10)
+            ax.grid(axis="x", alpha=0.3)
+    fig.suptitle("coloured: significant after Holm; grey: tie (n.s.)", fontsize=9, y=0.995)
+    fig.tight_layout()
+    return fig
+
+
+def _slug(text: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in text).strip("-") or "x"
+
+
+def write(c: Comparison, out: str | Path | None = None) -> Path:
+    """Tables (CSV, Markdown, LaTeX), forest.png and comparison.json into ``out``."""
+    import matplotlib.pyplot as plt
+
+    from lfakit import report
+
+    out_dir = Path(out) if out else c.source.folder / "comparison" / f"{c.metric.name}-vs-{_slug(c.baseline)}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for name, df in (("summary", c.summary), ("per_class", c.per_class), ("per_seed", c.per_seed)):
+        if not len(df):
+            continue
+        df.to_csv(out_dir / f"{name}.csv", index=False)
+        (out_dir / f"{name}.md").write_text(df.to_markdown(index=False) + "\n")
+        (out_dir / f"{name}.tex").write_text(df.to_latex(index=False, escape=True))
+        files.update({f"{name}_csv": f"{name}.csv", f"{name}_md": f"{name}.md", f"{name}_tex": f"{name}.tex"})
+    if c.raw is not None and len(c.raw):
+        c.raw.to_csv(out_dir / "deltas.csv", index=False)
+        files["deltas_csv"] = "deltas.csv"
+        fig = plot_forest(c)
+        report.save_figure(fig, out_dir / "forest.png")
+        plt.close(fig)
+        files["forest_png"] = "forest.png"
+    doc = {"schema": SCHEMA, "experiment": c.experiment, "metric": c.metric.name, "metric_about": c.metric.about,
+           "higher_is_better": c.metric.higher_is_better, "baseline": c.baseline, "source": str(c.source.folder),
+           "source_kind": c.source.kind, "runs": [str(p) for p in c.source.run_dirs], "not_used": c.source.not_used,
+           "evidence": c.evidence, "files": files,
+           "written": _dt.datetime.now().astimezone().isoformat(timespec="seconds")}
+    (out_dir / "comparison.json").write_text(json.dumps(doc, indent=2))
+    c.out_dir, c.files = out_dir, files
+    return out_dir
+
+
+def compare_folder(folder: str | Path, baseline: str | None = None, metric: str | None = None,
+                   out: str | Path | None = None, alpha: float = 0.05, n_boot: int = 1000, seed: int = 0,
+                   ci_method: str = "percentile") -> Comparison:
+    """Find the runs, compare them and write the results (what ``lfakit compare`` does)."""
+    src = find_runs(folder)
+    if not src.run_dirs:
+        extra = f" ({'; '.join(src.not_used)})" if src.not_used else ""
+        raise DataError(f"no complete run in {src.folder}{extra}; run the sweep or the experiment first")
+    records = [load_run(d) for d in src.run_dirs]
+    c = compare_records(records, src, baseline=baseline, metric=metric, alpha=alpha, n_boot=n_boot, seed=seed,
+                        ci_method=ci_method)
+    write(c, out)
+    return c
+
+
+def load_comparison(out_dir: str | Path) -> dict[str, Any]:
+    """A written comparison's ``comparison.json`` and its tables (DataFrames by name)."""
+    out_dir = Path(out_dir)
+    doc = json.loads((out_dir / "comparison.json").read_text())
+    if doc.get("schema") != SCHEMA:
+        raise DataError(f"{out_dir}/comparison.json has schema {doc.get('schema')!r}; this lfakit reads {SCHEMA!r}")
+    doc["tables"] = {k[:-4]: pd.read_csv(out_dir / v) for k, v in doc["files"].items() if k.endswith("_csv")}
+    return doc
+
+
+# --------------------------------------------------------------------------------------------
+# the notebook's demonstration input
+# --------------------------------------------------------------------------------------------
+
+DEMO = {"experiment": "chestxray_zlpr", "profile": "smoke",
+        "overrides": {"losses": ["focal", "zlpr", "fzlpr"], "seeds": [0, 1, 2], "epochs": 3}}
+
+
+def demo_run(log_output: bool = False) -> Path:
+    """A small run to compare when no folder is given (``notebooks/compare.ipynb``'s default):
+    ``chestxray_zlpr`` on its embedded data, three losses x three seeds, 3 epochs, one
+    ``lfakit run`` into the results folder. Its run folder is returned. It demonstrates the
+    comparison; on smoke data it supports no conclusion about the losses."""
+    from lfakit import runner
+
+    outcome = runner.run(DEMO["experiment"], DEMO["profile"], dict(DEMO["overrides"]), log_output=log_output)
+    return outcome.run_dir

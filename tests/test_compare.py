@@ -1,0 +1,234 @@
+"""lfakit compare on run records written by lfakit.record (no training: the predictions are
+drawn so that the answer is known), the CLI, and its clear early errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lfakit import compare, record, stats
+from lfakit.errors import DataError, ParameterError
+
+CLASSES = ["A", "B", "C"]
+N = 240
+
+
+def _data(seed: int = 0):
+    rng = np.random.default_rng(seed)
+    y = (rng.random((N, 3)) < [0.2, 0.3, 0.4]).astype(int)
+    return [f"img{i:04d}" for i in range(N)], y
+
+
+def _scores(y, strength: float, seed: int, noise_seed: int):
+    rng = np.random.default_rng(1000 * noise_seed + seed)
+    return y * strength + rng.normal(size=y.shape)
+
+
+def _write_run(root: Path, name: str, methods: dict[str, float], seeds, params=None, experiment="chestxray_zlpr",
+               ids=None, y=None, noise=0) -> Path:
+    """A run folder with the record of ``methods`` (name -> signal strength) over ``seeds``."""
+    run = root / experiment / name
+    run.mkdir(parents=True)
+    ids0, y0 = _data()
+    ids = ids0 if ids is None else ids
+    y = y0 if y is None else y
+    pw = record.PredictionWriter()
+    for m, strength in methods.items():
+        for s in seeds:
+            pw.add(m, "test", s, ids, y, _scores(y, strength, s, hash(m) % 97 + noise), None)
+    P = {"data_dir": "", "losses": list(methods), "baseline": "focal", "seeds": list(seeds), "seed": 42, "lr": 0.003,
+         **(params or {})}
+    (run / "params.yaml").write_text("{}")
+    headline = pd.DataFrame({"Loss": list(methods)})
+    record.save_run(run, experiment, P, methods={m: {} for m in methods}, headline=("overall", headline, "test"),
+                    tables={}, predictions=pw, score_kind="logit", extra={"classes": CLASSES, "baseline": "focal"})
+    return run
+
+
+def test_a_clear_winner_a_tie_and_the_numbers_behind_them(tmp_path):
+    run = _write_run(tmp_path, "20260101-000000-smoke", {"focal": 0.6, "zlpr": 2.0, "bce": 0.6}, seeds=[0, 1, 2])
+    c = compare.compare_folder(run, n_boot=300)
+    s = c.summary.set_index("Method")
+    assert s.loc["focal", "Winner"] == "baseline"
+    assert s.loc["zlpr", "Winner"] == "zlpr"  # a large gain on every class
+    assert s.loc["bce", "Winner"] == "tie (n.s.)"  # the same signal strength: no difference to find
+    assert s.loc["zlpr", "Seeds"] == 3
+    # the per-class p-values are DeLong's seed-mean contrast, Holm-corrected over the 2 x 3 tests
+    rec = record.load_run(run)
+    p_raw = []
+    for m in ("zlpr", "bce"):
+        for j in range(3):
+            base = [rec.predictions.select(method="focal", split="test", seed=k).scores[:, j] for k in (0, 1, 2)]
+            chal = [rec.predictions.select(method=m, split="test", seed=k).scores[:, j] for k in (0, 1, 2)]
+            yj = rec.predictions.select(method="focal", split="test", seed=0).targets[:, j]
+            p_raw.append(stats.delong_contrast(yj, np.stack(base + chal), [-1 / 3] * 3 + [1 / 3] * 3)["p_value"])
+    raw = c.raw[c.raw["class"] != "mean"]
+    np.testing.assert_allclose(raw["p_value"], p_raw, rtol=1e-12)
+    np.testing.assert_allclose(raw["p_holm"], stats.holm(p_raw), rtol=1e-12)
+    # mean over seeds of the per-seed mean AUROC, as the summary prints it
+    from sklearn.metrics import roc_auc_score
+
+    per_seed = [np.mean([roc_auc_score(rec.predictions.select(method="zlpr", split="test", seed=k).targets[:, j],
+                                       rec.predictions.select(method="zlpr", split="test", seed=k).scores[:, j])
+                         for j in range(3)]) for k in (0, 1, 2)]
+    assert s.loc["zlpr", "AUROC (mean ± std)"] == f"{np.mean(per_seed):.4f} ± {np.std(per_seed, ddof=1):.4f}"
+    # the per-seed DeLong table: one row per challenger, class and seed
+    assert len(c.per_seed) == 2 * 3 * 3
+    assert "3 seed(s) per method" in c.evidence and "Holm" in c.evidence and "DeLong" in c.evidence
+    assert "embedded default data" in c.evidence  # data_dir "" is the embedded default
+
+
+def test_outputs_are_written_in_every_format(tmp_path):
+    run = _write_run(tmp_path, "20260101-000000-smoke", {"focal": 0.6, "zlpr": 2.0}, seeds=[0, 1])
+    c = compare.compare_folder(run, n_boot=200)
+    out = c.out_dir
+    assert out == run / "comparison" / "auroc-vs-focal"
+    doc = json.loads((out / "comparison.json").read_text())
+    assert doc["schema"] == compare.SCHEMA and doc["metric"] == "auroc" and doc["baseline"] == "focal"
+    for name in ("summary", "per_class", "per_seed"):
+        for ext in ("csv", "md", "tex"):
+            assert (out / f"{name}.{ext}").stat().st_size > 0
+            assert doc["files"][f"{name}_{ext}"] == f"{name}.{ext}"
+    assert pd.read_csv(out / "summary.csv")["Method"].tolist() == ["focal", "zlpr"]
+    assert "\\begin{tabular}" in (out / "summary.tex").read_text()
+    assert (out / "summary.md").read_text().startswith("| Method")
+    assert (out / "forest.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    loaded = compare.load_comparison(out)
+    assert list(loaded["tables"]["summary"]["Winner"]) == ["baseline", "zlpr"]
+
+
+def test_runs_of_a_sweep_are_pooled_and_a_grid_parameter_names_the_method(tmp_path):
+    root = tmp_path / "results"
+    runs = []
+    for i, (m, lr, s) in enumerate([("focal", 0.003, 0), ("focal", 0.003, 1), ("zlpr", 0.003, 0), ("zlpr", 0.003, 1),
+                                    ("zlpr", 0.01, 0), ("zlpr", 0.01, 1)]):
+        runs.append(_write_run(root, f"20260101-00000{i}-smoke", {m: 0.6 if m == "focal" else 1.5}, seeds=[s],
+                               params={"lr": lr, "seed": s}))
+    sweep_dir = root / "chestxray_zlpr" / "sweeps" / "smoke-abc"
+    sweep_dir.mkdir(parents=True)
+    points = [{"index": i, "status": "complete", "run_dir": str(r)} for i, r in enumerate(runs)]
+    points.append({"index": 6, "status": "failed", "run_dir": None, "error": "cell 3 failed: ValueError: boom"})
+    (sweep_dir / "sweep.json").write_text(json.dumps({"schema": "lfakit.sweep/1", "points": points}))
+    c = compare.compare_folder(sweep_dir, baseline="focal", n_boot=200)
+    assert c.source.kind == "sweep" and len(c.source.run_dirs) == 6
+    assert c.summary["Method"].tolist() == ["focal [lr=0.003]", "zlpr [lr=0.003]", "zlpr [lr=0.01]"]
+    assert (c.summary["Seeds"] == 2).all()
+    assert "point 6 (failed): cell 3 failed: ValueError: boom" in c.evidence
+    # the results folder of the experiment gives the same comparison (sweeps/ is not a run)
+    c2 = compare.compare_folder(root / "chestxray_zlpr", baseline="focal", n_boot=200, out=tmp_path / "c2")
+    pd.testing.assert_frame_equal(c.summary, c2.summary)
+
+
+def test_a_correlation_metric_for_iqa(tmp_path):
+    run = tmp_path / "iqa_losses" / "r1"
+    run.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    mos = rng.uniform(1, 5, 80)
+    pw = record.PredictionWriter()
+    for m, noise in (("l1", 1.0), ("rank", 0.2), ("l2", 1.0)):
+        pw.add(m, "test", 42, [f"i{i}" for i in range(80)], mos, mos + noise * rng.normal(size=80), None)
+    record.save_run(run, "iqa_losses", {"data_dir": "", "baseline": "l1"}, methods={}, headline=("h", pd.DataFrame(), ""),
+                    tables={}, predictions=pw, extra={"baseline": "l1"})
+    c = compare.compare_folder(run, n_boot=300)
+    assert c.metric.name == "srcc" and c.baseline == "l1"
+    s = c.summary.set_index("Method")
+    assert s.loc["rank", "Winner"] == "rank" and s.loc["l2", "Winner"] == "tie (n.s.)"
+    assert len(c.per_class) == 0 and len(c.per_seed) == 0  # one target, no DeLong
+    assert "unmeasured" in c.evidence  # one seed per method
+    c = compare.compare_folder(run, metric="plcc", n_boot=300, ci_method="bca")
+    assert c.metric.name == "plcc" and "BCa" in c.evidence
+
+
+def test_bad_input_is_named_early(tmp_path):
+    with pytest.raises(ParameterError, match="is not a folder"):
+        compare.compare_folder(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no complete run"):
+        compare.compare_folder(tmp_path / "empty")
+    run = _write_run(tmp_path, "r1", {"focal": 0.6, "zlpr": 2.0}, seeds=[0])
+    with pytest.raises(ParameterError, match="not a method of these runs.*focal, zlpr"):
+        compare.compare_folder(run, baseline="zlrp")
+    with pytest.raises(ParameterError, match="auroc"):
+        compare.compare_folder(run, metric="srcc")
+    with pytest.raises(ParameterError, match="at least 100"):
+        compare.compare_folder(run, n_boot=10)
+    assert not (run / "comparison").exists()  # nothing written by a refused comparison
+    # two runs scored on different test sets
+    root = tmp_path / "mixed"
+    _write_run(root, "r1", {"focal": 0.6}, seeds=[0])
+    ids, y = _data()
+    _write_run(root, "r2", {"zlpr": 1.0}, seeds=[0], ids=ids[:200], y=y[:200])
+    with pytest.raises(DataError, match="other test instances"):
+        compare.compare_folder(root / "chestxray_zlpr")
+    atlas = tmp_path / "loss_atlas" / "r"
+    atlas.mkdir(parents=True)
+    record.save_run(atlas, "loss_atlas", {}, methods={}, headline=("h", pd.DataFrame(), ""), tables={})
+    with pytest.raises(ParameterError, match="cannot be compared"):
+        compare.compare_folder(atlas)
+
+
+def test_the_command_prints_the_table_with_intervals_and_corrected_tests(tmp_path):
+    run = _write_run(tmp_path, "r1", {"focal": 0.6, "zlpr": 2.0}, seeds=[0, 1])
+    out = subprocess.run([sys.executable, "-m", "lfakit.cli", "compare", str(run), "--n-boot", "200"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "| Method" in out.stdout and "95% CI" in out.stdout and "p (Holm)" in out.stdout
+    assert "| zlpr" in out.stdout and "Evidence:" in out.stdout
+    assert f"written: {run / 'comparison' / 'auroc-vs-focal'}" in out.stdout
+    bad = subprocess.run([sys.executable, "-m", "lfakit.cli", "compare", str(run), "--baseline", "nope"],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "lfakit: error:" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def _write_membership_run(root: Path, name: str, seed: int, leak: dict[str, float], n: int = 400) -> Path:
+    """A membership_inference record: per loss a target and two reference models on one pool; the
+    target's members have lower losses by ``leak`` (0: no leakage)."""
+    run = root / "membership_inference" / name
+    run.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    members = np.zeros(n, bool)
+    members[rng.permutation(n)[: n // 2]] = True
+    labels = rng.integers(0, 10, n)
+    ids = [f"x{i:04d}" for i in range(n)]
+    pw = record.PredictionWriter()
+    for loss, d in leak.items():
+        for role, mask in (("target", members), ("ref0", ~members), ("ref1", members)):
+            logits = rng.normal(size=(n, 10))
+            sample_loss = 1.0 + 0.3 * rng.normal(size=n) - d * mask
+            pw.add(loss, "pool", seed, ids, labels, logits, sample_loss, group=role, in_train=mask.astype(np.int8))
+    P = {"dataset": "digits", "data_dir": "", "losses": list(leak), "baseline": "ce", "seed": seed,
+         "reference_attack": "loss", "study_attack": "loss", "fixed_variance": True, "rmia_gamma": 1.0, "rmia_a": 0.3,
+         "rmia_offline": False}
+    record.save_run(run, "membership_inference", P, methods={}, headline=("study", pd.DataFrame(), ""), tables={},
+                    predictions=pw, extra={"baseline": "ce"})
+    return run
+
+
+def test_membership_leakage_lower_is_better_over_common_seeds(tmp_path):
+    root = tmp_path / "results"
+    for s in (0, 1):
+        _write_membership_run(root, f"2026010{s}-000000-smoke", s, {"ce": 1.5, "mae": 0.0, "gce": 1.5})
+    c = compare.compare_folder(root / "membership_inference", n_boot=200)
+    assert c.metric.name == "tpr@1%fpr" and c.baseline == "ce" and not c.metric.higher_is_better
+    s = c.summary.set_index("Method")
+    assert s.loc["mae", "Winner"] == "mae"  # leaks (much) less than ce
+    assert s.loc["gce", "Winner"] == "tie (n.s.)"
+    assert (s["Seeds"] == 2).all()
+    # the per-seed values are the loss attack's TPR at 1% FPR on each seed's own membership split
+    from lfakit.metrics.privacy import tpr_at_fpr
+
+    rec = record.load_run(root / "membership_inference" / "20260100-000000-smoke")
+    t = rec.predictions.select(method="ce", group="target")
+    order = np.argsort(t.sample_id, kind="stable")
+    tpr0 = tpr_at_fpr(t.fields["in_train"][order].astype(bool), -t.sample_loss[order], 0.01)
+    mae = c.raw[(c.raw["method"] == "mae") & (c.raw["class"] == "mean")]
+    assert tpr0 > 0.3 and float(mae["delta"].iloc[0]) < -0.3
+    assert "pool instances" in c.evidence
+    c = compare.compare_folder(root / "membership_inference", metric="attack_auc", n_boot=200)
+    assert c.summary.set_index("Method").loc["mae", "Winner"] == "mae"
