@@ -531,7 +531,7 @@ def _delong_rows(b: Block, base: str, name: str, seed_rows: list) -> list[dict]:
             for k in sorted(set(kb) & set(km)):
                 t = stats.delong_test(yj, col(sb[k]), col(sm[k]))
                 seed_rows.append({"Group": b.group, "Method": name, "Class": cls, "Seed": k,
-                                  f"{base}": round(t["auc1"], 4), "method": round(t["auc2"], 4),
+                                  f"{base} AUROC": round(t["auc1"], 4), "AUROC": round(t["auc2"], 4),
                                   "Δ": round(t["delta"], 4), "z": round(t["z"], 3) if np.isfinite(t["z"]) else t["z"],
                                   "p (DeLong)": _p(t["p_value"])})
             scores = np.stack([col(sb[k]) for k in kb] + [col(sm[k]) for k in km])
@@ -549,7 +549,7 @@ def _evidence(exp, records, source, blocks, m, base, n_boot, ci_method, alpha, n
             "mean over classes: the bootstrap's p-value" if m.kind == "auroc" else "the bootstrap's p-value")
     smoke = any(str(r.params.get("data_dir", "x")) == "" or r.extra.get("embedded") for r in records)
     parts = [
-        f"Evidence: {len(records)} run(s) from {source.kind} folder {source.folder.name}",
+        f"Evidence: {len(records)} run(s) from a {source.kind} folder",
         f"{'/'.join(map(str, per_method))} seed(s) per method (seeds {', '.join(map(str, seeds))})",
         f"{'/'.join(map(str, n))} {split} instances per group",
         f"Δ = seed-mean {m.label} minus {base}'s; 95% interval: paired bootstrap over the {split} instances "

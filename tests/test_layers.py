@@ -25,6 +25,7 @@ FORBIDDEN = {
     "lfakit.fitconfig": ("lfakit.engine", "lfakit.experiments", "lfakit.runner", "lfakit.cli"),
     "lfakit.models": ("lfakit.engine", "lfakit.experiments", "lfakit.runner", "lfakit.cli", "lfakit.report"),
     "lfakit.engine": ("lfakit.experiments", "lfakit.runner", "lfakit.cli", "lfakit.report", "lfakit.record"),
+    "lfakit.distributed": ("lfakit.experiments", "lfakit.runner", "lfakit.cli", "lfakit.report", "lfakit.record"),
     "lfakit.report": ("lfakit.engine", "lfakit.experiments", "lfakit.runner", "lfakit.cli"),
     "lfakit.record": ("lfakit.engine", "lfakit.experiments", "lfakit.runner", "lfakit.cli"),
     # membership attacks work from saved logits and losses: the metrics/stats layer
@@ -33,6 +34,11 @@ FORBIDDEN = {
     # sweeps run the runner's CLI in child processes; nothing below them knows of them
     "lfakit.runner": ("lfakit.sweep", "lfakit.cli"),
     "lfakit.sweep": ("lfakit.cli", "lfakit.experiments", "lfakit.engine"),
+    # comparisons read run records only; the report site reads run folders and comparisons
+    "lfakit.compare": ("lfakit.cli", "lfakit.experiments", "lfakit.engine", "lfakit.models", "lfakit.losses",
+                       "lfakit.data", "lfakit.site"),
+    "lfakit.site": ("lfakit.cli", "lfakit.experiments", "lfakit.engine", "lfakit.models", "lfakit.losses",
+                    "lfakit.data"),
 }
 ALWAYS_ALLOWED = ("lfakit.errors",)
 # torch-free layers: `lfakit list` and validation never import torch

@@ -268,3 +268,33 @@ def test_lfakit_sweep_command_on_dask_then_skips_what_is_done(tmp_path):
     assert again.returncode == 0, again.stderr[-3000:]
     assert sorted(p.name for p in (tmp_path / "loss_atlas").iterdir() if p.name != "sweeps") == runs
     assert "skipped" in again.stdout
+
+
+@pytest.mark.slow
+def test_the_chestxray_sweep_through_submitit_then_compare(tmp_path):
+    """The issue's sweep (chestxray_zlpr, losses [focal] and [zlpr], seeds 0 and 1), shortened to
+    2 epochs, through submitit's local executor; then `lfakit compare` on its folder prints the
+    table with intervals and Holm-corrected p-values over the 2 seeds."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "LFAKIT_RESULTS": str(tmp_path)}
+    cmd = [sys.executable, "-m", "lfakit.cli", "sweep", "chestxray_zlpr", "--grid", "losses=[focal],[zlpr]",
+           "--grid", "epochs=2", "--seeds", "0,1", "--executor", "slurm", "--cluster", "local", "--workers", "2", "-q"]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    assert "4 points: 4 complete" in out.stdout
+    sweep_dir = Path(out.stdout.strip().splitlines()[-1].split("sweep folder ")[-1])
+    assert (sweep_dir / "submitit").is_dir()
+    cmp = subprocess.run([sys.executable, "-m", "lfakit.cli", "compare", str(sweep_dir), "--n-boot", "300"],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert cmp.returncode == 0, cmp.stderr[-3000:]
+    lines = cmp.stdout.splitlines()
+    zlpr = next(line for line in lines if line.startswith("| zlpr"))
+    cells = [c.strip() for c in zlpr.strip("|").split("|")]
+    assert cells[1] == "2" and cells[4].startswith("[") and cells[7] in ("zlpr", "focal", "tie (n.s.)")  # seeds, CI
+    assert "95% CI" in cmp.stdout and "p (Holm)" in cmp.stdout
+    assert "2 seed(s) per method (seeds 0, 1)" in cmp.stdout
+    doc = json.loads((sweep_dir / "comparison" / "auroc-vs-focal" / "comparison.json").read_text())
+    assert len(doc["runs"]) == 4 and doc["baseline"] == "focal"
