@@ -72,8 +72,8 @@ class Metric:
 
 
 METRICS_BY_NAME = {
-    "auroc": Metric("auroc", "AUROC", True, "auroc", "AUROC per class (one-vs-rest on the softmax for single-label "
-                    "classes), ties 1/2"),
+    "auroc": Metric("auroc", "AUROC", True, "auroc", "AUROC per class from the class's logit (class labels: each "
+                    "class against the rest), ties 1/2"),
     "srcc": Metric("srcc", "SRCC", True, "srcc", "Spearman rank correlation of the predicted scores with the MOS"),
     "plcc": Metric("plcc", "PLCC", True, "plcc", "Pearson correlation of the raw predicted scores with the MOS"),
     # membership leakage of the run's reference attack (LiRA / RMIA ...), re-run from the saved logits:
@@ -167,17 +167,12 @@ def _config_label(records: list[RunRecord]) -> dict[Path, str]:
     return out
 
 
-def _softmax(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
-
-
 def _targets_scores(experiment: str, targets: np.ndarray, scores: np.ndarray, metric: Metric):
     """The metric's (y, s) from a record's stored targets (N, T) and scores (N, K)."""
     if metric.kind == "auroc":
-        if targets.shape[1] == 1 and scores.shape[1] > 1:  # single-label classes: one-vs-rest on the softmax
-            labels = targets[:, 0].astype(int)
-            return np.eye(scores.shape[1], dtype=int)[labels], _softmax(scores)
+        if targets.shape[1] == 1 and scores.shape[1] > 1:  # class labels: each class against the rest, on its
+            labels = targets[:, 0].astype(int)  # own one-vs-rest logit (cifar_fece's losses are one-vs-rest)
+            return np.eye(scores.shape[1], dtype=int)[labels], scores
         if targets.shape[1] != scores.shape[1]:
             raise DataError(f"{experiment}: {targets.shape[1]} target columns for {scores.shape[1]} score columns")
         return targets.astype(int), scores
@@ -556,8 +551,9 @@ def _evidence(exp, records, source, blocks, m, base, n_boot, ci_method, alpha, n
         f"({n_boot} resamples, {'BCa via scipy.stats.bootstrap' if ci_method == 'bca' else 'percentile'}"
         f"{', stratified by label' if m.kind == 'auroc' else ''})",
         f"test: {test}",
-        f"Holm correction within each group over {n_class_tests} per-class test(s) and, separately, "
-        f"{n_mean_tests} mean test(s), at alpha = {alpha}; a Winner is named only where the corrected p < alpha",
+        f"Holm correction {'within each of the ' + str(len(blocks)) + ' data groups ' if len(blocks) > 1 else ''}"
+        f"over {n_class_tests // len(blocks)} per-class test(s) and, separately, {n_mean_tests // len(blocks)} mean "
+        f"test(s), at alpha = {alpha}; a Winner is named only where the corrected p < alpha",
     ]
     if len(per_method) == 1 and per_method[0] == 1:
         parts.append("with one seed per method the seed-to-seed spread is unmeasured")
