@@ -61,9 +61,11 @@ def _overrides(pairs: list[str]) -> dict:
 
 
 def _run_one(experiment: str, args) -> int:
-    from lfakit import runner
+    from lfakit import distributed, runner
 
     t0 = time.perf_counter()
+    if not distributed.is_main():  # under torchrun, rank 0 reports; the others ran in scratch folders
+        args.quiet = True
     try:
         outcome = runner.run(
             experiment,
@@ -74,6 +76,8 @@ def _run_one(experiment: str, args) -> int:
             log_output=not args.quiet,
         )
     except runner.RunInterrupted as e:
+        if not distributed.is_main():
+            return 130
         print(f"\nlfakit: {experiment} interrupted; its run folder is {e.run_dir}", file=sys.stderr)
         print(f"lfakit: continue it with: lfakit run {experiment} --resume {e.run_dir.name}", file=sys.stderr)
         if getattr(args, "all", False):
@@ -84,7 +88,8 @@ def _run_one(experiment: str, args) -> int:
         if (e.run_dir / "checkpoints").exists():  # training had started: it can be continued
             print(f"lfakit: resume with: lfakit run {experiment} --resume {e.run_dir.name}", file=sys.stderr)
         return 1
-    print(f"{experiment}: done in {time.perf_counter() - t0:.0f} s -> {outcome.run_dir}")
+    if distributed.is_main():
+        print(f"{experiment}: done in {time.perf_counter() - t0:.0f} s -> {outcome.run_dir}")
     return 0
 
 

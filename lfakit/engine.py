@@ -20,6 +20,14 @@ before it; ``last.pt`` holds model, optimiser, scheduler, scaler, history and ea
 state in types that ``torch.load(weights_only=True)`` accepts (a shared run folder cannot run
 code), written atomically at the end of each epoch; the previous one is kept as ``last.prev.pt``,
 so a checkpoint truncated by a crash falls back to the epoch before.
+
+Several processes (``torchrun``, :mod:`lfakit.distributed`): with ``WORLD_SIZE`` > 1 :func:`fit`
+trains one model in DistributedDataParallel. ``cfg.batch_size`` stays the global batch, split
+evenly over the ranks; each rank reads its share of the single-process run's shuffled order
+(:func:`rank_loader`), so the ranks' k-th batches together are the single-process k-th batch.
+Rank 0 validates, writes the checkpoints and shows progress, and broadcasts what every rank
+must agree on (the resumed state, each epoch's history row, the final weights); a NaN loss on
+any rank stops all of them at the same step. With ``WORLD_SIZE`` unset or 1 none of this runs.
 """
 
 from __future__ import annotations
@@ -36,9 +44,10 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from lfakit.errors import ParameterError, TrainingError
+from lfakit import distributed
+from lfakit.errors import LfakitError, ParameterError, TrainingError
 from lfakit.fitconfig import FitConfig
 from lfakit.runtime import progress
 
@@ -143,6 +152,100 @@ def _loader(ds: Dataset, batch_size: int, shuffle: bool, seed: int, num_workers:
     )
 
 
+class _Positions(Dataset):
+    """Positions 0..n-1 as a data set: what a loader over any data set of length n would draw."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> int:
+        return i
+
+    def __getitems__(self, indices: list[int]) -> list[int]:
+        return list(indices)
+
+
+def shuffled_order(n: int, seed: int) -> list[int]:
+    """The order in which the single-process training loader (:func:`_loader` with
+    ``shuffle=True``) visits a data set of ``n`` samples with this ``seed``.
+
+    Drawn through a DataLoader built the same way rather than from ``torch.randperm``: the
+    loader's iterator takes one number from the generator (its worker base seed) before its
+    RandomSampler draws the permutation, so ``randperm(n, Generator().manual_seed(seed))`` (what
+    DistributedSampler would draw) is a different order."""
+    g = torch.Generator()
+    g.manual_seed(seed)
+    positions = DataLoader(_Positions(n), batch_size=max(n, 1), shuffle=True, generator=g, collate_fn=list)
+    return [int(i) for batch in positions for i in batch]
+
+
+class GlobalOrderSampler(DistributedSampler):
+    """DistributedSampler over a given global ``order``: rank r reads ``order[r::world]``, padded
+    (or, with ``drop_last``, trimmed) to a multiple of the world size exactly as
+    DistributedSampler pads its own permutation."""
+
+    def __init__(self, dataset: Dataset, order: list[int], num_replicas: int, rank: int, drop_last: bool = False):
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=False, drop_last=drop_last)
+        if len(order) != len(dataset):
+            raise ValueError(f"order has {len(order)} positions for a data set of {len(dataset)}")
+        self.order = list(order)
+
+    def __iter__(self):
+        # unshuffled, the parent yields this rank's positions 0..n-1 (padded / trimmed): map them through the order
+        return iter([self.order[p] for p in super().__iter__()])
+
+
+def _rank_seed(epoch_seed: int, rank: int) -> int:
+    """Rank ``rank``'s seed for this epoch's dropout and augmentation draws (rank 0: the epoch seed)."""
+    return (epoch_seed + rank) % (2**63 - 1)
+
+
+def rank_loader(ds: Dataset, cfg: FitConfig, seed: int, device: torch.device, world: int, rank: int) -> DataLoader:
+    """Rank ``rank`` of ``world``'s training loader for the epoch seeded ``seed``: batches of
+    ``cfg.batch_size // world`` from :class:`GlobalOrderSampler` over :func:`shuffled_order`, so
+    that the ranks' k-th batches together are the single-process loader's k-th batch (exactly,
+    when ``len(ds)`` is a multiple of ``world``; otherwise DistributedSampler repeats up to
+    ``world - 1`` samples in the last batch, or drops them with ``cfg.drop_last``)."""
+    sampler = GlobalOrderSampler(ds, shuffled_order(len(ds), seed), world, rank, cfg.drop_last)
+    g = torch.Generator()
+    g.manual_seed(_rank_seed(seed, rank))  # worker base seeds: each rank's workers draw their own augmentations
+    return DataLoader(
+        ds,
+        batch_size=cfg.batch_size // world,
+        sampler=sampler,
+        generator=g,
+        num_workers=cfg.num_workers,
+        worker_init_fn=_seed_worker if cfg.num_workers else None,
+        pin_memory=device.type == "cuda",
+        drop_last=cfg.drop_last,
+    )
+
+
+def _on_main(fn: Callable[[], object], what: str):
+    """``fn()`` run on rank 0 and its result on every rank (alone: just ``fn()``). An exception on
+    rank 0 is raised on every rank, so that none waits for a broadcast that never comes."""
+    if not distributed.is_distributed():
+        return fn()
+    payload, error = None, None
+    if distributed.is_main():
+        try:
+            payload = ("ok", fn())
+        except Exception as e:  # noqa: BLE001 - re-raised below, on every rank
+            error = e
+            payload = ("error", e if isinstance(e, LfakitError) else None, f"{type(e).__name__}: {e}")
+    payload = distributed.broadcast_object(payload)
+    if payload[0] == "ok":
+        return payload[1]
+    if error is not None:
+        raise error
+    if payload[1] is not None:
+        raise payload[1]
+    raise TrainingError(f"rank 0 failed while {what}: {payload[2]}")
+
+
 @dataclass
 class Batch:
     """One collated batch: input, target, sample ids (or None) and the extra fields for the loss."""
@@ -194,18 +297,43 @@ def train_one_epoch(model: nn.Module, loss_fn: nn.Module, loader, opt: torch.opt
                     device: torch.device, epoch: int, last_checkpoint: Path | None = None) -> float:
     """One pass over ``loader``: forward, loss (with the batch's extra fields), backward, clip,
     step. Returns the sample-weighted mean training loss; a NaN/inf loss stops with a clear error."""
+    run_loss, seen = _train_epoch(model, loss_fn, loader, opt, scaler, cfg, device, epoch, last_checkpoint)
+    return run_loss / max(seen, 1)
+
+
+def _kept_message(last_checkpoint: Path | None) -> str:
+    return (f"the last good checkpoint is {last_checkpoint}" if last_checkpoint and last_checkpoint.exists()
+            else "no checkpoint was written yet")
+
+
+def _train_epoch(model: nn.Module, loss_fn: nn.Module, loader, opt: torch.optim.Optimizer, scaler, cfg: FitConfig,
+                 device: torch.device, epoch: int, last_checkpoint: Path | None = None) -> tuple[float, int]:
+    """:func:`train_one_epoch`'s pass, returning this process's (sum of batch loss x batch size,
+    samples). Under torchrun every step first agrees over all ranks whether any loss is NaN/inf,
+    so that all of them stop at that step (the checkpoint named is rank 0's)."""
     model.train()
     use_amp = cfg.amp and device.type == "cuda" and cfg.precision == "float32"
+    world, me = distributed.world_size(), distributed.rank()
     run_loss, seen = 0.0, 0
     for step, raw in enumerate(loader):
         b = split_batch(raw).to(device, cfg.dtype)
         out = _forward(model, b.x, device, use_amp, cfg.channels_last)
         loss = loss_fn(out.to(cfg.dtype), b.y, **b.extra)
-        if not torch.isfinite(loss):
-            kept = (f"the last good checkpoint is {last_checkpoint}" if last_checkpoint and last_checkpoint.exists()
-                    else "no checkpoint was written yet")
+        finite = bool(torch.isfinite(loss))
+        if world > 1:
+            flags = distributed.all_reduce_sum([0.0 if finite or r != me else 1.0 for r in range(world)])
+            bad = [r for r, f in enumerate(flags) if f]
+        else:
+            bad = [] if finite else [0]
+        if bad:
+            if world > 1:
+                kept = _on_main(lambda: _kept_message(last_checkpoint), "reporting a NaN loss")
+                value = float(loss.detach()) if not finite else "non-finite"
+                where = f" on rank {', '.join(map(str, bad))}"
+            else:
+                kept, value, where = _kept_message(last_checkpoint), float(loss.detach()), ""
             raise TrainingError(
-                f"loss {_loss_name(loss_fn)} became {float(loss.detach())} at epoch {epoch}, batch {step}; {kept}. "
+                f"loss {_loss_name(loss_fn)} became {value}{where} at epoch {epoch}, batch {step}; {kept}. "
                 "Lower lr, set grad_clip, or turn amp off."
             )
         opt.zero_grad(set_to_none=True)
@@ -217,7 +345,7 @@ def train_one_epoch(model: nn.Module, loss_fn: nn.Module, loader, opt: torch.opt
         scaler.update()
         run_loss += float(loss.detach()) * len(b.y)
         seen += len(b.y)
-    return run_loss / max(seen, 1)
+    return run_loss, seen
 
 
 def per_sample_loss(loss_fn: nn.Module) -> nn.Module:
@@ -314,7 +442,7 @@ def _load_checkpoint(path: Path, device: torch.device, what: str) -> dict:
             import warnings
 
             why = f"unreadable ({errors[-1]})" if errors else "missing (the run stopped while replacing it)"
-            warnings.warn(f"{path} is {why}; resuming {what} from the previous epoch's {c.name}", stacklevel=3)
+            warnings.warn(f"{path} is {why}; resuming {what} from the previous epoch's {c.name}", stacklevel=4)
         return state
     raise TrainingError(
         f"cannot resume {what}: its checkpoint is unreadable ({'; '.join(errors)}). "
@@ -342,6 +470,12 @@ def fit(
     written every epoch and ``best.pt`` whenever the monitored value improves; ``resume=True``
     continues from ``last.pt`` when one exists. ``stop_after_epoch`` ends the call after that
     epoch as an interruption would (used to test resume); the returned history then stops there.
+
+    Under torchrun (``WORLD_SIZE`` > 1) every rank calls ``fit`` with the same arguments; the
+    model trains in DistributedDataParallel on global batches of ``cfg.batch_size`` (a multiple
+    of the world size), ``train_loss`` is the mean over all ranks' samples, rank 0 validates,
+    writes ``checkpoint_dir`` and decides a resume, and every rank returns the same
+    (unwrapped) model and history. The checkpoints load in a single process.
     """
     metrics = dict(val_metrics or {})
     device = select_device(cfg.device)
@@ -353,8 +487,13 @@ def fit(
     if cfg.drop_last and len(train_ds) < cfg.batch_size:
         raise ParameterError(f"batch_size={cfg.batch_size} is larger than the {len(train_ds)} training samples, and the "
                              "incomplete last batch is dropped; lower batch_size")
+    world = distributed.world_size()
+    if world > 1:
+        device = _distributed_device(device, cfg, world)
+        distributed.init(device)
+    me, main = distributed.rank(), distributed.is_main()
     ckpt = Path(checkpoint_dir) if checkpoint_dir else None
-    if ckpt:
+    if ckpt and main:  # the other ranks never write into checkpoint_dir
         ckpt.mkdir(parents=True, exist_ok=True)
 
     model.to(device, cfg.dtype)
@@ -372,11 +511,14 @@ def fit(
     last_path = ckpt / "last.pt" if ckpt else None
     best_path = ckpt / "best.pt" if ckpt else None
     resumed_from = 0
-    if resume and last_path is not None and (last_path.exists() or last_path.with_suffix(".prev.pt").exists()):
-        state = _load_checkpoint(last_path, device, desc or _loss_name(loss_fn))
-        if state.get("config") != asdict(cfg):
-            diff = {k: (state["config"].get(k), v) for k, v in asdict(cfg).items() if state["config"].get(k) != v}
-            raise ParameterError(f"cannot resume from {last_path}: settings changed since it was written {diff}")
+    what = desc or _loss_name(loss_fn)
+    state = None
+    if world > 1:
+        if resume:  # rank 0 decides and reads; every rank continues from its state
+            state = _on_main(lambda: _read_resume_state(last_path, torch.device("cpu"), what, cfg), "resuming")
+    elif resume and last_path is not None and (last_path.exists() or last_path.with_suffix(".prev.pt").exists()):
+        state = _read_resume_state(last_path, device, what, cfg)
+    if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         if sched is not None and state.get("scheduler") is not None:
@@ -386,64 +528,96 @@ def fit(
         best, best_epoch, bad_epochs = state["best"], state["best_epoch"], state["bad_epochs"]
         stopped_early = state.get("stopped_early", False)
         start_epoch = resumed_from = state["epoch"] + 1
+        del state
+
+    net = model  # what trains: the model itself, or its DistributedDataParallel wrapper
+    if world > 1:
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
     epochs = range(start_epoch, cfg.epochs + 1) if not stopped_early else range(0)
-    bar = progress(epochs, cfg.progress, desc=desc or "epochs", total=cfg.epochs, initial=start_epoch - 1)
-    best_state = None
-    for epoch in bar:
-        t0 = time.perf_counter()
-        es = _epoch_seed(cfg.seed, epoch)
-        torch.manual_seed(es)  # dropout and augmentation draws of this epoch
-        np.random.seed(es % 2**32)
-        random.seed(es)
-        loader = _loader(train_ds, cfg.batch_size, True, es, cfg.num_workers, device, cfg.drop_last)
-        row = {"epoch": epoch, "train_loss": train_one_epoch(model, loss_fn, loader, opt, scaler, cfg, device, epoch, last_path)}
-        row.update(evaluate(model, val_ds, loss_fn, cfg, device, metrics))
-        row["lr"] = opt.param_groups[0]["lr"]
-        value = row[cfg.monitor]
-        improved = value < best if mode == "min" else value > best
-        if improved:
-            best, best_epoch, bad_epochs = value, epoch, 0
-            if best_path is not None:
-                _atomic_save(model.state_dict(), best_path)
+    try:
+        bar = progress(epochs, cfg.progress and main, desc=desc or "epochs", total=cfg.epochs, initial=start_epoch - 1)
+        best_state = None
+        for epoch in bar:
+            t0 = time.perf_counter()
+            es = _epoch_seed(cfg.seed, epoch)
+            rs = es if world == 1 else _rank_seed(es, me)
+            torch.manual_seed(rs)  # dropout and augmentation draws of this epoch
+            np.random.seed(rs % 2**32)
+            random.seed(rs)
+            if world > 1:
+                loader = rank_loader(train_ds, cfg, es, device, world, me)
+                total, seen = distributed.all_reduce_sum(
+                    _train_epoch(net, loss_fn, loader, opt, scaler, cfg, device, epoch, last_path))
+                row = {"epoch": epoch, "train_loss": total / max(seen, 1)}
             else:
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        else:
-            bad_epochs += 1
-        if sched is not None:
-            sched.step(value) if cfg.scheduler == "plateau" else sched.step()
-        row["seconds"] = time.perf_counter() - t0
-        history.append(row)
-        if cfg.early_stopping_patience and bad_epochs >= cfg.early_stopping_patience:
-            stopped_early = True
-        if last_path is not None:
-            _atomic_save(
-                {
-                    "epoch": epoch,
-                    "model": model.state_dict(),
-                    "optimizer": opt.state_dict(),
-                    "scheduler": sched.state_dict() if sched is not None else None,
-                    "scaler": scaler.state_dict(),
-                    "history": history,
-                    "best": best,
-                    "best_epoch": best_epoch,
-                    "bad_epochs": bad_epochs,
-                    "stopped_early": stopped_early,
-                    "config": asdict(cfg),
-                },
-                last_path,
-                keep_previous=True,
-            )
-            pd.DataFrame(history).to_csv(ckpt / "history.csv", index=False)
-        if hasattr(bar, "set_postfix"):
-            bar.set_postfix({k: f"{v:.4g}" for k, v in row.items() if k.startswith(("train", "val"))})
-        if stopped_early or (stop_after_epoch is not None and epoch >= stop_after_epoch):
-            break
+                loader = _loader(train_ds, cfg.batch_size, True, es, cfg.num_workers, device, cfg.drop_last)
+                row = {"epoch": epoch, "train_loss": train_one_epoch(model, loss_fn, loader, opt, scaler, cfg, device, epoch, last_path)}
 
-    if best_path is not None and best_path.exists():
-        model.load_state_dict(torch.load(best_path, map_location=device, weights_only=True))
-    elif best_state is not None:
-        model.load_state_dict(best_state)
+            def validate(row=row):
+                row.update(evaluate(model, val_ds, loss_fn, cfg, device, metrics))
+                row["lr"] = opt.param_groups[0]["lr"]
+                return row
+
+            # rank 0 validates the weights it checkpoints (its BatchNorm buffers are the ones DDP
+            # broadcasts); every rank takes its row, so all make the same best / early-stop decisions
+            row = _on_main(validate, f"validating epoch {epoch}")
+            value = row[cfg.monitor]
+            improved = value < best if mode == "min" else value > best
+            if improved:
+                best, best_epoch, bad_epochs = value, epoch, 0
+                if best_path is not None:  # rank 0 writes; the others hear of it, or of its error
+                    _on_main(lambda: _atomic_save(model.state_dict(), best_path), "writing best.pt")
+                elif main:
+                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            else:
+                bad_epochs += 1
+            if sched is not None:
+                sched.step(value) if cfg.scheduler == "plateau" else sched.step()
+            row["seconds"] = time.perf_counter() - t0
+            history.append(row)
+            if cfg.early_stopping_patience and bad_epochs >= cfg.early_stopping_patience:
+                stopped_early = True
+            if last_path is not None:
+
+                def save_last():
+                    _atomic_save(
+                        {
+                            "epoch": epoch,
+                            "model": model.state_dict(),
+                            "optimizer": opt.state_dict(),
+                            "scheduler": sched.state_dict() if sched is not None else None,
+                            "scaler": scaler.state_dict(),
+                            "history": history,
+                            "best": best,
+                            "best_epoch": best_epoch,
+                            "bad_epochs": bad_epochs,
+                            "stopped_early": stopped_early,
+                            "config": asdict(cfg),
+                        },
+                        last_path,
+                        keep_previous=True,
+                    )
+                    pd.DataFrame(history).to_csv(ckpt / "history.csv", index=False)
+
+                _on_main(save_last, "writing last.pt")
+            if hasattr(bar, "set_postfix"):
+                bar.set_postfix({k: f"{v:.4g}" for k, v in row.items() if k.startswith(("train", "val"))})
+            if stopped_early or (stop_after_epoch is not None and epoch >= stop_after_epoch):
+                break
+    finally:  # drop the DDP wrapper now, even when this frame outlives the call (held by a traceback
+        del net  # or a reference cycle): one still alive at interpreter exit can abort the process
+
+    def best_weights():
+        if best_path is not None and best_path.exists():
+            model.load_state_dict(torch.load(best_path, map_location=device, weights_only=True))
+        elif best_state is not None:
+            model.load_state_dict(best_state)
+        return {k: v.detach().cpu() for k, v in model.state_dict().items()} if world > 1 else None
+
+    final = _on_main(best_weights, "loading the best epoch")
+    if world > 1 and not main:  # every rank returns rank 0's best weights (and its BatchNorm buffers)
+        model.load_state_dict(final)
     return FitResult(
         model=model,
         history=pd.DataFrame(history),
@@ -453,3 +627,31 @@ def fit(
         resumed_from_epoch=resumed_from,
         checkpoint_dir=ckpt,
     )
+
+
+def _distributed_device(device: torch.device, cfg: FitConfig, world: int) -> torch.device:
+    """The checks of a torchrun training, before any work: a global batch that splits evenly,
+    a device DistributedDataParallel supports; on CUDA, this rank's GPU (``cuda:$LOCAL_RANK``)."""
+    if cfg.batch_size % world:
+        lower = max(world, cfg.batch_size // world * world)
+        raise ParameterError(
+            f"batch_size={cfg.batch_size} is the global batch of all {world} processes (WORLD_SIZE={world}) and must "
+            f"be a multiple of {world}; use batch_size={lower} or {lower + world}, or another number of processes")
+    if device.type == "cuda":
+        return torch.device("cuda", distributed.local_rank())
+    if device.type != "cpu":
+        raise ParameterError(f"training under torchrun (WORLD_SIZE={world}) runs on CUDA (nccl) or the CPU (gloo), "
+                             f"not on {device.type}; set device=cuda or device=cpu")
+    return device
+
+
+def _read_resume_state(last_path: Path | None, device: torch.device, what: str, cfg: FitConfig) -> dict | None:
+    """``last.pt`` (or ``last.prev.pt``) read for a resume, its settings checked against ``cfg``;
+    None when there is none to resume from."""
+    if last_path is None or not (last_path.exists() or last_path.with_suffix(".prev.pt").exists()):
+        return None
+    state = _load_checkpoint(last_path, device, what)
+    if state.get("config") != asdict(cfg):
+        diff = {k: (state["config"].get(k), v) for k, v in asdict(cfg).items() if state["config"].get(k) != v}
+        raise ParameterError(f"cannot resume from {last_path}: settings changed since it was written {diff}")
+    return state

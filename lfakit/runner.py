@@ -4,6 +4,10 @@ A run folder ``results/<experiment>/<run-id>/`` is the unit of record: the execu
 the resolved parameters (``params.yaml``), ``environment.json``, and whatever the experiment
 writes (``metrics.json``, ``predictions.npz``, figures, tables, checkpoints). Runs are never
 overwritten; ``--resume`` continues one in place and keeps the earlier notebook beside it.
+
+Under ``torchrun`` (``WORLD_SIZE`` > 1) every rank runs the notebook, whose trainings are
+collective (:mod:`lfakit.distributed`); rank 0 makes the run folder and the record, the others
+run into a scratch folder that is deleted afterwards (:func:`run`).
 """
 
 from __future__ import annotations
@@ -353,6 +357,61 @@ def preflight(experiment: str, params: dict[str, Any]) -> None:
     check = getattr(experiment_module(experiment), "preflight", None)
     if check is not None:
         check(params)
+    from lfakit import distributed
+
+    if distributed.world_size() > 1 and params.get("workers", 1) > 1:
+        raise ParameterError(f"workers={params['workers']} trains models in a process pool, which cannot join a torchrun "
+                             "training (each pool process would claim this rank); under torchrun use workers=1")
+
+
+def _resume_params(experiment: str, resume: str, overrides: dict[str, Any] | None) -> tuple[Path, dict[str, Any]]:
+    """The folder of run ``resume`` and its saved, validated parameters."""
+    run_dir = results_root() / experiment / resume
+    if not (run_dir / PARAMS_NAME).exists():
+        have = sorted(p.name for p in (results_root() / experiment).glob("*") if p.is_dir())
+        raise ParameterError(
+            f"cannot resume {resume!r}: no run folder with {PARAMS_NAME} at {run_dir}.{close_matches(resume, have)}"
+        )
+    if overrides:
+        raise ParameterError("--resume continues a run with its saved parameters; drop the -p overrides")
+    return run_dir, validate(experiment, load_yaml(run_dir / PARAMS_NAME))
+
+
+def _run_other_rank(experiment: str, profile: str | None, overrides: dict[str, Any] | None, resume: str | None,
+                    timeout: int | None) -> RunOutcome:
+    """:func:`run` on a torchrun rank other than 0: the same notebook with the same parameters, whose
+    trainings are collective with rank 0's, executed into a scratch folder that is deleted
+    afterwards, without streaming its output; the engine shows no progress there. Only rank 0
+    makes a run folder and writes the record. Resuming, the scratch folder starts as a copy of
+    rank 0's run folder without its checkpoints (which rank 0 alone reads), so that this rank
+    skips exactly the trainings rank 0 skips."""
+    import shutil
+    import tempfile
+
+    from lfakit import distributed
+
+    if resume:
+        source, params = _resume_params(experiment, resume, overrides)
+    else:
+        params = resolve_params(experiment, profile, overrides)
+    preflight(experiment, params)
+    me = distributed.rank()
+    scratch = Path(tempfile.mkdtemp(prefix=f"lfakit-rank{me}-{experiment}-"))
+    try:
+        if resume:
+            shutil.copytree(source, scratch, dirs_exist_ok=True,
+                            ignore=shutil.ignore_patterns("*.pt", "*.ipynb", KERNEL_LOG))
+        params["run_dir"] = str(scratch)
+        params["resume"] = bool(resume)
+        write_params(scratch, params)
+        try:
+            notebook = execute(experiment, params, scratch, timeout, log_output=False)
+        except RunFailed as e:
+            raise RunFailed(f"rank {me} (its scratch copy is deleted; rank 0's run folder holds the record): {e}",
+                            scratch) from None
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return RunOutcome(experiment, scratch, notebook, bool(resume))
 
 
 def run(
@@ -364,18 +423,17 @@ def run(
     log_output: bool = True,
 ) -> RunOutcome:
     """Validate parameters, check the data and weights (:func:`preflight`), make (or reopen)
-    the run folder and execute the notebook."""
+    the run folder and execute the notebook.
+
+    Under torchrun (``WORLD_SIZE`` > 1) rank 0 does all this; every other rank executes the
+    same notebook into a scratch folder deleted afterwards (:func:`_run_other_rank`)."""
     _check_experiment(experiment)
+    from lfakit import distributed
+
+    if distributed.world_size() > 1 and not distributed.is_main():
+        return _run_other_rank(experiment, profile, overrides, resume, timeout)
     if resume:
-        run_dir = results_root() / experiment / resume
-        if not (run_dir / PARAMS_NAME).exists():
-            have = sorted(p.name for p in (results_root() / experiment).glob("*") if p.is_dir())
-            raise ParameterError(
-                f"cannot resume {resume!r}: no run folder with {PARAMS_NAME} at {run_dir}.{close_matches(resume, have)}"
-            )
-        if overrides:
-            raise ParameterError("--resume continues a run with its saved parameters; drop the -p overrides")
-        params = validate(experiment, load_yaml(run_dir / PARAMS_NAME))
+        run_dir, params = _resume_params(experiment, resume, overrides)
         preflight(experiment, params)
         params["resume"] = True
         old = run_dir / NOTEBOOK_NAME
