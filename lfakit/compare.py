@@ -155,7 +155,13 @@ class Block:
     scores: dict[str, dict[int, np.ndarray]]  # method -> seed -> (N,) or (N, C)
     classes: list[str]
     runs: dict[str, set[str]] = field(default_factory=dict)  # method -> run folders
-    y_seed: dict[int, np.ndarray] | None = None  # per-seed targets (membership: each seed draws its own split)
+    y_seed: dict[int, np.ndarray] | None = None  # per-seed targets: membership splits, or per-seed test sets
+    ids_seed: dict[int, np.ndarray] | None = None  # per-seed test sets (y is None): their sample ids
+
+    @property
+    def independent(self) -> bool:
+        """Each seed has its own test set (the seeds' evaluations are independent)."""
+        return self.ids_seed is not None
 
 
 def _config_label(records: list[RunRecord]) -> dict[Path, str]:
@@ -236,16 +242,20 @@ def collect_attacks(records: list[RunRecord]) -> list[Block]:
 
 
 def collect(records: list[RunRecord], metric: Metric, split: str) -> list[Block]:
-    """Per data group, the test targets (shared) and every method's per-seed scores, rows matched by
-    sample id. Runs of one configuration that repeat a (method, seed) keep the latest run."""
+    """Per data group, the test targets and every method's per-seed scores, rows matched by sample
+    id. Every method of one seed must have the same test instances and targets. When all seeds
+    share one test set (one data split, several trainings) the block holds it once (``y``); when
+    each seed drew its own data or split (``cf_ensemble``) it holds them per seed (``y_seed``,
+    ``ids_seed``). Runs of one configuration that repeat a (method, seed) keep the latest run."""
     labels = _config_label(records)
-    blocks: dict[str, Block] = {}
+    found: dict[str, dict] = {}  # group -> {"seeds": {seed: (ids, y, run)}, "scores", "runs", "classes"}
     for r in sorted(records, key=lambda r: r.run_dir.name):  # run ids start with their time: the latest wins
         if r.predictions is None:
             raise DataError(f"{r.run_dir} has no predictions.npz; {r.experiment} cannot be compared from its record")
         pr = r.predictions
         classes = [str(c) for c in r.extra.get("classes", [])]
         for group in pr.groups():
+            g = found.setdefault(group, {"seeds": {}, "scores": {}, "runs": {}, "classes": classes})
             for method in pr.methods():
                 name = f"{method} [{labels[r.run_dir]}]" if labels[r.run_dir] else method
                 for seed in pr.seeds():
@@ -254,28 +264,43 @@ def collect(records: list[RunRecord], metric: Metric, split: str) -> list[Block]
                         continue
                     order = np.argsort(sel.sample_id, kind="stable")
                     ids = np.asarray(sel.sample_id)[order]
-                    y, s = _targets_scores(r.experiment, np.asarray(sel.targets)[order], np.asarray(sel.scores)[order],
-                                           metric)
-                    b = blocks.get(group)
-                    if b is None:
-                        ncls = y.shape[1] if y.ndim == 2 else 1
-                        names = classes if len(classes) == ncls else [f"class {j}" for j in range(ncls)]
-                        if ncls == 1 and metric.kind == "auroc" and y.ndim == 2:
-                            names = ["positive"]
-                        b = blocks[group] = Block(group, ids, y, {}, names)
-                    elif len(ids) != len(b.sample_id) or not np.array_equal(ids, b.sample_id):
+                    y, sc = _targets_scores(r.experiment, np.asarray(sel.targets)[order],
+                                            np.asarray(sel.scores)[order], metric)
+                    seen = g["seeds"].get(int(seed))
+                    if seen is None:
+                        g["seeds"][int(seed)] = (ids, y, r.run_dir)
+                    elif len(ids) != len(seen[0]) or not np.array_equal(ids, seen[0]):
                         raise DataError(
-                            f"group {group or '(none)'}: {r.run_dir} scored other {split} instances than the runs read "
-                            f"before it ({len(ids)} vs {len(b.sample_id)} samples); compare runs of one data split "
-                            "(one sweep, or runs with the same data parameters)")
-                    elif not np.array_equal(np.asarray(y, dtype=float), np.asarray(b.y, dtype=float)):
-                        raise DataError(f"group {group or '(none)'}: {r.run_dir} has other {split} targets for the same "
-                                        "sample ids than the runs before it")
-                    b.scores.setdefault(name, {})[int(seed)] = s
-                    b.runs.setdefault(name, set()).add(str(r.run_dir))
-    if not blocks:
+                            f"group {group or '(none)'}, seed {seed}: {r.run_dir} scored other {split} instances than "
+                            f"{seen[2]} ({len(ids)} vs {len(seen[0])} samples); compare runs of one data split (one "
+                            "sweep, or runs with the same data parameters)")
+                    elif not np.array_equal(np.asarray(y, dtype=float), np.asarray(seen[1], dtype=float)):
+                        raise DataError(f"group {group or '(none)'}, seed {seed}: {r.run_dir} has other {split} targets "
+                                        f"for the same sample ids than {seen[2]}")
+                    g["scores"].setdefault(name, {})[int(seed)] = sc
+                    g["runs"].setdefault(name, set()).add(str(r.run_dir))
+    if not any(g["seeds"] for g in found.values()):
         raise DataError(f"no {split} predictions in these runs")
-    return [blocks[g] for g in sorted(blocks)]
+    blocks = []
+    for group in sorted(found):
+        g = found[group]
+        if not g["seeds"]:
+            continue
+        seeds = sorted(g["seeds"])
+        ids0, y0, _ = g["seeds"][seeds[0]]
+        ncls = y0.shape[1] if y0.ndim == 2 else 1
+        names = g["classes"] if len(g["classes"]) == ncls else [f"class {j}" for j in range(ncls)]
+        if ncls == 1 and metric.kind == "auroc" and y0.ndim == 2:
+            names = ["positive"]
+        shared = all(np.array_equal(g["seeds"][k][0], ids0) and np.array_equal(np.asarray(g["seeds"][k][1], float),
+                                                                                 np.asarray(y0, float)) for k in seeds)
+        if shared:
+            blocks.append(Block(group, ids0, y0, g["scores"], names, g["runs"]))
+        else:
+            blocks.append(Block(group, None, None, g["scores"], names, g["runs"],
+                                y_seed={k: g["seeds"][k][1] for k in seeds},
+                                ids_seed={k: g["seeds"][k][0] for k in seeds}))
+    return blocks
 
 
 # --------------------------------------------------------------------------------------------
@@ -379,22 +404,28 @@ def compare_records(records: list[RunRecord], source: Source, baseline: str | No
         base = _resolve_baseline(b, baseline, default_base)
         base_name = base_name or base
         ncls = len(b.classes)
-        s_base = _stack(b.scores[base])
         for name in b.scores:
-            s = _stack(b.scores[name])
             if name == base:
                 r = None
             elif m.kind == "attack":  # seed k of both methods shares seed k's membership split
-                common = sorted(set(b.scores[base]) & set(b.scores[name]))
-                if not common:
-                    raise DataError(f"{name} and {base} have no seed in common; membership splits are drawn per seed")
+                common = _common_seeds(b, base, name)
                 r = stats.seed_paired_bootstrap(np.stack([b.y_seed[k] for k in common]),
                                                 np.stack([b.scores[base][k] for k in common]),
                                                 np.stack([b.scores[name][k] for k in common]), _attack_fn(m),
                                                 n_boot=n_boot, seed=seed, ci_method=ci_method, per_seed_targets=True)
+            elif b.independent:  # each seed its own test set: bootstrap each, combine the independent replicates
+                common = _common_seeds(b, base, name)
+                if ci_method == "bca":
+                    raise ParameterError("ci_method=bca needs one shared test set; these seeds each have their own "
+                                         "(use the percentile interval)")
+                r = stats.independent_seed_bootstrap([
+                    stats.seed_paired_bootstrap(b.y_seed[k], b.scores[base][k][None], b.scores[name][k][None], m.kind,
+                                                n_boot=n_boot, seed=seed + k, stratified=m.kind == "auroc")
+                    for k in common])
             else:
-                r = stats.seed_paired_bootstrap(b.y, s_base, s, m.kind, n_boot=n_boot, seed=seed,
-                                                stratified=m.kind == "auroc", ci_method=ci_method)
+                r = stats.seed_paired_bootstrap(b.y, _stack(b.scores[base]), _stack(b.scores[name]), m.kind,
+                                                n_boot=n_boot, seed=seed, stratified=m.kind == "auroc",
+                                                ci_method=ci_method)
             per_seed_vals = _per_seed_metric(b, name, m)  # (S, C)
             mean_over_cls = np.nanmean(per_seed_vals, axis=1) if ncls > 1 else per_seed_vals[:, 0]
             row = {"Group": b.group, "Method": name, "Seeds": len(b.scores[name]),
@@ -455,6 +486,14 @@ def compare_records(records: list[RunRecord], source: Source, baseline: str | No
     return Comparison(exp, m, base_name, source, summary, per_class, per_seed, evidence, raw=raw)
 
 
+def _common_seeds(b: Block, base: str, name: str) -> list[int]:
+    common = sorted(set(b.scores[base]) & set(b.scores[name]))
+    if not common:
+        raise DataError(f"{name} and {base} have no seed in common, and each seed has its own "
+                        f"{'membership split' if b.ids_seed is None else 'test set'}: nothing to pair")
+    return common
+
+
 def _drop_empty_group(df: pd.DataFrame) -> pd.DataFrame:
     """Without the Group column where the experiment has no data groups."""
     return df.drop(columns="Group") if len(df) and (df["Group"] == "").all() else df
@@ -489,8 +528,9 @@ def _per_seed_metric(b: Block, name: str, m: Metric) -> np.ndarray:
     out = []
     for k in sorted(b.scores[name]):
         s = b.scores[name][k]
+        y = b.y if b.y is not None else b.y_seed[k]
         if m.kind == "auroc":
-            y2 = b.y if b.y.ndim == 2 else b.y[:, None]
+            y2 = y if y.ndim == 2 else y[:, None]
             s2 = s if s.ndim == 2 else s[:, None]
             import warnings
 
@@ -503,7 +543,7 @@ def _per_seed_metric(b: Block, name: str, m: Metric) -> np.ndarray:
             out.append(np.array([np.nan]))
         else:
             f = spearmanr if m.kind == "srcc" else pearsonr
-            out.append(np.array([float(f(b.y, s).statistic)]))
+            out.append(np.array([float(f(y, s).statistic)]))
     return np.stack(out)
 
 
@@ -511,13 +551,29 @@ def _delong_rows(b: Block, base: str, name: str, seed_rows: list) -> list[dict]:
     """Per class: DeLong per common seed (appended to ``seed_rows``) and the seed-mean contrast."""
     import warnings
 
-    y2 = b.y if b.y.ndim == 2 else b.y[:, None]
+    def labels(k):
+        y = b.y if b.y is not None else b.y_seed[k]
+        return y if y.ndim == 2 else y[:, None]
+
     sb, sm = b.scores[base], b.scores[name]
     kb, km = sorted(sb), sorted(sm)
     out = []
     for j, cls in enumerate(b.classes):
-        yj = y2[:, j]
         col = (lambda a: a[:, j] if a.ndim == 2 else a)
+        if b.independent:  # each seed its own test set: DeLong per seed, the variances add
+            tests = []
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", stats.UndefinedMetricWarning)
+                for k in _common_seeds(b, base, name):
+                    yj = labels(k)[:, j]
+                    if yj.min() == yj.max():
+                        continue
+                    t = stats.delong_test(yj, col(sb[k]), col(sm[k]))
+                    tests.append(t)
+                    seed_rows.append(_seed_row(b, name, cls, k, base, t))
+            out.append(stats.independent_delong([t["delta"] for t in tests], [t["se"] for t in tests]))
+            continue
+        yj = labels(kb[0])[:, j]
         if yj.min() == yj.max():
             out.append({"p_value": math.nan})
             continue
@@ -525,35 +581,53 @@ def _delong_rows(b: Block, base: str, name: str, seed_rows: list) -> list[dict]:
             warnings.simplefilter("ignore", stats.UndefinedMetricWarning)
             for k in sorted(set(kb) & set(km)):
                 t = stats.delong_test(yj, col(sb[k]), col(sm[k]))
-                seed_rows.append({"Group": b.group, "Method": name, "Class": cls, "Seed": k,
-                                  f"{base} AUROC": round(t["auc1"], 4), "AUROC": round(t["auc2"], 4),
-                                  "Δ": round(t["delta"], 4), "z": round(t["z"], 3) if np.isfinite(t["z"]) else t["z"],
-                                  "p (DeLong)": _p(t["p_value"])})
+                seed_rows.append(_seed_row(b, name, cls, k, base, t))
             scores = np.stack([col(sb[k]) for k in kb] + [col(sm[k]) for k in km])
             contrast = np.r_[np.full(len(kb), -1.0 / len(kb)), np.full(len(km), 1.0 / len(km))]
             out.append(stats.delong_contrast(yj, scores, contrast))
     return out
 
 
+def _seed_row(b: Block, name: str, cls: str, k: int, base: str, t: dict) -> dict:
+    return {"Group": b.group, "Method": name, "Class": cls, "Seed": k, f"{base} AUROC": round(t["auc1"], 4),
+            "AUROC": round(t["auc2"], 4), "Δ": round(t["delta"], 4),
+            "z": round(t["z"], 3) if np.isfinite(t["z"]) else t["z"], "p (DeLong)": _p(t["p_value"])}
+
+
 def _evidence(exp, records, source, blocks, m, base, n_boot, ci_method, alpha, n_class_tests, n_mean_tests,
               split) -> str:
     seeds = sorted({k for b in blocks for v in b.scores.values() for k in v})
     per_method = sorted({len(v) for b in blocks for v in b.scores.values()})
-    n = sorted({len(b.sample_id) for b in blocks})
-    test = ("per class: DeLong's contrast test of the seed-mean AUROC difference (the seeds share the test set); "
-            "mean over classes: the bootstrap's p-value" if m.kind == "auroc" else "the bootstrap's p-value")
     smoke = any(str(r.params.get("data_dir", "x")) == "" or r.extra.get("embedded") for r in records)
+    independent = any(b.independent for b in blocks)
+    n = sorted({len(ids) for b in blocks for ids in ((b.ids_seed or {}).values() if b.independent else [b.sample_id])})
+    one = all(len(b.classes) == 1 for b in blocks)
+    per_class, mean_test = ("", "") if one else ("per class: ", "; mean over classes: the bootstrap's p-value")
+    if m.kind == "auroc" and independent:
+        test = (f"{per_class}DeLong per seed on the seed's own test set, combined as the mean difference with the "
+                f"seeds' variances added (independent test sets){mean_test}")
+    elif m.kind == "auroc":
+        test = (f"{per_class}DeLong's contrast test of the seed-mean AUROC difference (the seeds share the test "
+                f"set){mean_test}")
+    else:
+        test = "the bootstrap's p-value"
+    where = (f"each seed its own {split} set ({'/'.join(map(str, n))} instances), paired by seed" if independent
+             else f"{'/'.join(map(str, n))} {split} instances{' per group' if len(blocks) > 1 else ''}, shared by "
+                  "every seed")
+    resample = ("within each seed's own set, the seeds' replicates averaged" if independent
+                else f"over the {split} instances, one resample for every seed")
+    strat = ", stratified by label" if m.kind == "auroc" else ""
+    holm_over = (f"over {n_class_tests // len(blocks)} per-class test(s) and, separately, {n_mean_tests // len(blocks)} "
+                 "mean test(s)" if n_class_tests else f"over the {n_mean_tests // len(blocks)} challenger test(s)")
     parts = [
         f"Evidence: {len(records)} run(s) from a {source.kind} folder",
         f"{'/'.join(map(str, per_method))} seed(s) per method (seeds {', '.join(map(str, seeds))})",
-        f"{'/'.join(map(str, n))} {split} instances per group",
-        f"Δ = seed-mean {m.label} minus {base}'s; 95% interval: paired bootstrap over the {split} instances "
-        f"({n_boot} resamples, {'BCa via scipy.stats.bootstrap' if ci_method == 'bca' else 'percentile'}"
-        f"{', stratified by label' if m.kind == 'auroc' else ''})",
+        where,
+        f"Δ = seed-mean {m.label} minus {base}'s; 95% interval: paired bootstrap {resample} ({n_boot} resamples, "
+        f"{'BCa via scipy.stats.bootstrap' if ci_method == 'bca' else 'percentile'}{strat})",
         f"test: {test}",
         f"Holm correction {'within each of the ' + str(len(blocks)) + ' data groups ' if len(blocks) > 1 else ''}"
-        f"over {n_class_tests // len(blocks)} per-class test(s) and, separately, {n_mean_tests // len(blocks)} mean "
-        f"test(s), at alpha = {alpha}; a Winner is named only where the corrected p < alpha",
+        f"{holm_over}, at alpha = {alpha}; a Winner is named only where the corrected p < alpha",
     ]
     if len(per_method) == 1 and per_method[0] == 1:
         parts.append("with one seed per method the seed-to-seed spread is unmeasured")
@@ -572,8 +646,9 @@ def _evidence(exp, records, source, blocks, m, base, n_boot, ci_method, alpha, n
 
 
 def plot_forest(c: Comparison):
-    """The deltas vs the baseline with their 95% intervals, one panel per challenger (rows: the
-    classes, then the mean); Holm-significant rows in colour, ties grey."""
+    """The deltas vs the baseline with their 95% intervals: with several classes one panel per
+    challenger (rows: the classes, then the mean ◆), at most four panels a row; with one target
+    one panel per data group (rows: the challengers). Holm-significant rows in colour, ties grey."""
     import matplotlib.pyplot as plt
 
     from lfakit import report
@@ -582,29 +657,41 @@ def plot_forest(c: Comparison):
     methods = list(dict.fromkeys(raw["method"]))
     groups = list(dict.fromkeys(raw["group"]))
     cols = report.colors_for(methods)
-    nrow = max(len(raw[(raw["method"] == mth) & (raw["group"] == g)]) for mth in methods for g in groups)
-    fig, axes = plt.subplots(len(groups), len(methods), figsize=(min(4.2 * len(methods), 12.5), 0.9 + 0.32 * nrow * len(groups)),
-                             squeeze=False, sharey="row", sharex=True)
-    for gi, g in enumerate(groups):
-        for mi, mth in enumerate(methods):
-            ax = axes[gi][mi]
-            d = raw[(raw["method"] == mth) & (raw["group"] == g)]
-            d = pd.concat([d[d["class"] != "mean"], d[d["class"] == "mean"]])
-            ypos = np.arange(len(d))[::-1]
-            sig = ~d["winner"].isin(("tie (n.s.)", "untestable")).to_numpy()
-            err = np.vstack([d["delta"] - d["ci_low"], d["ci_high"] - d["delta"]])
-            for yv, x, e0, e1, s, cls in zip(ypos, d["delta"], err[0], err[1], sig, d["class"]):
-                color = cols[mth] if s else "0.6"
-                ax.errorbar(x, yv, xerr=[[e0], [e1]], fmt="D" if cls == "mean" else "o", color=color,
-                            ms=6 if cls == "mean" else 4, capsize=2, lw=1.2)
-            ax.axvline(0, color="k", lw=0.8)
-            ax.set_yticks(ypos)
-            ax.set_yticklabels(d["class"], fontsize=9)
-            ax.tick_params(axis="x", labelsize=9)
-            ax.set_xlabel(f"Δ {c.metric.label} vs {c.baseline}", fontsize=9)
-            ax.set_title(f"{mth}{' · ' + g if g else ''}", fontsize=10)
-            ax.grid(axis="x", alpha=0.3)
-    fig.suptitle("coloured: significant after Holm; grey: tie (n.s.)", fontsize=9, y=0.995)
+    single = not (raw["class"] != "mean").any()
+    if single:  # one panel per group, a row per challenger
+        panels = [(g, None, raw[raw["group"] == g]) for g in groups]
+    else:
+        panels = []
+        for g in groups:
+            for mth in methods:
+                d = raw[(raw["method"] == mth) & (raw["group"] == g)]
+                if len(d):
+                    panels.append((g, mth, pd.concat([d[d["class"] != "mean"], d[d["class"] == "mean"]])))
+    ncol = min(4, len(panels))
+    nrow = -(-len(panels) // ncol)
+    rows = max(len(d) for _, _, d in panels)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.3 * ncol + 1.2, nrow * (0.9 + 0.3 * rows)), squeeze=False,
+                             sharex=True)
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    for ax, (g, mth, d) in zip(axes.flat, panels):
+        ypos = np.arange(len(d))[::-1]
+        sig = ~d["winner"].isin(("tie (n.s.)", "untestable")).to_numpy()
+        labels = d["method"].tolist() if single else d["class"].tolist()
+        for yv, (_, r), s_ in zip(ypos, d.iterrows(), sig):
+            color = cols[r["method"]] if s_ else "0.6"
+            mean = r["class"] == "mean" and not single
+            ax.errorbar(r["delta"], yv, xerr=[[r["delta"] - r["ci_low"]], [r["ci_high"] - r["delta"]]],
+                        fmt="D" if mean else "o", color=color, ms=6 if mean else 4, capsize=2, lw=1.2)
+        ax.axvline(0, color="k", lw=0.8)
+        ax.set_yticks(ypos)
+        ax.set_yticklabels(labels, fontsize=9)
+        ax.tick_params(axis="x", labelsize=9)
+        ax.set_xlabel(f"Δ {c.metric.label} vs {c.baseline}", fontsize=9)
+        title = " · ".join(t for t in (mth, g) if t)
+        ax.set_title(title or f"Δ {c.metric.label}", fontsize=10)
+        ax.grid(axis="x", alpha=0.3)
+    fig.suptitle("coloured: significant after Holm; grey: tie (n.s.)", fontsize=9)
     fig.tight_layout()
     return fig
 

@@ -37,7 +37,7 @@ from lfakit.metrics.classification import (
 )
 
 __all__ = ["delong_test", "delong_covariance", "delong_contrast", "paired_bootstrap", "paired_bootstrap_correlation",
-           "seed_paired_bootstrap", "aggregate_seeds", "holm", "corrected_resampled_ttest"]
+           "seed_paired_bootstrap", "independent_seed_bootstrap", "independent_delong", "aggregate_seeds", "holm", "corrected_resampled_ttest"]
 
 # Elements of one (replicates x instances) block in the vectorised bootstrap; bounds memory.
 _BLOCK_ELEMENTS = 2_000_000
@@ -591,16 +591,8 @@ def seed_paired_bootstrap(y, s1, s2, metric="auroc", n_boot: int = 1000, seed: i
     for size in _replicate_blocks(n_boot, n):  # the blocks (hence draws) of paired_bootstrap
         reps[done:done + size] = stat.deltas(_draw_indices(rng, strata, n, size))
         done += size
-    alpha = 1.0 - ci
-    lo = np.full(point.shape, np.nan)
-    hi = np.full(point.shape, np.nan)
-    p = np.full(point.shape, np.nan)
+    lo, hi, p = _percentile_and_p(point, reps, ci)
     kept = np.isfinite(reps).sum(axis=0)
-    for j in range(point.size):
-        d = reps[:, j][np.isfinite(reps[:, j])]
-        if d.size and np.isfinite(point[j]):
-            lo[j], hi[j] = np.quantile(d, [alpha / 2.0, 1.0 - alpha / 2.0])
-            p[j] = min(1.0, float((1 + (np.abs(d - point[j]) >= abs(point[j])).sum()) / (d.size + 1)))
     if ci_method == "bca":
         if n > _BCA_MAX_N:
             raise ValueError(f"ci_method='bca' runs scipy's jackknife over all {n} instances (N statistics on N - 1 "
@@ -620,11 +612,69 @@ def seed_paired_bootstrap(y, s1, s2, metric="auroc", n_boot: int = 1000, seed: i
     if (kept < n_boot).any():
         warnings.warn(f"{int(n_boot - kept.min())} of {n_boot} bootstrap replicates gave an undefined metric for "
                       "some class and were dropped there.", UndefinedMetricWarning, stacklevel=2)
-    c = stat.n_classes
+    return {**_seed_result(point, lo, hi, p), "metric1": m1[0], "metric2": m2[0], "n_boot": int(kept.min()),
+            "ci_method": ci_method, "replicates": reps}
+
+
+def _percentile_and_p(point: np.ndarray, reps: np.ndarray, ci: float):
+    """Per column of the (B, K) replicates: the percentile interval and the two-sided p-value
+    ``(1 + #{|d_b - delta| >= |delta|}) / (B + 1)``; undefined replicates are left out."""
+    alpha = 1.0 - ci
+    lo, hi, p = (np.full(point.shape, np.nan) for _ in range(3))
+    for j in range(point.size):
+        d = reps[:, j][np.isfinite(reps[:, j])]
+        if d.size and np.isfinite(point[j]):
+            lo[j], hi[j] = np.quantile(d, [alpha / 2.0, 1.0 - alpha / 2.0])
+            p[j] = min(1.0, float((1 + (np.abs(d - point[j]) >= abs(point[j])).sum()) / (d.size + 1)))
+    return lo, hi, p
+
+
+def _seed_result(point, lo, hi, p) -> dict:
+    c = point.size - 1
     return {"delta": point[:c], "ci_low": lo[:c], "ci_high": hi[:c], "p_value": p[:c],
-            "mean": {"delta": float(point[c]), "ci_low": float(lo[c]), "ci_high": float(hi[c]),
-                     "p_value": float(p[c])},
-            "metric1": m1[0], "metric2": m2[0], "n_boot": int(kept.min()), "ci_method": ci_method}
+            "mean": {"delta": float(point[c]), "ci_low": float(lo[c]), "ci_high": float(hi[c]), "p_value": float(p[c])}}
+
+
+def independent_seed_bootstrap(per_seed: Sequence[dict], ci: float = 0.95) -> dict:
+    """Combine :func:`seed_paired_bootstrap` results of seeds that each have **their own** test set
+    (``cf_ensemble`` draws data and split per seed): the seed-mean difference, and as its
+    bootstrap distribution the mean over seeds of the seeds' replicates, which are independent
+    draws (each seed resampled its own instances with its own stream). Returns ``delta``,
+    ``ci_low``, ``ci_high``, ``p_value`` (per class) and ``mean`` as :func:`seed_paired_bootstrap`
+    does; the interval is percentile."""
+    if not per_seed:
+        raise ValueError("no per-seed results to combine")
+    reps = np.stack([r["replicates"] for r in per_seed])  # (S, B, C + 1)
+    point = np.stack([np.r_[r["delta"], r["mean"]["delta"]] for r in per_seed]).mean(axis=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        combined = reps.mean(axis=0)
+    lo, hi, p = _percentile_and_p(point, combined, ci)
+    return {**_seed_result(point, lo, hi, p), "n_boot": int(np.isfinite(combined).sum(axis=0).min()),
+            "ci_method": "percentile"}
+
+
+def independent_delong(deltas, ses, ci: float = 0.95) -> dict:
+    """DeLong tests of seeds with their own test sets, combined: the mean difference
+    ``mean_k delta_k`` with standard error ``sqrt(sum_k se_k^2) / S`` (independent test sets, so
+    the variances add), a two-sided normal p-value and interval. NaN entries are left out."""
+    d, se = np.asarray(deltas, dtype=float), np.asarray(ses, dtype=float)
+    ok = np.isfinite(d) & np.isfinite(se)
+    if not ok.any():
+        return {"delta": math.nan, "se": math.nan, "z": math.nan, "p_value": math.nan, "ci_low": math.nan,
+                "ci_high": math.nan, "n": 0}
+    d, se = d[ok], se[ok]
+    delta = float(d.mean())
+    s = math.sqrt(float((se ** 2).sum())) / d.size
+    if s > 0:
+        z = delta / s
+        pv = float(2.0 * norm.sf(abs(z)))
+    else:
+        z = 0.0 if delta == 0 else math.copysign(math.inf, delta)
+        pv = 1.0 if delta == 0 else 0.0
+    half = float(norm.ppf(0.5 + ci / 2.0)) * s
+    return {"delta": delta, "se": s, "z": z, "p_value": pv, "ci_low": delta - half, "ci_high": delta + half,
+            "n": int(d.size)}
 
 
 # --------------------------------------------------------------------------- seeds

@@ -232,3 +232,36 @@ def test_membership_leakage_lower_is_better_over_common_seeds(tmp_path):
     assert "pool instances" in c.evidence
     c = compare.compare_folder(root / "membership_inference", metric="attack_auc", n_boot=200)
     assert c.summary.set_index("Method").loc["mae", "Winner"] == "mae"
+
+
+def test_seeds_with_their_own_test_sets_are_paired_by_seed_and_combined_as_independent(tmp_path):
+    """cf_ensemble draws data and split per seed: each seed's methods share one test set, the
+    seeds do not. DeLong per seed, combined with the variances added; bootstrap per seed."""
+    run = tmp_path / "cf_ensemble" / "r1"
+    run.mkdir(parents=True)
+    pw = record.PredictionWriter()
+    rng = np.random.default_rng(0)
+    tests = {}
+    for seed in (42, 43, 44):
+        n = 200 + 20 * (seed - 42)
+        y = (rng.random(n) < 0.3).astype(int)
+        ids = [f"s{seed}-{i}" for i in range(n)]
+        base, good = y * 0.5 + rng.normal(size=n), y * 1.5 + rng.normal(size=n)
+        pw.add("averaging", "test", seed, ids, y, base, None, group="synthetic")
+        pw.add("stacking", "test", seed, ids, y, good, None, group="synthetic")
+        tests[seed] = stats.delong_test(y, base, good)
+    record.save_run(run, "cf_ensemble", {"seeds": 3, "seed": 42}, methods={}, headline=("h", pd.DataFrame(), ""),
+                    tables={}, predictions=pw)
+    c = compare.compare_folder(run, n_boot=200)
+    assert c.baseline == "averaging"  # no baseline parameter: the first method
+    row = c.raw[(c.raw["method"] == "stacking")].iloc[0]
+    d = np.mean([t["delta"] for t in tests.values()])
+    se = np.sqrt(sum(t["se"] ** 2 for t in tests.values())) / 3
+    assert row["delta"] == pytest.approx(d, abs=1e-12)
+    from scipy.stats import norm
+
+    assert row["p_value"] == pytest.approx(2 * norm.sf(abs(d) / se), rel=1e-9)
+    assert c.summary.set_index("Method").loc["stacking", "Winner"] == "stacking"
+    assert len(c.per_seed) == 3 and "each seed its own test set" in c.evidence
+    with pytest.raises(ParameterError, match="shared test set"):
+        compare.compare_folder(run, n_boot=200, ci_method="bca")

@@ -164,3 +164,25 @@ def test_bca_refuses_a_large_test_set_and_bad_arguments_are_named():
         stats.seed_paired_bootstrap(y, s, s, metric="f1")
     with pytest.raises(ValueError, match=r"\(seeds, N\)"):
         stats.seed_paired_bootstrap(y, s[:, :10], s)
+
+
+def test_independent_seed_combination():
+    """Seeds with their own test sets: the replicates of independent bootstraps are averaged
+    row-wise, and DeLong's standard errors add in quadrature."""
+    rng = np.random.default_rng(4)
+    per = []
+    for k in range(3):
+        n = 100 + 10 * k
+        y = (rng.random(n) < 0.4).astype(int)
+        per.append(stats.seed_paired_bootstrap(y, (y + rng.normal(size=n))[None], (2 * y + rng.normal(size=n))[None],
+                                               n_boot=150, seed=k))
+    comb = stats.independent_seed_bootstrap(per)
+    reps = np.mean([r["replicates"][:, -1] for r in per], axis=0)
+    point = np.mean([r["mean"]["delta"] for r in per])
+    assert comb["mean"]["delta"] == pytest.approx(point, abs=1e-15)
+    assert (comb["mean"]["ci_low"], comb["mean"]["ci_high"]) == pytest.approx(tuple(np.quantile(reps, [0.025, 0.975])),
+                                                                              abs=1e-12)
+    r = stats.independent_delong([0.02, 0.04, np.nan], [0.01, 0.02, 0.5])
+    se = np.sqrt(0.01 ** 2 + 0.02 ** 2) / 2
+    assert r["n"] == 2 and r["delta"] == pytest.approx(0.03) and r["se"] == pytest.approx(se)
+    assert r["p_value"] == pytest.approx(2 * norm.sf(0.03 / se))
