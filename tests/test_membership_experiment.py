@@ -102,3 +102,11 @@ def test_attacks_rerun_from_the_record_alone_give_the_table(tmp_path):
             assert privacy.attack_metrics(members, ar.scores, ar.threshold)["auc"] == pytest.approx(want, abs=5e-4 + 1e-12)
         acc = r.headline.set_index("Loss").loc[name, "Target Test Acc (%)"]
         assert (tgt.scores.argmax(1)[~members] == labels[~members]).mean() * 100 == pytest.approx(acc, abs=5e-4)
+    # lfakit compare re-runs the reference attack from the same record and finds the run's own values
+    from lfakit import compare
+
+    c = compare.compare_folder(run_dir, metric="tpr@1%fpr", n_boot=200, out=tmp_path / "cmp")
+    ref = P["reference_attack"]
+    for name in P["losses"]:
+        shown = c.summary.set_index("Method").loc[name, "TPR@1%FPR (mean ± std)"]
+        assert float(shown) == pytest.approx(r.methods[name]["attacks"][ref]["tpr@1%fpr"], abs=5e-5)
