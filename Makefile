@@ -1,5 +1,5 @@
 # lfakit: `make run` runs every experiment notebook on its embedded default data (smoke profile)
-# into results/; `make test` runs the whole test suite (unit tests, papermill smoke runs, nbval).
+# into results/ and builds the report (results/site/index.html); `make test` runs the whole test suite (unit tests, papermill smoke runs, nbval).
 # Both create the virtual environment .venv on first use.
 PYTHON ?= python3
 VENV   := .venv
@@ -18,8 +18,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Then the static HTML report of every run under the results folder (lfakit report), built
+# even when a run failed; make's exit status is still run-all's.
 run: $(STAMP)
-	$(BIN)/lfakit run-all --profile $(PROFILE)
+	status=0; $(BIN)/lfakit run-all --profile $(PROFILE) || status=$$?; \
+	$(BIN)/lfakit report || status=$$?; \
+	exit $$status
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadfile tests notebooks $(NBVAL)

@@ -1,0 +1,380 @@
+"""`lfakit report` (lfakit.site): run status from hand-made run folders, the index, relative
+links only, sweeps and comparison pages, and nothing fetched from the network."""
+
+from __future__ import annotations
+
+import json
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import nbformat
+import pytest
+import yaml
+from PIL import Image
+
+from lfakit import cli, site
+from lfakit.errors import LfakitError
+
+EXP = "demo_exp"
+
+
+# --------------------------------------------------------------------------- hand-made run folders
+
+
+def _png(path: Path, color=(200, 30, 30)) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (40, 20), color).save(path)
+
+
+def _cell(source: str, status: str, count: int | None = None, outputs=None, tags=None, kind: str = "code"):
+    meta = {"papermill": {"status": status}, "tags": tags or []}
+    if kind == "markdown":
+        return nbformat.v4.new_markdown_cell(source, metadata=meta)
+    c = nbformat.v4.new_code_cell(source, metadata=meta, execution_count=count)
+    c.outputs = [nbformat.from_dict(o) for o in (outputs or [])]
+    return c
+
+
+def _notebook(cells, exception: bool | None = False, papermill: bool = True):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = cells
+    if papermill:
+        nb.metadata["papermill"] = {"exception": exception, "start_time": "2026-11-30T10:00:00+00:00",
+                                    "parameters": {"epochs": 1}}
+    return nb
+
+
+def _write_nb(d: Path, nb) -> None:
+    nbformat.write(nb, str(d / "notebook.ipynb"))
+
+
+def _params(d: Path, **over) -> None:
+    p = {"losses": ["focal", "zlpr"], "seed": 7, "epochs": 3, "data_dir": "", "run_dir": str(d), "resume": False, **over}
+    (d / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
+
+
+def _record(d: Path, manifest: bool = True) -> None:
+    head = {"index": ["Avg AUROC", "Avg F1"], "columns": ["focal", "zlpr"], "data": [[0.8123, 0.8456], [0.41, None]],
+            "index_name": "Metric"}
+    m = {"schema": "lfakit.run/1", "experiment": EXP, "params": {}, "params_hash": "x", "score_kind": "logit",
+         "methods": {}, "headline": {"name": "overall", "about": "test split, averaged over classes", "table": head},
+         "extra": {}}
+    (d / "metrics.json").write_text(json.dumps(m))
+    if manifest:
+        (d / "manifest.json").write_text(json.dumps({"schema": "lfakit.run/1", "files": {}}))
+
+
+def _env(d: Path) -> None:
+    (d / "environment.json").write_text(json.dumps({"python": "3.11.7", "platform": "Linux", "device": "cpu", "seed": 7,
+                                                    "time": "2026-11-30T11:00:00+01:00", "packages": {"torch": "2.14.1"},
+                                                    "git": {"commit": "abc123", "dirty": True}}))
+
+
+def _ok_cells():
+    return [_cell("# title", "completed", kind="markdown"), _cell("x = 1", "completed", 1),
+            _cell("print(x)", "completed", 2, [{"output_type": "stream", "name": "stdout", "text": "1\n"}])]
+
+
+def make_complete(root: Path, run_id: str = "20261130-100000-smoke") -> Path:
+    d = root / EXP / run_id
+    d.mkdir(parents=True)
+    _params(d)
+    _env(d)
+    _record(d)
+    _png(d / "figures" / "roc curves.png")  # a space: links must be URL-escaped
+    (d / "tables").mkdir()
+    (d / "tables" / "overall.csv").write_text("Metric,focal,zlpr\nAvg AUROC,0.8123,0.8456\nAvg F1,0.41,\n")
+    (d / "tables" / "curves.csv").write_text("p_t,weight\n" + "".join(f"{i / 200},{1 - i / 200}\n" for i in range(1, 200)))
+    _write_nb(d, _notebook(_ok_cells()))
+    return d
+
+
+def make_failed(root: Path, run_id: str = "20261130-110000-smoke") -> Path:
+    """As papermill leaves a failed run: a red marker cell on top and one above the failed cell."""
+    d = root / EXP / run_id
+    d.mkdir(parents=True)
+    _params(d)
+    _env(d)
+    _record(d, manifest=False)  # save() had begun: metrics.json but no manifest
+    err = {"output_type": "error", "ename": "ValueError", "evalue": "the loss became NaN at epoch 2",
+           "traceback": ["\x1b[0;31m---------\x1b[0m", "\x1b[0;31mValueError\x1b[0m: the loss became NaN at epoch 2"]}
+    marker = '<span style="color:red">An Exception was encountered at <a href="#papermill-error-cell">In [3]</a>.</span>'
+    anchor = '<span id="papermill-error-cell" style="color:red">Execution using papermill encountered an exception here</span>'
+    cells = [_cell(marker, None, tags=["papermill-error-cell-tag"], kind="markdown"),
+             *_ok_cells(),
+             _cell(anchor, None, tags=["papermill-error-cell-tag"], kind="markdown"),
+             _cell("train()", "failed", 3, [err]),
+             _cell("save()", "pending")]
+    _write_nb(d, _notebook(cells, exception=True))
+    return d
+
+
+def make_interrupted(root: Path, run_id: str = "20261130-120000-paper") -> Path:
+    d = root / EXP / run_id
+    d.mkdir(parents=True)
+    _params(d)
+    _env(d)
+    (d / "checkpoints" / "focal").mkdir(parents=True)
+    cells = [*_ok_cells(), _cell("train()", "running", None), _cell("save()", "pending")]
+    _write_nb(d, _notebook(cells, exception=None))
+    return d
+
+
+def make_no_notebook(root: Path, run_id: str = "20261130-130000-interactive") -> Path:
+    """What ``runner.open_run`` leaves for a notebook run in JupyterLab: no notebook.ipynb."""
+    d = root / EXP / run_id
+    d.mkdir(parents=True)
+    _params(d)
+    _env(d)
+    return d
+
+
+# --------------------------------------------------------------------------- status
+
+
+def test_status_complete(tmp_path):
+    st = site.run_status(make_complete(tmp_path))
+    assert st.state == "complete" and st.label == "complete"
+
+
+def test_status_failed_names_the_cell_as_lfakit_run_does(tmp_path):
+    st = site.run_status(make_failed(tmp_path))
+    # cells: 3 ok cells (0-2), then the failed one; papermill's two marker cells are not counted
+    assert st.state == "failed" and st.cell == 3 and st.label == "failed at cell 3"
+    assert st.execution_count == 3 and st.ename == "ValueError" and st.evalue == "the loss became NaN at epoch 2"
+    assert st.text == "failed at cell 3: ValueError: the loss became NaN at epoch 2"
+    assert "\x1b" not in st.traceback and "ValueError: the loss became NaN" in st.traceback
+
+
+def test_status_failed_wins_over_a_complete_record(tmp_path):
+    d = make_failed(tmp_path)
+    _record(d, manifest=True)
+    assert site.run_status(d).state == "failed"
+
+
+def test_status_interrupted(tmp_path):
+    st = site.run_status(make_interrupted(tmp_path))
+    assert st.state == "interrupted" and st.cell == 3 and "cell 3 was running" in st.detail
+
+
+def test_status_without_a_notebook(tmp_path):
+    d = make_no_notebook(tmp_path)
+    st = site.run_status(d)
+    assert st.state == "incomplete" and "no notebook.ipynb" in st.detail
+    _record(d)  # an interactive run that saved its record: complete, though there is no notebook
+    st = site.run_status(d)
+    assert st.state == "complete" and "no executed notebook" in st.detail
+
+
+def test_status_of_a_notebook_papermill_did_not_run(tmp_path):
+    d = tmp_path / EXP / "nbconvert-run"
+    d.mkdir(parents=True)
+    err = {"output_type": "error", "ename": "KeyError", "evalue": "'x'", "traceback": []}
+    c0 = nbformat.v4.new_code_cell("a = 1", execution_count=1)
+    c1 = nbformat.v4.new_code_cell("d['x']", execution_count=2)
+    c1.outputs = [nbformat.from_dict(err)]
+    _write_nb(d, _notebook([c0, c1], papermill=False))
+    st = site.run_status(d)
+    assert st.state == "failed" and st.cell == 1 and st.ename == "KeyError"
+
+
+def test_status_of_an_unreadable_notebook(tmp_path):
+    d = tmp_path / EXP / "cut"
+    d.mkdir(parents=True)
+    (d / "notebook.ipynb").write_text('{"cells": [')
+    assert site.run_status(d).state == "interrupted"
+
+
+# --------------------------------------------------------------------------- the site
+
+
+class _Links(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.links: list[tuple[str, str]] = []
+        self.ids: set[str] = set()
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if "id" in a:
+            self.ids.add(a["id"])
+        for key in ("href", "src"):
+            if a.get(key) is not None and tag in ("a", "img", "link", "script"):
+                self.links.append((tag, a[key]))
+
+
+def _parse(page: Path) -> _Links:
+    p = _Links()
+    p.feed(page.read_text())
+    return p
+
+
+@pytest.fixture
+def results(tmp_path) -> Path:
+    root = tmp_path / "results"
+    make_complete(root)
+    make_failed(root)
+    make_interrupted(root)
+    make_no_notebook(root)
+    other = root / "other_exp" / "20261129-090000-smoke"
+    other.mkdir(parents=True)
+    _params(other, losses=["bce"], seeds=[0, 1], data_dir="/data/x")
+    _record(other)
+    # a sweep of EXP: listed as a sweep, its folder is not a run
+    sw = root / EXP / "sweeps" / "smoke-0123456789ab"
+    (sw / "logs").mkdir(parents=True)
+    points = [{"index": 0, "overrides": {"seed": 0}, "status": "complete", "params_hash": "h0", "seconds": 12.3,
+               "run_dir": str(root / EXP / "20261130-100000-smoke"), "error": None},
+              {"index": 1, "overrides": {"seed": 1}, "status": "failed", "params_hash": "h1", "seconds": 3.0,
+               "run_dir": str(root / EXP / "20261130-110000-smoke"),
+               "error": "lfakit: demo_exp failed: cell 3 (execution count 3) failed: ValueError: NaN\nmore"}]
+    (sw / "sweep.json").write_text(json.dumps({"schema": "lfakit.sweep/1", "experiment": EXP, "profile": "smoke",
+                                               "grid": {}, "seeds": [0, 1], "executor": "local", "workers": 1,
+                                               "updated": "2026-11-30T12:00:00+00:00", "points": points}))
+    # a comparison of that sweep, as `lfakit compare` writes it
+    cmp_dir = sw / "comparison"
+    cmp_dir.mkdir()
+    (cmp_dir / "summary.csv").write_text("method,auroc mean,ci low,ci high,p (Holm)\nfocal,0.81,0.79,0.83,\nzlpr,0.84,0.82,0.86,0.012\n")
+    (cmp_dir / "per_class.csv").write_text("class,focal,zlpr\nAtelectasis,0.8,0.82\n")
+    (cmp_dir / "summary.md").write_text("| method | auroc |\n|---|---|\n| zlpr | 0.84 |\n")
+    _png(cmp_dir / "forest.png", (30, 30, 200))
+    (cmp_dir / "comparison.json").write_text(json.dumps({
+        "schema": "lfakit.compare/1", "experiment": EXP, "metric": "auroc", "baseline": "focal", "source": str(sw),
+        "evidence": "2 seeds per loss; paired t-test over seeds, Holm-adjusted",
+        "files": {"summary_csv": "summary.csv", "summary_md": "summary.md", "per_class_csv": "per_class.csv",
+                  "forest_png": "forest.png", "missing_png": "nope.png", "escape": "../../../../etc/passwd"}}))
+    (root / "README.md").write_text("results\n")
+    return root
+
+
+def test_build_site_writes_an_index_and_one_page_per_run(results):
+    index = site.build_site(results)
+    assert index == (results / "site" / "index.html").resolve() and index.exists()
+    pages = sorted(p.relative_to(index.parent).as_posix() for p in index.parent.rglob("index.html"))
+    assert pages == ["comparisons/demo_exp__sweeps__smoke-0123456789ab__comparison/index.html", "index.html",
+                     "runs/demo_exp/20261130-100000-smoke/index.html", "runs/demo_exp/20261130-110000-smoke/index.html",
+                     "runs/demo_exp/20261130-120000-paper/index.html", "runs/demo_exp/20261130-130000-interactive/index.html",
+                     "runs/other_exp/20261129-090000-smoke/index.html"]
+    html = index.read_text()
+    for needle in ("demo_exp", "other_exp", "failed at cell 3", "ValueError: the loss became NaN at epoch 2",
+                   "interrupted at cell 3", "incomplete", "focal, zlpr", "7 (seeds 0, 1)", "/data/x", "embedded",
+                   "0.8456", "Avg AUROC", "2026-11-30 11:00:00", "smoke-0123456789ab", "auroc"):
+        assert needle in html, needle
+    # the failed run's row is marked (and highlighted by the CSS)
+    row = re.search(r'<tr class="failed">.*?</tr>', html, re.S).group(0)
+    assert "20261130-110000-smoke" in row and "ValueError" in row
+    assert "tr.failed" in html and "max-width:100%" in html
+    # profiles from the run id; the interactive run has no notebook
+    assert ">paper<" in html and ">interactive<" in html
+
+
+def test_every_link_is_relative_and_resolves(results):
+    index = site.build_site(results)
+    root = index.parent
+    for page in root.rglob("*.html"):
+        parsed = _parse(page)
+        for tag, link in parsed.links:
+            u = urlparse(link)
+            assert not u.scheme and not u.netloc and not link.startswith("/"), f"{page}: {tag} {link}"
+            if not u.path:  # a fragment on the same page
+                assert u.fragment in parsed.ids, f"{page}: #{u.fragment}"
+                continue
+            target = (page.parent / unquote(u.path)).resolve()
+            assert target.is_file(), f"{page}: {link} -> {target}"
+            assert root in target.parents, f"{page}: {link} leaves the site"
+
+
+def test_nothing_is_fetched_from_the_network(results):
+    index = site.build_site(results)
+    for page in index.parent.rglob("*.html"):
+        text = page.read_text()
+        assert not re.search(r"""<(script|link|img|iframe)[^>]+(src|href)=["']?(https?:)?//""", text, re.I), page
+        assert "require.js" not in text and "mathjax" not in text.lower() and "mermaid" not in text.lower(), page
+
+
+def test_run_pages_show_notebook_params_environment_tables_figures(results):
+    root = site.build_site(results).parent
+    ok = (root / "runs/demo_exp/20261130-100000-smoke/index.html").read_text()
+    for needle in ("Executed notebook", "jp-Notebook", "print", "losses", "epochs", "abc123 (uncommitted changes)",
+                   "2.14.1", "overall", "0.8456", "Headline: overall", "the first 60 of 199 rows", 'src="figures/roc%20curves.png"'):
+        assert needle in ok, needle
+    assert (root / "runs/demo_exp/20261130-100000-smoke/figures/roc curves.png").is_file()
+    assert (root / "runs/demo_exp/20261130-100000-smoke/tables/curves.csv").is_file()
+    failed = (root / "runs/demo_exp/20261130-110000-smoke/index.html").read_text()
+    assert "failed at cell 3" in failed and 'id="papermill-error-cell"' in failed
+    assert re.search(r'class="error".*?<a href="#papermill-error-cell">jump to the failed cell</a>', failed, re.S)
+    assert "written before the failure" in failed
+    interrupted = (root / "runs/demo_exp/20261130-120000-paper/index.html").read_text()
+    assert "lfakit run demo_exp --resume 20261130-120000-paper" in interrupted
+    nonb = (root / "runs/demo_exp/20261130-130000-interactive/index.html").read_text()
+    assert "No executed notebook.ipynb" in nonb and "JupyterLab" in nonb
+
+
+def test_numbers_are_right_aligned_in_bordered_tables(results):
+    root = site.build_site(results).parent
+    ok = (root / "runs/demo_exp/20261130-100000-smoke/index.html").read_text()
+    assert re.search(r'<td class="num">0\.8123</td>', ok)
+    assert re.search(r"\.lfk th,\.lfk td\{border:1px solid", ok)
+    html = site.table_html(__import__("pandas").DataFrame({"name": ["a", "b"], "v": [1.5, float("nan")]}))
+    assert '<th>name</th><th class="num">v</th>' in html and '<td>a</td><td class="num">1.5</td>' in html
+
+
+def test_sweeps_are_listed_not_taken_for_runs(results):
+    index = site.build_site(results)
+    html = index.read_text()
+    assert "sweeps/" not in [r.run_id for r in site.scan(results)[0]]
+    assert {r.run_id for r in site.scan(results)[0]} == {
+        "20261130-100000-smoke", "20261130-110000-smoke", "20261130-120000-paper", "20261130-130000-interactive",
+        "20261129-090000-smoke"}
+    sweeps = html[html.index('id="sweeps"'):]
+    assert "1 complete" in sweeps and "1 failed" in sweeps
+    assert 'href="runs/demo_exp/20261130-100000-smoke/index.html"' in sweeps  # a point links to its run page
+    assert "cell 3 (execution count 3) failed: ValueError: NaN" in sweeps and "more" not in sweeps
+
+
+def test_comparison_page(results):
+    index = site.build_site(results)
+    html = index.read_text()
+    href = "comparisons/demo_exp__sweeps__smoke-0123456789ab__comparison/index.html"
+    assert f'href="{href}"' in html and "2 seeds per loss" in html
+    page = index.parent / href
+    text = page.read_text()
+    for needle in ("auroc", "focal", "2 seeds per loss; paired t-test over seeds, Holm-adjusted", "Atelectasis",
+                   '<td class="num">0.012</td>', 'src="forest.png"', "nope.png is missing", "outside the comparison folder",
+                   "summary.md"):
+        assert needle in text, needle
+    assert (page.parent / "forest.png").is_file() and (page.parent / "summary.csv").is_file()
+    assert not (page.parent / "passwd").exists()
+
+
+def test_rebuild_and_refuse_a_foreign_folder(results, tmp_path):
+    first = site.build_site(results)
+    (results / "site" / "stale.html").write_text("old")
+    again = site.build_site(results)
+    assert again == first and not (results / "site" / "stale.html").exists()
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    with pytest.raises(LfakitError, match="not empty"):
+        site.build_site(results, foreign)
+    assert (foreign / "notes.txt").read_text() == "keep me"
+    with pytest.raises(LfakitError, match="no results folder"):
+        site.build_site(tmp_path / "nothing")
+
+
+def test_a_site_outside_the_results_and_an_empty_results_folder(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    index = site.build_site(empty, tmp_path / "out")
+    assert index == (tmp_path / "out" / "index.html").resolve() and "Nothing to show yet" in index.read_text()
+
+
+def test_report_command_prints_the_index(results, capsys):
+    assert cli.main(["report", str(results), "-o", str(results / "public")]) == 0
+    out = capsys.readouterr().out.strip()
+    assert out == f"report: {(results / 'public' / 'index.html').resolve()}"
+    # that site is not read as an experiment (or its copies as runs) by the next report
+    assert {r.experiment for r in site.scan(results)[0]} == {"demo_exp", "other_exp"}
+    assert "public" not in site.build_site(results).read_text()
