@@ -70,7 +70,7 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
-from lfakit import losses
+from lfakit import losses, report
 from lfakit.errors import ParameterError
 
 __all__ = [
@@ -95,6 +95,8 @@ __all__ = [
     "plot_overview",
     "plot_focus",
     "SLIDERS",
+    "SLIDER_STYLE",
+    "wide_range",
     "explorer",
 ]
 
@@ -500,89 +502,123 @@ def loss_colors(names: Iterable[str]) -> dict[str, tuple]:
     return {n: cmap(i % 20) for i, n in enumerate(every + extra)}
 
 
+def wide_range(values: np.ndarray) -> bool:
+    """Whether values are all positive and span a wide range: the maximum above 100 times the
+    median (exp_ce and f_ece near p_t = 0 reach ~1000 where BCE is ~7). Such a panel gets a log y
+    axis, so that every curve in it stays readable."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    return bool(v.size and (v > 0).all() and v.max() > 100 * np.median(v))
+
+
 def _style(ax, values: np.ndarray) -> None:
-    """Small ticks; a log y axis when the values are all positive and span a wide range (the
-    maximum above 100 times the median, e.g. exp_ce near p_t = 0), linear otherwise."""
-    ax.tick_params(labelsize=6, length=2, pad=1)
+    """The kit's tick labels; a log y axis when ``values`` (every curve of the panel, the
+    reference's included) are all positive and span a wide range (:func:`wide_range`), linear
+    otherwise."""
+    ax.tick_params(labelsize=report.MIN_FONT, length=2.5, pad=1.5)
     ax.locator_params(axis="x", nbins=4)
-    v = values[np.isfinite(values)]
-    if v.size and (v > 0).all() and v.max() > 100 * np.median(v):
+    if wide_range(values):
         ax.set_yscale("log")
     else:
         ax.locator_params(axis="y", nbins=4)
 
 
+def _short(view: str) -> str:
+    """``multilabel y=1`` -> ``y=1``, ``iqa pair`` -> ``pair``, ``multiclass`` -> ``""``."""
+    return view.split(" ", 1)[1] if " " in view else ""
+
+
+def _rows(groups: Mapping, views: Sequence[str], per_row: int) -> list[list[tuple[str, str]]]:
+    """The (view, loss) panels pairs of each figure row: a loss per row with its views side by side
+    when every loss has every view (multi-label: y=1 | y=0), else ``per_row`` losses per row, a
+    new row at each view."""
+    names = {v: [n for w, n in groups if w == v] for v in views}
+    present = [v for v in views if names[v]]
+    if len(present) > 1 and len({tuple(names[v]) for v in present}) == 1 and len(present) <= per_row:
+        return [[(v, n) for v in present] for n in names[present[0]]]
+    out = []
+    for v in present:
+        out += [[(v, n) for n in names[v][i:i + per_row]] for i in range(0, len(names[v]), per_row)]
+    return out
+
+
 def plot_family(curves: pd.DataFrame, views: Sequence[str], *, x: str = "p_t", y: str = "weight",
-                reference: pd.DataFrame | None = None, ncols: int = 8, title: str = "") -> Figure:
-    """Small multiples: for each view, one column per loss (wrapping after ``ncols``) and two
-    rows, the loss value and the derivative column ``y``; the view's reference loss (if given)
-    is drawn dashed grey in every other panel. A panel whose values are positive and span more
-    than a factor 100 above their median gets a log y axis."""
+                reference: pd.DataFrame | None = None, ncols: int = 2, title: str = "") -> Figure:
+    """Small multiples sized for a notebook: each (view, loss) is a pair of panels side by side,
+    the loss value and the derivative column ``y``, ``ncols`` pairs per row (multi-label: one loss
+    per row, positives then negatives). The view's reference loss (if given) is drawn dashed
+    grey in every other panel. A panel whose curves are positive and span more than a factor 100
+    above their median gets a log y axis (:func:`wide_range`)."""
     groups = {key: g for key, g in curves.groupby(["view", "loss"], sort=False)}
     refs = {} if reference is None else {v: g for v, g in reference.groupby("view", sort=False)}
-    blocks = []
-    for view in views:
-        names = [n for v, n in groups if v == view]
-        blocks += [(view, names[i:i + ncols]) for i in range(0, len(names), ncols)]
-    if not blocks:
+    rows = _rows(groups, views, ncols)
+    if not rows:
         raise ValueError(f"no curves for the views {list(views)}")
-    width = max(len(b) for _, b in blocks)
+    width = max(len(r) for r in rows)
     colors = loss_colors(curves["loss"].unique())
-    rows = 2 * len(blocks)
-    fig, axes = plt.subplots(rows, width, figsize=(1.9 * width + 0.5, 1.55 * rows + 0.6), squeeze=False)
-    fig.subplots_adjust(left=0.06, right=0.99, bottom=0.5 / (1.55 * rows + 0.6) + 0.02,
-                        top=1 - 0.55 / (1.55 * rows + 0.6), wspace=0.32, hspace=0.45)
-    for b, (view, names) in enumerate(blocks):
-        ref = refs.get(view)
-        ref_name = None if ref is None else ref["loss"].iloc[0]
-        for j in range(width):
-            top, bottom = axes[2 * b, j], axes[2 * b + 1, j]
-            if j >= len(names):
-                top.axis("off")
-                bottom.axis("off")
-                continue
-            d = groups[(view, names[j])]
-            for ax, col in ((top, "value"), (bottom, y)):
-                if ref is not None and names[j] != ref_name:
-                    ax.plot(ref[x], ref[col], color="0.6", linestyle="--", linewidth=0.9, label=ref_name)
-                ax.plot(d[x], d[col], color=colors[names[j]], linewidth=1.4, label=names[j])
-                _style(ax, d[col].to_numpy(dtype=float))
-            bottom.axhline(0.0, color="0.85", linewidth=0.6, zorder=0)
-            top.set_title(f"{names[j]} | {view}", fontsize=7, pad=2)
-            if j == 0:
-                top.set_ylabel(YLABELS["value"], fontsize=7)
-                bottom.set_ylabel(YLABELS[y], fontsize=7)
-            bottom.set_xlabel(XLABELS.get(view, XLABELS.get(x, x)), fontsize=7, labelpad=1)
-    if title:
-        fig.suptitle(title, fontsize=9)
+    with report.style():
+        fig, axes = plt.subplots(len(rows), 2 * width, figsize=(min(report.FIG_WIDTH, 2.45 * 2 * width + 0.3),
+                                                                 1.65 * len(rows) + 0.7),
+                                 squeeze=False, layout="constrained")
+        for r, row in enumerate(rows):
+            for j in range(width):
+                left, right = axes[r, 2 * j], axes[r, 2 * j + 1]
+                if j >= len(row):
+                    left.axis("off")
+                    right.axis("off")
+                    continue
+                view, name = row[j]
+                d = groups[(view, name)]
+                ref = refs.get(view)
+                ref = None if ref is None or ref["loss"].iloc[0] == name else ref
+                for ax, col in ((left, "value"), (right, y)):
+                    drawn = [d[col].to_numpy(dtype=float)]
+                    if ref is not None:
+                        ax.plot(ref[x], ref[col], color="0.6", linestyle="--", linewidth=0.9, label=ref["loss"].iloc[0])
+                        drawn.append(ref[col].to_numpy(dtype=float))
+                    ax.plot(d[x], d[col], color=colors[name], linewidth=1.5, label=name)
+                    _style(ax, np.concatenate(drawn))
+                right.axhline(0.0, color="0.85", linewidth=0.6, zorder=0)
+                head = f"{name} · {_short(view)}" if _short(view) else name
+                left.set_title(f"{head}: loss", fontsize=9, pad=3)
+                right.set_title(f"{head}: {YLABELS[y]}", fontsize=9, pad=3)
+                below = rows[r + 1][j][0] if r + 1 < len(rows) and j < len(rows[r + 1]) else None
+                if below != view:  # the lowest panel of its column in this view: label its x axis
+                    for ax in (left, right):
+                        ax.set_xlabel(XLABELS.get(view, XLABELS.get(x, x)), fontsize=9, labelpad=1)
+        if title:
+            fig.suptitle(title)
     return fig
 
 
 def plot_overview(curves: pd.DataFrame, views: Sequence[str] | None = None) -> Figure:
     """Every classification loss in one panel per view: ``|dL/ds|`` (top) and ``|dL/dp_t|``
-    (bottom) against p_t on a log scale (zero values, e.g. ASL's clipped negatives, are not drawn)."""
+    (bottom) against p_t on a log scale (zero values, e.g. ASL's clipped negatives, are not drawn);
+    each view's legend below its column."""
     views = list(views or dict.fromkeys(curves["view"]))
     colors = loss_colors(curves["loss"].unique())
-    fig, axes = plt.subplots(2, len(views), figsize=(4.2 * len(views), 6.4), squeeze=False)
-    fig.subplots_adjust(left=0.07, right=0.99, bottom=0.08, top=0.91, wspace=0.25, hspace=0.25)
-    for j, view in enumerate(views):
-        d = curves[curves["view"] == view]
-        for name in dict.fromkeys(d["loss"]):
-            e = d[d["loss"] == name]
+    with report.style():
+        fig, axes = plt.subplots(2, len(views), figsize=(min(report.FIG_WIDTH, 3.3 * len(views) + 0.2), 7.6),
+                                 squeeze=False, sharex=True, layout="constrained")
+        for j, view in enumerate(views):
+            d = curves[curves["view"] == view]
+            for name in dict.fromkeys(d["loss"]):
+                e = d[d["loss"] == name]
+                for i, col in enumerate(("weight", "weight_p")):
+                    v = np.abs(e[col].to_numpy(dtype=float))
+                    v = np.where(v > 0, v, np.nan)
+                    axes[i, j].plot(e["p_t"], v, color=colors[name], linewidth=1.3, label=name)
             for i, col in enumerate(("weight", "weight_p")):
-                v = np.abs(e[col].to_numpy(dtype=float))
-                v = np.where(v > 0, v, np.nan)
-                axes[i, j].plot(e["p_t"], v, color=colors[name], linewidth=1.3, label=name)
-        for i, col in enumerate(("weight", "weight_p")):
-            ax = axes[i, j]
-            ax.set_yscale("log")
-            ax.set_xlabel(r"$p_t$")
-            ax.set_ylabel(r"$|\partial L/\partial s|$" if col == "weight" else r"$|\partial L/\partial p_t|$")
-            ax.grid(True, which="major", color="0.9", linewidth=0.6)
-        axes[0, j].set_title(view, fontsize=10)
-        axes[0, j].legend(fontsize=6, ncol=2, loc="best", frameon=False)
-    fig.suptitle("Gradient–probability view: every loss, gradient magnitude against p_t", fontsize=11)
-    return fig
+                ax = axes[i, j]
+                ax.set_yscale("log")
+                ax.set_ylabel(r"$|\partial L/\partial s|$" if col == "weight" else r"$|\partial L/\partial p_t|$")
+                ax.grid(True, which="major", color="0.9", linewidth=0.6)
+            axes[1, j].set_xlabel(r"$p_t$")
+            axes[0, j].set_title(view)
+            axes[1, j].legend(ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False,
+                              handlelength=1.2, columnspacing=0.8)
+        fig.suptitle("Gradient–probability view: every loss, gradient magnitude against p_t")
+    return report._ticks(fig)
 
 
 # --------------------------------------------------------------------------------------------
@@ -620,7 +656,9 @@ def slider_defaults(loss_kwargs: Mapping[str, Mapping] | None = None) -> dict[st
 def plot_focus(values: Mapping[str, float], pts: np.ndarray, loss_kwargs: Mapping[str, Mapping] | None = None,
                construction: Construction | None = None) -> Figure:
     """The losses the sliders control, with the slider values, against their references:
-    loss (top) and ``-dL/ds`` (bottom, log scale) for multi-label y=1, y=0 and multi-class."""
+    loss (top; a log axis where the curves span a wide range, :func:`wide_range`: f_ece's
+    ~1000 next to BCE's ~7) and ``|dL/ds|`` (bottom, log scale) for multi-label y=1, y=0 and
+    multi-class."""
     kw = _slider_kwargs(values, loss_kwargs)
     names = list(dict.fromkeys(n for targets, _ in SLIDERS.values() for n, _ in targets))
     frames = [classification_curves(n, pts, kw.get(n, {}), construction) for n in names]
@@ -628,39 +666,49 @@ def plot_focus(values: Mapping[str, float], pts: np.ndarray, loss_kwargs: Mappin
     curves = pd.concat(frames, ignore_index=True)
     colors = loss_colors(curves["loss"].unique())
     views = ["multilabel y=1", "multilabel y=0", "multiclass"]
-    fig, axes = plt.subplots(2, 3, figsize=(13, 6.5), squeeze=False)
-    fig.subplots_adjust(left=0.06, right=0.99, bottom=0.08, top=0.92, wspace=0.2, hspace=0.2)
-    for j, view in enumerate(views):
-        d = curves[curves["view"] == view]
-        for name in dict.fromkeys(d["loss"]):
-            e = d[d["loss"] == name]
-            ref = name in REFERENCE.values()
-            style = {"color": "0.5", "linestyle": "--"} if ref else {"color": colors[name]}
-            axes[0, j].plot(e["p_t"], e["value"], label=name, **style)
-            w = np.abs(e["weight"].to_numpy(dtype=float))
-            axes[1, j].plot(e["p_t"], np.where(w > 0, w, np.nan), label=name, **style)
-        axes[0, j].set_title(view)
-        axes[1, j].set_yscale("log")
-        axes[1, j].set_xlabel(r"$p_t$")
-        axes[0, j].legend(fontsize=7, frameon=False)
-    axes[0, 0].set_ylabel("loss")
-    axes[1, 0].set_ylabel(r"$|\partial L/\partial s|$")
-    fig.suptitle(", ".join(f"{k}={v:g}" for k, v in values.items()), fontsize=9)
-    return fig
+    with report.style():
+        fig, axes = plt.subplots(2, 3, figsize=(report.FIG_WIDTH, 6.4), squeeze=False, sharex=True, layout="constrained")
+        for j, view in enumerate(views):
+            d = curves[curves["view"] == view]
+            for name in dict.fromkeys(d["loss"]):
+                e = d[d["loss"] == name]
+                ref = name in REFERENCE.values()
+                style = {"color": "0.5", "linestyle": "--"} if ref else {"color": colors[name]}
+                axes[0, j].plot(e["p_t"], e["value"], label=name, **style)
+                w = np.abs(e["weight"].to_numpy(dtype=float))
+                axes[1, j].plot(e["p_t"], np.where(w > 0, w, np.nan), label=name, **style)
+            if wide_range(d["value"].to_numpy(dtype=float)):
+                axes[0, j].set_yscale("log")
+            axes[0, j].set_title(view)
+            axes[1, j].set_yscale("log")
+            axes[1, j].set_xlabel(r"$p_t$")
+            axes[0, j].legend(frameon=False, handlelength=1.2, labelspacing=0.25)
+        axes[0, 0].set_ylabel("loss")
+        axes[1, 0].set_ylabel(r"$|\partial L/\partial s|$")
+        fig.suptitle(", ".join(f"{k}={v:g}" for k, v in values.items()))
+    return report._ticks(fig)
+
+
+#: Every slider's label column and slider width, so that the tracks start and end aligned.
+SLIDER_STYLE = {"description_width": "9em"}
+SLIDER_WIDTH = "32em"
 
 
 def explorer(pts: np.ndarray, loss_kwargs: Mapping[str, Mapping] | None = None,
              construction: Construction | None = None):
     """An ``ipywidgets`` panel with one slider per entry of :data:`SLIDERS` redrawing
-    :func:`plot_focus` (for JupyterLab; needs a live kernel)."""
+    :func:`plot_focus` (for JupyterLab; needs a live kernel). Every slider has the same label
+    width and length (:data:`SLIDER_STYLE`, :data:`SLIDER_WIDTH`), so the tracks line up; a
+    slider's tooltip names the losses and argument it sets."""
     import ipywidgets as widgets
 
     start = slider_defaults(loss_kwargs)
     sliders = {
         name: widgets.FloatSlider(value=start[name], min=lo, max=hi, step=step, description=name,
+                                  tooltip=", ".join(f"{n}.{a}" for n, a in targets),
                                   continuous_update=False, readout_format=".2f",
-                                  style={"description_width": "initial"})
-        for name, (_, (lo, hi, step)) in SLIDERS.items()
+                                  style=dict(SLIDER_STYLE), layout=widgets.Layout(width=SLIDER_WIDTH))
+        for name, (targets, (lo, hi, step)) in SLIDERS.items()
     }
 
     def draw(**values):

@@ -127,3 +127,7 @@ def _discover_experiments() -> Registry:
 
 
 EXPERIMENTS = _discover_experiments()
+
+# Notebooks in notebooks/ that are not experiments: they read the run records of others and
+# train nothing (no schema, no profiles; `lfakit run` does not run them).
+ANALYSIS_NOTEBOOKS = ("compare",)

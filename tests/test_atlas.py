@@ -294,6 +294,8 @@ def test_save_writes_tables_metrics_and_curves(default_atlas, tmp_path):
 def test_figures_show_every_drawn_loss(tmp_path):
     import matplotlib.pyplot as plt
 
+    from lfakit import report
+
     P = _params(tasks=["multilabel", "iqa"], losses=["bce", "focal", "zlpr", "rank", "plcc"])
     A = X.compute(P)
     for family, n_panels in (("multilabel", 4 * 3), ("iqa", 2 * 2)):
@@ -301,10 +303,31 @@ def test_figures_show_every_drawn_loss(tmp_path):
         titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
         assert len([ax for ax in fig.axes if ax.axison]) == n_panels
         for name in A.curves["loss"].unique() if family == "multilabel" else A.iqa["loss"].unique():
-            assert any(t.startswith(f"{name} |") for t in titles), (family, name)
+            assert any(t.startswith(f"{name} · ") for t in titles), (family, name)
+        if family == "multilabel":  # one loss per row: its positives, then its negatives
+            assert [t for t in titles if t.endswith(": loss")][:2] == ["bce · y=1: loss", "bce · y=0: loss"]
+        assert fig.get_figwidth() <= report.FIG_WIDTH
         plt.close(fig)
-        assert (tmp_path / "figures" / f"{family}.png").stat().st_size > 1000
+        png = (tmp_path / "figures" / f"{family}.png").read_bytes()
+        assert len(png) > 1000 and float(report.png_text(png)[report.FONT_KEY]) >= report.MIN_FONT
     assert X.figure(P, A, "multiclass", tmp_path) is None  # not drawn: no multi-class loss chosen
+
+
+def test_a_panel_whose_curves_span_orders_of_magnitude_gets_a_log_axis(tmp_path):
+    import matplotlib.pyplot as plt
+
+    assert atlas.wide_range(np.array([0.001, 1.0, 999.0])) and not atlas.wide_range(np.array([0.001, 1.0, 6.9]))
+    assert not atlas.wide_range(np.array([0.0, 1.0, 999.0]))  # a zero cannot go on a log axis
+    P = _params(tasks=["multilabel"], losses=["bce", "f_ece"])
+    fig = X.figure(P, X.compute(P), "multilabel", tmp_path)
+    scales = {ax.get_title(): ax.get_yscale() for ax in fig.axes if ax.get_title()}
+    assert scales["f_ece · y=1: loss"] == "log"  # exp_ce on positives: ~1000 at p_t -> 0
+    assert scales["f_ece · y=0: loss"] == "linear"  # focal on negatives
+    plt.close(fig)
+    # the sliders' figure: f_ece's ~1000 next to BCE's ~7 on the positives' loss panel
+    focus = atlas.plot_focus(atlas.slider_defaults(), atlas.pt_grid(21))
+    assert focus.axes[0].get_title() == "multilabel y=1" and focus.axes[0].get_yscale() == "log"
+    plt.close(focus)
 
 
 def test_sliders_only_when_interactive():
@@ -312,8 +335,13 @@ def test_sliders_only_when_interactive():
 
     assert X.explorer(_params()) is None
     panel = X.explorer(_params(interactive=True))
-    names = {w.description for w in panel.children if hasattr(w, "value") and w.description}
+    sliders = [w for w in panel.children if hasattr(w, "value") and w.description]
+    names = {w.description for w in sliders}
     assert set(atlas.SLIDERS) <= names
+    # aligned: every label column and every slider the same width, so the tracks line up
+    assert {w.style.description_width for w in sliders} == {atlas.SLIDER_STYLE["description_width"]}
+    assert len({w.layout.width for w in sliders}) == 1
+    assert all(w.tooltip for w in sliders)
     values = {**atlas.slider_defaults(), "gamma": 0.0}
     fig = atlas.plot_focus(values, atlas.pt_grid(11))
     focal = [ln for ln in fig.axes[3].lines if ln.get_label() == "focal"][0]

@@ -100,7 +100,10 @@ def _typo(name: str) -> str:
 def test_discovery_finds_every_experiment():
     """Each notebook has a schema (else it would silently drop out of the tests below) and each
     params/ folder belongs to an experiment."""
-    assert EXPERIMENTS == sorted(p.stem for p in runner.notebooks_dir().glob("*.ipynb"))
+    from lfakit.catalog import ANALYSIS_NOTEBOOKS
+
+    assert sorted([*EXPERIMENTS, *ANALYSIS_NOTEBOOKS]) == sorted(p.stem for p in runner.notebooks_dir().glob("*.ipynb"))
+    assert not set(EXPERIMENTS) & set(ANALYSIS_NOTEBOOKS)
     assert sorted(p.name for p in (runner.project_root() / "params").iterdir() if p.is_dir()) == EXPERIMENTS
     assert {"chestxray_zlpr", "loss_atlas", "cifar_fece", "cf_ensemble"} <= set(EXPERIMENTS)
 

@@ -383,59 +383,59 @@ def collapse_verdicts(table: pd.DataFrame) -> list[str]:
 
 def plot_prediction_spread(P: dict, data: dict, runs: dict):
     """Histograms of the test predictions of the ALS and PyTorch aggregators, without and with
-    class weights (first seed), one panel per data set and trainer."""
+    class weights (first seed), one panel per data set and trainer (two per row)."""
     import matplotlib.pyplot as plt
 
     s = seed_list(P)[0]
     panels = [(d, t) for d in P["datasets"] for t in P["trainers"]]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.0 * len(panels), 3.2), squeeze=False)
+    ncols = min(2, len(panels))
+    nrows = math.ceil(len(panels) / ncols)
     bins = np.linspace(0, 1, 41)
-    for ax, (name, t) in zip(axes.flat, panels):
-        es, tr = data[name, s]
-        for cfg, color in (("baseline", "tab:red"), ("class_weights", "tab:blue")):
-            p = runs[name, s, f"{t}_{cfg}"][~tr]
-            ax.hist(p, bins=bins, alpha=0.6, color=color, label=f"{CONFIG_LABELS[cfg]} (std {p.std():.3f})")
-        ax.axvline(THRESHOLD, color="grey", linestyle=":", linewidth=1)
-        ax.set_title(f"{name}, {'ALS' if t == 'als' else 'PyTorch'}", fontsize="small")
-        ax.set_xlabel("predicted probability (test)")
-        ax.legend(fontsize="x-small")
-    axes.flat[0].set_ylabel("instances")
-    fig.tight_layout()
-    return fig
+    with report.style():
+        fig, axes = plt.subplots(nrows, ncols, figsize=(min(report.FIG_WIDTH, 4.6 * ncols + 0.4), 2.9 * nrows + 0.3),
+                                 squeeze=False, layout="constrained")
+        for ax, (name, t) in zip(axes.flat, panels):
+            es, tr = data[name, s]
+            for cfg, color in (("baseline", "tab:red"), ("class_weights", "tab:blue")):
+                p = runs[name, s, f"{t}_{cfg}"][~tr]
+                ax.hist(p, bins=bins, alpha=0.6, color=color, label=f"{CONFIG_LABELS[cfg]} (std {p.std():.3f})")
+            ax.axvline(THRESHOLD, color="grey", linestyle=":", linewidth=1)
+            ax.set_title(f"{name}, {'ALS' if t == 'als' else 'PyTorch'}")
+            ax.set_xlabel("predicted probability (test)")
+            ax.set_ylabel("instances")
+            ax.legend()
+        for ax in axes.flat[len(panels):]:
+            fig.delaxes(ax)
+    return report._ticks(fig)
+
+
+def _method_group(m: str) -> str:
+    return "ensemble baseline" if m in BASELINES else ("ALS" if m.startswith("als") else "PyTorch")
 
 
 def plot_metric_bars(P: dict, per_seed: pd.DataFrame, metric: str = "pr_auc"):
-    """Mean ± std over seeds of ``metric`` for every method, one panel per data set."""
-    import matplotlib.pyplot as plt
-
-    ms = methods(P)
-    fig, axes = plt.subplots(1, len(P["datasets"]), figsize=(5.5 * len(P["datasets"]), 3.6), squeeze=False)
-    for ax, name in zip(axes.flat, P["datasets"]):
-        d = per_seed[per_seed.dataset == name].groupby("method")[metric]
-        mean, std = d.mean().reindex(ms), d.std().reindex(ms).fillna(0.0)
-        colors = ["grey" if m in BASELINES else ("tab:orange" if m.startswith("als") else "tab:green") for m in ms]
-        ax.bar(np.arange(len(ms)), mean.to_numpy(), yerr=std.to_numpy(), color=colors, capsize=3)
-        ax.set_xticks(np.arange(len(ms)))
-        ax.set_xticklabels(ms, rotation=60, ha="right", fontsize="small")
-        lo = float(np.nanmin(mean - std))
-        ax.set_ylim(max(0.0, lo - 0.05), 1.0)
-        ax.set_title(f"{name}: test {METRIC_COLUMNS[metric]} (mean ± std, {P['seeds']} seeds)", fontsize="small")
-    fig.tight_layout()
-    return fig
+    """``metric`` of every method, one dot per seed and the mean ± sd over seeds (seaborn), one
+    panel per data set: the seeds' spread that the results table's mean ± std summarises."""
+    d = per_seed.assign(group=[_method_group(m) for m in per_seed["method"]])
+    d = d[d["method"].isin(methods(P))]
+    return report.plot_per_seed(d, metric, "method", panel="dataset", group="group",
+                                xlabel=f"test {METRIC_COLUMNS[metric]}",
+                                title=f"Test {METRIC_COLUMNS[metric]} per seed (dots) and mean ± sd (diamonds), "
+                                      f"{P['seeds']} seeds")
 
 
 def plot_focal_weights():
     import matplotlib.pyplot as plt
 
     pt = np.linspace(0.0, 1.0, 201)
-    fig, ax = plt.subplots(figsize=(4.5, 3.4))
-    for g in FOCAL_TABLE_GAMMAS:
-        ax.plot(pt, cfe.focal_weights(pt, np.ones_like(pt), g), label=f"γ={g:g}")
-    ax.set_xlabel("p_t (probability of the true class)")
-    ax.set_ylabel("relative weight (1 - p_t)^γ")
-    ax.legend(fontsize="small")
-    fig.tight_layout()
-    return fig
+    with report.style():
+        fig, ax = plt.subplots(figsize=(4.8, 3.4), layout="constrained")
+        for g in FOCAL_TABLE_GAMMAS:
+            ax.plot(pt, cfe.focal_weights(pt, np.ones_like(pt), g), label=f"γ={g:g}")
+        ax.set_xlabel("p_t (probability of the true class)")
+        ax.set_ylabel("relative weight (1 - p_t)^γ")
+        ax.legend()
+    return report._ticks(fig)
 
 
 def figures(P: dict, data: dict, runs: dict, per_seed: pd.DataFrame, run_dir: Path) -> dict:

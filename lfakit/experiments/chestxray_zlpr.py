@@ -28,7 +28,6 @@ CLASSES = chestxray.CLASSES
 SPLITS = ("train", "val", "test")
 
 
-
 def cache_dir(P: dict) -> Path:
     """``cache_dir`` parameter, else ``$LFAKIT_CACHE``, else ``~/.cache/lfakit``."""
     return Path(P["cache_dir"]).expanduser() if P["cache_dir"] else chestxray.default_cache_dir()
@@ -194,10 +193,10 @@ def tables(P: dict, ev: Evaluation) -> dict[str, pd.DataFrame]:
 
 
 def figures(P: dict, ev: Evaluation, runs: dict[str, dict[int, Trained]], run_dir: Path) -> dict:
-    """Per-class AUROC bars (mean over seeds), ROC curves and training curves (first seed),
-    saved under ``figures/`` and returned."""
+    """Per-class AUROC with 95% intervals (DeLong with one seed, t over seeds with several), ROC
+    curves and training curves (first seed), saved under ``figures/`` and returned."""
     figs = {
-        "per_class_auroc": report.plot_per_class_auroc(ev.per_class),
+        "per_class_auroc": report.plot_per_class_auroc_ci(ev.y_test, ev.logits_by_seed, CLASSES),
         "roc_curves": report.plot_roc_curves(ev.y_test, ev.probs_test, CLASSES),
         "history": report.plot_history({n: next(iter(r.values())).history for n, r in runs.items()}),
     }

@@ -55,8 +55,6 @@ from lfakit.schemas.cifar_fece import EXPERIMENT
 SPLITS = ("train", "val", "test")
 
 
-
-
 def rho_label(r) -> str:
     """``10`` -> ``"10"``, ``2.5`` -> ``"2.5"`` (used in names and tables)."""
     return str(int(r)) if float(r).is_integer() else str(r)
@@ -319,7 +317,6 @@ def tables(P: dict, ev: Evaluation) -> dict[str, pd.DataFrame]:
 # --------------------------------------------------------------------------------------------
 
 
-
 def plot_true_class_probability(labels, probs_by_loss: dict, classes, hard=(), title: str = "") -> Figure:
     """Per class (panels), the distribution of each image's predicted probability of its own
     class, one box per loss (whiskers 5-95 %, mean as a dot). Hard classes have red titles."""
@@ -328,56 +325,58 @@ def plot_true_class_probability(labels, probs_by_loss: dict, classes, hard=(), t
     colors = report.colors_for(names)
     ncols = min(5, len(classes))
     nrows = math.ceil(len(classes) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols, 2.6 * nrows + 0.6), squeeze=False, sharey=True)
     ptrue = {n: true_class_probability(labels, p) for n, p in probs_by_loss.items()}
-    for c, ax in zip(range(len(classes)), axes.flat):
-        mask = labels == c
-        vals = [ptrue[n][mask] for n in names]
-        if mask.any():
-            bp = ax.boxplot(vals, whis=(5, 95), showfliers=False, patch_artist=True, widths=0.6)
-            for patch, n in zip(bp["boxes"], names):
-                patch.set_facecolor(colors[n])
-                patch.set_alpha(0.6)
-            ax.plot(range(1, len(names) + 1), [v.mean() for v in vals], "k.", markersize=5)
-        is_hard = classes[c] in hard
-        ax.set_title(f"{classes[c]} (n={int(mask.sum())}){' hard' if is_hard else ''}", fontsize="small",
-                     color="tab:red" if is_hard else "black")
-        ax.set_xticks(range(1, len(names) + 1))
-        ax.set_xticklabels(names, rotation=60, fontsize="x-small")
-        ax.set_ylim(-0.02, 1.02)
-    for ax in axes.flat[len(classes):]:
-        fig.delaxes(ax)
-    fig.supylabel("p(true class)")
-    fig.suptitle(title or "Predicted probability of the true class", fontsize="medium")
-    fig.tight_layout()
-    return fig
+    with report.style():
+        fig, axes = plt.subplots(nrows, ncols, figsize=(min(report.FIG_WIDTH, 1.95 * ncols + 0.5), 2.45 * nrows + 0.6),
+                                 squeeze=False, sharey=True, layout="constrained")
+        for c, ax in zip(range(len(classes)), axes.flat):
+            mask = labels == c
+            vals = [ptrue[n][mask] for n in names]
+            if mask.any():
+                bp = ax.boxplot(vals, whis=(5, 95), showfliers=False, patch_artist=True, widths=0.6)
+                for patch, n in zip(bp["boxes"], names):
+                    patch.set_facecolor(colors[n])
+                    patch.set_alpha(0.6)
+                ax.plot(range(1, len(names) + 1), [v.mean() for v in vals], "k.", markersize=5)
+            is_hard = classes[c] in hard
+            ax.set_title(f"{classes[c]} (n={int(mask.sum())}){' hard' if is_hard else ''}", fontsize=9,
+                         color="tab:red" if is_hard else "black")
+            ax.set_xticks(range(1, len(names) + 1))
+            ax.set_xticklabels(names, rotation=60, ha="right", rotation_mode="anchor")
+            ax.set_ylim(-0.02, 1.02)
+        for ax in axes.flat[len(classes):]:
+            fig.delaxes(ax)
+        fig.supylabel("p(true class)")
+        fig.suptitle(title or "Predicted probability of the true class")
+    return report._ticks(fig)
 
 
 def plot_recall_vs_size(per_class_by_rho: dict, sizes_by_rho: dict, classes) -> Figure:
     """Per long-tailed ratio (panels): test recall of every class against its number of training
     images (log scale), one line per loss."""
     ratios = [r for r in per_class_by_rho if float(r) > 1]
-    fig, axes = plt.subplots(1, max(1, len(ratios)), figsize=(5.0 * max(1, len(ratios)), 3.8), squeeze=False)
-    if not ratios:
-        axes[0, 0].text(0.5, 0.5, "no long-tailed ratio (rho > 1) in this run", ha="center", va="center")
-        axes[0, 0].set_axis_off()
-    for ax, rho in zip(axes.flat, ratios):
-        sizes = np.asarray(sizes_by_rho[rho])
-        order = np.argsort(sizes, kind="stable")
-        by_loss = per_class_by_rho[rho]
-        colors = report.colors_for(list(by_loss))
-        for name, df in by_loss.items():
-            ax.plot(sizes[order], df["Recall"].to_numpy()[order], marker="o", markersize=4, color=colors[name], label=name)
-        for j in order:
-            ax.annotate(str(classes[j]), (sizes[j], 0.0), fontsize="x-small", rotation=90, ha="center", va="bottom")
-        ax.set_xscale("log")
-        ax.set_ylim(-0.02, 1.02)
-        ax.set_xlabel("training images of the class")
-        ax.set_ylabel("test recall")
-        ax.set_title(f"rho = {rho}")
-        ax.legend(fontsize="small")
-    fig.tight_layout()
-    return fig
+    n = max(1, len(ratios))
+    with report.style():
+        fig, axes = plt.subplots(1, n, figsize=(min(report.FIG_WIDTH, 5.0 * n), 3.8), squeeze=False, layout="constrained")
+        if not ratios:
+            axes[0, 0].text(0.5, 0.5, "no long-tailed ratio (rho > 1) in this run", ha="center", va="center")
+            axes[0, 0].set_axis_off()
+        for ax, rho in zip(axes.flat, ratios):
+            sizes = np.asarray(sizes_by_rho[rho])
+            order = np.argsort(sizes, kind="stable")
+            by_loss = per_class_by_rho[rho]
+            colors = report.colors_for(list(by_loss))
+            for name, df in by_loss.items():
+                ax.plot(sizes[order], df["Recall"].to_numpy()[order], marker="o", markersize=4, color=colors[name], label=name)
+            for j in order:
+                ax.annotate(str(classes[j]), (sizes[j], 0.0), fontsize=report.MIN_FONT, rotation=90, ha="center", va="bottom")
+            ax.set_xscale("log")
+            ax.set_ylim(-0.02, 1.02)
+            ax.set_xlabel("training images of the class")
+            ax.set_ylabel("test recall")
+            ax.set_title(f"rho = {rho}")
+            ax.legend()
+    return report._ticks(fig)
 
 
 def hard_set(table: pd.DataFrame) -> set:

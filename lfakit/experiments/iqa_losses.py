@@ -425,29 +425,42 @@ def tables(P: dict, runs: dict[str, Run], data: Data) -> dict[str, pd.DataFrame]
 
 
 def plot_scatter(runs: dict[str, Run], mos: np.ndarray, metrics: pd.DataFrame, scale: str) -> Figure:
-    """Predicted score against MOS on test, one panel per loss, with the fitted 4-parameter
-    logistic (the map behind PLCC (logistic)); each panel's x axis is that loss's own scale."""
+    """Predicted score against MOS on test, one panel per loss (seaborn), with the fitted
+    4-parameter logistic (the map behind PLCC (logistic)) and the marginal distributions: the
+    predictions' above (a collapsed or bimodal prediction shows there), the MOS at the right.
+    Each panel's x axis is that loss's own scale."""
+    import seaborn as sns
+
     names = [n for n, r in runs.items() if r.ok]
     ncols = min(4, max(1, len(names)))
     nrows = max(1, math.ceil(len(names) / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.3 * ncols, 3.1 * nrows), squeeze=False)
     m = metrics.set_index("Loss")
-    for ax, name in zip(axes.flat, names):
-        s = runs[name].scores["test"]
-        ax.scatter(s, mos, s=9, alpha=0.6, color="tab:blue", edgecolors="none")
-        params, ok = iqa_metrics.fit_logistic(s, mos)
-        if ok:
-            xs = np.linspace(s.min(), s.max(), 200)
-            ax.plot(xs, iqa_metrics.logistic_4p(xs, *params), color="tab:red", linewidth=1.5)
-        ax.set_title(f"{name}: SRCC {m.loc[name, 'SRCC']:.3f}", fontsize=10)
-        ax.set_xlabel("predicted score", fontsize=9)
-        ax.set_ylabel(f"MOS ({scale})", fontsize=9)
-        ax.tick_params(labelsize=8)
-    for ax in axes.flat[len(names):]:
-        fig.delaxes(ax)
-    fig.suptitle("Test images: prediction vs MOS (red: fitted 4-parameter logistic)", fontsize=11)
-    fig.tight_layout()
-    return fig
+    bins = np.histogram_bin_edges(mos, bins=12)
+    with report.style():
+        fig = plt.figure(figsize=(min(report.FIG_WIDTH, 2.45 * ncols + 0.3), 2.75 * nrows + 0.5), layout="constrained")
+        grid = fig.add_gridspec(nrows, ncols)
+        for k, name in enumerate(names):
+            cell = grid[k // ncols, k % ncols].subgridspec(2, 2, height_ratios=(1, 4), width_ratios=(4, 1),
+                                                          hspace=0.0, wspace=0.0)
+            ax = fig.add_subplot(cell[1, 0])
+            top = fig.add_subplot(cell[0, 0], sharex=ax)
+            side = fig.add_subplot(cell[1, 1], sharey=ax)
+            s = runs[name].scores["test"]
+            sns.scatterplot(x=s, y=mos, s=12, alpha=0.6, color="tab:blue", edgecolor="none", ax=ax)
+            params, ok = iqa_metrics.fit_logistic(s, mos)
+            if ok:
+                xs = np.linspace(s.min(), s.max(), 200)
+                ax.plot(xs, iqa_metrics.logistic_4p(xs, *params), color="tab:red", linewidth=1.5)
+            sns.histplot(x=s, bins=12, element="step", color="tab:blue", alpha=0.3, ax=top)
+            sns.histplot(y=mos, bins=bins, element="step", color="0.5", alpha=0.3, ax=side)
+            for marginal in (top, side):
+                marginal.set_axis_off()
+            ax.locator_params(axis="x", nbins=4)
+            ax.set_xlabel("predicted score")
+            ax.set_ylabel(f"MOS ({scale})" if k % ncols == 0 else "")
+            top.set_title(f"{name}: SRCC {m.loc[name, 'SRCC']:.3f}", fontsize=9)
+        fig.suptitle("Test images: prediction vs MOS (red: fitted 4-parameter logistic; margins: distributions)")
+    return report._ticks(fig)
 
 
 def figures(P: dict, runs: dict[str, Run], data: Data, tabs: dict, run_dir: Path) -> dict[str, Figure]:

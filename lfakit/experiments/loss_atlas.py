@@ -1,7 +1,7 @@
 """Loss atlas (the LFA CIFAR-10 study's missing "Figure 2", the CF-Ensemble study's focal table): no training.
 
 Defines the notebook's parameter ``SCHEMA``. The notebook ``notebooks/loss_atlas.ipynb`` calls, in
-order: :func:`setup`, :func:`compute`, :func:`summary`, :func:`figure` (one per task family and an
+order: :func:`setup`, :func:`compute`, :func:`constructions`, :func:`summary`, :func:`figure` (one per task family and an
 overview), :func:`tables`, :func:`explorer` (sliders, only with ``interactive=True``) and
 :func:`save`. The computations and plots live in :mod:`lfakit.atlas`; everything goes through
 ``lfakit.losses.build`` with the notebook's ``loss_kwargs``.
@@ -19,9 +19,6 @@ from lfakit import atlas, losses, record, report
 from lfakit.errors import ParameterError
 from lfakit.experiments._shared import open_checked_run
 from lfakit.schemas.loss_atlas import EXPERIMENT
-
-
-
 
 
 def construction(P: dict) -> atlas.Construction:
@@ -102,6 +99,11 @@ def summary(A: atlas.Atlas) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def constructions(A: atlas.Atlas) -> pd.DataFrame:
+    """The constructions of the views, one row each (for the notebook's table)."""
+    return pd.DataFrame([{"view": v, "construction": t} for v, t in A.construction.describe().items()])
+
+
 FAMILIES = ("multilabel", "multiclass", "iqa", "overview")
 
 
@@ -113,7 +115,7 @@ def figure(P: dict, A: atlas.Atlas, family: str, run_dir: Path) -> Figure | None
     if family == "iqa":
         if A.iqa.empty:
             return None
-        fig = atlas.plot_family(A.iqa, atlas.views_of("iqa"), x="x", y="pull", ncols=4,
+        fig = atlas.plot_family(A.iqa, atlas.views_of("iqa"), x="x", y="pull", ncols=2,
                                 title="IQA losses: loss and -dL/dy_m against the moving prediction")
     elif family == "overview":
         if A.curves.empty:
@@ -125,7 +127,7 @@ def figure(P: dict, A: atlas.Atlas, family: str, run_dir: Path) -> Figure | None
         if curves.empty:
             return None
         ref = A.reference_curves[A.reference_curves["view"].isin(views)]
-        fig = atlas.plot_family(curves, views, reference=ref, ncols=8 if family == "multilabel" else 6,
+        fig = atlas.plot_family(curves, views, reference=ref, ncols=2,
                                 title=f"{family} losses: loss and -dL/ds against p_t (dashed: {atlas.REFERENCE[family]})")
     report.save_figure(fig, run_dir / "figures" / f"{family}.png", dpi=100)
     return fig

@@ -339,51 +339,53 @@ def tables(P: dict, ev: Evaluation) -> dict[str, pd.DataFrame]:
 
 
 def plot_roc_loglog(ev: Evaluation, attacks_: list[str]) -> Figure:
-    """Log-log ROC curves, one panel per attack, one line per loss, the chance diagonal dashed."""
+    """Log-log ROC curves, one panel per attack, one line per loss, the chance diagonal dashed;
+    each panel's title names the loss whose attack AUC is highest, one legend below the panels."""
     names = list(ev.results)
     colors = report.colors_for(names)
     ncols = min(3, len(attacks_))
     nrows = math.ceil(len(attacks_) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.4 * ncols, 4.0 * nrows), squeeze=False)
     n_out = int((~ev.is_member).sum())
-    for ax, a in zip(axes.flat, attacks_):
-        for name in names:
-            fpr, tpr = privacy.roc_curve_points(ev.is_member, ev.results[name][a].scores)
-            ax.plot(fpr, tpr, color=colors[name], linewidth=1.2, label=f"{name} ({ev.metrics[name][a]['auc']:.2f})")
-        lo = 1.0 / max(n_out, 1)
-        ax.plot([lo, 1], [lo, 1], "k--", linewidth=0.8)
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlim(lo, 1)
-        ax.set_ylim(lo, 1)
-        ax.set_title(a, fontsize=11)
-        ax.set_xlabel("false positive rate", fontsize=9)
-        ax.set_ylabel("true positive rate", fontsize=9)
-        ax.tick_params(labelsize=8)
-        ax.legend(fontsize=7, title="loss (AUC)", title_fontsize=7, loc="lower right")
-    for ax in axes.flat[len(attacks_):]:
-        fig.delaxes(ax)
-    fig.tight_layout()
-    return fig
+    with report.style():
+        fig, axes = plt.subplots(nrows, ncols, figsize=(min(report.FIG_WIDTH, 3.3 * ncols + 0.3), 3.0 * nrows + 0.8),
+                                 squeeze=False, sharex=True, sharey=True, layout="constrained")
+        for ax, a in zip(axes.flat, attacks_):
+            for name in names:
+                fpr, tpr = privacy.roc_curve_points(ev.is_member, ev.results[name][a].scores)
+                ax.plot(fpr, tpr, color=colors[name], linewidth=1.2, label=name)
+            lo = 1.0 / max(n_out, 1)
+            ax.plot([lo, 1], [lo, 1], "k--", linewidth=0.8)
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_xlim(lo, 1)
+            ax.set_ylim(lo, 1)
+            best = max(names, key=lambda n: ev.metrics[n][a]["auc"])
+            ax.set_title(f"{a} (highest AUC: {best} {ev.metrics[best][a]['auc']:.2f})", fontsize=9)
+            ax.set_xlabel("false positive rate")
+            ax.set_ylabel("true positive rate")
+        for ax in axes.flat[len(attacks_):]:
+            fig.delaxes(ax)
+        handles = [plt.Line2D([], [], color=colors[n], linewidth=1.5) for n in names]
+        fig.legend(handles, names, loc="outside lower center", ncol=min(len(names), 5), title="loss (AUCs: attacks table)")
+    return report._ticks(fig)
 
 
 def plot_privacy_utility(P: dict, ev: Evaluation) -> Figure:
     """Target test accuracy against the reference attack's TPR at 0.1% FPR and against its AUC."""
     ra = P["reference_attack"]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
     colors = report.colors_for(list(ev.metrics))
-    for ax, key, label in ((axes[0], "tpr@0.1%fpr", "TPR at 0.1% FPR"), (axes[1], "auc", "attack AUC")):
-        for name, d in ev.metrics.items():
-            x, y = d[ra][key], 100 * ev.accuracy[name]["test"]
-            ax.scatter([x], [y], color=colors[name], s=36)
-            ax.annotate(name, (x, y), textcoords="offset points", xytext=(4, 3), fontsize=8)
-        ax.set_xlabel(f"{label} ({ra})", fontsize=9)
-        ax.set_ylabel("target test accuracy (%)", fontsize=9)
-        ax.tick_params(labelsize=8)
-    axes[0].set_title("utility vs leakage of the most exposed examples", fontsize=10)
-    axes[1].set_title("utility vs average-case leakage", fontsize=10)
-    fig.tight_layout()
-    return fig
+    with report.style():
+        fig, axes = plt.subplots(1, 2, figsize=(report.FIG_WIDTH, 4.2), layout="constrained")
+        for ax, key, label in ((axes[0], "tpr@0.1%fpr", "TPR at 0.1% FPR"), (axes[1], "auc", "attack AUC")):
+            for name, d in ev.metrics.items():
+                x, y = d[ra][key], 100 * ev.accuracy[name]["test"]
+                ax.scatter([x], [y], color=colors[name], s=36)
+                ax.annotate(name, (x, y), textcoords="offset points", xytext=(4, 3), fontsize=report.MIN_FONT)
+            ax.set_xlabel(f"{label} ({ra})")
+            ax.set_ylabel("target test accuracy (%)")
+        axes[0].set_title("utility vs leakage of the most exposed examples")
+        axes[1].set_title("utility vs average-case leakage")
+    return report._ticks(fig)
 
 
 def figures(P: dict, ev: Evaluation, run_dir: Path) -> dict[str, Figure]:

@@ -1,0 +1,262 @@
+"""The committed notebooks as JupyterLab shows them: a JupyterLab server on a free localhost port
+(with a token, its root a temporary folder holding copies of notebooks/*.ipynb), opened in
+Chromium through the shared harness (tests/browser.py), each notebook with its stored outputs
+(nothing is re-run). For every notebook:
+
+* every table is an HTML ``<table>`` (a ``report.show_table`` Markdown output), and no plain-text
+  block (``<pre>``) holds a pipe table; the bold Winners and the grey ``n.s.`` entries survive
+  JupyterLab's HTML sanitizer;
+* no stderr output is left (the red blocks of progress bars and warnings);
+* every figure is shown at a width where its smallest font is at least 9 px on screen:
+  rendered width / natural width x the smallest font (points, from the PNG's
+  ``lfakit:min-font-pt`` chunk) x dpi / 72, in the harness's 1280 px window with JupyterLab's file
+  browser open (an output area about 850 px wide, narrower than the usual ~1000 px);
+* the page logs no error and nothing leaves the machine (the harness's ``page.problems``).
+
+A screenshot of each whole notebook goes to tests/artifacts/test_browser_notebooks/ (kept).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from base64 import b64decode
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from browser import ARTIFACTS, artifacts, browser, page  # noqa: F401 - fixtures
+from lfakit import report
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+MIN_PX = 9.0  # the smallest text a figure may show on screen
+PIPE_ROW = re.compile(r"^\s*\|.*\|\s*$", re.M)
+STDERR = '[data-mime-type="application/vnd.jupyter.stderr"]'
+# JupyterLab settings for the test: every cell attached to the page (no windowing, so every
+# image is laid out), no news or update checks (nothing leaves the machine)
+SETTINGS = {
+    "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
+    "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false", "checkForUpdates": False},
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _api(url: str, token: str, method: str, path: str):
+    req = urllib.request.Request(f"{url}{path}", method=method, headers={"Authorization": f"token {token}"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return r.read()
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """A JupyterLab server serving copies of the committed notebooks: ``(base url, token, root)``.
+    Its config, settings, workspaces, runtime and data folders are temporary, so neither the
+    user's JupyterLab set-up nor an earlier test changes what it shows; it fetches no news and
+    checks for no update. At the end it is shut down through its API (which stops the kernels the
+    notebooks started), and anything of it still running is killed and reported."""
+    import psutil
+
+    base = tmp_path_factory.mktemp("lab")
+    root = base / "root"
+    root.mkdir()
+    for nb in NOTEBOOKS:
+        shutil.copy2(nb, root / nb.name)
+    for rel, value in SETTINGS.items():
+        f = base / "settings" / rel
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text(json.dumps(value))
+    port, token = _free_port(), secrets.token_hex(16)
+    (base / "config").mkdir()
+    (base / "config" / "jupyter_server_config.json").write_text(json.dumps({
+        "ServerApp": {"ip": "127.0.0.1", "port": port, "port_retries": 0, "open_browser": False, "root_dir": str(root),
+                      "terminals_enabled": False, "allow_root": os.geteuid() == 0},
+        "IdentityProvider": {"token": token},
+        "LabApp": {"news_url": None, "extension_manager": "readonly", "expose_app_in_browser": True,
+                   "check_for_updates_class": "jupyterlab.handlers.announcements.NeverCheckForUpdate"},
+    }))
+    # the debugger's front end logs errors when a notebook is closed while its kernel starts; it is
+    # not what this test looks at
+    (base / "config" / "labconfig").mkdir()
+    (base / "config" / "labconfig" / "page_config.json").write_text(
+        json.dumps({"disabledExtensions": {"@jupyterlab/debugger-extension": True}}))
+    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(base / "config"), "JUPYTER_DATA_DIR": str(base / "data"),
+           "JUPYTER_RUNTIME_DIR": str(base / "runtime"), "JUPYTERLAB_SETTINGS_DIR": str(base / "settings"),
+           "JUPYTERLAB_WORKSPACES_DIR": str(base / "workspaces")}
+    log = (base / "server.log").open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "jupyterlab", "--no-browser"], env=env, stdout=log,
+                            stderr=subprocess.STDOUT, cwd=base, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                _api(url, token, "GET", "/api/status")
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"JupyterLab did not start:\n{(base / 'server.log').read_text()[-3000:]}")
+                time.sleep(0.2)
+        yield url, token, root
+    finally:
+        try:
+            children = psutil.Process(proc.pid).children(recursive=True)
+        except psutil.Error:
+            children = []
+        try:
+            _api(url, token, "POST", "/api/shutdown")
+        except OSError:
+            pass
+        killed = []
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            killed.append(f"jupyter lab (pid {proc.pid})")
+        for p in psutil.wait_procs(children, timeout=15)[1]:
+            killed.append(f"{p.name()} (pid {p.pid})")
+            p.kill()
+        log.close()
+        (ARTIFACTS / "test_browser_notebooks").mkdir(parents=True, exist_ok=True)
+        shutil.copy(base / "server.log", ARTIFACTS / "test_browser_notebooks" / "jupyterlab-server.log")
+        assert not killed, f"left running after the server's shutdown, killed: {killed}"
+
+
+def _expected(nb) -> dict:
+    """What the stored outputs hold: the Markdown tables (with their bold and muted entries),
+    the PNG figures (natural width, smallest font, dpi) and any stderr output, in order."""
+    tables = strong = muted = stderr = 0
+    figures = []
+    for i, cell in enumerate(nb.cells):
+        for o in cell.get("outputs", []):
+            if o.get("output_type") == "stream" and o.get("name") == "stderr":
+                stderr += 1
+            data = o.get("data", {})
+            md = data.get("text/markdown", "")
+            if PIPE_ROW.search(md):
+                tables += 1
+                rows = PIPE_ROW.findall(md)
+                strong += sum(len(re.findall(r"(?<!\\)\*\*", row)) // 2 for row in rows)
+                muted += sum(row.count(report.MUTED_OPEN) for row in rows)
+            if "image/png" in data:
+                png = b64decode(data["image/png"])
+                meta = report.png_text(png)
+                figures.append({"cell": i, "width": int.from_bytes(png[16:20], "big"),
+                                "font_pt": float(meta[report.FONT_KEY]) if report.FONT_KEY in meta else None,
+                                "dpi": float(meta.get(report.DPI_KEY, "nan"))})
+    return {"tables": tables, "strong": strong, "muted": muted, "stderr": stderr, "figures": figures}
+
+
+OPEN = """async (path) => {
+    const app = window.jupyterapp;
+    for (const w of Array.from(app.shell.widgets('main'))) {
+        if (w.context) { w.context.model.dirty = false; }  // opening may touch the model: no "save?" dialog
+        w.dispose();
+    }
+    const panel = await app.commands.execute('docmanager:open', {path, factory: 'Notebook'});
+    await panel.context.ready;
+    await panel.revealed;
+    return panel.id;
+}"""
+
+MEASURE = """(id) => {
+    const node = document.getElementById(id);
+    const imgs = [...node.querySelectorAll('.jp-OutputArea-output img')];
+    const pres = [...node.querySelectorAll('.jp-OutputArea-output pre')].map(p => p.textContent);
+    return {
+        cells: node.querySelectorAll('.jp-Notebook .jp-Cell').length,
+        tables: node.querySelectorAll('.jp-OutputArea-output.jp-RenderedMarkdown table').length,
+        strong: node.querySelectorAll('.jp-OutputArea-output.jp-RenderedMarkdown td strong').length,
+        muted: node.querySelectorAll('.jp-OutputArea-output.jp-RenderedMarkdown td span[style*="color"] em').length,
+        stderr: node.querySelectorAll('""" + STDERR.replace('"', '\\"') + """').length,
+        pres,
+        imgs: imgs.map(i => ({natural: i.naturalWidth, shown: i.getBoundingClientRect().width, done: i.complete})),
+        scroll: (node.querySelector('.jp-WindowedPanel-outer') || node).scrollHeight,
+    };
+}"""
+
+
+def _open(page, path: str, want: dict) -> dict:
+    """Open ``path`` in the notebook panel, wait until every cell is attached, every image has
+    loaded and the Markdown outputs are rendered (asynchronously), and measure it."""
+    panel_id = page.evaluate(OPEN, path)
+    nb_cells = len(nbformat.read(NOTEBOOKS[[p.name for p in NOTEBOOKS].index(path)], as_version=4).cells)
+    try:
+        page.wait_for_function(
+            """([id, n, tables]) => { const node = document.getElementById(id);
+                if (!node || node.querySelectorAll('.jp-Notebook .jp-Cell').length < n) return false;
+                if (node.querySelectorAll('.jp-OutputArea-output.jp-RenderedMarkdown table').length < tables) return false;
+                return [...node.querySelectorAll('.jp-OutputArea-output img')].every(i => i.complete && i.naturalWidth > 0); }""",
+            arg=[panel_id, nb_cells, want["tables"]], timeout=30_000)
+    except Exception:  # noqa: BLE001 - measured as it is; the checks say what is missing
+        pass
+    return page.evaluate(MEASURE, panel_id)
+
+
+def _problems(name: str, want: dict, got: dict) -> list[str]:
+    out = []
+    if got["tables"] != want["tables"]:
+        out.append(f"{name}: {got['tables']} HTML tables rendered, {want['tables']} Markdown tables stored")
+    if got["strong"] != want["strong"] or got["muted"] != want["muted"]:
+        out.append(f"{name}: bold/grey table entries rendered {got['strong']}/{got['muted']}, "
+                   f"stored {want['strong']}/{want['muted']} (dropped by the sanitizer?)")
+    for text in got["pres"]:
+        if len(PIPE_ROW.findall(text)) >= 2:
+            out.append(f"{name}: a plain-text block holds a table: {text.strip()[:120]!r}")
+    if want["stderr"] or got["stderr"]:
+        out.append(f"{name}: {max(want['stderr'], got['stderr'])} stderr output(s) left")
+    if len(got["imgs"]) != len(want["figures"]):
+        out.append(f"{name}: {len(got['imgs'])} images rendered, {len(want['figures'])} stored")
+        return out
+    for img, fig in zip(got["imgs"], want["figures"]):
+        if fig["font_pt"] is None:
+            out.append(f"{name}: the figure of cell {fig['cell']} has no {report.FONT_KEY} metadata "
+                       "(shown by the inline backend instead of report.show_figures?)")
+            continue
+        px = img["shown"] / img["natural"] * fig["font_pt"] * fig["dpi"] / 72
+        if img["natural"] != fig["width"] or px < MIN_PX:
+            out.append(f"{name}: the figure of cell {fig['cell']} ({fig['width']} px wide, shown at {img['shown']:.0f}) "
+                       f"shows its {fig['font_pt']:g}-pt text at {px:.1f} px (< {MIN_PX:g})")
+    return out
+
+
+def test_committed_notebooks_read_well_in_jupyterlab(lab, page, artifacts):
+    url, token, _ = lab
+    page.goto(f"{url}/lab?token={token}")
+    page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell && "
+                           "document.querySelector('.jp-LabShell') !== null", timeout=60_000)
+    page.wait_for_function("() => window.jupyterapp.serviceManager.isReady", timeout=30_000)
+    problems, summary = [], []
+    for nb_path in NOTEBOOKS:
+        want = _expected(nbformat.read(nb_path, as_version=4))
+        got = _open(page, nb_path.name, want)
+        problems += _problems(nb_path.stem, want, got)
+        sizes = [f"{i['shown'] / i['natural'] * f['font_pt'] * f['dpi'] / 72:.1f}"
+                 for i, f in zip(got["imgs"], want["figures"]) if f["font_pt"]]
+        summary.append(f"{nb_path.stem}: {got['tables']} tables, {len(got['imgs'])} figures, smallest text (px): "
+                       f"{', '.join(sizes) or '-'}")
+        height = min(int(got["scroll"]) + 200, 16_000)  # the whole notebook in one screenshot
+        page.set_viewport_size({"width": 1280, "height": height})
+        page.wait_for_timeout(300)
+        page.screenshot(path=str(artifacts / f"{nb_path.stem}.png"))
+        page.set_viewport_size({"width": 1280, "height": 900})
+    (artifacts / "summary.txt").write_text("\n".join(summary + problems + list(page.problems)) + "\n")
+    assert not page.problems, page.problems.report()
+    assert not problems, "\n".join(problems)
