@@ -258,5 +258,9 @@ def test_committed_notebooks_read_well_in_jupyterlab(lab, page, artifacts):
         page.screenshot(path=str(artifacts / f"{nb_path.stem}.png"))
         page.set_viewport_size({"width": 1280, "height": 900})
     (artifacts / "summary.txt").write_text("\n".join(summary + problems + list(page.problems)) + "\n")
-    assert not page.problems, page.problems.report()
+    # JupyterLab probes a new kernel for subshells; when the test has moved on to the next notebook
+    # before the kernel answered, that probe is cancelled and logged as a page error. It concerns
+    # the kernel's start, not the stored outputs this test reads, so it alone is let through.
+    real = [p for p in page.problems if "Canceled future for create_subshell_request" not in p]
+    assert not real, "\n".join(real)
     assert not problems, "\n".join(problems)
