@@ -112,15 +112,21 @@ def delong_contrast(y, scores, contrast, ci: float = 0.95) -> dict:
         se = z = p = lo = hi = math.nan
     else:
         se = math.sqrt(max(float(c @ cov @ c), 0.0))
-        if se > 0.0:
-            z = delta / se
-            p = float(2.0 * norm.sf(abs(z)))
-        else:
-            z = 0.0 if delta == 0.0 else math.copysign(math.inf, delta)
-            p = 1.0 if delta == 0.0 else 0.0
-        half = float(norm.ppf(0.5 + ci / 2.0)) * se
-        lo, hi = delta - half, delta + half
+        z, p, lo, hi = _normal_test(delta, se, ci)
     return {"delta": delta, "se": se, "z": z, "p_value": p, "ci_low": lo, "ci_high": hi, "auc": aucs}
+
+
+def _normal_test(delta: float, se: float, ci: float) -> tuple[float, float, float, float]:
+    """``(z, two-sided p, ci_low, ci_high)`` of a normal test of ``delta`` with standard error
+    ``se``; ``se == 0`` gives ``z = 0, p = 1`` for ``delta == 0`` and ``z = +-inf, p = 0`` otherwise."""
+    if se > 0.0:
+        z = delta / se
+        p = float(2.0 * norm.sf(abs(z)))
+    else:
+        z = 0.0 if delta == 0.0 else math.copysign(math.inf, delta)
+        p = 1.0 if delta == 0.0 else 0.0
+    half = float(norm.ppf(0.5 + ci / 2.0)) * se
+    return z, p, delta - half, delta + half
 
 
 def delong_test(y, s1, s2, ci: float = 0.95) -> dict:
@@ -666,15 +672,8 @@ def independent_delong(deltas, ses, ci: float = 0.95) -> dict:
     d, se = d[ok], se[ok]
     delta = float(d.mean())
     s = math.sqrt(float((se ** 2).sum())) / d.size
-    if s > 0:
-        z = delta / s
-        pv = float(2.0 * norm.sf(abs(z)))
-    else:
-        z = 0.0 if delta == 0 else math.copysign(math.inf, delta)
-        pv = 1.0 if delta == 0 else 0.0
-    half = float(norm.ppf(0.5 + ci / 2.0)) * s
-    return {"delta": delta, "se": s, "z": z, "p_value": pv, "ci_low": delta - half, "ci_high": delta + half,
-            "n": int(d.size)}
+    z, pv, lo, hi = _normal_test(delta, s, ci)
+    return {"delta": delta, "se": s, "z": z, "p_value": pv, "ci_low": lo, "ci_high": hi, "n": int(d.size)}
 
 
 # --------------------------------------------------------------------------- seeds
