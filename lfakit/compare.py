@@ -308,10 +308,6 @@ def collect(records: list[RunRecord], metric: Metric, split: str) -> list[Block]
 # --------------------------------------------------------------------------------------------
 
 
-def _fmt(v: float, nd: int = 4) -> str:
-    return "—" if v is None or not np.isfinite(v) else f"{v:.{nd}f}"
-
-
 def _p(v: float) -> str:
     if v is None or not np.isfinite(v):
         return "—"
