@@ -118,14 +118,15 @@ def _final_tables(nb) -> dict[str, str]:
 
 
 def test_changed_loss_default_changes_the_checked_tables(tmp_path):
-    """What nbval compares: a changed focal gamma alters the focal rows, and only them."""
+    """What nbval compares: a changed focal gamma alters focal's per-class table, and a loss
+    trained beside it repeats its committed table exactly. Two of the smoke profile's losses
+    (each loss trains from its own seed, so the others need not be trained again)."""
     committed = nbformat.read(ROOT / "notebooks" / f"{EXP}.ipynb", as_version=4)
-    params = runner.resolve_params(EXP, "smoke", {"loss_kwargs": {"focal": {"gamma": 1.0}}})
+    params = runner.resolve_params(EXP, "smoke", {"losses": ["focal", "zlpr"], "loss_kwargs": {"focal": {"gamma": 1.0}}})
     params["run_dir"] = str(tmp_path)
     out = runner.execute(EXP, params, tmp_path, log_output=False)
     fresh = nbformat.read(out, as_version=4)
     old, new = _final_tables(committed), _final_tables(fresh)
-    assert old and new and old != new and old.keys() == new.keys()
-    assert {"focal", "zlpr"} <= set(old)  # the per-class tables, titled by their loss
+    assert {"focal", "zlpr"} <= set(old) and {"focal", "zlpr"} <= set(new)  # per-class tables, titled by loss
     assert old["focal"] != new["focal"]
-    assert old["zlpr"] == new["zlpr"]  # the other losses repeat exactly
+    assert old["zlpr"] == new["zlpr"]  # the other loss repeats exactly

@@ -28,7 +28,7 @@ SCHEMA: dict[str, Spec] = {
                   "two or more: the comparison tests per-seed deltas; empty: seed only", check=check_seeds),
     **fit_params(VAL_METRICS, epochs=10, batch_size=32, optimizer="adamw", lr=0.003, weight_decay=1e-05,
                  scheduler="cosine", monitor="val_auroc", precision="float64"),
-    **run_params(EXPERIMENT, seed=42, num_threads=2),
+    **run_params(EXPERIMENT, seed=42, num_threads=1),
 }
 
 
