@@ -35,7 +35,8 @@ against the baseline:
 
 Written to ``out`` (default ``<folder>/comparison/<metric>-vs-<baseline>/``): ``summary``,
 ``per_class`` (several classes only) and ``per_seed`` (AUROC only) tables as CSV, Markdown and
-LaTeX, ``forest.png`` (the deltas with their intervals, significant ones in colour) and
+LaTeX, ``deltas.csv`` and ``forest.png`` (the deltas with their intervals, significant ones in
+colour), ``seeds.csv`` and ``seeds.png`` (each method's metric per seed with its mean ± sd) and
 ``comparison.json`` (schema ``lfakit.compare/1``: experiment, metric, baseline, source, runs,
 evidence, files). Nothing is read from the printed notebooks.
 """
@@ -339,6 +340,7 @@ class Comparison:
     out_dir: Path | None = None
     files: dict[str, str] = field(default_factory=dict)
     raw: pd.DataFrame | None = None  # numeric per-class / mean rows (the forest plot's data)
+    seeds: pd.DataFrame | None = None  # [Group,] Method, Seed, the metric (mean over classes): plot_seeds' data
 
     def text(self) -> str:
         """What ``lfakit compare`` prints: the summary table, the per-class rows that are not
@@ -393,7 +395,7 @@ def compare_records(records: list[RunRecord], source: Source, baseline: str | No
     blocks = collect_attacks(records) if m.kind == "attack" else collect(records, m, split)
     default_base = next((r.extra.get("baseline") or r.params.get("baseline") for r in records
                          if r.extra.get("baseline") or r.params.get("baseline")), None)
-    summary_rows, class_rows, seed_rows, raw_rows = [], [], [], []
+    summary_rows, class_rows, seed_rows, raw_rows, value_rows = [], [], [], [], []
     mean_family, class_family = [], []  # indices into raw_rows
     base_name = None
     for b in blocks:
@@ -426,6 +428,8 @@ def compare_records(records: list[RunRecord], source: Source, baseline: str | No
             mean_over_cls = np.nanmean(per_seed_vals, axis=1) if ncls > 1 else per_seed_vals[:, 0]
             row = {"Group": b.group, "Method": name, "Seeds": len(b.scores[name]),
                    f"{m.label} (mean ± std)": _mean_std(mean_over_cls)}
+            value_rows += [{"Group": b.group, "Method": name, "Seed": k, m.label: float(v)}
+                           for k, v in zip(sorted(b.scores[name]), mean_over_cls)]
             if r is None:
                 row.update({"Δ vs baseline": "—", "95% CI": "—", "p": "—", "p (Holm)": "—", "Winner": "baseline"})
                 summary_rows.append(row)
@@ -479,7 +483,8 @@ def compare_records(records: list[RunRecord], source: Source, baseline: str | No
                                                                      pd.DataFrame(seed_rows)))
     evidence = _evidence(exp, records, source, blocks, m, base_name, n_boot, ci_method, alpha, len(class_family),
                          len(mean_family), split)
-    return Comparison(exp, m, base_name, source, summary, per_class, per_seed, evidence, raw=raw)
+    return Comparison(exp, m, base_name, source, summary, per_class, per_seed, evidence, raw=raw,
+                      seeds=_drop_empty_group(pd.DataFrame(value_rows)))
 
 
 def _common_seeds(b: Block, base: str, name: str) -> list[int]:
@@ -692,12 +697,27 @@ def plot_forest(c: Comparison):
     return fig
 
 
+def plot_seeds(c: Comparison):
+    """Every method's metric (the mean over classes) per seed, one dot a seed, with the mean ±
+    sd over seeds (``report.plot_per_seed``, seaborn): the seed-to-seed spread beside the
+    forest plot's test-set intervals. One panel per data group."""
+    from lfakit import report
+
+    d = c.seeds
+    grouped = "Group" in d and d["Group"].nunique() > 1
+    what = "mean over classes" if c.raw is not None and (c.raw["class"] != "mean").any() else ""
+    label = f"{c.metric.label} ({what})" if what else c.metric.label
+    return report.plot_per_seed(d, c.metric.label, "Method", panel="Group" if grouped else None,
+                                title=f"{c.metric.label} per seed (dots) and mean ± sd over seeds (◆)", xlabel=label)
+
+
 def _slug(text: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in text).strip("-") or "x"
 
 
 def write(c: Comparison, out: str | Path | None = None) -> Path:
-    """Tables (CSV, Markdown, LaTeX), forest.png and comparison.json into ``out``."""
+    """Tables (CSV, Markdown, LaTeX), deltas.csv, seeds.csv, forest.png, seeds.png and
+    comparison.json into ``out``."""
     import matplotlib.pyplot as plt
 
     from lfakit import report
@@ -719,6 +739,12 @@ def write(c: Comparison, out: str | Path | None = None) -> Path:
         report.save_figure(fig, out_dir / "forest.png")
         plt.close(fig)
         files["forest_png"] = "forest.png"
+    if c.seeds is not None and len(c.seeds):
+        c.seeds.to_csv(out_dir / "seeds.csv", index=False)
+        fig = plot_seeds(c)
+        report.save_figure(fig, out_dir / "seeds.png")
+        plt.close(fig)
+        files.update({"seeds_csv": "seeds.csv", "seeds_png": "seeds.png"})
     doc = {"schema": SCHEMA, "experiment": c.experiment, "metric": c.metric.name, "metric_about": c.metric.about,
            "higher_is_better": c.metric.higher_is_better, "baseline": c.baseline, "source": str(c.source.folder),
            "source_kind": c.source.kind, "runs": [str(p) for p in c.source.run_dirs], "not_used": c.source.not_used,

@@ -78,6 +78,10 @@ def test_a_clear_winner_a_tie_and_the_numbers_behind_them(tmp_path):
                                        rec.predictions.select(method="zlpr", split="test", seed=k).scores[:, j])
                          for j in range(3)]) for k in (0, 1, 2)]
     assert s.loc["zlpr", "AUROC (mean ± std)"] == f"{np.mean(per_seed):.4f} ± {np.std(per_seed, ddof=1):.4f}"
+    # the per-seed figure's data: the same per-seed values, for every method and seed
+    zs = c.seeds[c.seeds["Method"] == "zlpr"]
+    assert zs["Seed"].tolist() == [0, 1, 2] and len(c.seeds) == 9
+    np.testing.assert_allclose(zs["AUROC"], per_seed, rtol=1e-12)
     # the per-seed DeLong table: one row per challenger, class and seed
     assert len(c.per_seed) == 2 * 3 * 3
     assert "3 seed(s) per method" in c.evidence and "Holm" in c.evidence and "DeLong" in c.evidence
@@ -98,7 +102,11 @@ def test_outputs_are_written_in_every_format(tmp_path):
     assert pd.read_csv(out / "summary.csv")["Method"].tolist() == ["focal", "zlpr"]
     assert "\\begin{tabular}" in (out / "summary.tex").read_text()
     assert (out / "summary.md").read_text().startswith("| Method")
-    assert (out / "forest.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for png in ("forest.png", "seeds.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and doc["files"][png.replace(".", "_")] == png
+    seeds = pd.read_csv(out / "seeds.csv")
+    assert list(seeds.columns) == ["Method", "Seed", "AUROC"] and len(seeds) == 4
+    assert seeds.groupby("Method")["AUROC"].mean()["zlpr"] > seeds.groupby("Method")["AUROC"].mean()["focal"]
     loaded = compare.load_comparison(out)
     assert list(loaded["tables"]["summary"]["Winner"]) == ["baseline", "zlpr"]
 
