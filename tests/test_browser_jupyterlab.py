@@ -1,29 +1,21 @@
 """The notebooks in JupyterLab, driven in Chromium: Run All on an experiment notebook ends with
 its tables and no error; the loss atlas with ``interactive=True`` redraws its plot when a
-slider moves. A private JupyterLab (free localhost port, random token, its own config,
-settings, workspace and runtime folders) serves a copy of notebooks/ with LFAKIT_RESULTS in a
-temporary folder; it is shut down, kernels included, when the module ends. Screenshots go to
-tests/artifacts/ (browser.py)."""
+slider moves. A private JupyterLab (tests/browser.py's ``jupyterlab``: free localhost port,
+random token, its own config, settings, workspace and runtime folders) serves a copy of
+notebooks/ with LFAKIT_RESULTS in a temporary folder; it is shut down, kernels included, when the
+module ends. Screenshots go to tests/artifacts/ (browser.py)."""
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import secrets
 import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
 import pytest
 
-from browser import artifacts, browser, page  # noqa: F401 - fixtures
+from browser import Lab, artifacts, browser, jupyterlab, page  # noqa: F401 - fixtures
 from lfakit import site
 
 pytestmark = pytest.mark.slow
@@ -32,32 +24,6 @@ ROOT = Path(__file__).resolve().parents[1]
 # smoke profile; cifar_fece, the next fastest, takes about 45 s).
 NOTEBOOK = "loss_atlas"
 RUN_TIMEOUT_MS = 300_000
-
-
-@dataclass
-class Lab:
-    base: str
-    token: str
-    work: Path
-    results: Path
-    proc: subprocess.Popen
-
-    def api(self, method: str, path: str):
-        req = urllib.request.Request(f"{self.base}{path}", method=method,
-                                     headers={"Authorization": f"token {self.token}"})
-        with urllib.request.urlopen(req, timeout=10) as r:
-            body = r.read()
-        return json.loads(body) if body else None
-
-    def url(self, notebook: str) -> str:
-        # ?reset: a fresh workspace, only this notebook open
-        return f"{self.base}/lab/tree/notebooks/{notebook}?reset&token={self.token}"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _clean_copy(src: Path, dst: Path, edit=None) -> None:
@@ -78,98 +44,20 @@ def _interactive(nb) -> None:
     cell.source = new
 
 
-def _write_settings(folder: Path) -> None:
-    settings = {
-        # every cell in the DOM (no virtualised rendering), and start the notebook's kernel
-        ("@jupyterlab", "notebook-extension", "tracker"): {"windowingMode": "none", "autoStartDefaultKernel": True},
-        ("@jupyterlab", "apputils-extension", "notification"): {"fetchNews": "false", "checkForUpdates": False},
-    }
-    for (scope, ext, name), value in settings.items():
-        d = folder / scope / ext
-        d.mkdir(parents=True, exist_ok=True)
-        (d / f"{name}.jupyterlab-settings").write_text(json.dumps(value))
-
-
-def _stop(lab: Lab, log) -> list[str]:
-    """Shut the server down (it stops its kernels), then end whatever of it is left; returns
-    what had to be killed."""
-    import psutil
-
-    try:
-        children = psutil.Process(lab.proc.pid).children(recursive=True)
-    except psutil.Error:
-        children = []
-    try:
-        lab.api("POST", "/api/shutdown")
-    except OSError:
-        pass
-    killed = []
-    try:
-        lab.proc.wait(30)
-    except subprocess.TimeoutExpired:
-        lab.proc.terminate()
-        try:
-            lab.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            lab.proc.kill()
-            lab.proc.wait(10)
-        killed.append(f"jupyter lab (pid {lab.proc.pid})")
-    _, alive = psutil.wait_procs(children, timeout=15)
-    for p in alive:
-        try:
-            killed.append(f"{p.name()} (pid {p.pid})")
-            p.kill()
-        except psutil.NoSuchProcess:
-            pass
-    log.close()
-    return killed
-
-
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    root = tmp_path_factory.mktemp("jupyterlab")
-    work, results = root / "work", root / "results"
+    """A JupyterLab server (tests/browser.py) serving a copy of notebooks/, the atlas notebook
+    cleared as after "Clear All Outputs" and once more with ``interactive=True``; its kernels
+    write their runs into a temporary results folder (``lab.results``)."""
+    base = tmp_path_factory.mktemp("jupyterlab")
+    work, results = base / "work", base / "results"
     (work / "notebooks").mkdir(parents=True)
     for nb in (ROOT / "notebooks").glob("*.ipynb"):
         shutil.copy(nb, work / "notebooks" / nb.name)
     _clean_copy(ROOT / "notebooks" / f"{NOTEBOOK}.ipynb", work / "notebooks" / f"{NOTEBOOK}.ipynb")
     _clean_copy(ROOT / "notebooks" / "loss_atlas.ipynb", work / "notebooks" / "loss_atlas_interactive.ipynb", _interactive)
-    port, token = _free_port(), secrets.token_hex(16)
-    config = root / "config"
-    config.mkdir()
-    (config / "jupyter_server_config.json").write_text(json.dumps({
-        "ServerApp": {"ip": "127.0.0.1", "port": port, "port_retries": 0, "open_browser": False,
-                      "root_dir": str(work), "allow_root": os.geteuid() == 0},
-        "IdentityProvider": {"token": token},
-        "LabApp": {"news_url": None, "extension_manager": "readonly",
-                   "check_for_updates_class": "jupyterlab.handlers.announcements.NeverCheckForUpdate"},
-    }))
-    _write_settings(root / "settings")
-    env = {**os.environ, "LFAKIT_RESULTS": str(results), "JUPYTER_CONFIG_DIR": str(config),
-           "JUPYTER_DATA_DIR": str(root / "data"), "JUPYTER_RUNTIME_DIR": str(root / "runtime"),
-           "JUPYTERLAB_SETTINGS_DIR": str(root / "settings"), "JUPYTERLAB_WORKSPACES_DIR": str(root / "workspaces")}
-    log = open(root / "server.log", "w")  # noqa: SIM115 - closed by _stop
-    exe = Path(sys.executable).with_name("jupyter-lab")
-    proc = subprocess.Popen([str(exe), "--no-browser"], cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    lab = Lab(f"http://127.0.0.1:{port}", token, work, results, proc)
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"jupyter lab exited ({proc.returncode}):\n{(root / 'server.log').read_text()[-3000:]}")
-            try:
-                lab.api("GET", "/api/status")
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"jupyter lab did not answer:\n{(root / 'server.log').read_text()[-3000:]}")
-                time.sleep(0.3)
-        yield lab
-    finally:
-        killed = _stop(lab, log)
-        shutil.copy(root / "server.log", _artifacts_dir() / "jupyterlab-server.log")
-        assert not killed, f"left running after the server's shutdown, killed: {killed}"
+    with jupyterlab(base, work, _artifacts_dir() / "jupyterlab-server.log", env={"LFAKIT_RESULTS": str(results)}) as server:
+        yield server
 
 
 def _artifacts_dir() -> Path:
@@ -190,7 +78,7 @@ _INDICATOR = f"document.querySelector('{_PANEL} .jp-Notebook-ExecutionIndicator'
 def _open(lab: Lab, page, notebook: str) -> None:
     for s in lab.api("GET", "/api/sessions"):  # one kernel at a time
         lab.api("DELETE", f"/api/sessions/{s['id']}")
-    page.goto(lab.url(notebook))
+    page.goto(lab.url(f"notebooks/{notebook}"))
     page.wait_for_selector(f"{_PANEL} .jp-CodeCell", timeout=120_000)
     deadline = time.monotonic() + 120
     while not any(s["path"].endswith(notebook) and s["kernel"]["execution_state"] == "idle"

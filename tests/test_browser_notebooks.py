@@ -1,6 +1,6 @@
 """The committed notebooks as JupyterLab shows them: a JupyterLab server on a free localhost port
-(with a token, its root a temporary folder holding copies of notebooks/*.ipynb), opened in
-Chromium through the shared harness (tests/browser.py), each notebook with its stored outputs
+(tests/browser.py's ``jupyterlab``: a token, its root a temporary folder holding copies of
+notebooks/*.ipynb), opened in Chromium through the shared harness, each notebook with its stored outputs
 (nothing is re-run). For every notebook:
 
 * every table is an HTML ``<table>`` (a ``report.show_table`` Markdown output), and no plain-text
@@ -18,23 +18,15 @@ A screenshot of each whole notebook goes to tests/artifacts/test_browser_noteboo
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import secrets
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from base64 import b64decode
 from pathlib import Path
 
 import nbformat
 import pytest
 
-from browser import ARTIFACTS, artifacts, browser, page  # noqa: F401 - fixtures
+from browser import ARTIFACTS, artifacts, browser, jupyterlab, page  # noqa: F401 - fixtures
 from lfakit import report
 
 pytestmark = pytest.mark.slow
@@ -44,99 +36,21 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 MIN_PX = 9.0  # the smallest text a figure may show on screen
 PIPE_ROW = re.compile(r"^\s*\|.*\|\s*$", re.M)
 STDERR = '[data-mime-type="application/vnd.jupyter.stderr"]'
-# JupyterLab settings for the test: every cell attached to the page (no windowing, so every
-# image is laid out), no news or update checks (nothing leaves the machine)
-SETTINGS = {
-    "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
-    "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false", "checkForUpdates": False},
-}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _api(url: str, token: str, method: str, path: str):
-    req = urllib.request.Request(f"{url}{path}", method=method, headers={"Authorization": f"token {token}"})
-    with urllib.request.urlopen(req, timeout=10) as r:
-        return r.read()
+# the stored outputs only: a kernel is not started for each notebook opened
+SETTINGS = {"@jupyterlab/notebook-extension/tracker": {"autoStartDefaultKernel": False}}
 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    """A JupyterLab server serving copies of the committed notebooks: ``(base url, token, root)``.
-    Its config, settings, workspaces, runtime and data folders are temporary, so neither the
-    user's JupyterLab set-up nor an earlier test changes what it shows; it fetches no news and
-    checks for no update. At the end it is shut down through its API (which stops the kernels the
-    notebooks started), and anything of it still running is killed and reported."""
-    import psutil
-
+    """A JupyterLab server (tests/browser.py) serving copies of the committed notebooks."""
     base = tmp_path_factory.mktemp("lab")
     root = base / "root"
     root.mkdir()
     for nb in NOTEBOOKS:
         shutil.copy2(nb, root / nb.name)
-    for rel, value in SETTINGS.items():
-        f = base / "settings" / rel
-        f.parent.mkdir(parents=True, exist_ok=True)
-        f.write_text(json.dumps(value))
-    port, token = _free_port(), secrets.token_hex(16)
-    (base / "config").mkdir()
-    (base / "config" / "jupyter_server_config.json").write_text(json.dumps({
-        "ServerApp": {"ip": "127.0.0.1", "port": port, "port_retries": 0, "open_browser": False, "root_dir": str(root),
-                      "terminals_enabled": False, "allow_root": os.geteuid() == 0},
-        "IdentityProvider": {"token": token},
-        "LabApp": {"news_url": None, "extension_manager": "readonly", "expose_app_in_browser": True,
-                   "check_for_updates_class": "jupyterlab.handlers.announcements.NeverCheckForUpdate"},
-    }))
-    # the debugger's front end logs errors when a notebook is closed while its kernel starts; it is
-    # not what this test looks at
-    (base / "config" / "labconfig").mkdir()
-    (base / "config" / "labconfig" / "page_config.json").write_text(
-        json.dumps({"disabledExtensions": {"@jupyterlab/debugger-extension": True}}))
-    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(base / "config"), "JUPYTER_DATA_DIR": str(base / "data"),
-           "JUPYTER_RUNTIME_DIR": str(base / "runtime"), "JUPYTERLAB_SETTINGS_DIR": str(base / "settings"),
-           "JUPYTERLAB_WORKSPACES_DIR": str(base / "workspaces")}
-    log = (base / "server.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "jupyterlab", "--no-browser"], env=env, stdout=log,
-                            stderr=subprocess.STDOUT, cwd=base, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                _api(url, token, "GET", "/api/status")
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"JupyterLab did not start:\n{(base / 'server.log').read_text()[-3000:]}")
-                time.sleep(0.2)
-        yield url, token, root
-    finally:
-        try:
-            children = psutil.Process(proc.pid).children(recursive=True)
-        except psutil.Error:
-            children = []
-        try:
-            _api(url, token, "POST", "/api/shutdown")
-        except OSError:
-            pass
-        killed = []
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            killed.append(f"jupyter lab (pid {proc.pid})")
-        for p in psutil.wait_procs(children, timeout=15)[1]:
-            killed.append(f"{p.name()} (pid {p.pid})")
-            p.kill()
-        log.close()
-        (ARTIFACTS / "test_browser_notebooks").mkdir(parents=True, exist_ok=True)
-        shutil.copy(base / "server.log", ARTIFACTS / "test_browser_notebooks" / "jupyterlab-server.log")
-        assert not killed, f"left running after the server's shutdown, killed: {killed}"
+    with jupyterlab(base, root, ARTIFACTS / "test_browser_notebooks" / "jupyterlab-server.log",
+                    settings=SETTINGS) as server:
+        yield server
 
 
 def _expected(nb) -> dict:
@@ -238,8 +152,7 @@ def _problems(name: str, want: dict, got: dict) -> list[str]:
 
 
 def test_committed_notebooks_read_well_in_jupyterlab(lab, page, artifacts):
-    url, token, _ = lab
-    page.goto(f"{url}/lab?token={token}")
+    page.goto(lab.url())
     page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell && "
                            "document.querySelector('.jp-LabShell') !== null", timeout=60_000)
     page.wait_for_function("() => window.jupyterapp.serviceManager.isReady", timeout=30_000)
