@@ -77,11 +77,17 @@ def _ok_cells():
             _cell("print(x)", "completed", 2, [{"output_type": "stream", "name": "stdout", "text": "1\n"}])]
 
 
-def make_complete(root: Path, run_id: str = "20261130-100000-smoke") -> Path:
+def _run_folder(root: Path, run_id: str) -> Path:
+    """A run folder as ``runner.open_run`` starts it: parameters and environment."""
     d = root / EXP / run_id
     d.mkdir(parents=True)
     _params(d)
     _env(d)
+    return d
+
+
+def make_complete(root: Path, run_id: str = "20261130-100000-smoke") -> Path:
+    d = _run_folder(root, run_id)
     _record(d)
     _png(d / "figures" / "roc curves.png")  # a space: links must be URL-escaped
     (d / "tables").mkdir()
@@ -93,10 +99,7 @@ def make_complete(root: Path, run_id: str = "20261130-100000-smoke") -> Path:
 
 def make_failed(root: Path, run_id: str = "20261130-110000-smoke") -> Path:
     """As papermill leaves a failed run: a red marker cell on top and one above the failed cell."""
-    d = root / EXP / run_id
-    d.mkdir(parents=True)
-    _params(d)
-    _env(d)
+    d = _run_folder(root, run_id)
     _record(d, manifest=False)  # save() had begun: metrics.json but no manifest
     err = {"output_type": "error", "ename": "ValueError", "evalue": "the loss became NaN at epoch 2",
            "traceback": ["\x1b[0;31m---------\x1b[0m", "\x1b[0;31mValueError\x1b[0m: the loss became NaN at epoch 2"]}
@@ -112,10 +115,7 @@ def make_failed(root: Path, run_id: str = "20261130-110000-smoke") -> Path:
 
 
 def make_interrupted(root: Path, run_id: str = "20261130-120000-paper") -> Path:
-    d = root / EXP / run_id
-    d.mkdir(parents=True)
-    _params(d)
-    _env(d)
+    d = _run_folder(root, run_id)
     (d / "checkpoints" / "focal").mkdir(parents=True)
     cells = [*_ok_cells(), _cell("train()", "running", None), _cell("save()", "pending")]
     _write_nb(d, _notebook(cells, exception=None))
@@ -124,11 +124,7 @@ def make_interrupted(root: Path, run_id: str = "20261130-120000-paper") -> Path:
 
 def make_no_notebook(root: Path, run_id: str = "20261130-130000-interactive") -> Path:
     """What ``runner.open_run`` leaves for a notebook run in JupyterLab: no notebook.ipynb."""
-    d = root / EXP / run_id
-    d.mkdir(parents=True)
-    _params(d)
-    _env(d)
-    return d
+    return _run_folder(root, run_id)
 
 
 # --------------------------------------------------------------------------- status
