@@ -707,8 +707,11 @@ def plot_seeds(c: Comparison):
     grouped = "Group" in d and d["Group"].nunique() > 1
     what = "mean over classes" if c.raw is not None and (c.raw["class"] != "mean").any() else ""
     label = f"{c.metric.label} ({what})" if what else c.metric.label
-    return report.plot_per_seed(d, c.metric.label, "Method", panel="Group" if grouped else None,
-                                title=f"{c.metric.label} per seed (dots) and mean ± sd over seeds (◆)", xlabel=label)
+    title = (f"{c.metric.label} per seed (dots) and mean ± sd over seeds (◆)"
+             if d.groupby([*(["Group"] if "Group" in d else []), "Method"]).size().max() > 1
+             else f"{c.metric.label}: one seed per method, no seed-to-seed spread to show")
+    return report.plot_per_seed(d, c.metric.label, "Method", panel="Group" if grouped else None, title=title,
+                                xlabel=label)
 
 
 def _slug(text: str) -> str:

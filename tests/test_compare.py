@@ -273,3 +273,17 @@ def test_seeds_with_their_own_test_sets_are_paired_by_seed_and_combined_as_indep
     assert len(c.per_seed) == 3 and "each seed its own test set" in c.evidence
     with pytest.raises(ParameterError, match="shared test set"):
         compare.compare_folder(run, n_boot=200, ci_method="bca")
+
+
+def test_the_per_seed_figure_says_when_there_is_no_spread(tmp_path):
+    import matplotlib.pyplot as plt
+
+    several = compare.compare_folder(_write_run(tmp_path, "r2", {"focal": 0.6, "zlpr": 2.0}, seeds=[0, 1]), n_boot=100)
+    one = compare.compare_folder(_write_run(tmp_path, "r1", {"focal": 0.6, "zlpr": 2.0}, seeds=[0]), n_boot=100)
+    titles = []
+    for c in (several, one):
+        fig = compare.plot_seeds(c)
+        titles.append(fig.get_suptitle())
+        plt.close(fig)
+    assert "mean ± sd over seeds" in titles[0]
+    assert "one seed per method" in titles[1] and "mean ± sd" not in titles[1]
