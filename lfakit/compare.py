@@ -703,15 +703,14 @@ def plot_seeds(c: Comparison):
     forest plot's test-set intervals. One panel per data group."""
     from lfakit import report
 
-    d = c.seeds
-    grouped = "Group" in d and d["Group"].nunique() > 1
-    what = "mean over classes" if c.raw is not None and (c.raw["class"] != "mean").any() else ""
-    label = f"{c.metric.label} ({what})" if what else c.metric.label
-    title = (f"{c.metric.label} per seed (dots) and mean ± sd over seeds (◆)"
-             if d.groupby([*(["Group"] if "Group" in d else []), "Method"]).size().max() > 1
-             else f"{c.metric.label}: one seed per method, no seed-to-seed spread to show")
-    return report.plot_per_seed(d, c.metric.label, "Method", panel="Group" if grouped else None, title=title,
-                                xlabel=label)
+    d, label = c.seeds, c.metric.label
+    keys = ["Group", "Method"] if "Group" in d else ["Method"]
+    several = d.groupby(keys).size().max() > 1
+    title = (f"{label} per seed (dots) and mean ± sd over seeds (◆)" if several
+             else f"{label}: one seed per method, no seed-to-seed spread to show")
+    over_classes = c.raw is not None and (c.raw["class"] != "mean").any()
+    return report.plot_per_seed(d, label, "Method", panel="Group" if "Group" in d else None, title=title,
+                                xlabel=f"{label} (mean over classes)" if over_classes else label)
 
 
 def _slug(text: str) -> str:
