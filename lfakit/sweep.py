@@ -71,7 +71,8 @@ Executors (``executor=``), all running the same :func:`run_point` per point:
 
 ``timeout`` is each point's wall-clock limit in seconds (None: none): on expiry the point's
 process is interrupted (as Ctrl-C does, so its run folder can be continued with ``lfakit run
---resume``), killed if it has not stopped 30 s later, and the point is failed.
+--resume``), killed together with every process it started (its kernel) if it has not stopped
+30 s later, and the point is failed.
 
 Ctrl-C during a local sweep stops the running points (each as ``lfakit run`` stops on Ctrl-C),
 writes ``sweep.json`` and raises :class:`SweepInterrupted`; re-running the same sweep goes on.
@@ -298,12 +299,14 @@ def run_point(
             stdout, stderr = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             timed_out = True
+            tree = _descendants(proc)  # now: once the point's process is gone its kernel has no parent to find
             proc.send_signal(signal.SIGINT)  # as Ctrl-C: the runner stops the kernel, the run can be resumed
             try:
                 stdout, stderr = proc.communicate(timeout=_KILL_GRACE_S)
             except subprocess.TimeoutExpired:
-                proc.kill()
-                stdout, stderr = proc.communicate()
+                stdout, stderr = _kill_tree(proc, tree + _descendants(proc))
+            else:
+                _kill_tree(None, tree)  # the point stopped; a kernel it left behind does not go on
     finally:
         with _LIVE_LOCK:
             _LIVE.discard(proc)
@@ -340,6 +343,40 @@ def run_point(
             pass
     return {"status": "failed" if error else "complete", "run_dir": run_dir, "error": error,
             "seconds": seconds, "returncode": rc}
+
+
+def _descendants(proc: subprocess.Popen) -> list:
+    """The processes the point's process started (its kernel, ...), as psutil handles."""
+    import psutil
+
+    try:
+        return psutil.Process(proc.pid).children(recursive=True)
+    except psutil.Error:  # it just ended
+        return []
+
+
+def _kill_tree(proc: subprocess.Popen | None, tree: list) -> tuple[str, str]:
+    """SIGKILL to the point's process and the processes it started (``tree``), then what it
+    wrote. If something still holds its pipes after the grace period they are closed, and the
+    output is given up rather than waited for."""
+    import psutil
+
+    for p in tree:
+        try:
+            p.kill()
+        except psutil.Error:  # it ended, or it is another process that reused the pid
+            pass
+    if proc is None:
+        return "", ""
+    proc.kill()
+    try:
+        return proc.communicate(timeout=_KILL_GRACE_S)
+    except subprocess.TimeoutExpired:
+        for f in (proc.stdout, proc.stderr):
+            if f is not None:
+                f.close()
+        proc.wait()
+        return "", "(its output was lost: a process it started kept the pipes open after SIGKILL)"
 
 
 def _interrupt_live() -> None:

@@ -4,8 +4,11 @@
 from __future__ import annotations
 
 import json
+import sys
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from lfakit import record, sweep
@@ -231,6 +234,28 @@ def test_a_point_past_its_timeout_is_failed(results):
     out = sweep.run_point(EXP, "smoke", {"grid_size": 5}, results, timeout=0.5)
     assert out["status"] == "failed" and "timed out after 0.5 s" in out["error"]
     assert out["returncode"] != 0 and out["run_dir"] is None
+
+
+def test_a_timed_out_point_that_ignores_ctrl_c_is_killed_with_what_it_started(results, tmp_path, monkeypatch):
+    """A point whose process ignores SIGINT and whose child (a kernel, say) holds its output
+    pipes: after the grace period both are killed and the point is failed, instead of waiting
+    on the pipes for as long as the child lives."""
+    pid_file = tmp_path / "child.pid"
+    child = ("import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); time.sleep(120)")
+    parent = ("import signal, subprocess, sys, time; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+              f"c = subprocess.Popen([sys.executable, '-c', {child!r}]); "
+              f"open({str(pid_file)!r}, 'w').write(str(c.pid)); print('started', flush=True); time.sleep(120)")
+    monkeypatch.setattr(sweep, "point_command", lambda *a, **k: [sys.executable, "-c", parent])
+    monkeypatch.setattr(sweep, "_KILL_GRACE_S", 1)
+    t0 = time.monotonic()
+    out = sweep.run_point(EXP, "smoke", {}, results, timeout=2)
+    assert time.monotonic() - t0 < 60  # not the 120 s the child would have held the pipes
+    assert out["status"] == "failed" and out["error"].startswith("timed out after 2 s")
+    pid = int(pid_file.read_text())
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie":
+        time.sleep(0.1)
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"
 
 
 @pytest.mark.slow
