@@ -55,6 +55,7 @@ import pandas as pd
 
 from lfakit import stats
 from lfakit.errors import DataError, ParameterError, close_matches
+from lfakit.params import check_bootstrap_resolution
 from lfakit.record import METRICS, RunRecord, load_run
 
 SCHEMA = "lfakit.compare/1"
@@ -197,6 +198,17 @@ def _attack_fn(metric: Metric):
     return lambda y, s: privacy.tpr_at_fpr(y, s, fpr) if 0 < y.sum() < len(y) else np.nan
 
 
+def _check_finite(a, run_dir: Path, method: str, seed: int, group: str, what: str) -> None:
+    """A NaN or infinite score (a training that diverged) is named with its run, method and seed."""
+    a = np.asarray(a, dtype=float)
+    bad = ~np.isfinite(a)
+    if bad.any():
+        where = f", group {group}" if group else ""
+        raise DataError(f"{run_dir}: {method}, seed {seed}{where} has {int(bad.sum())} non-finite {what} scores of "
+                        f"{a.size} (the training diverged?); rerun it, or move that run folder out of the folder "
+                        "compared")
+
+
 def collect_attacks(records: list[RunRecord]) -> list[Block]:
     """membership_inference: per loss and seed, the run's reference attack re-run from the saved
     pool logits and losses of its target and reference models (as the experiment ran it), with the
@@ -205,6 +217,7 @@ def collect_attacks(records: list[RunRecord]) -> list[Block]:
 
     labels = _config_label(records)
     block = None
+    pools: dict[int, tuple[np.ndarray, Path]] = {}  # seed -> (pool sample ids, the run that first had them)
     for r in sorted(records, key=lambda r: r.run_dir.name):
         P, pr = r.params, r.predictions
         if pr is None or "in_train" not in pr.fields:
@@ -221,17 +234,26 @@ def collect_attacks(records: list[RunRecord]) -> list[Block]:
             ref_in = np.stack([q.fields["in_train"][np.argsort(q.sample_id, kind="stable")] for q in refs]).astype(bool) \
                 if refs else np.zeros((0, len(t)), bool)
             members = t.fields["in_train"][order].astype(bool)
+            _check_finite(t.scores, r.run_dir, method, int(t.seed[0]), "target", "pool logits")
+            _check_finite(t.sample_loss, r.run_dir, method, int(t.seed[0]), "target", "pool losses")
+            for q in refs:
+                _check_finite(q.scores, r.run_dir, method, int(t.seed[0]), q.group[0], "pool logits")
+                _check_finite(q.sample_loss, r.run_dir, method, int(t.seed[0]), q.group[0], "pool losses")
             proto = attacks.Protocol(members=members, ref_in=ref_in, seed=P["seed"])
             res = attacks.run_attacks(t.scores[order], t.sample_loss[order], t.targets[order, 0].astype(int),
                                       ref_logits, ref_loss, proto, attacks=(attack,),
                                       fixed_variance=P["fixed_variance"], rmia_gamma=P["rmia_gamma"],
                                       rmia_offline_a=P["rmia_a"] if P["rmia_offline"] else None, seed=P["seed"])
             ids = np.asarray(t.sample_id)[order]
+            seed = int(t.seed[0])
             if block is None:
                 block = Block("", ids, members.astype(int), {}, [f"members ({attack})"], y_seed={})
-            elif not np.array_equal(ids, block.sample_id):
-                raise DataError(f"{r.run_dir} used another pool than the runs read before it; compare runs of one pool")
-            seed = int(t.seed[0])
+            if seed not in pools:
+                pools[seed] = (ids, r.run_dir)
+            elif not np.array_equal(ids, pools[seed][0]):  # a seed's pool is drawn from its seed (pool_size)
+                raise DataError(f"seed {seed}: {r.run_dir} attacked another pool than {pools[seed][1]} "
+                                f"({len(ids)} vs {len(pools[seed][0])} samples); compare runs of the same pool "
+                                "parameters (dataset, pool_size, data_dir)")
             if seed in block.y_seed and not np.array_equal(block.y_seed[seed], members.astype(int)):
                 raise DataError(f"{r.run_dir}: seed {seed} has another membership split than an earlier run's")
             block.y_seed[seed] = members.astype(int)
@@ -239,6 +261,10 @@ def collect_attacks(records: list[RunRecord]) -> list[Block]:
             block.runs.setdefault(name, set()).add(str(r.run_dir))
     if block is None:
         raise DataError("no membership predictions in these runs")
+    first = next(iter(pools.values()))[0]
+    if any(not np.array_equal(ids, first) for ids, _ in pools.values()):  # each seed drew its own pool
+        block.sample_id, block.y = None, None
+        block.ids_seed = {k: pools[k][0] for k in sorted(pools)}
     return [block]
 
 
@@ -267,6 +293,7 @@ def collect(records: list[RunRecord], metric: Metric, split: str) -> list[Block]
                     ids = np.asarray(sel.sample_id)[order]
                     y, sc = _targets_scores(r.experiment, np.asarray(sel.targets)[order],
                                             np.asarray(sel.scores)[order], metric)
+                    _check_finite(sc, r.run_dir, method, seed, group, split)
                     seen = g["seeds"].get(int(seed))
                     if seen is None:
                         g["seeds"][int(seed)] = (ids, y, r.run_dir)
@@ -356,6 +383,9 @@ class Comparison:
 
 
 def _resolve_baseline(block: Block, baseline: str | None, default: str | None) -> str:
+    """The baseline method: ``baseline`` (``--baseline``), else the runs' own baseline loss
+    (``default``), else the first method. A loss name matches the methods of that loss; where a
+    grid made several of them (``focal [lr=0.1]``, ``focal [lr=0.01]``) the full name is needed."""
     names = list(block.scores)
     for cand in (baseline, default):
         if cand is None:
@@ -365,6 +395,10 @@ def _resolve_baseline(block: Block, baseline: str | None, default: str | None) -
         hits = [n for n in names if n.split(" [")[0] == cand]
         if len(hits) == 1:
             return hits[0]
+        if len(hits) > 1:
+            which = "--baseline" if cand == baseline else "the runs' baseline loss"
+            raise ParameterError(f"{which} {cand!r} names {len(hits)} methods of these runs: "
+                                 f"{'; '.join(hits)}. Give one of them in full, e.g. --baseline {hits[0]!r}")
         if baseline is not None and cand == baseline:
             raise ParameterError(f"--baseline {baseline!r} is not a method of these runs; they have "
                                  f"{', '.join(names)}.{close_matches(baseline, names)}")
@@ -395,6 +429,7 @@ def compare_records(records: list[RunRecord], source: Source, baseline: str | No
     blocks = collect_attacks(records) if m.kind == "attack" else collect(records, m, split)
     default_base = next((r.extra.get("baseline") or r.params.get("baseline") for r in records
                          if r.extra.get("baseline") or r.params.get("baseline")), None)
+    _check_resolution(blocks, m, n_boot, alpha)
     summary_rows, class_rows, seed_rows, raw_rows, value_rows = [], [], [], [], []
     mean_family, class_family = [], []  # indices into raw_rows
     base_name = None
@@ -405,6 +440,14 @@ def compare_records(records: list[RunRecord], source: Source, baseline: str | No
         for name in b.scores:
             if name == base:
                 r = None
+            elif m.kind == "attack" and b.independent:  # each seed its own pool: bootstrap each, combine
+                if ci_method == "bca":
+                    raise ParameterError("ci_method=bca needs one shared pool; these seeds each drew their own "
+                                         "(use the percentile interval)")
+                r = stats.independent_seed_bootstrap([
+                    stats.seed_paired_bootstrap(b.y_seed[k][None], b.scores[base][k][None], b.scores[name][k][None],
+                                                _attack_fn(m), n_boot=n_boot, seed=seed + k, per_seed_targets=True)
+                    for k in _common_seeds(b, base, name)])
             elif m.kind == "attack":  # seed k of both methods shares seed k's membership split
                 common = _common_seeds(b, base, name)
                 r = stats.seed_paired_bootstrap(np.stack([b.y_seed[k] for k in common]),
@@ -441,7 +484,7 @@ def compare_records(records: list[RunRecord], source: Source, baseline: str | No
             raw_rows.append({"group": b.group, "method": name, "class": "mean", **mean,
                              "p_bootstrap": r["mean"]["p_value"]})
             mean_family.append(len(raw_rows) - 1)
-            row.update({"Δ vs baseline": f"{mean['delta']:+.4f}", "95% CI": _ci(mean), "p": _p(mean["p_value"])})
+            row.update({"Δ vs baseline": _d(mean["delta"]), "95% CI": _ci(mean), "p": _p(mean["p_value"])})
             summary_rows.append(row)
             for j, cls in enumerate(b.classes if ncls > 1 else []):  # one target: the mean row is all there is
                 p_test = dl[j]["p_value"] if dl is not None else r["p_value"][j]
@@ -453,7 +496,7 @@ def compare_records(records: list[RunRecord], source: Source, baseline: str | No
                 cm = per_seed_vals[:, j]
                 class_rows.append({"Group": b.group, "Method": name, "Class": cls,
                                    f"{base} (mean ± std)": _mean_std(bm), f"{m.label} (mean ± std)": _mean_std(cm),
-                                   "Δ": f"{r['delta'][j]:+.4f}",
+                                   "Δ": _d(r["delta"][j]),
                                    "95% CI": _ci({"ci_low": r["ci_low"][j], "ci_high": r["ci_high"][j]}),
                                    "p (DeLong)" if m.kind == "auroc" else "p": _p(p_test), "_raw": len(raw_rows) - 1})
     raw = pd.DataFrame(raw_rows)
@@ -481,17 +524,42 @@ def compare_records(records: list[RunRecord], source: Source, baseline: str | No
         per_class = per_class.drop(columns="_raw")
     summary, per_class, per_seed = (_drop_empty_group(df) for df in (pd.DataFrame(summary_rows), per_class,
                                                                      pd.DataFrame(seed_rows)))
-    evidence = _evidence(exp, records, source, blocks, m, base_name, n_boot, ci_method, alpha, len(class_family),
-                         len(mean_family), split)
+    evidence = _evidence(exp, records, source, blocks, m, base_name, n_boot, ci_method, alpha,
+                         _family_sizes(raw, class_family), _family_sizes(raw, mean_family), split)
     return Comparison(exp, m, base_name, source, summary, per_class, per_seed, evidence, raw=raw,
                       seeds=_drop_empty_group(pd.DataFrame(value_rows)))
+
+
+def _check_resolution(blocks: list[Block], m: Metric, n_boot: int, alpha: float) -> None:
+    """Refuse an ``n_boot`` too small for any bootstrap-tested difference to be significant
+    (:func:`lfakit.params.check_bootstrap_resolution`). DeLong's p-values, per AUROC class, have
+    no such floor."""
+    for b in blocks:
+        k = len(b.scores) - 1  # the challengers
+        ncls = len(b.classes)
+        sizes = [k if (m.kind != "auroc" or ncls > 1) else 0,  # the mean-over-classes family
+                 k * ncls if (m.kind != "auroc" and ncls > 1) else 0]  # a per-class family tested by bootstrap
+        for size in sizes:
+            msg = check_bootstrap_resolution(size, n_boot, alpha, option="--n-boot")
+            if msg:
+                raise ParameterError(msg)
+
+
+def _family_sizes(raw: pd.DataFrame, family: list[int]) -> tuple[str, int]:
+    """The number of tests in each group's Holm family (``"14"``, or ``"12/14"`` where the groups
+    differ) and how many members were untestable (NaN p-value, left out of the family)."""
+    if not family:
+        return "0", 0
+    sub = raw.loc[family]
+    counts = sorted({int(np.isfinite(v.to_numpy(float)).sum()) for _, v in sub.groupby("group")["p_value"]})
+    return "/".join(map(str, counts)), int((~np.isfinite(sub["p_value"].to_numpy(float))).sum())
 
 
 def _common_seeds(b: Block, base: str, name: str) -> list[int]:
     common = sorted(set(b.scores[base]) & set(b.scores[name]))
     if not common:
         raise DataError(f"{name} and {base} have no seed in common, and each seed has its own "
-                        f"{'membership split' if b.ids_seed is None else 'test set'}: nothing to pair")
+                        f"{'membership split' if b.ids_seed is None else 'test data'}: nothing to pair")
     return common
 
 
@@ -513,6 +581,10 @@ def _mean_std(v: np.ndarray) -> str:
     if v.size == 1:
         return f"{v[0]:.4f}"
     return f"{v.mean():.4f} ± {v.std(ddof=1):.4f}"
+
+
+def _d(v: float) -> str:
+    return f"{v:+.4f}" if np.isfinite(v) else "—"
 
 
 def _ci(d) -> str:
@@ -595,7 +667,7 @@ def _seed_row(b: Block, name: str, cls: str, k: int, base: str, t: dict) -> dict
             "z": round(t["z"], 3) if np.isfinite(t["z"]) else t["z"], "p (DeLong)": _p(t["p_value"])}
 
 
-def _evidence(exp, records, source, blocks, m, base, n_boot, ci_method, alpha, n_class_tests, n_mean_tests,
+def _evidence(exp, records, source, blocks, m, base, n_boot, ci_method, alpha, class_tests, mean_tests,
               split) -> str:
     seeds = sorted({k for b in blocks for v in b.scores.values() for k in v})
     per_method = sorted({len(v) for b in blocks for v in b.scores.values()})
@@ -612,14 +684,18 @@ def _evidence(exp, records, source, blocks, m, base, n_boot, ci_method, alpha, n
                 f"set){mean_test}")
     else:
         test = "the bootstrap's p-value"
-    where = (f"each seed its own {split} set ({'/'.join(map(str, n))} instances), paired by seed" if independent
+    own = "pool and membership split" if m.kind == "attack" else f"{split} set"
+    where = (f"each seed its own {own} ({'/'.join(map(str, n))} instances), paired by seed" if independent
              else f"{'/'.join(map(str, n))} {split} instances{' per group' if len(blocks) > 1 else ''}, shared by "
                   "every seed")
     resample = ("within each seed's own set, the seeds' replicates averaged" if independent
                 else f"over the {split} instances, one resample for every seed")
     strat = ", stratified by label" if m.kind == "auroc" else ""
-    holm_over = (f"over {n_class_tests // len(blocks)} per-class test(s) and, separately, {n_mean_tests // len(blocks)} "
-                 "mean test(s)" if n_class_tests else f"over the {n_mean_tests // len(blocks)} challenger test(s)")
+    (n_class, untestable), (n_mean, untestable_mean) = class_tests, mean_tests
+    holm_over = (f"over {n_class} per-class test(s) and, separately, {n_mean} mean test(s)" if n_class != "0"
+                 else f"over the {n_mean} challenger test(s)")
+    floor = f"; a bootstrap p-value is at least 1/(B + 1) = {1 / (n_boot + 1):.4f}" if (
+        m.kind != "auroc" or not one) else ""
     parts = [
         f"Evidence: {len(records)} run(s) from a {source.kind} folder",
         f"{'/'.join(map(str, per_method))} seed(s) per method (seeds {', '.join(map(str, seeds))})",
@@ -628,8 +704,11 @@ def _evidence(exp, records, source, blocks, m, base, n_boot, ci_method, alpha, n
         f"{'BCa via scipy.stats.bootstrap' if ci_method == 'bca' else 'percentile'}{strat})",
         f"test: {test}",
         f"Holm correction {'within each of the ' + str(len(blocks)) + ' data groups ' if len(blocks) > 1 else ''}"
-        f"{holm_over}, at alpha = {alpha}; a Winner is named only where the corrected p < alpha",
+        f"{holm_over}, at alpha = {alpha}; a Winner is named only where the corrected p < alpha{floor}",
     ]
+    if untestable or untestable_mean:
+        parts.append(f"{untestable + untestable_mean} comparison(s) untestable (a class with one label value in the "
+                     "test data, or an undefined metric) and left out of Holm's families")
     if len(per_method) == 1 and per_method[0] == 1:
         parts.append("with one seed per method the seed-to-seed spread is unmeasured")
     if source.not_used:
@@ -717,6 +796,20 @@ def _slug(text: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in text).strip("-") or "x"
 
 
+# the tables' non-ASCII characters, as (pdf)LaTeX without extra packages typesets them
+_LATEX_CHARS = {"Δ": r"$\Delta$", "±": r"$\pm$", "—": "---", "–": "--", "≥": r"$\geq$", "≤": r"$\leq$"}
+
+
+def _latex(df: pd.DataFrame) -> str:
+    """``df`` as a LaTeX tabular (pandas' ``to_latex``, special characters escaped), with the
+    symbols of the headers and cells (Δ, ±, —) written as LaTeX commands: pdflatex stops at a
+    Unicode Δ."""
+    text = df.to_latex(index=False, escape=True)
+    for ch, tex in _LATEX_CHARS.items():
+        text = text.replace(ch, tex)
+    return text
+
+
 def write(c: Comparison, out: str | Path | None = None) -> Path:
     """Tables (CSV, Markdown, LaTeX), deltas.csv, seeds.csv, forest.png, seeds.png and
     comparison.json into ``out``."""
@@ -732,7 +825,7 @@ def write(c: Comparison, out: str | Path | None = None) -> Path:
             continue
         df.to_csv(out_dir / f"{name}.csv", index=False)
         (out_dir / f"{name}.md").write_text(df.to_markdown(index=False) + "\n")
-        (out_dir / f"{name}.tex").write_text(df.to_latex(index=False, escape=True))
+        (out_dir / f"{name}.tex").write_text(_latex(df))
         files.update({f"{name}_csv": f"{name}.csv", f"{name}_md": f"{name}.md", f"{name}_tex": f"{name}.tex"})
     if c.raw is not None and len(c.raw):
         c.raw.to_csv(out_dir / "deltas.csv", index=False)

@@ -95,6 +95,27 @@ def check_seeds(value: list) -> str | None:
     return None
 
 
+def min_resamples(n_tests: int, alpha: float) -> int:
+    """The fewest bootstrap resamples B for which the smallest Holm-corrected p-value of
+    ``n_tests`` bootstrap p-values, ``n_tests / (B + 1)``, can fall below ``alpha``."""
+    b = max(1, math.floor(n_tests / alpha) - 1)
+    while n_tests / (b + 1) >= alpha:
+        b += 1
+    return b
+
+
+def check_bootstrap_resolution(n_tests: int, n_boot: int, alpha: float, option: str = "n_boot") -> str | None:
+    """A message where ``n_boot`` resamples are too few for any of ``n_tests`` Holm-corrected
+    bootstrap tests to reach ``alpha``: a bootstrap p-value is at least ``1 / (n_boot + 1)`` and
+    Holm multiplies the smallest of the family by ``n_tests``, so every difference would be a tie."""
+    if n_tests < 1 or n_tests / (n_boot + 1) < alpha:
+        return None
+    return (f"{option}={n_boot} is too few resamples for {n_tests} bootstrap-tested comparison(s) at alpha={alpha}: a "
+            f"bootstrap p-value is at least 1/({option} + 1) = {1 / (n_boot + 1):.4f}, which Holm's correction multiplies "
+            f"by {n_tests} to {n_tests / (n_boot + 1):.4f} >= alpha, so every difference would be a tie. Use "
+            f"{option}={min_resamples(n_tests, alpha)} or more (1000 is the default)")
+
+
 def check_loss_kwargs(value: dict) -> str | None:
     """``loss_kwargs`` maps registered loss names to argument mappings. The arguments and their
     values are checked by building each loss (``lfakit.losses.check_kwargs``), which the

@@ -118,7 +118,10 @@ def delong_contrast(y, scores, contrast, ci: float = 0.95) -> dict:
 
 def _normal_test(delta: float, se: float, ci: float) -> tuple[float, float, float, float]:
     """``(z, two-sided p, ci_low, ci_high)`` of a normal test of ``delta`` with standard error
-    ``se``; ``se == 0`` gives ``z = 0, p = 1`` for ``delta == 0`` and ``z = +-inf, p = 0`` otherwise."""
+    ``se``; ``se == 0`` gives ``z = 0, p = 1`` for ``delta == 0`` and ``z = +-inf, p = 0`` otherwise.
+    A NaN ``delta`` or ``se`` (a score that is NaN) gives NaN throughout: nothing was tested."""
+    if math.isnan(delta) or math.isnan(se):
+        return math.nan, math.nan, math.nan, math.nan
     if se > 0.0:
         z = delta / se
         p = float(2.0 * norm.sf(abs(z)))
@@ -645,18 +648,24 @@ def independent_seed_bootstrap(per_seed: Sequence[dict], ci: float = 0.95) -> di
     """Combine :func:`seed_paired_bootstrap` results of seeds that each have **their own** test set
     (``cf_ensemble`` draws data and split per seed): the seed-mean difference, and as its
     bootstrap distribution the mean over seeds of the seeds' replicates, which are independent
-    draws (each seed resampled its own instances with its own stream). Returns ``delta``,
-    ``ci_low``, ``ci_high``, ``p_value`` (per class) and ``mean`` as :func:`seed_paired_bootstrap`
-    does; the interval is percentile."""
+    draws (each seed resampled its own instances with its own stream). A seed whose difference is
+    undefined for a class (the class is absent from its test set) is left out of that class's
+    mean and replicates, as :func:`independent_delong` leaves it out; ``seeds`` says how many
+    seeds each class's result covers. Returns ``delta``, ``ci_low``, ``ci_high``, ``p_value``,
+    ``seeds`` (per class) and ``mean`` as :func:`seed_paired_bootstrap` does; the interval is
+    percentile."""
     if not per_seed:
         raise ValueError("no per-seed results to combine")
     reps = np.stack([r["replicates"] for r in per_seed])  # (S, B, C + 1)
-    point = np.stack([np.r_[r["delta"], r["mean"]["delta"]] for r in per_seed]).mean(axis=0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        combined = reps.mean(axis=0)
+    points = np.stack([np.r_[r["delta"], r["mean"]["delta"]] for r in per_seed])  # (S, C + 1)
+    kept = np.isfinite(points)
+    n = kept.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        point = np.where(kept, points, 0.0).sum(axis=0) / n  # NaN where no seed is defined
+        # a kept seed's undefined replicate makes the combined replicate undefined (it is dropped)
+        combined = np.where(kept[:, None, :], reps, 0.0).sum(axis=0) / n
     lo, hi, p = _percentile_and_p(point, combined, ci)
-    return {**_seed_result(point, lo, hi, p), "n_boot": int(np.isfinite(combined).sum(axis=0).min()),
+    return {**_seed_result(point, lo, hi, p), "seeds": n[:-1], "n_boot": int(np.isfinite(combined).sum(axis=0).min()),
             "ci_method": "percentile"}
 
 

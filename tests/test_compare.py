@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lfakit import compare, record, stats
+from lfakit import compare, params, record, stats
 from lfakit.errors import DataError, ParameterError
 
 CLASSES = ["A", "B", "C"]
@@ -101,6 +101,11 @@ def test_outputs_are_written_in_every_format(tmp_path):
             assert doc["files"][f"{name}_{ext}"] == f"{name}.{ext}"
     assert pd.read_csv(out / "summary.csv")["Method"].tolist() == ["focal", "zlpr"]
     assert "\\begin{tabular}" in (out / "summary.tex").read_text()
+    for name in ("summary", "per_class", "per_seed"):  # pdflatex stops at a Unicode Δ or ±
+        tex = (out / f"{name}.tex").read_text()
+        assert tex.isascii(), name
+    assert r"$\Delta$ vs baseline" in (out / "summary.tex").read_text()
+    assert r"$\pm$" in (out / "per_class.tex").read_text()
     assert (out / "summary.md").read_text().startswith("| Method")
     for png in ("forest.png", "seeds.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and doc["files"][png.replace(".", "_")] == png
@@ -194,16 +199,18 @@ def test_the_command_prints_the_table_with_intervals_and_corrected_tests(tmp_pat
     assert bad.returncode == 2 and "lfakit: error:" in bad.stderr and "Traceback" not in bad.stderr
 
 
-def _write_membership_run(root: Path, name: str, seed: int, leak: dict[str, float], n: int = 400) -> Path:
-    """A membership_inference record: per loss a target and two reference models on one pool; the
-    target's members have lower losses by ``leak`` (0: no leakage)."""
+def _write_membership_run(root: Path, name: str, seed: int, leak: dict[str, float], n: int = 400,
+                          ids: list[str] | None = None) -> Path:
+    """A membership_inference record: per loss a target and two reference models on one pool (the
+    sample ids ``ids``, by default x0000...); the target's members have lower losses by ``leak``
+    (0: no leakage)."""
     run = root / "membership_inference" / name
     run.mkdir(parents=True)
     rng = np.random.default_rng(seed)
     members = np.zeros(n, bool)
     members[rng.permutation(n)[: n // 2]] = True
     labels = rng.integers(0, 10, n)
-    ids = [f"x{i:04d}" for i in range(n)]
+    ids = [f"x{i:04d}" for i in range(n)] if ids is None else ids
     pw = record.PredictionWriter()
     for loss, d in leak.items():
         for role, mask in (("target", members), ("ref0", ~members), ("ref1", members)):
@@ -240,6 +247,33 @@ def test_membership_leakage_lower_is_better_over_common_seeds(tmp_path):
     assert "pool instances" in c.evidence
     c = compare.compare_folder(root / "membership_inference", metric="attack_auc", n_boot=200)
     assert c.summary.set_index("Method").loc["mae", "Winner"] == "mae"
+
+
+def test_membership_seeds_that_drew_their_own_pools_are_compared_seed_by_seed(tmp_path):
+    """The paper profile draws a pool of pool_size samples per seed: each seed's losses share
+    that seed's pool, the seeds do not. Seeds are bootstrapped separately and combined; a run
+    whose pool differs from another run's of the same seed is named."""
+    root = tmp_path / "results"
+    pools = {s: [f"x{i:05d}" for i in sorted(np.random.default_rng(s).choice(1000, 400, replace=False))]
+             for s in (0, 1, 2)}
+    for s in (0, 1, 2):  # one run per seed, as a sweep over --seeds writes them
+        _write_membership_run(root, f"2026010{s}-000000-paper", s, {"ce": 1.5, "mae": 0.0, "gce": 1.5},
+                              ids=pools[s])
+    c = compare.compare_folder(root / "membership_inference", n_boot=200)
+    s = c.summary.set_index("Method")
+    assert (s["Seeds"] == 3).all()
+    assert s.loc["mae", "Winner"] == "mae" and s.loc["gce", "Winner"] == "tie (n.s.)"
+    assert "each seed its own pool and membership split (400 instances), paired by seed" in c.evidence
+    # the seed-mean delta is the mean of the seeds' own deltas
+    one = [compare.compare_folder(root / "membership_inference" / f"2026010{k}-000000-paper", n_boot=200)
+           for k in (0, 1, 2)]
+    d = [float(x.raw.query("method == 'mae' and `class` == 'mean'")["delta"].iloc[0]) for x in one]
+    got = float(c.raw.query("method == 'mae' and `class` == 'mean'")["delta"].iloc[0])
+    assert got == pytest.approx(np.mean(d), abs=1e-12)
+    # a second run of seed 1 on another pool cannot be paired with the first
+    _write_membership_run(root, "20260109-000000-paper", 1, {"ce": 1.5, "mae": 0.0}, ids=pools[2])
+    with pytest.raises(DataError, match=r"seed 1: .*20260109-000000-paper attacked another pool than .*20260101"):
+        compare.compare_folder(root / "membership_inference", n_boot=200)
 
 
 def test_seeds_with_their_own_test_sets_are_paired_by_seed_and_combined_as_independent(tmp_path):
@@ -287,3 +321,98 @@ def test_the_per_seed_figure_says_when_there_is_no_spread(tmp_path):
         plt.close(fig)
     assert "mean ± sd over seeds" in titles[0]
     assert "one seed per method" in titles[1] and "mean ± sd" not in titles[1]
+
+
+def test_too_few_resamples_for_any_significant_difference_are_refused(tmp_path):
+    """A bootstrap p is at least 1/(B + 1); Holm multiplies the smallest of k by k. With 6
+    challengers and B = 100 that is 6/101 > 0.05: every row would be a tie whatever the effect."""
+    methods = {"focal": 0.6, **{f"m{i}": 3.0 for i in range(6)}}
+    run = _write_run(tmp_path, "r1", methods, seeds=[0])
+    with pytest.raises(ParameterError, match=r"--n-boot=100 is too few .* 6 bootstrap-tested .* Use --n-boot=120 "):
+        compare.compare_folder(run, n_boot=100)
+    assert not (run / "comparison").exists()
+    c = compare.compare_folder(run, n_boot=120)
+    assert (c.summary.set_index("Method").loc[[f"m{i}" for i in range(6)], "Winner"] != "tie (n.s.)").all()
+    assert "a bootstrap p-value is at least 1/(B + 1) = 0.0083" in c.evidence
+    assert [params.min_resamples(k, 0.05) for k in (1, 2, 6, 14)] == [20, 40, 120, 280]
+    for k in (1, 3, 7, 42):  # the smallest B that works, and B - 1 does not
+        b = params.min_resamples(k, 0.01)
+        assert k / (b + 1) < 0.01 <= k / b
+
+
+def test_a_nan_score_is_named_with_its_run_method_and_seed(tmp_path):
+    run = tmp_path / "chestxray_zlpr" / "r1"
+    run.mkdir(parents=True)
+    ids, y = _data()
+    pw = record.PredictionWriter()
+    for m in ("focal", "zlpr"):
+        for seed in (0, 1):
+            sc = _scores(y, 1.0, seed, 1)
+            if (m, seed) == ("zlpr", 1):
+                sc[5, 1] = np.nan  # a training that diverged
+            pw.add(m, "test", seed, ids, y, sc, None)
+    record.save_run(run, "chestxray_zlpr", {"losses": ["focal", "zlpr"], "baseline": "focal"}, methods={},
+                    headline=("h", pd.DataFrame(), ""), tables={}, predictions=pw, extra={"classes": CLASSES})
+    with pytest.raises(DataError, match=r"r1: zlpr, seed 1 has 1 non-finite test scores of 720"):
+        compare.compare_folder(run, n_boot=200)
+    assert not (run / "comparison").exists()
+    # and the normal test of a NaN standard error is no test (it was p = 0 before)
+    assert all(np.isnan(v) for v in stats._normal_test(0.1, float("nan"), 0.95))
+    assert stats._normal_test(0.1, 0.0, 0.95)[1] == 0.0 and stats._normal_test(0.0, 0.0, 0.95)[1] == 1.0
+
+
+def test_a_class_absent_from_the_test_set_is_untestable_and_left_out_of_holm(tmp_path):
+    ids, y = _data()
+    y[:, 2] = 0  # class C has no positive
+    run = _write_run(tmp_path, "r1", {"focal": 0.6, "zlpr": 2.0}, seeds=[0, 1], y=y)
+    c = compare.compare_folder(run, n_boot=200)
+    pc = c.per_class.set_index("Class")
+    assert pc.loc["C", "Δ"] == "—" and pc.loc["C", "Winner"] == "untestable" and pc.loc["C", "p (Holm)"] == "—"
+    assert pc.loc["A", "Winner"] == "zlpr"
+    assert "over 2 per-class test(s)" in c.evidence
+    assert "1 comparison(s) untestable" in c.evidence
+    assert "nan" not in c.text()
+
+
+def test_independent_seeds_leave_a_seed_without_the_class_out_of_both_delta_and_test(tmp_path):
+    """cf_ensemble-like seeds with their own test sets; seed 43 has no positive: the class's
+    delta, interval and DeLong test all cover seeds 42 and 44."""
+    run = tmp_path / "cf_ensemble" / "r1"
+    run.mkdir(parents=True)
+    pw = record.PredictionWriter()
+    rng = np.random.default_rng(3)
+    tests = {}
+    for seed in (42, 43, 44):
+        n = 200
+        y = np.zeros(n, int) if seed == 43 else (rng.random(n) < 0.3).astype(int)
+        ids = [f"s{seed}-{i}" for i in range(n)]
+        base, good = y * 0.5 + rng.normal(size=n), y * 1.5 + rng.normal(size=n)
+        pw.add("averaging", "test", seed, ids, y, base, None, group="synthetic")
+        pw.add("stacking", "test", seed, ids, y, good, None, group="synthetic")
+        if seed != 43:
+            tests[seed] = stats.delong_test(y, base, good)
+    record.save_run(run, "cf_ensemble", {"seeds": 3, "seed": 42}, methods={}, headline=("h", pd.DataFrame(), ""),
+                    tables={}, predictions=pw)
+    c = compare.compare_folder(run, n_boot=200)
+    row = c.raw[c.raw["method"] == "stacking"].iloc[0]
+    assert row["delta"] == pytest.approx(np.mean([t["delta"] for t in tests.values()]), abs=1e-12)
+    assert np.isfinite(row["ci_low"]) and row["ci_low"] < row["delta"] < row["ci_high"]
+    assert c.summary.set_index("Method").loc["stacking", "Winner"] == "stacking"
+    r = stats.independent_seed_bootstrap([
+        {"delta": np.array([d]), "mean": {"delta": d}, "replicates": np.full((4, 2), d)}
+        for d in (0.1, np.nan, 0.3)])
+    assert r["delta"][0] == pytest.approx(0.2) and r["seeds"].tolist() == [2]
+
+
+def test_a_baseline_loss_that_names_several_grid_methods_must_be_given_in_full(tmp_path):
+    root = tmp_path / "results"
+    for i, (lr, s) in enumerate([(0.003, 0), (0.01, 0)]):
+        _write_run(root, f"20260101-00000{i}-smoke", {"focal": 0.6, "zlpr": 1.5}, seeds=[s], params={"lr": lr})
+    folder = root / "chestxray_zlpr"
+    with pytest.raises(ParameterError, match=r"--baseline 'focal' names 2 methods .*focal \[lr=0.003\]; "
+                                             r"focal \[lr=0.01\]\. Give one of them in full"):
+        compare.compare_folder(folder, baseline="focal", n_boot=200)
+    with pytest.raises(ParameterError, match=r"the runs' baseline loss 'focal' names 2 methods"):
+        compare.compare_folder(folder, n_boot=200)
+    c = compare.compare_folder(folder, baseline="focal [lr=0.01]", n_boot=200)
+    assert c.baseline == "focal [lr=0.01]"

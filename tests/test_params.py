@@ -221,3 +221,17 @@ def test_comma_lists_read_their_items_as_values():
     assert params.validate(EXP, {"losses": "focal, zlpr"}, partial=True)["losses"] == ["focal", "zlpr"]
     with pytest.raises(ParameterError, match="every seed must be an integer"):
         params.validate(EXP, {"seeds": "0,a"}, partial=True)
+
+
+@pytest.mark.parametrize("experiment", ["iqa_losses", "membership_inference"])
+def test_too_few_resamples_for_the_holm_family_are_refused_before_any_work(experiment):
+    """Each loss is tested against the baseline by a bootstrap p-value, at least 1/(n_boot + 1);
+    Holm over k challengers needs k/(n_boot + 1) < alpha, or every row is a tie."""
+    k = len(params.defaults(experiment)["losses"]) - 1
+    need = params.min_resamples(k, 0.05)
+    assert k / (need + 1) < 0.05 <= k / need
+    base = params.defaults(experiment)
+    with pytest.raises(ParameterError, match=rf"n_boot=100 is too few .* {k} bootstrap-tested .* Use n_boot={need} "):
+        params.validate(experiment, {**base, "n_boot": 100})
+    assert params.validate(experiment, {**base, "n_boot": need})["n_boot"] == need
+    assert params.validate(experiment, {**base, "n_boot": 100, "alpha": 0.1})["n_boot"] == 100  # 6/101, 9/101 < 0.1

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from lfakit.catalog import DATASETS
 from lfakit.fitconfig import fit_params
-from lfakit.params import Spec, check_loss_kwargs, check_model, loss_choices, model_choices, model_help, run_params
+from lfakit.params import (Spec, check_bootstrap_resolution, check_loss_kwargs, check_model, loss_choices, model_choices,
+                           model_help, run_params)
 
 EXPERIMENT = "membership_inference"
 VAL_METRICS = ()
@@ -65,6 +66,9 @@ def check_params(p: dict) -> str | None:
     """Checks across parameters, run before any work starts."""
     if p["baseline"] not in p["losses"]:
         return f"baseline {p['baseline']!r} is not among the trained losses {p['losses']}; add it to losses or pick another baseline"
+    msg = check_bootstrap_resolution(len(set(p["losses"])) - 1, p["n_boot"], p["alpha"])  # Holm over the challengers
+    if msg:
+        return msg
     if p["dataset"] == "digits" and p["data_dir"]:
         return f"data_dir={p['data_dir']!r} is set but dataset is 'digits' (embedded); set dataset=cifar10 or leave data_dir empty"
     if p["n_ref"] % 2:
