@@ -688,7 +688,8 @@ def _evidence(exp, records, source, blocks, m, base, n_boot, ci_method, alpha, c
     where = (f"each seed its own {own} ({'/'.join(map(str, n))} instances), paired by seed" if independent
              else f"{'/'.join(map(str, n))} {split} instances{' per group' if len(blocks) > 1 else ''}, shared by "
                   "every seed")
-    resample = ("within each seed's own set, the seeds' replicates averaged" if independent
+    own_set = "pool" if m.kind == "attack" else "set"
+    resample = (f"within each seed's own {own_set}, the seeds' replicates averaged" if independent
                 else f"over the {split} instances, one resample for every seed")
     strat = ", stratified by label" if m.kind == "auroc" else ""
     (n_class, untestable), (n_mean, untestable_mean) = class_tests, mean_tests
