@@ -8,8 +8,10 @@ What is compared
     A *method* is a loss of a run (``record.predictions.method``); when the runs differ in a
     parameter other than the seed and the losses (a grid over ``lr``, say), that parameter's
     value is added to the method's name (``zlpr [lr=0.001]``). Each method has one or more
-    seeds; all of them, of every method, must have been scored on the same test instances
-    (matched by sample id), which holds for the runs of one sweep.
+    seeds. The methods of one seed must have been scored on the same test instances (matched by
+    sample id), which holds for the runs of one sweep. The seeds share one test set (one data
+    split, several trainings), or each has its own: ``cf_ensemble`` draws data and split per seed,
+    and membership_inference's ``paper`` profile samples an overlapping pool per seed.
 
 The statistics (``lfakit.stats``), per data group (a data set, a ratio/fold) and challenger
 against the baseline:
@@ -19,7 +21,10 @@ against the baseline:
   mean over classes;
 * its 95% interval: the paired bootstrap over the test instances (one resample applied to every
   seed of both methods; stratified by label for AUROC), :func:`lfakit.stats.seed_paired_bootstrap`;
-  percentile, or BCa through ``scipy.stats.bootstrap`` (``ci_method="bca"``);
+  percentile, or BCa through ``scipy.stats.bootstrap`` (``ci_method="bca"``). Seeds with their
+  own test sets are resampled each on its own and their replicates averaged
+  (:func:`lfakit.stats.independent_seed_bootstrap`); membership seeds with their own overlapping
+  pools are resampled over the union of the pools (:func:`lfakit.stats.union_seed_bootstrap`);
 * the per-class test, for AUROC: DeLong per class and seed (``per_seed`` table), **combined
   across seeds by DeLong's contrast test of the seed-mean difference**
   (:func:`lfakit.stats.delong_contrast`): the difference of the two methods' mean AUROC over
@@ -53,9 +58,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lfakit import stats
+from lfakit import params, stats
 from lfakit.errors import DataError, ParameterError, close_matches
-from lfakit.params import check_bootstrap_resolution
 from lfakit.record import METRICS, RunRecord, load_run
 
 SCHEMA = "lfakit.compare/1"
@@ -162,7 +166,8 @@ class Block:
 
     @property
     def independent(self) -> bool:
-        """Each seed has its own test set (the seeds' evaluations are independent)."""
+        """Each seed has its own test set (independent evaluations) or, for membership, its own
+        (overlapping) pool."""
         return self.ids_seed is not None
 
 
@@ -204,7 +209,7 @@ def _check_finite(a, run_dir: Path, method: str, seed: int, group: str, what: st
     bad = ~np.isfinite(a)
     if bad.any():
         where = f", group {group}" if group else ""
-        raise DataError(f"{run_dir}: {method}, seed {seed}{where} has {int(bad.sum())} non-finite {what} scores of "
+        raise DataError(f"{run_dir}: {method}, seed {seed}{where} has {int(bad.sum())} non-finite {what} of "
                         f"{a.size} (the training diverged?); rerun it, or move that run folder out of the folder "
                         "compared")
 
@@ -293,7 +298,7 @@ def collect(records: list[RunRecord], metric: Metric, split: str) -> list[Block]
                     ids = np.asarray(sel.sample_id)[order]
                     y, sc = _targets_scores(r.experiment, np.asarray(sel.targets)[order],
                                             np.asarray(sel.scores)[order], metric)
-                    _check_finite(sc, r.run_dir, method, seed, group, split)
+                    _check_finite(sc, r.run_dir, method, seed, group, f"{split} scores")
                     seen = g["seeds"].get(int(seed))
                     if seen is None:
                         g["seeds"][int(seed)] = (ids, y, r.run_dir)
@@ -382,26 +387,35 @@ class Comparison:
         return "\n".join(out)
 
 
-def _resolve_baseline(block: Block, baseline: str | None, default: str | None) -> str:
-    """The baseline method: ``baseline`` (``--baseline``), else the runs' own baseline loss
-    (``default``), else the first method. A loss name matches the methods of that loss; where a
-    grid made several of them (``focal [lr=0.1]``, ``focal [lr=0.01]``) the full name is needed."""
+def _match(names: list[str], cand: str) -> list[str]:
+    """The methods ``cand`` names: itself, else the methods of that loss (``focal [lr=0.1]``)."""
+    return [cand] if cand in names else [n for n in names if n.split(" [")[0] == cand]
+
+
+def _resolve_baseline(block: Block, baseline: str | None, default: str | None, blocks: list[Block]) -> str:
+    """The baseline method of ``block``: ``baseline`` (``--baseline``), else the runs' own baseline
+    loss (``default``), else the first method. A loss name matches the methods of that loss; where
+    a grid made several of them (``focal [lr=0.1]``, ``focal [lr=0.01]``) the full name is needed.
+    A baseline that other data groups have and this one lacks is named with the group."""
     names = list(block.scores)
+    where = f" in group {block.group!r}" if block.group else ""
     for cand in (baseline, default):
         if cand is None:
             continue
-        if cand in names:
-            return cand
-        hits = [n for n in names if n.split(" [")[0] == cand]
+        hits = _match(names, cand)
         if len(hits) == 1:
             return hits[0]
+        which = "--baseline" if cand == baseline else "the runs' baseline loss"
         if len(hits) > 1:
-            which = "--baseline" if cand == baseline else "the runs' baseline loss"
-            raise ParameterError(f"{which} {cand!r} names {len(hits)} methods of these runs: "
+            raise ParameterError(f"{which} {cand!r} names {len(hits)} methods of these runs{where}: "
                                  f"{'; '.join(hits)}. Give one of them in full, e.g. --baseline {hits[0]!r}")
-        if baseline is not None and cand == baseline:
+        if any(_match(list(b.scores), cand) for b in blocks if b is not block):
+            raise DataError(f"{which} {cand!r} has no runs{where}, which has {', '.join(names)}; compare a folder "
+                            "whose groups all have the baseline, or give --baseline a method that every group has")
+        if cand == baseline:
+            every = list(dict.fromkeys(n for b in blocks for n in b.scores))
             raise ParameterError(f"--baseline {baseline!r} is not a method of these runs; they have "
-                                 f"{', '.join(names)}.{close_matches(baseline, names)}")
+                                 f"{', '.join(every)}.{close_matches(baseline, every)}")
     return names[0]
 
 
@@ -429,25 +443,29 @@ def compare_records(records: list[RunRecord], source: Source, baseline: str | No
     blocks = collect_attacks(records) if m.kind == "attack" else collect(records, m, split)
     default_base = next((r.extra.get("baseline") or r.params.get("baseline") for r in records
                          if r.extra.get("baseline") or r.params.get("baseline")), None)
-    _check_resolution(blocks, m, n_boot, alpha)
+    if all(len(b.scores) < 2 for b in blocks):
+        one = sorted({n for b in blocks for n in b.scores})
+        raise DataError(f"these runs have one method ({', '.join(one)}): nothing to compare it with; add runs of "
+                        "another loss (a sweep over losses, or losses=[...] with two or more)")
+    resolution_note = _check_resolution(blocks, m, n_boot, alpha)
     summary_rows, class_rows, seed_rows, raw_rows, value_rows = [], [], [], [], []
     mean_family, class_family = [], []  # indices into raw_rows
     base_name = None
     for b in blocks:
-        base = _resolve_baseline(b, baseline, default_base)
+        base = _resolve_baseline(b, baseline, default_base, blocks)
         base_name = base_name or base
         ncls = len(b.classes)
         for name in b.scores:
             if name == base:
                 r = None
-            elif m.kind == "attack" and b.independent:  # each seed its own pool: bootstrap each, combine
+            elif m.kind == "attack" and b.independent:  # the seeds' pools differ (and overlap): resample their union
                 if ci_method == "bca":
-                    raise ParameterError("ci_method=bca needs one shared pool; these seeds each drew their own "
+                    raise ParameterError("ci_method=bca needs one shared pool; these seeds drew their own pools "
                                          "(use the percentile interval)")
-                r = stats.independent_seed_bootstrap([
-                    stats.seed_paired_bootstrap(b.y_seed[k][None], b.scores[base][k][None], b.scores[name][k][None],
-                                                _attack_fn(m), n_boot=n_boot, seed=seed + k, per_seed_targets=True)
-                    for k in _common_seeds(b, base, name)])
+                common = _common_seeds(b, base, name)
+                r = stats.union_seed_bootstrap([b.ids_seed[k] for k in common], [b.y_seed[k] for k in common],
+                                               [b.scores[base][k] for k in common], [b.scores[name][k] for k in common],
+                                               _attack_fn(m), n_boot=n_boot, seed=seed)
             elif m.kind == "attack":  # seed k of both methods shares seed k's membership split
                 common = _common_seeds(b, base, name)
                 r = stats.seed_paired_bootstrap(np.stack([b.y_seed[k] for k in common]),
@@ -525,24 +543,30 @@ def compare_records(records: list[RunRecord], source: Source, baseline: str | No
     summary, per_class, per_seed = (_drop_empty_group(df) for df in (pd.DataFrame(summary_rows), per_class,
                                                                      pd.DataFrame(seed_rows)))
     evidence = _evidence(exp, records, source, blocks, m, base_name, n_boot, ci_method, alpha,
-                         _family_sizes(raw, class_family), _family_sizes(raw, mean_family), split)
+                         _family_sizes(raw, class_family), _family_sizes(raw, mean_family), split, resolution_note)
     return Comparison(exp, m, base_name, source, summary, per_class, per_seed, evidence, raw=raw,
                       seeds=_drop_empty_group(pd.DataFrame(value_rows)))
 
 
-def _check_resolution(blocks: list[Block], m: Metric, n_boot: int, alpha: float) -> None:
+def _check_resolution(blocks: list[Block], m: Metric, n_boot: int, alpha: float) -> str | None:
     """Refuse an ``n_boot`` too small for any bootstrap-tested difference to be significant
-    (:func:`lfakit.params.check_bootstrap_resolution`). DeLong's p-values, per AUROC class, have
-    no such floor."""
+    (:func:`lfakit.params.check_bootstrap_resolution`) where the bootstrap gives every test of the
+    comparison. For AUROC over several classes the per-class tests are DeLong's, which have no
+    such floor: only the mean-over-classes rows are then out of reach, and the returned note (for
+    the evidence line) says so."""
     for b in blocks:
         k = len(b.scores) - 1  # the challengers
         ncls = len(b.classes)
-        sizes = [k if (m.kind != "auroc" or ncls > 1) else 0,  # the mean-over-classes family
-                 k * ncls if (m.kind != "auroc" and ncls > 1) else 0]  # a per-class family tested by bootstrap
-        for size in sizes:
-            msg = check_bootstrap_resolution(size, n_boot, alpha, option="--n-boot")
-            if msg:
-                raise ParameterError(msg)
+        if m.kind == "auroc" and ncls == 1:  # the one test is DeLong's
+            continue
+        msg = params.check_bootstrap_resolution(k, n_boot, alpha, option="--n-boot")
+        if msg and m.kind == "auroc":
+            return (f"with {n_boot} resamples no mean-over-classes row can be significant after Holm over {k} "
+                    f"challengers ({k}/(B + 1) >= alpha; use --n-boot {params.min_resamples(k, alpha)} or more); the "
+                    "per-class DeLong tests are not affected")
+        if msg:
+            raise ParameterError(msg)
+    return None
 
 
 def _family_sizes(raw: pd.DataFrame, family: list[int]) -> tuple[str, int]:
@@ -570,7 +594,7 @@ def _drop_empty_group(df: pd.DataFrame) -> pd.DataFrame:
 
 def _base_of(blocks, group, baseline, default_base) -> str:
     b = next(x for x in blocks if x.group == group)
-    return _resolve_baseline(b, baseline, default_base)
+    return _resolve_baseline(b, baseline, default_base, blocks)
 
 
 def _mean_std(v: np.ndarray) -> str:
@@ -668,7 +692,7 @@ def _seed_row(b: Block, name: str, cls: str, k: int, base: str, t: dict) -> dict
 
 
 def _evidence(exp, records, source, blocks, m, base, n_boot, ci_method, alpha, class_tests, mean_tests,
-              split) -> str:
+              split, resolution_note=None) -> str:
     seeds = sorted({k for b in blocks for v in b.scores.values() for k in v})
     per_method = sorted({len(v) for b in blocks for v in b.scores.values()})
     smoke = any(str(r.params.get("data_dir", "x")) == "" or r.extra.get("embedded") for r in records)
@@ -684,13 +708,21 @@ def _evidence(exp, records, source, blocks, m, base, n_boot, ci_method, alpha, c
                 f"set){mean_test}")
     else:
         test = "the bootstrap's p-value"
-    own = "pool and membership split" if m.kind == "attack" else f"{split} set"
-    where = (f"each seed its own {own} ({'/'.join(map(str, n))} instances), paired by seed" if independent
+    where = (f"each seed its own {split} set ({'/'.join(map(str, n))} instances), paired by seed" if independent
              else f"{'/'.join(map(str, n))} {split} instances{' per group' if len(blocks) > 1 else ''}, shared by "
                   "every seed")
-    own_set = "pool" if m.kind == "attack" else "set"
-    resample = (f"within each seed's own {own_set}, the seeds' replicates averaged" if independent
+    resample = ("within each seed's own set, the seeds' replicates averaged" if independent
                 else f"over the {split} instances, one resample for every seed")
+    if m.kind == "attack" and independent:  # membership pools drawn per seed, overlapping
+        pools = list(blocks[0].ids_seed.values())
+        union = np.unique(np.concatenate(pools))
+        shared = pools[0]
+        for q in pools[1:]:
+            shared = np.intersect1d(shared, q)
+        where = (f"the seeds' pools differ ({'/'.join(map(str, n))} instances each, {len(union)} in their union, "
+                 f"{len(shared)} in every pool), each seed with its own membership split, paired by seed")
+        resample = ("over the union of the pools, one resample for every seed, each seed scored on the resampled "
+                    "instances of its own pool")
     strat = ", stratified by label" if m.kind == "auroc" else ""
     (n_class, untestable), (n_mean, untestable_mean) = class_tests, mean_tests
     holm_over = (f"over {n_class} per-class test(s) and, separately, {n_mean} mean test(s)" if n_class != "0"
@@ -707,6 +739,8 @@ def _evidence(exp, records, source, blocks, m, base, n_boot, ci_method, alpha, c
         f"Holm correction {'within each of the ' + str(len(blocks)) + ' data groups ' if len(blocks) > 1 else ''}"
         f"{holm_over}, at alpha = {alpha}; a Winner is named only where the corrected p < alpha{floor}",
     ]
+    if resolution_note:
+        parts.append(resolution_note)
     if untestable or untestable_mean:
         parts.append(f"{untestable + untestable_mean} comparison(s) untestable (a class with one label value in the "
                      "test data, or an undefined metric) and left out of Holm's families")
@@ -798,13 +832,14 @@ def _slug(text: str) -> str:
 
 
 # the tables' non-ASCII characters, as (pdf)LaTeX without extra packages typesets them
-_LATEX_CHARS = {"Δ": r"$\Delta$", "±": r"$\pm$", "—": "---", "–": "--", "≥": r"$\geq$", "≤": r"$\leq$"}
+_LATEX_CHARS = {"Δ": r"$\Delta$", "±": r"$\pm$", "—": "---", "–": "--", "≥": r"$\geq$", "≤": r"$\leq$",
+                "<": "$<$", ">": "$>$"}  # pandas leaves < and > as they are; pdflatex's OT1 font prints them as ¡ ¿
 
 
 def _latex(df: pd.DataFrame) -> str:
-    """``df`` as a LaTeX tabular (pandas' ``to_latex``, special characters escaped), with the
-    symbols of the headers and cells (Δ, ±, —) written as LaTeX commands: pdflatex stops at a
-    Unicode Δ."""
+    """``df`` as a LaTeX tabular (pandas' ``to_latex``: special characters escaped, booktabs
+    rules), with the symbols of the headers and cells (Δ, ±, —, <) written as LaTeX commands:
+    pdflatex stops at a Unicode Δ."""
     text = df.to_latex(index=False, escape=True)
     for ch, tex in _LATEX_CHARS.items():
         text = text.replace(ch, tex)

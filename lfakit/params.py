@@ -111,7 +111,7 @@ def check_bootstrap_resolution(n_tests: int, n_boot: int, alpha: float, option: 
     if n_tests < 1 or n_tests / (n_boot + 1) < alpha:
         return None
     return (f"{option}={n_boot} is too few resamples for {n_tests} bootstrap-tested comparison(s) at alpha={alpha}: a "
-            f"bootstrap p-value is at least 1/({option} + 1) = {1 / (n_boot + 1):.4f}, which Holm's correction multiplies "
+            f"bootstrap p-value is at least 1/({n_boot} + 1) = {1 / (n_boot + 1):.4f}, which Holm's correction multiplies "
             f"by {n_tests} to {n_tests / (n_boot + 1):.4f} >= alpha, so every difference would be a tie. Use "
             f"{option}={min_resamples(n_tests, alpha)} or more (1000 is the default)")
 

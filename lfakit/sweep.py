@@ -72,7 +72,9 @@ Executors (``executor=``), all running the same :func:`run_point` per point:
 ``timeout`` is each point's wall-clock limit in seconds (None: none): on expiry the point's
 process is interrupted (as Ctrl-C does, so its run folder can be continued with ``lfakit run
 --resume``), killed together with every process it started (its kernel) if it has not stopped
-30 s later, and the point is failed.
+30 s later, and the point is failed; a kernel left running by a point that did stop is killed
+too. A point whose process ended (a crash, the OOM killer) while a process it started still
+holds its output is failed the same way 30 s later, with or without ``timeout``.
 
 Ctrl-C during a local sweep stops the running points (each as ``lfakit run`` stops on Ctrl-C),
 writes ``sweep.json`` and raises :class:`SweepInterrupted`; re-running the same sweep goes on.
@@ -287,7 +289,6 @@ def run_point(
     env["PYTHONPATH"] = os.pathsep.join([pkg_parent, *filter(None, [env.get("PYTHONPATH")])])
     env.pop(TEST_KILL_ENV, None)
     t0 = time.perf_counter()
-    timed_out = False
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
                             env=env, text=True, errors="replace")
     with _LIVE_LOCK:
@@ -295,18 +296,7 @@ def run_point(
     try:
         if index is not None and index in _kill_indices():  # test hook (see the module docstring)
             proc.send_signal(signal.SIGKILL)
-        try:
-            stdout, stderr = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            tree = _descendants(proc)  # now: once the point's process is gone its kernel has no parent to find
-            proc.send_signal(signal.SIGINT)  # as Ctrl-C: the runner stops the kernel, the run can be resumed
-            try:
-                stdout, stderr = proc.communicate(timeout=_KILL_GRACE_S)
-            except subprocess.TimeoutExpired:
-                stdout, stderr = _kill_tree(proc, tree + _descendants(proc))
-            else:
-                _kill_tree(None, tree)  # the point stopped; a kernel it left behind does not go on
+        stdout, stderr, timed_out = _wait_point(proc, timeout)
     finally:
         with _LIVE_LOCK:
             _LIVE.discard(proc)
@@ -345,38 +335,106 @@ def run_point(
             "seconds": seconds, "returncode": rc}
 
 
-def _descendants(proc: subprocess.Popen) -> list:
-    """The processes the point's process started (its kernel, ...), as psutil handles."""
+_POLL_S = 5.0  # how often a waiting sweep notes the processes a point started
+
+
+def _process(pid: int):
+    """A psutil handle of ``pid`` (it checks the process's start time, so a reused pid is not
+    mistaken for it), or None when it has ended."""
     import psutil
 
     try:
-        return psutil.Process(proc.pid).children(recursive=True)
-    except psutil.Error:  # it just ended
+        return psutil.Process(pid)
+    except psutil.Error:
+        return None
+
+
+def _descendants(handle) -> list:
+    """The processes the point's process started (its kernel, ...), as psutil handles."""
+    import psutil
+
+    if handle is None:
+        return []
+    try:
+        return handle.children(recursive=True)
+    except psutil.Error:  # it ended
         return []
 
 
-def _kill_tree(proc: subprocess.Popen | None, tree: list) -> tuple[str, str]:
+def _decoded(data) -> str:
+    return data.decode(errors="replace") if isinstance(data, bytes) else (data or "")
+
+
+def _kill_tree(proc: subprocess.Popen, tree) -> tuple[str, str]:
     """SIGKILL to the point's process and the processes it started (``tree``), then what it
-    wrote. If something still holds its pipes after the grace period they are closed, and the
-    output is given up rather than waited for."""
+    wrote. If something still holds its pipes after the grace period they are closed, and what
+    was read until then is returned."""
     import psutil
 
     for p in tree:
         try:
             p.kill()
-        except psutil.Error:  # it ended, or it is another process that reused the pid
+        except psutil.Error:  # it ended (psutil also refuses a pid that another process reused)
             pass
-    if proc is None:
-        return "", ""
-    proc.kill()
+    proc.kill()  # nothing if it has ended
     try:
         return proc.communicate(timeout=_KILL_GRACE_S)
-    except subprocess.TimeoutExpired:
+    except subprocess.TimeoutExpired as e:
         for f in (proc.stdout, proc.stderr):
             if f is not None:
                 f.close()
         proc.wait()
-        return "", "(its output was lost: a process it started kept the pipes open after SIGKILL)"
+        return _decoded(e.stdout), (_decoded(e.stderr) + "\n(the rest of its output was lost: a process it started "
+                                    "kept the pipes open after SIGKILL)")
+
+
+def _wait_point(proc: subprocess.Popen, timeout: float | None) -> tuple[str, str, bool]:
+    """Wait for the point's process and read its output: ``(stdout, stderr, timed_out)``.
+
+    Every few seconds the processes it started (its kernel) are noted, so that they can still be
+    found once the point's process is gone. Past ``timeout`` the point gets SIGINT (as Ctrl-C:
+    the runner stops its kernel, and the run can be resumed); if it has not stopped
+    ``_KILL_GRACE_S`` later, it and everything it started get SIGKILL. A point whose process
+    ended (a crash, the OOM killer) while a process it started still holds the pipes is treated
+    the same way after the grace period, instead of waiting for that process for ever.
+    """
+    handle = _process(proc.pid)  # now, before the pid can be reaped and reused
+    tree: dict[int, Any] = {}
+    start = time.monotonic()
+    timed_out, deadline = False, None  # deadline: when SIGKILL follows
+    while True:
+        now = time.monotonic()
+        waits = [_POLL_S]
+        if timeout is not None and not timed_out:
+            waits.append(start + timeout - now)
+        if deadline is not None:
+            waits.append(deadline - now)
+        try:
+            stdout, stderr = proc.communicate(timeout=max(0.01, min(waits)))
+            break
+        except subprocess.TimeoutExpired:
+            pass
+        tree.update((p.pid, p) for p in _descendants(handle))
+        now = time.monotonic()
+        if deadline is not None and now >= deadline:
+            stdout, stderr = _kill_tree(proc, tree.values())
+            return stdout, stderr, timed_out
+        if proc.poll() is not None and deadline is None:  # ended, but something it started holds the pipes
+            deadline = now + _KILL_GRACE_S
+        if timeout is not None and not timed_out and now >= start + timeout:
+            timed_out = True
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+            deadline = now + _KILL_GRACE_S if deadline is None else deadline
+    if timed_out and tree:  # it stopped on SIGINT; a kernel it left behind does not go on
+        import psutil
+
+        for p in tree.values():
+            try:
+                p.kill()
+            except psutil.Error:
+                pass
+    return stdout, stderr, timed_out
 
 
 def _interrupt_live() -> None:

@@ -106,6 +106,8 @@ def test_outputs_are_written_in_every_format(tmp_path):
         assert tex.isascii(), name
     assert r"$\Delta$ vs baseline" in (out / "summary.tex").read_text()
     assert r"$\pm$" in (out / "per_class.tex").read_text()
+    texts = [(out / f"{name}.tex").read_text() for name in ("summary", "per_class", "per_seed")]
+    assert all("<" not in t.replace("$<$", "") for t in texts) and any("$<$0.001" in t for t in texts)
     assert (out / "summary.md").read_text().startswith("| Method")
     for png in ("forest.png", "seeds.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and doc["files"][png.replace(".", "_")] == png
@@ -263,7 +265,8 @@ def test_membership_seeds_that_drew_their_own_pools_are_compared_seed_by_seed(tm
     s = c.summary.set_index("Method")
     assert (s["Seeds"] == 3).all()
     assert s.loc["mae", "Winner"] == "mae" and s.loc["gce", "Winner"] == "tie (n.s.)"
-    assert "each seed its own pool and membership split (400 instances), paired by seed" in c.evidence
+    assert "the seeds' pools differ (400 instances each, " in c.evidence
+    assert "over the union of the pools, one resample for every seed" in c.evidence
     # the seed-mean delta is the mean of the seeds' own deltas
     one = [compare.compare_folder(root / "membership_inference" / f"2026010{k}-000000-paper", n_boot=200)
            for k in (0, 1, 2)]
@@ -323,12 +326,26 @@ def test_the_per_seed_figure_says_when_there_is_no_spread(tmp_path):
     assert "one seed per method" in titles[1] and "mean ± sd" not in titles[1]
 
 
+def _write_iqa_run(root: Path, methods: dict[str, float], n: int = 80) -> Path:
+    """An iqa_losses record, one seed: method -> noise of its predicted scores around the MOS."""
+    run = root / "iqa_losses" / "r1"
+    run.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    mos = rng.uniform(1, 5, n)
+    pw = record.PredictionWriter()
+    for m, noise in methods.items():
+        pw.add(m, "test", 42, [f"i{i}" for i in range(n)], mos, mos + noise * rng.normal(size=n), None)
+    record.save_run(run, "iqa_losses", {"data_dir": "", "baseline": "l1"}, methods={},
+                    headline=("h", pd.DataFrame(), ""), tables={}, predictions=pw, extra={"baseline": "l1"})
+    return run
+
+
 def test_too_few_resamples_for_any_significant_difference_are_refused(tmp_path):
     """A bootstrap p is at least 1/(B + 1); Holm multiplies the smallest of k by k. With 6
     challengers and B = 100 that is 6/101 > 0.05: every row would be a tie whatever the effect."""
-    methods = {"focal": 0.6, **{f"m{i}": 3.0 for i in range(6)}}
-    run = _write_run(tmp_path, "r1", methods, seeds=[0])
-    with pytest.raises(ParameterError, match=r"--n-boot=100 is too few .* 6 bootstrap-tested .* Use --n-boot=120 "):
+    run = _write_iqa_run(tmp_path, {"l1": 1.0, **{f"m{i}": 0.05 for i in range(6)}})
+    with pytest.raises(ParameterError, match=r"--n-boot=100 is too few .* 6 bootstrap-tested .* at least "
+                                             r"1/\(100 \+ 1\) = 0.0099.* Use --n-boot=120 "):
         compare.compare_folder(run, n_boot=100)
     assert not (run / "comparison").exists()
     c = compare.compare_folder(run, n_boot=120)
@@ -338,6 +355,26 @@ def test_too_few_resamples_for_any_significant_difference_are_refused(tmp_path):
     for k in (1, 3, 7, 42):  # the smallest B that works, and B - 1 does not
         b = params.min_resamples(k, 0.01)
         assert k / (b + 1) < 0.01 <= k / b
+
+
+def test_few_resamples_leave_auroc_per_class_delong_tests_valid_and_say_what_they_cannot_test(tmp_path):
+    """AUROC over several classes: the per-class tests are DeLong's (no floor), only the
+    mean-over-classes rows use the bootstrap p. Not refused: the evidence says which rows are out
+    of reach. One class: the only test is DeLong's, nothing to say."""
+    methods = {"focal": 0.6, **{f"m{i}": 3.0 for i in range(6)}}
+    run = _write_run(tmp_path, "r1", methods, seeds=[0])
+    c = compare.compare_folder(run, n_boot=100)
+    assert "no mean-over-classes row can be significant after Holm over 6 challengers" in c.evidence
+    assert "use --n-boot 120 or more" in c.evidence
+    assert (c.summary.set_index("Method").loc[[f"m{i}" for i in range(6)], "Winner"] == "tie (n.s.)").all()
+    assert (c.per_class["Winner"].str.startswith("m")).all()  # DeLong finds every class's large gain
+    c = compare.compare_folder(run, n_boot=120, out=tmp_path / "c2")
+    assert "no mean-over-classes row" not in c.evidence
+    ids, y = _data()
+    one = _write_run(tmp_path, "r2", methods, seeds=[0], y=y[:, :1])
+    c = compare.compare_folder(one, n_boot=100)  # one AUROC: DeLong only, no floor
+    assert "no mean-over-classes row" not in c.evidence and "at least 1/(B + 1)" not in c.evidence
+    assert (c.summary.set_index("Method").loc[[f"m{i}" for i in range(6)], "Winner"] != "tie (n.s.)").all()
 
 
 def test_a_nan_score_is_named_with_its_run_method_and_seed(tmp_path):
@@ -416,3 +453,27 @@ def test_a_baseline_loss_that_names_several_grid_methods_must_be_given_in_full(t
         compare.compare_folder(folder, n_boot=200)
     c = compare.compare_folder(folder, baseline="focal [lr=0.01]", n_boot=200)
     assert c.baseline == "focal [lr=0.01]"
+
+
+def test_one_method_or_a_group_without_the_baseline_is_named(tmp_path):
+    one = _write_run(tmp_path, "r1", {"focal": 0.6}, seeds=[0, 1])
+    with pytest.raises(DataError, match=r"one method \(focal\): nothing to compare it with"):
+        compare.compare_folder(one, n_boot=200)
+    run = tmp_path / "cifar_fece" / "r2"
+    run.mkdir(parents=True)
+    ids, y = _data()
+    pw = record.PredictionWriter()
+    for group, methods in (("rho=10", ("ce", "fece")), ("rho=50", ("fece", "focal"))):
+        for m in methods:
+            pw.add(m, "test", 0, ids, y, _scores(y, 1.0, 0, len(m)), None, group=group)
+    record.save_run(run, "cifar_fece", {"baseline": "ce"}, methods={}, headline=("h", pd.DataFrame(), ""), tables={},
+                    predictions=pw, extra={"classes": CLASSES, "baseline": "ce"})
+    with pytest.raises(DataError, match=r"the runs' baseline loss 'ce' has no runs in group 'rho=50', which has "
+                                         r"fece, focal"):
+        compare.compare_folder(run, n_boot=200)
+    with pytest.raises(DataError, match=r"--baseline 'focal' has no runs in group 'rho=10'"):
+        compare.compare_folder(run, baseline="focal", n_boot=200)
+    with pytest.raises(ParameterError, match=r"'fecee' is not a method of these runs; they have ce, fece, focal"):
+        compare.compare_folder(run, baseline="fecee", n_boot=200)
+    c = compare.compare_folder(run, baseline="fece", n_boot=200)  # every group has it
+    assert set(c.summary["Group"]) == {"rho=10", "rho=50"} and not (run / "comparison" / "auroc-vs-ce").exists()

@@ -186,3 +186,57 @@ def test_independent_seed_combination():
     se = np.sqrt(0.01 ** 2 + 0.02 ** 2) / 2
     assert r["n"] == 2 and r["delta"] == pytest.approx(0.03) and r["se"] == pytest.approx(se)
     assert r["p_value"] == pytest.approx(2 * norm.sf(0.03 / se))
+
+
+def _tpr_at_1pct(y, s):
+    from lfakit.metrics.privacy import tpr_at_fpr
+
+    return tpr_at_fpr(y.astype(bool), s, 0.01) if 0 < y.sum() < len(y) else np.nan
+
+
+def _pools(rng, n_all, n, seeds):
+    out = []
+    for _ in range(seeds):
+        ids = np.sort(rng.choice(n_all, n, replace=False))
+        y = (rng.random(n) < 0.5).astype(int)  # each seed its own membership split
+        out.append((ids, y, y * 0.5 + rng.normal(size=n), y * 1.2 + rng.normal(size=n)))
+    return out
+
+
+def test_union_bootstrap_of_identical_pools_is_the_shared_pool_bootstrap():
+    rng = np.random.default_rng(7)
+    ids = np.arange(300)
+    seeds = [(ids, *p[1:]) for p in _pools(rng, 300, 300, 3)]
+    u = stats.union_seed_bootstrap(*zip(*seeds), metric=roc_auc_score, n_boot=200, seed=3)
+    y, s1, s2 = (np.stack([p[i] for p in seeds]) for i in (1, 2, 3))
+    ref = stats.seed_paired_bootstrap(y, s1, s2, roc_auc_score, n_boot=200, seed=3, per_seed_targets=True)
+    np.testing.assert_allclose(u["replicates"][:, 0], ref["replicates"][:, 0], rtol=0, atol=1e-12)
+    for key in ("delta", "ci_low", "ci_high", "p_value"):
+        np.testing.assert_allclose(u[key], ref[key], rtol=0, atol=1e-12)
+
+
+def test_union_bootstrap_draws_a_shared_instance_for_every_seed_that_has_it():
+    """Written out: per replicate, draw the union with replacement and score each seed on the
+    drawn instances of its pool (as often as drawn); the mean over seeds of the differences."""
+    rng = np.random.default_rng(11)
+    seeds = _pools(rng, 500, 300, 3)  # pools overlap by about 60%
+    u = stats.union_seed_bootstrap(*zip(*seeds), metric=_tpr_at_1pct, n_boot=50, seed=5)
+    union = np.unique(np.concatenate([p[0] for p in seeds]))
+    draws = np.random.default_rng(5).integers(0, len(union), size=(50, len(union)))
+    ref = []
+    for d in draws:
+        picked = union[d]
+        per_seed = []
+        for ids, y, s1, s2 in seeds:
+            where = {v: i for i, v in enumerate(ids)}
+            rows = np.array([where[v] for v in picked if v in where])
+            per_seed.append(_tpr_at_1pct(y[rows], s2[rows]) - _tpr_at_1pct(y[rows], s1[rows]))
+        ref.append(np.mean(per_seed))
+    np.testing.assert_allclose(u["replicates"][:, 0], ref, rtol=0, atol=1e-12)
+    point = np.mean([_tpr_at_1pct(y, s2) - _tpr_at_1pct(y, s1) for _, y, s1, s2 in seeds])
+    assert u["delta"][0] == pytest.approx(point, abs=1e-12)
+    lo, hi = np.quantile(ref, [0.025, 0.975])
+    assert (u["ci_low"][0], u["ci_high"][0]) == pytest.approx((lo, hi), abs=1e-12)
+    with pytest.raises(ValueError, match="seed 1: 300 ids but 299 targets"):
+        stats.union_seed_bootstrap([seeds[0][0], seeds[1][0]], [seeds[0][1], seeds[1][1][:-1]],
+                                   [seeds[0][2], seeds[1][2]], [seeds[0][3], seeds[1][3]], _tpr_at_1pct)

@@ -236,26 +236,97 @@ def test_a_point_past_its_timeout_is_failed(results):
     assert out["returncode"] != 0 and out["run_dir"] is None
 
 
+def _gone(pid: int, wait_s: float = 10.0) -> bool:
+    """Whether process ``pid`` has ended (a zombie not yet reaped by its new parent counts)."""
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _fake_point(monkeypatch, tmp_path, *, parent_on_sigint: str, child_pipes: str, parent_end: str,
+                daemon: bool = False):
+    """Make run_point start a fake point: a parent process that starts a child which ignores
+    SIGINT and sleeps 120 s (``child_pipes``: "inherit" keeps the point's pipes, "devnull" not;
+    ``daemon``: started by a double fork, so it is not among the parent's children), writes the
+    child's pid, prints ``started`` and then runs ``parent_end``. Returns the pid file."""
+    pid_file = tmp_path / "child.pid"
+    child = "import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); time.sleep(120)"
+    pipes = "" if child_pipes == "inherit" else ", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL"
+    if daemon:
+        start = (f"pid = os.fork()\nif pid == 0:\n    c = subprocess.Popen([sys.executable, '-c', {child!r}]{pipes})\n"
+                 f"    open({str(pid_file)!r}, 'w').write(str(c.pid))\n    os._exit(0)\nos.waitpid(pid, 0)\n"
+                 f"while not os.path.exists({str(pid_file)!r}): time.sleep(0.01)\n")
+    else:
+        start = (f"c = subprocess.Popen([sys.executable, '-c', {child!r}]{pipes})\n"
+                 f"open({str(pid_file)!r}, 'w').write(str(c.pid))\n")
+    parent = (f"import os, signal, subprocess, sys, time\nsignal.signal(signal.SIGINT, signal.{parent_on_sigint})\n"
+              f"{start}print('started', flush=True)\n{parent_end}\n")
+    monkeypatch.setattr(sweep, "point_command", lambda *a, **k: [sys.executable, "-c", parent])
+    monkeypatch.setattr(sweep, "_KILL_GRACE_S", 1)
+    monkeypatch.setattr(sweep, "_POLL_S", 0.2)
+    return pid_file
+
+
 def test_a_timed_out_point_that_ignores_ctrl_c_is_killed_with_what_it_started(results, tmp_path, monkeypatch):
     """A point whose process ignores SIGINT and whose child (a kernel, say) holds its output
     pipes: after the grace period both are killed and the point is failed, instead of waiting
     on the pipes for as long as the child lives."""
-    pid_file = tmp_path / "child.pid"
-    child = ("import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); time.sleep(120)")
-    parent = ("import signal, subprocess, sys, time; signal.signal(signal.SIGINT, signal.SIG_IGN); "
-              f"c = subprocess.Popen([sys.executable, '-c', {child!r}]); "
-              f"open({str(pid_file)!r}, 'w').write(str(c.pid)); print('started', flush=True); time.sleep(120)")
-    monkeypatch.setattr(sweep, "point_command", lambda *a, **k: [sys.executable, "-c", parent])
-    monkeypatch.setattr(sweep, "_KILL_GRACE_S", 1)
+    pid_file = _fake_point(monkeypatch, tmp_path, parent_on_sigint="SIG_IGN", child_pipes="inherit",
+                           parent_end="time.sleep(120)")
     t0 = time.monotonic()
     out = sweep.run_point(EXP, "smoke", {}, results, timeout=2)
     assert time.monotonic() - t0 < 60  # not the 120 s the child would have held the pipes
     assert out["status"] == "failed" and out["error"].startswith("timed out after 2 s")
-    pid = int(pid_file.read_text())
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie":
-        time.sleep(0.1)
-    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"
+    assert _gone(int(pid_file.read_text()))
+
+
+def test_a_point_that_stops_on_ctrl_c_does_not_leave_its_kernel_running(results, tmp_path, monkeypatch):
+    pid_file = _fake_point(monkeypatch, tmp_path, parent_on_sigint="default_int_handler", child_pipes="devnull",
+                           parent_end="time.sleep(120)")
+    out = sweep.run_point(EXP, "smoke", {}, results, timeout=2)
+    assert out["status"] == "failed" and out["error"].startswith("timed out after 2 s")
+    assert out["returncode"] != 0 and "KeyboardInterrupt" in out["error"]  # it stopped on SIGINT, its stderr kept
+    assert _gone(int(pid_file.read_text()))
+
+
+def test_a_point_that_dies_while_its_child_holds_the_pipes_is_failed_without_a_timeout(results, tmp_path,
+                                                                                        monkeypatch):
+    """The point's process crashes (exit 3) one second in; its child keeps the pipes open. With
+    no timeout the sweep still notices, kills the child after the grace period and keeps the
+    output."""
+    pid_file = _fake_point(monkeypatch, tmp_path, parent_on_sigint="SIG_IGN", child_pipes="inherit",
+                           parent_end="time.sleep(1); sys.stderr.write('boom\\n'); sys.stderr.flush(); os._exit(3)")
+    t0 = time.monotonic()
+    out = sweep.run_point(EXP, "smoke", {}, results, timeout=None)
+    assert time.monotonic() - t0 < 60
+    assert out["status"] == "failed" and out["error"].startswith("exit status 3") and "boom" in out["error"]
+    assert _gone(int(pid_file.read_text()))
+
+
+def test_output_read_before_a_stray_process_keeps_the_pipes_is_not_lost(results, tmp_path, monkeypatch):
+    """A process outside the point's tree (a double-forked daemon) holds the pipes after SIGKILL:
+    they are closed after the grace period, and what was read until then is kept."""
+    pid_file = _fake_point(monkeypatch, tmp_path, parent_on_sigint="SIG_IGN", child_pipes="inherit",
+                           parent_end="time.sleep(120)", daemon=True)
+    try:
+        t0 = time.monotonic()
+        log = tmp_path / "point.log"
+        out = sweep.run_point(EXP, "smoke", {}, results, timeout=1, log_file=log)
+        assert time.monotonic() - t0 < 60
+        assert out["status"] == "failed" and out["error"].startswith("timed out after 1 s")
+        assert "the rest of its output was lost" in out["error"]
+        assert "--- stdout\nstarted" in log.read_text()  # read before the pipes were closed
+    finally:
+        try:
+            psutil.Process(int(pid_file.read_text())).kill()
+        except (psutil.Error, OSError, ValueError):
+            pass
 
 
 @pytest.mark.slow
