@@ -678,11 +678,16 @@ def union_seed_bootstrap(ids: Sequence, y: Sequence, s1: Sequence, s2: Sequence,
     Each replicate resamples the union of the instances once, with replacement, and every seed is
     scored on the resampled instances of its own set, each as often as it was drawn. An instance
     shared by several seeds is thus drawn for all of them together, which keeps the seeds'
-    correlation through shared instances inside the interval. Identical sets give exactly the
-    draws and results of :func:`seed_paired_bootstrap` with ``per_seed_targets=True`` (its
-    unstratified resamples); disjoint sets give independent resamples per seed.
+    correlation through shared instances inside the interval. Identical sets with their ids in
+    sorted order (as ``lfakit compare`` passes them) give exactly the draws and results of
+    :func:`seed_paired_bootstrap` with ``per_seed_targets=True`` (its unstratified resamples).
+    Disjoint sets give nearly independent resamples per seed: one multinomial draw over the
+    union, so a seed's resample size varies around its set's size. As in
+    :func:`seed_paired_bootstrap`, a seed whose metric is undefined in a replicate is left out
+    of that replicate's mean over seeds.
 
-    ``ids[k]``: (N_k,) unique sample ids (sorted or not); ``y[k]``, ``s1[k]``, ``s2[k]``: (N_k,)
+    ``ids[k]``: (N_k,) unique sample ids of one kind (all strings or all integers; sorted or
+    not); ``y[k]``, ``s1[k]``, ``s2[k]``: (N_k,)
     targets and the two methods' scores, rows aligned with ``ids[k]``; ``metric``: a callable
     ``metric(y_rows, s_rows) -> float``. Returns ``delta``, ``ci_low``, ``ci_high``, ``p_value``
     (one class), ``mean`` (the same), ``replicates`` and ``n_boot`` as
@@ -711,7 +716,8 @@ def union_seed_bootstrap(ids: Sequence, y: Sequence, s1: Sequence, s2: Sequence,
         for k in range(len(ids)):
             rows = slice(None) if counts is None else np.repeat(np.arange(len(ids[k])), counts[pos[k]])
             d.append(float(metric(y[k][rows], s2[k][rows])) - float(metric(y[k][rows], s1[k][rows])))
-        return float(np.mean(d))  # NaN if a seed is undefined: the replicate is dropped
+        d = np.asarray(d)
+        return float(d[np.isfinite(d)].mean()) if np.isfinite(d).any() else math.nan  # undefined seeds left out
 
     n = len(union)
     point = np.full(2, delta(None))
@@ -725,8 +731,8 @@ def union_seed_bootstrap(ids: Sequence, y: Sequence, s1: Sequence, s2: Sequence,
     lo, hi, p = _percentile_and_p(point, reps, ci)
     kept = int(np.isfinite(reps[:, 0]).sum())
     if kept < n_boot:
-        warnings.warn(f"{n_boot - kept} of {n_boot} bootstrap replicates gave an undefined metric and were dropped.",
-                      UndefinedMetricWarning, stacklevel=2)
+        warnings.warn(f"{n_boot - kept} of {n_boot} bootstrap replicates gave an undefined metric for every seed and "
+                      "were dropped.", UndefinedMetricWarning, stacklevel=2)
     return {**_seed_result(point, lo, hi, p), "n_boot": kept, "ci_method": "percentile", "replicates": reps}
 
 

@@ -72,9 +72,10 @@ Executors (``executor=``), all running the same :func:`run_point` per point:
 ``timeout`` is each point's wall-clock limit in seconds (None: none): on expiry the point's
 process is interrupted (as Ctrl-C does, so its run folder can be continued with ``lfakit run
 --resume``), killed together with every process it started (its kernel) if it has not stopped
-30 s later, and the point is failed; a kernel left running by a point that did stop is killed
-too. A point whose process ended (a crash, the OOM killer) while a process it started still
-holds its output is failed the same way 30 s later, with or without ``timeout``.
+30 s later, and the point is failed. Whatever a point started and left running when its
+process ended (a kernel) is killed then. A point whose process ended (a crash, the OOM killer)
+while a process it started still holds its output does not keep the sweep waiting: that process
+is killed about 30 s later, with or without ``timeout``, and the point's exit status decides.
 
 Ctrl-C during a local sweep stops the running points (each as ``lfakit run`` stops on Ctrl-C),
 writes ``sweep.json`` and raises :class:`SweepInterrupted`; re-running the same sweep goes on.
@@ -335,7 +336,7 @@ def run_point(
             "seconds": seconds, "returncode": rc}
 
 
-_POLL_S = 5.0  # how often a waiting sweep notes the processes a point started
+_POLL_S = 0.5  # how often a waiting sweep notes the processes a point started (a psutil scan: ~1 ms)
 
 
 def _process(pid: int):
@@ -365,10 +366,7 @@ def _decoded(data) -> str:
     return data.decode(errors="replace") if isinstance(data, bytes) else (data or "")
 
 
-def _kill_tree(proc: subprocess.Popen, tree) -> tuple[str, str]:
-    """SIGKILL to the point's process and the processes it started (``tree``), then what it
-    wrote. If something still holds its pipes after the grace period they are closed, and what
-    was read until then is returned."""
+def _kill_all(tree) -> None:
     import psutil
 
     for p in tree:
@@ -376,6 +374,13 @@ def _kill_tree(proc: subprocess.Popen, tree) -> tuple[str, str]:
             p.kill()
         except psutil.Error:  # it ended (psutil also refuses a pid that another process reused)
             pass
+
+
+def _kill_tree(proc: subprocess.Popen, tree) -> tuple[str, str]:
+    """SIGKILL to the point's process and the processes it started (``tree``), then what it
+    wrote. If something still holds its pipes after the grace period (a process started and
+    orphaned between two notes), they are closed, and what was read until then is returned."""
+    _kill_all(tree)
     proc.kill()  # nothing if it has ended
     try:
         return proc.communicate(timeout=_KILL_GRACE_S)
@@ -385,18 +390,20 @@ def _kill_tree(proc: subprocess.Popen, tree) -> tuple[str, str]:
                 f.close()
         proc.wait()
         return _decoded(e.stdout), (_decoded(e.stderr) + "\n(the rest of its output was lost: a process it started "
-                                    "kept the pipes open after SIGKILL)")
+                                    "and that was not found to be killed kept the pipes open)")
 
 
 def _wait_point(proc: subprocess.Popen, timeout: float | None) -> tuple[str, str, bool]:
     """Wait for the point's process and read its output: ``(stdout, stderr, timed_out)``.
 
-    Every few seconds the processes it started (its kernel) are noted, so that they can still be
-    found once the point's process is gone. Past ``timeout`` the point gets SIGINT (as Ctrl-C:
-    the runner stops its kernel, and the run can be resumed); if it has not stopped
+    Every ``_POLL_S`` seconds the processes it started (its kernel) are noted, so that they can
+    still be found once the point's process is gone. Past ``timeout`` the point gets SIGINT (as
+    Ctrl-C: the runner stops its kernel, and the run can be resumed); if it has not stopped
     ``_KILL_GRACE_S`` later, it and everything it started get SIGKILL. A point whose process
     ended (a crash, the OOM killer) while a process it started still holds the pipes is treated
-    the same way after the grace period, instead of waiting for that process for ever.
+    the same way after the grace period, instead of waiting for that process for ever; its exit
+    status, not a timeout, is then what failed it. Whatever the point started and left running
+    when its process ended is killed.
     """
     handle = _process(proc.pid)  # now, before the pid can be reaped and reused
     tree: dict[int, Any] = {}
@@ -419,21 +426,14 @@ def _wait_point(proc: subprocess.Popen, timeout: float | None) -> tuple[str, str
         if deadline is not None and now >= deadline:
             stdout, stderr = _kill_tree(proc, tree.values())
             return stdout, stderr, timed_out
-        if proc.poll() is not None and deadline is None:  # ended, but something it started holds the pipes
-            deadline = now + _KILL_GRACE_S
-        if timeout is not None and not timed_out and now >= start + timeout:
+        if proc.poll() is not None:  # it ended, but something it started holds the pipes
+            if deadline is None:
+                deadline = now + _KILL_GRACE_S
+        elif timeout is not None and not timed_out and now >= start + timeout:
             timed_out = True
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGINT)
-            deadline = now + _KILL_GRACE_S if deadline is None else deadline
-    if timed_out and tree:  # it stopped on SIGINT; a kernel it left behind does not go on
-        import psutil
-
-        for p in tree.values():
-            try:
-                p.kill()
-            except psutil.Error:
-                pass
+            proc.send_signal(signal.SIGINT)
+            deadline = now + _KILL_GRACE_S
+    _kill_all(tree.values())  # the point has ended: a kernel it left behind does not go on
     return stdout, stderr, timed_out
 
 

@@ -240,3 +240,27 @@ def test_union_bootstrap_draws_a_shared_instance_for_every_seed_that_has_it():
     with pytest.raises(ValueError, match="seed 1: 300 ids but 299 targets"):
         stats.union_seed_bootstrap([seeds[0][0], seeds[1][0]], [seeds[0][1], seeds[1][1][:-1]],
                                    [seeds[0][2], seeds[1][2]], [seeds[0][3], seeds[1][3]], _tpr_at_1pct)
+
+
+def test_union_bootstrap_leaves_an_undefined_seed_out_of_a_replicate_as_the_shared_bootstrap_does():
+    """12 instances: some replicates draw a single class for some seed (AUROC undefined there);
+    that seed is left out of the replicate's mean, in both bootstraps alike."""
+    rng = np.random.default_rng(2)
+    ids = np.arange(12)
+    seeds = []
+    for _ in range(3):  # two members of 12: a resample often draws none for some seed
+        y = np.zeros(12, int)
+        y[rng.choice(12, 2, replace=False)] = 1
+        seeds.append((ids, y, y * 0.5 + rng.normal(size=12), y * 1.2 + rng.normal(size=12)))
+
+    def auc(y, s):
+        return roc_auc_score(y, s) if 0 < y.sum() < len(y) else np.nan
+
+    u = stats.union_seed_bootstrap(*zip(*seeds), metric=auc, n_boot=300, seed=1)
+    y, s1, s2 = (np.stack([p[i] for p in seeds]) for i in (1, 2, 3))
+    ref = stats.seed_paired_bootstrap(y, s1, s2, auc, n_boot=300, seed=1, per_seed_targets=True)
+    draws = _draw_indices(np.random.default_rng(1), [np.arange(12)], 12, 300)
+    undefined = [any(not 0 < p[1][d].sum() < 12 for p in seeds) for d in draws]
+    assert 10 < sum(undefined) < 300  # the case this test is about does occur
+    np.testing.assert_allclose(u["replicates"][:, 0], ref["replicates"][:, 0], rtol=0, atol=1e-12)
+    assert u["n_boot"] == ref["n_boot"]
