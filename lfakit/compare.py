@@ -450,10 +450,9 @@ def compare_records(records: list[RunRecord], source: Source, baseline: str | No
     resolution_note = _check_resolution(blocks, m, n_boot, alpha)
     summary_rows, class_rows, seed_rows, raw_rows, value_rows = [], [], [], [], []
     mean_family, class_family = [], []  # indices into raw_rows
-    base_name = None
+    bases: dict[str, str] = {}  # group -> its baseline method
     for b in blocks:
-        base = _resolve_baseline(b, baseline, default_base, blocks)
-        base_name = base_name or base
+        base = bases[b.group] = _resolve_baseline(b, baseline, default_base, blocks)
         ncls = len(b.classes)
         for name in b.scores:
             if name == base:
@@ -526,7 +525,7 @@ def compare_records(records: list[RunRecord], source: Source, baseline: str | No
         sub = raw.loc[fam]
         for g, idx in sub.groupby("group").groups.items():
             raw.loc[idx, "p_holm"] = stats.holm(raw.loc[idx, "p_value"].to_numpy())
-    raw["winner"] = [_winner(d, ph, alpha, meth, _base_of(blocks, g, baseline, default_base), m.higher_is_better)
+    raw["winner"] = [_winner(d, ph, alpha, meth, bases[g], m.higher_is_better)
                      for d, ph, meth, g in zip(raw["delta"], raw["p_holm"], raw["method"], raw["group"])]
     # fill the display tables
     mean_raw = raw.loc[mean_family].set_index(["group", "method"]) if mean_family else None
@@ -542,6 +541,7 @@ def compare_records(records: list[RunRecord], source: Source, baseline: str | No
         per_class = per_class.drop(columns="_raw")
     summary, per_class, per_seed = (_drop_empty_group(df) for df in (pd.DataFrame(summary_rows), per_class,
                                                                      pd.DataFrame(seed_rows)))
+    base_name = next(iter(bases.values()))  # the first group's (the groups share it unless a group lacks it)
     evidence = _evidence(exp, records, source, blocks, m, base_name, n_boot, ci_method, alpha,
                          _family_sizes(raw, class_family), _family_sizes(raw, mean_family), split, resolution_note)
     return Comparison(exp, m, base_name, source, summary, per_class, per_seed, evidence, raw=raw,
@@ -590,11 +590,6 @@ def _common_seeds(b: Block, base: str, name: str) -> list[int]:
 def _drop_empty_group(df: pd.DataFrame) -> pd.DataFrame:
     """Without the Group column where the experiment has no data groups."""
     return df.drop(columns="Group") if len(df) and (df["Group"] == "").all() else df
-
-
-def _base_of(blocks, group, baseline, default_base) -> str:
-    b = next(x for x in blocks if x.group == group)
-    return _resolve_baseline(b, baseline, default_base, blocks)
 
 
 def _mean_std(v: np.ndarray) -> str:

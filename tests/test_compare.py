@@ -279,24 +279,33 @@ def test_membership_seeds_that_drew_their_own_pools_are_compared_seed_by_seed(tm
         compare.compare_folder(root / "membership_inference", n_boot=200)
 
 
-def test_seeds_with_their_own_test_sets_are_paired_by_seed_and_combined_as_independent(tmp_path):
-    """cf_ensemble draws data and split per seed: each seed's methods share one test set, the
-    seeds do not. DeLong per seed, combined with the variances added; bootstrap per seed."""
+def _write_per_seed_test_sets(tmp_path, rng_seed: int, size, empty_seed: int | None = None):
+    """A cf_ensemble record whose seeds 42-44 each have their own test set (``size(seed)``
+    instances; ``empty_seed`` without a positive), averaging vs a better stacking, and each
+    seed's DeLong test of the two (``empty_seed`` left out)."""
     run = tmp_path / "cf_ensemble" / "r1"
     run.mkdir(parents=True)
     pw = record.PredictionWriter()
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(rng_seed)
     tests = {}
     for seed in (42, 43, 44):
-        n = 200 + 20 * (seed - 42)
-        y = (rng.random(n) < 0.3).astype(int)
+        n = size(seed)
+        y = np.zeros(n, int) if seed == empty_seed else (rng.random(n) < 0.3).astype(int)
         ids = [f"s{seed}-{i}" for i in range(n)]
         base, good = y * 0.5 + rng.normal(size=n), y * 1.5 + rng.normal(size=n)
         pw.add("averaging", "test", seed, ids, y, base, None, group="synthetic")
         pw.add("stacking", "test", seed, ids, y, good, None, group="synthetic")
-        tests[seed] = stats.delong_test(y, base, good)
+        if seed != empty_seed:
+            tests[seed] = stats.delong_test(y, base, good)
     record.save_run(run, "cf_ensemble", {"seeds": 3, "seed": 42}, methods={}, headline=("h", pd.DataFrame(), ""),
                     tables={}, predictions=pw)
+    return run, tests
+
+
+def test_seeds_with_their_own_test_sets_are_paired_by_seed_and_combined_as_independent(tmp_path):
+    """cf_ensemble draws data and split per seed: each seed's methods share one test set, the
+    seeds do not. DeLong per seed, combined with the variances added; bootstrap per seed."""
+    run, tests = _write_per_seed_test_sets(tmp_path, 0, lambda seed: 200 + 20 * (seed - 42))
     c = compare.compare_folder(run, n_boot=200)
     assert c.baseline == "averaging"  # no baseline parameter: the first method
     row = c.raw[(c.raw["method"] == "stacking")].iloc[0]
@@ -414,22 +423,7 @@ def test_a_class_absent_from_the_test_set_is_untestable_and_left_out_of_holm(tmp
 def test_independent_seeds_leave_a_seed_without_the_class_out_of_both_delta_and_test(tmp_path):
     """cf_ensemble-like seeds with their own test sets; seed 43 has no positive: the class's
     delta, interval and DeLong test all cover seeds 42 and 44."""
-    run = tmp_path / "cf_ensemble" / "r1"
-    run.mkdir(parents=True)
-    pw = record.PredictionWriter()
-    rng = np.random.default_rng(3)
-    tests = {}
-    for seed in (42, 43, 44):
-        n = 200
-        y = np.zeros(n, int) if seed == 43 else (rng.random(n) < 0.3).astype(int)
-        ids = [f"s{seed}-{i}" for i in range(n)]
-        base, good = y * 0.5 + rng.normal(size=n), y * 1.5 + rng.normal(size=n)
-        pw.add("averaging", "test", seed, ids, y, base, None, group="synthetic")
-        pw.add("stacking", "test", seed, ids, y, good, None, group="synthetic")
-        if seed != 43:
-            tests[seed] = stats.delong_test(y, base, good)
-    record.save_run(run, "cf_ensemble", {"seeds": 3, "seed": 42}, methods={}, headline=("h", pd.DataFrame(), ""),
-                    tables={}, predictions=pw)
+    run, tests = _write_per_seed_test_sets(tmp_path, 3, lambda seed: 200, empty_seed=43)
     c = compare.compare_folder(run, n_boot=200)
     row = c.raw[c.raw["method"] == "stacking"].iloc[0]
     assert row["delta"] == pytest.approx(np.mean([t["delta"] for t in tests.values()]), abs=1e-12)
