@@ -38,16 +38,22 @@ def _manifest(result) -> dict:
 def _check_complete(result, root: Path, n: int = 2) -> None:
     assert result.exit_code == 0, sweep.summary(result)
     m = _manifest(result)
-    assert m["schema"] == sweep.SCHEMA and m["experiment"] == EXP and m["profile"] == "smoke"
-    assert [p["status"] for p in m["points"]] == ["complete"] * n, sweep.summary(result)
+    _check_points(m, root, EXP, n)
     assert m["points"] == result.points
+
+
+def _check_points(m: dict, root: Path, exp: str, n: int) -> None:
+    """A sweep manifest of ``n`` complete points, each with its own run folder under ``root``
+    whose record carries the point's parameters and hash."""
+    assert m["schema"] == sweep.SCHEMA and m["experiment"] == exp and m["profile"] == "smoke"
+    assert [p["status"] for p in m["points"]] == ["complete"] * n, m["points"]
     dirs = [Path(p["run_dir"]) for p in m["points"]]
     assert len(set(dirs)) == n
     for p, d in zip(m["points"], dirs):
-        assert d.is_dir() and d.parent == root / EXP
-        rec = record.load_run(d)  # the run's own record carries the point's parameters and hash
+        assert d.is_dir() and d.parent == root / exp
+        rec = record.load_run(d)
         assert rec.params_hash == p["params_hash"]
-        assert rec.params["grid_size"] == p["overrides"]["grid_size"] and rec.params["seed"] == p["overrides"]["seed"]
+        assert all(rec.params[k] == v for k, v in p["overrides"].items()), (rec.params, p["overrides"])
         assert p["seconds"] > 0 and p["error"] is None
 
 
@@ -330,22 +336,6 @@ def test_output_read_before_a_stray_process_keeps_the_pipes_is_not_lost(results,
 
 
 @pytest.mark.slow
-def test_dask_local_cluster_sweep_completes(results):
-    r = sweep.run_sweep(EXP, "smoke", grid=GRID, seeds=[0], executor="dask", workers=2, progress=False)
-    assert _manifest(r)["executor"] == "dask"
-    _check_complete(r, results)
-
-
-@pytest.mark.slow
-def test_submitit_local_executor_sweep_completes(results):
-    r = sweep.run_sweep(EXP, "smoke", grid=GRID, seeds=[0], executor="slurm", workers=2, cluster="local",
-                        slurm={"time_min": 10}, progress=False)
-    assert _manifest(r)["executor"] == "slurm"
-    assert (r.sweep_dir / "submitit").is_dir()
-    _check_complete(r, results)
-
-
-@pytest.mark.slow
 def test_lfakit_sweep_command_on_dask_then_skips_what_is_done(tmp_path):
     """`lfakit sweep` through the CLI: a Dask LocalCluster with 2 workers, then the same sweep
     again, which runs nothing new."""
@@ -360,6 +350,10 @@ def test_lfakit_sweep_command_on_dask_then_skips_what_is_done(tmp_path):
     assert first.returncode == 0, first.stderr[-3000:]
     runs = sorted(p.name for p in (tmp_path / "loss_atlas").iterdir() if p.name != "sweeps")
     assert len(runs) == 2 and "complete" in first.stdout
+    sweep_dir = Path(first.stdout.strip().splitlines()[-1].split("sweep folder ")[-1])
+    m = json.loads((sweep_dir / sweep.MANIFEST).read_text())
+    assert m["executor"] == "dask"
+    _check_points(m, tmp_path, "loss_atlas", 2)
     again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
     assert sorted(p.name for p in (tmp_path / "loss_atlas").iterdir() if p.name != "sweeps") == runs
@@ -383,6 +377,9 @@ def test_the_chestxray_sweep_through_submitit_then_compare(tmp_path):
     assert "4 points: 4 complete" in out.stdout
     sweep_dir = Path(out.stdout.strip().splitlines()[-1].split("sweep folder ")[-1])
     assert (sweep_dir / "submitit").is_dir()
+    m = json.loads((sweep_dir / sweep.MANIFEST).read_text())
+    assert m["executor"] == "slurm"
+    _check_points(m, tmp_path, "chestxray_zlpr", 4)
     cmp = subprocess.run([sys.executable, "-m", "lfakit.cli", "compare", str(sweep_dir), "--n-boot", "300"],
                          capture_output=True, text=True, env=env, timeout=300)
     assert cmp.returncode == 0, cmp.stderr[-3000:]

@@ -50,7 +50,7 @@ SCHEMA: dict[str, Spec] = {
     "dropout": Spec(float, 0.1, "dropout before the regression head (tiny_cnn and swin_b_iqa)", min=0.0, max=0.9),
     "n_boot": Spec(int, 1000, "paired bootstrap resamples of the test images for the Δ SRCC intervals", min=100, max=100_000),
     "alpha": Spec(float, 0.05, "significance level of the Holm-corrected comparisons", min=1e-6, max=0.5),
-    **fit_params(VAL_METRICS, epochs=6, batch_size=16, optimizer="adamw", lr=2e-3, weight_decay=1e-4,
+    **fit_params(VAL_METRICS, epochs=3, batch_size=16, optimizer="adamw", lr=2e-3, weight_decay=1e-4,
                  scheduler="cosine", monitor="val_srcc", precision="float64"),
     **run_params(EXPERIMENT, seed=42, num_threads=1),
 }

@@ -56,7 +56,7 @@ SCHEMA: dict[str, Spec] = {
     "width": Spec(int, 256, "mlp only: hidden width", min=4, max=65_536),
     "augment": Spec(bool, False, "random flips and shifts on the training images (cifar10)"),
     "workers": Spec(int, 1, "models trained in parallel processes (1: in this process)", min=1, max=256),
-    **fit_params(VAL_METRICS, epochs=30, batch_size=64, optimizer="adam", lr=0.001, weight_decay=0.0,
+    **fit_params(VAL_METRICS, epochs=15, batch_size=64, optimizer="adam", lr=0.001, weight_decay=0.0,
                  scheduler="none", monitor="val_loss", precision="float64"),
     **run_params(EXPERIMENT, seed=42, num_threads=1),
 }
