@@ -85,8 +85,13 @@ OPEN = """async (path) => {
         w.dispose();
     }
     const panel = await app.commands.execute('docmanager:open', {path, factory: 'Notebook'});
-    await panel.context.ready;
-    await panel.revealed;
+    app.shell.activateById(panel.id);
+    // A promise that can never settle (a reveal missed under load) is collected by the browser,
+    // which Playwright reports as an error: give each wait a deadline instead. Whether the
+    // notebook then shows everything is what the checks below measure.
+    const deadline = (p) => Promise.race([p, new Promise((r) => setTimeout(r, 30000))]);
+    await deadline(panel.context.ready);
+    await deadline(panel.revealed);
     return panel.id;
 }"""
 
