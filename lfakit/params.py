@@ -117,17 +117,43 @@ def check_bootstrap_resolution(n_tests: int, n_boot: int, alpha: float, option: 
 
 
 def check_loss_kwargs(value: dict) -> str | None:
-    """``loss_kwargs`` maps registered loss names to argument mappings. The arguments and their
-    values are checked by building each loss (``lfakit.losses.check_kwargs``), which the
-    experiments' preflight does before any run folder is made."""
+    """``loss_kwargs`` maps registered loss names to argument mappings, each argument one the
+    loss takes with a value it accepts. Checked against a static table of the losses'
+    arguments (:mod:`lfakit.schemas._loss_args`, kept equal to the classes by a test), so a bad
+    argument stops validation without importing torch; the experiments' preflight also builds
+    every loss before any run folder is made."""
     from lfakit.catalog import loss_names
+    from lfakit.schemas._loss_args import LOSS_ARGS
 
     for name, kwargs in value.items():
         if name not in loss_names():
             return f"loss_kwargs names unknown loss {name!r}.{close_matches(name, loss_names())}"
         if not isinstance(kwargs, dict):
             return f"loss_kwargs[{name!r}] must be a mapping of argument -> value, got {kwargs!r}"
+        args = LOSS_ARGS.get(name)
+        if args is None:  # a loss registered without a table entry: its preflight build checks it
+            continue
+        for arg, v in kwargs.items():
+            if arg not in args:
+                return (f"loss {name!r} has no argument {arg!r}.{close_matches(arg, args)} "
+                        f"Its arguments are: {', '.join(args) or '(none)'}.")
+            msg = args[arg].problem(arg, v)
+            if msg:
+                return f"loss {name!r}: {msg}; fix loss_kwargs[{name!r}][{arg!r}]"
     return None
+
+
+def check_loss_kwargs_trained(p: dict, also: tuple[str, ...] = ()) -> str | None:
+    """Cross-parameter check: ``loss_kwargs`` gives arguments only for losses the run builds
+    (``losses``, and ``also``: a baseline the comparison reads), not ones it would ignore."""
+    used = [*p["losses"], *also]
+    idle = [n for n in p["loss_kwargs"] if n not in used]
+    if not idle:
+        return None
+    names = ", ".join(repr(n) for n in idle)
+    return (f"loss_kwargs gives arguments for {names}, which this run does not train (losses: {p['losses']}); "
+            f"add {'it' if len(idle) == 1 else 'them'} to losses or remove {'it' if len(idle) == 1 else 'them'} "
+            "from loss_kwargs")
 
 
 def run_params(experiment: str, *, seed: int = 42, num_threads: int = 1, device: str = "auto") -> dict[str, Spec]:

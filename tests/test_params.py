@@ -235,3 +235,84 @@ def test_too_few_resamples_for_the_holm_family_are_refused_before_any_work(exper
         params.validate(experiment, {**base, "n_boot": 100})
     assert params.validate(experiment, {**base, "n_boot": need})["n_boot"] == need
     assert params.validate(experiment, {**base, "n_boot": 100, "alpha": 0.1})["n_boot"] == 100  # 6/101, 9/101 < 0.1
+
+
+# ------------------------------------------------------------------ loss_kwargs without torch
+
+
+def _verdict(fn) -> bool:
+    """True when ``fn()`` accepts (returns), False when it refuses with a parameter error."""
+    try:
+        fn()
+    except (ParameterError, TypeError, ValueError):
+        return False
+    return True
+
+
+def test_static_loss_argument_table_matches_the_loss_classes():
+    """``loss_kwargs`` is checked against lfakit.schemas._loss_args without torch; the table must
+    say what the classes say: the same argument names, and the same verdict on values at, inside
+    and outside every range (the classes, imported here, are the truth)."""
+    from lfakit import losses
+    from lfakit.catalog import loss_names
+    from lfakit.schemas._loss_args import LOSS_ARGS
+
+    assert sorted(LOSS_ARGS) == sorted(loss_names())
+    probed = 0
+    for name in loss_names():
+        table = LOSS_ARGS[name]
+        assert list(table) == list(losses.accepted_kwargs(name)), name
+        for arg, rule in table.items():
+            if rule.kind == "built":
+                continue
+            if rule.kind == "number":
+                edges = [e for e in (rule.low, rule.high) if e is not None]
+                values = [v for e in edges for v in (e, e - 1e-6, e + 1e-6, e - 1, e + 1)]
+                values += [0, 0.5, 1, 3, -3, float("nan"), float("inf"), "two", True, None]
+            elif rule.kind == "bool":
+                values = [True, False, 1, "yes", None]
+            else:
+                values = [*rule.choices, "bogus", None, 1]
+            for v in values:
+                table_says = rule.problem(arg, v) is None
+                class_says = _verdict(lambda: losses.build(name, **{arg: v}))
+                assert table_says == class_says, f"{name}({arg}={v!r}): table {table_says}, class {class_says}"
+                probed += 1
+    assert probed > 200
+
+
+@pytest.mark.parametrize("kwargs, pattern", [
+    ({"focal": {"gama": 1}}, r"loss 'focal' has no argument 'gama'\. Did you mean: 'gamma'\? Its arguments are: gamma, alpha"),
+    ({"focal": {"gamma": -1}}, r"loss 'focal': gamma must be >= 0, got -1; fix loss_kwargs\['focal'\]\['gamma'\]"),
+    ({"fzlpr": {"tau": 0}}, r"loss 'fzlpr': tau must be > 0"),
+    ({"asl": {"detach_focusing": "yes"}}, r"loss 'asl': detach_focusing must be True or False"),
+    ({"focal": {"reduction": "avg"}}, r"loss 'focal': reduction must be one of \('none', 'mean', 'sum'\)"),
+])
+def test_loss_kwargs_values_are_refused_by_validation(kwargs, pattern):
+    with pytest.raises(ParameterError, match=r"parameter 'loss_kwargs': " + pattern):
+        params.validate(EXP, {"loss_kwargs": kwargs}, partial=True)
+
+
+@pytest.mark.parametrize("exp, over, pattern", [
+    ("chestxray_zlpr", {"losses": ["focal", "zlpr"], "loss_kwargs": {"fzlpr": {"tau": 0.1}}},
+     r"loss_kwargs gives arguments for 'fzlpr', which this run does not train \(losses: \['focal', 'zlpr'\]\); "
+     r"add it to losses or remove it from loss_kwargs"),
+    ("cifar_fece", {"losses": ["bce", "focal"], "loss_kwargs": {"asl": {}, "f_ece": {"gamma": 1.0}}},
+     r"arguments for 'asl', 'f_ece', which this run does not train.*add them to losses or remove them"),
+    ("iqa_losses", {"losses": ["l1", "l2"], "loss_kwargs": {"fidelity": {"sigma": 2.0}}}, r"'fidelity', which this run does not train"),
+    ("membership_inference", {"losses": ["ce", "gce"], "loss_kwargs": {"flooding": {"b": 0.2}}},
+     r"'flooding', which this run does not train"),
+])
+def test_loss_kwargs_for_a_loss_not_trained_is_refused(exp, over, pattern):
+    base = params.defaults(exp)
+    with pytest.raises(ParameterError, match=pattern):
+        params.validate(exp, {**base, **over})
+    trained = {**over, "losses": [*over["losses"], *over["loss_kwargs"]]}  # the fix the message names
+    assert params.validate(exp, {**base, **trained})["loss_kwargs"] == over["loss_kwargs"]
+
+
+def test_a_single_loss_sweep_point_keeps_its_baselines_arguments():
+    """`lfakit sweep chestxray_zlpr --profile paper -g losses=[zlpr],[fzlpr]`: each point trains one
+    loss, and the profile's loss_kwargs for the baseline (focal) must not stop it."""
+    p = runner.resolve_params(EXP, "paper", {"losses": ["zlpr"]})
+    assert p["baseline"] == "focal" and "focal" in p["loss_kwargs"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from lfakit.fitconfig import fit_params
-from lfakit.params import Spec, check_loss_kwargs, check_model, check_seeds, loss_choices, model_choices, model_help, run_params
+from lfakit.params import Spec, check_loss_kwargs, check_loss_kwargs_trained, check_model, check_seeds, loss_choices, model_choices, model_help, run_params
 
 EXPERIMENT = "chestxray_zlpr"
 VAL_METRICS = ("auroc",)
@@ -37,4 +37,8 @@ def check_params(p: dict) -> str | None:
     # one loss alone (a sweep point) compares nothing, so its baseline may be another loss
     if len(p["losses"]) > 1 and p["baseline"] not in p["losses"]:
         return f"baseline {p['baseline']!r} is not among the trained losses {p['losses']}; add it to losses or pick another baseline"
+    # the baseline's arguments may stay when a sweep point trains one other loss
+    msg = check_loss_kwargs_trained(p, also=(p["baseline"],))
+    if msg:
+        return msg
     return check_model(p["model"], p["pretrained"], p["image_size"])

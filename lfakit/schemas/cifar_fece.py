@@ -7,7 +7,7 @@ import math
 
 from lfakit.catalog import DATASETS
 from lfakit.fitconfig import fit_params
-from lfakit.params import Spec, check_loss_kwargs, check_model, check_seeds, loss_choices, model_choices, model_help, run_params
+from lfakit.params import Spec, check_loss_kwargs, check_loss_kwargs_trained, check_model, check_seeds, loss_choices, model_choices, model_help, run_params
 
 EXPERIMENT = "cifar_fece"
 VAL_METRICS = ("auroc",)
@@ -62,6 +62,10 @@ def check_params(p: dict) -> str | None:
     # one loss alone (a sweep point) compares nothing, so its baseline may be another loss
     if len(p["losses"]) > 1 and p["baseline"] not in p["losses"]:
         return f"baseline {p['baseline']!r} is not among the trained losses {p['losses']}; add it to losses or pick another baseline"
+    # the baseline's arguments may stay when a sweep point trains one other loss
+    msg = check_loss_kwargs_trained(p, also=(p["baseline"],))
+    if msg:
+        return msg
     if p["dataset"] == "digits" and p["data_dir"]:
         return f"data_dir={p['data_dir']!r} is set but dataset is 'digits' (embedded); set dataset=cifar10 or leave data_dir empty"
     side = p["image_size"] or (8 if p["dataset"] == "digits" else 32)  # 0: the native side

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from lfakit.catalog import DATASETS
 from lfakit.fitconfig import fit_params
-from lfakit.params import (Spec, check_bootstrap_resolution, check_loss_kwargs, check_model, loss_choices, model_choices,
+from lfakit.params import (Spec, check_bootstrap_resolution, check_loss_kwargs, check_loss_kwargs_trained, check_model, loss_choices, model_choices,
                            model_help, run_params)
 
 EXPERIMENT = "membership_inference"
@@ -66,6 +66,9 @@ def check_params(p: dict) -> str | None:
     """Checks across parameters, run before any work starts."""
     if p["baseline"] not in p["losses"]:
         return f"baseline {p['baseline']!r} is not among the trained losses {p['losses']}; add it to losses or pick another baseline"
+    msg = check_loss_kwargs_trained(p)
+    if msg:
+        return msg
     msg = check_bootstrap_resolution(len(set(p["losses"])) - 1, p["n_boot"], p["alpha"])  # Holm over the challengers
     if msg:
         return msg
