@@ -60,7 +60,7 @@ import pandas as pd
 
 from lfakit import params, stats
 from lfakit.errors import DataError, ParameterError, close_matches
-from lfakit.record import METRICS, RunRecord, load_run
+from lfakit.record import METRICS, DamagedRun, RunRecord, load_run
 
 SCHEMA = "lfakit.compare/1"
 # parameters that say which method / seed a run trained, not what configuration it is
@@ -116,6 +116,13 @@ def _complete(run_dir: Path) -> bool:
     return (run_dir / METRICS).exists() and (run_dir / "manifest.json").exists()
 
 
+def _looks_like_results_root(folder: Path) -> list[str]:
+    """The experiment folders under ``folder`` when it is a results root (``results/``)."""
+    from lfakit.catalog import EXPERIMENTS
+
+    return sorted(d.name for d in folder.iterdir() if d.is_dir() and d.name in EXPERIMENTS)
+
+
 def find_runs(folder: str | Path) -> Source:
     """The complete run folders of a sweep folder, a results folder or one run folder."""
     folder = Path(folder).expanduser().resolve()
@@ -123,20 +130,32 @@ def find_runs(folder: str | Path) -> Source:
         raise ParameterError(f"{folder} is not a folder; give a sweep folder (with sweep.json), an experiment's "
                              "results folder (results/<experiment>) or a run folder")
     if (folder / "sweep.json").exists():
-        manifest = json.loads((folder / "sweep.json").read_text())
+        try:
+            manifest = json.loads((folder / "sweep.json").read_text())
+            points = manifest["points"]
+            if not isinstance(points, list):
+                raise TypeError("points is not a list")
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
+            raise DataError(f"{folder}/sweep.json is damaged ({e}); compare its runs through the experiment's "
+                            f"results folder instead: lfakit compare {folder.parent.parent}") from None
         runs, not_used = [], []
-        for p in manifest.get("points", []):
-            rd = Path(p["run_dir"]) if p.get("run_dir") else None
+        for p in points:
+            p = p if isinstance(p, dict) else {}
+            rd = Path(p["run_dir"]) if isinstance(p.get("run_dir"), str) and p["run_dir"] else None
             if p.get("status") in ("complete", "skipped") and rd is not None and _complete(rd):
                 runs.append(rd)
             else:
-                why = (p.get("error") or "").strip().splitlines()[:1]
+                why = str(p.get("error") or "").strip().splitlines()[:1]
                 not_used.append(f"point {p.get('index')} ({p.get('status')}){': ' + why[0] if why else ''}")
         return Source(folder, "sweep", runs, not_used)
     if (folder / METRICS).exists():
         if not _complete(folder):
             raise DataError(f"{folder} has no manifest.json: the run did not finish")
         return Source(folder, "run", [folder])
+    exps = _looks_like_results_root(folder)
+    if exps:
+        raise ParameterError(f"{folder} is a results folder holding several experiments ({', '.join(exps)}); "
+                             f"compare one experiment at a time: lfakit compare {folder / exps[0]}")
     runs, not_used = [], []
     for d in sorted(p for p in folder.iterdir() if p.is_dir() and p.name not in ("sweeps", "comparison")):
         if _complete(d):
@@ -144,6 +163,22 @@ def find_runs(folder: str | Path) -> Source:
         elif (d / "params.yaml").exists():
             not_used.append(f"{d.name} (not complete)")
     return Source(folder, "results", runs, not_used)
+
+
+def load_records(src: Source) -> list[RunRecord]:
+    """Every run of ``src`` whose record is intact (:func:`lfakit.record.load_run`, which checks
+    the manifest's sizes and SHA-256s). A damaged run is named in ``src.not_used`` with its file
+    and reason, and left out; the others are read."""
+    records = []
+    for d in src.run_dirs:
+        try:
+            records.append(load_run(d))
+        except DamagedRun as e:
+            src.not_used.append(f"{d.name} (damaged: {e.short})")
+        except DataError as e:
+            src.not_used.append(f"{d.name} ({e})")
+    src.run_dirs = [r.run_dir for r in records]
+    return records
 
 
 # --------------------------------------------------------------------------------------------
@@ -384,6 +419,8 @@ class Comparison:
             if len(sig):
                 out.append(sig.to_markdown(index=False))
         out += ["", self.evidence]
+        if self.source.not_used:
+            out += ["", f"left out ({len(self.source.not_used)}):", *(f"  {why}" for why in self.source.not_used)]
         return "\n".join(out)
 
 
@@ -886,10 +923,10 @@ def compare_folder(folder: str | Path, baseline: str | None = None, metric: str 
                    ci_method: str = "percentile") -> Comparison:
     """Find the runs, compare them and write the results (what ``lfakit compare`` does)."""
     src = find_runs(folder)
-    if not src.run_dirs:
-        extra = f" ({'; '.join(src.not_used)})" if src.not_used else ""
+    records = load_records(src)
+    if not records:
+        extra = f" (left out: {'; '.join(src.not_used)})" if src.not_used else ""
         raise DataError(f"no complete run in {src.folder}{extra}; run the sweep or the experiment first")
-    records = [load_run(d) for d in src.run_dirs]
     c = compare_records(records, src, baseline=baseline, metric=metric, alpha=alpha, n_boot=n_boot, seed=seed,
                         ci_method=ci_method)
     write(c, out)

@@ -31,6 +31,7 @@ import hashlib
 import json
 import math
 import os
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -251,37 +252,207 @@ def save_run(run_dir: Path, experiment: str, params: dict[str, Any], *, methods:
     return write_manifest(run_dir)
 
 
+def _sha256(path: Path) -> str:
+    """SHA-256 of a file, read in 1 MiB blocks (a checkpoint never has to fit in memory)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def write_manifest(run_dir: Path) -> list[str]:
     """``manifest.json``: every file under ``run_dir`` with size and SHA-256, but the manifest
-    itself, the executed notebooks and the kernel's log (written after the last cell has run)."""
+    itself, the executed notebooks and the kernel's log (written after the last cell has run).
+    Symbolic links are not followed and not listed: the record holds the run's own files only."""
     run_dir = Path(run_dir)
     files = {}
     for p in sorted(run_dir.rglob("*")):
-        if p.is_file() and p.name != MANIFEST and ".tmp" not in p.suffixes and p.suffix not in (".ipynb", ".log"):
+        if (p.is_file() and not p.is_symlink() and p.name != MANIFEST and ".tmp" not in p.suffixes
+                and p.suffix not in (".ipynb", ".log")):
             rel = p.relative_to(run_dir).as_posix()
-            files[rel] = {"bytes": p.stat().st_size, "sha256": hashlib.sha256(p.read_bytes()).hexdigest()}
+            files[rel] = {"bytes": p.stat().st_size, "sha256": _sha256(p)}
     (run_dir / MANIFEST).write_text(json.dumps({"schema": SCHEMA, "files": files}, indent=2))
     return sorted([*files, MANIFEST])
 
 
-def load_run(run_dir: str | Path) -> RunRecord:
-    """Read a run folder's record; a folder without one, or of an unknown schema, is a DataError."""
+# --------------------------------------------------------------------------- integrity
+
+#: Files checked by size alone unless ``verify_run(..., hash_all=True)``: the checkpoints, which
+#: no reader of the record opens and which can reach gigabytes per run.
+UNHASHED_PREFIXES = ("checkpoints/",)
+_HEX64 = frozenset("0123456789abcdef")
+
+
+@dataclass(frozen=True)
+class Damage:
+    """One thing wrong with a run record: the file (relative to the run folder) and why."""
+
+    file: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.reason}"
+
+
+class DamagedRun(DataError):
+    """A run folder whose record does not hold what its ``manifest.json`` promises, or cannot be
+    read. ``problems`` names each file and the reason."""
+
+    def __init__(self, run_dir: Path, problems: list[Damage]):
+        self.run_dir = Path(run_dir)
+        self.problems = list(problems)
+        listed = "; ".join(map(str, self.problems[:5])) + (f"; and {len(self.problems) - 5} more"
+                                                            if len(self.problems) > 5 else "")
+        super().__init__(f"{self.run_dir} is damaged: {listed}. Copy the run folder again from where it came from, "
+                         "or run its configuration again (its parameters are in params.yaml)")
+
+    @property
+    def short(self) -> str:
+        """The problems without the run folder: ``predictions.npz: 1,204 bytes, the manifest says 9,876``."""
+        return "; ".join(map(str, self.problems))
+
+
+def _safe_relative(rel: Any) -> bool:
+    """A manifest entry must name a file below the run folder: relative, no ``..``, no empty part."""
+    if not isinstance(rel, str) or not rel or "\\" in rel or "\x00" in rel:
+        return False
+    parts = rel.split("/")
+    return not rel.startswith("/") and all(p not in ("", ".", "..") for p in parts)
+
+
+def read_manifest(run_dir: str | Path) -> tuple[dict[str, dict], list[Damage]]:
+    """The ``files`` of a run folder's ``manifest.json`` and what is wrong with the manifest itself
+    (missing, not JSON, another schema, an entry that is not a relative path with a size and a
+    SHA-256). Entries that are wrong are left out of the returned files."""
+    path = Path(run_dir) / MANIFEST
+    if path.is_symlink() or not path.is_file():
+        return {}, [Damage(MANIFEST, "missing: the run did not finish (its record is written last), "
+                                     "or the folder was copied without it")]
+    try:
+        doc = json.loads(path.read_bytes())
+    except (ValueError, UnicodeDecodeError) as e:
+        return {}, [Damage(MANIFEST, f"not valid JSON ({e})")]
+    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA or not isinstance(doc.get("files"), dict):
+        got = doc.get("schema") if isinstance(doc, dict) else type(doc).__name__
+        return {}, [Damage(MANIFEST, f"not an {SCHEMA} manifest (schema {got!r}, or no 'files' table)")]
+    files, problems = {}, []
+    for rel, entry in doc["files"].items():
+        ok_entry = (isinstance(entry, dict) and isinstance(entry.get("bytes"), int) and entry["bytes"] >= 0
+                    and isinstance(entry.get("sha256"), str) and len(entry["sha256"]) == 64
+                    and set(entry["sha256"]) <= _HEX64)
+        if not _safe_relative(rel):
+            problems.append(Damage(MANIFEST, f"lists {rel!r}, which is not a path inside the run folder"))
+        elif not ok_entry:
+            problems.append(Damage(MANIFEST, f"the entry of {rel!r} has no valid size and SHA-256"))
+        else:
+            files[rel] = entry
+    return files, problems
+
+
+def verify_run(run_dir: str | Path, hash_all: bool = False) -> list[Damage]:
+    """Check a run folder against its ``manifest.json``; return what is wrong (empty: intact).
+
+    Every listed file must be a regular file (not a symbolic link) inside the folder, with the
+    listed size; every file but the checkpoints (:data:`UNHASHED_PREFIXES`; all with
+    ``hash_all``) must also have the listed SHA-256, and ``metrics.json`` must be listed.
+    Hashing is what costs: SHA-256 runs at roughly 0.5-2 GB/s on one core, so a 100 MB record is
+    checked in about 0.05-0.2 s (``benchmarks/bench_record_verify.py`` measures it here). Files
+    the manifest does not list are not checked, and :func:`load_run` does not read them."""
+    run_dir = Path(run_dir)
+    files, problems = read_manifest(run_dir)
+    if problems and not files:
+        return problems
+    if METRICS not in files:
+        problems.append(Damage(METRICS, "not listed in manifest.json: the record was not written by save_run"))
+    root = run_dir.resolve()
+    for rel, entry in files.items():
+        path = run_dir / rel
+        try:
+            st = path.lstat()
+        except FileNotFoundError:
+            problems.append(Damage(rel, "missing (listed in manifest.json)"))
+            continue
+        except OSError as e:
+            problems.append(Damage(rel, f"cannot be read ({e.strerror})"))
+            continue
+        if path.is_symlink() or not path.is_file():
+            problems.append(Damage(rel, "a symbolic link or not a regular file; the manifest lists a file"))
+            continue
+        if root not in path.resolve().parents:
+            problems.append(Damage(rel, "lies outside the run folder"))
+            continue
+        if st.st_size != entry["bytes"]:
+            problems.append(Damage(rel, f"{st.st_size:,} bytes, the manifest says {entry['bytes']:,} "
+                                        f"({'truncated' if st.st_size < entry['bytes'] else 'changed'})"))
+            continue
+        if hash_all or not rel.startswith(UNHASHED_PREFIXES):
+            try:
+                digest = _sha256(path)
+            except OSError as e:
+                problems.append(Damage(rel, f"cannot be read ({e.strerror})"))
+                continue
+            if digest != entry["sha256"]:
+                problems.append(Damage(rel, "its SHA-256 differs from the manifest's: the file was changed "
+                                            "after the run wrote it"))
+    return problems
+
+
+def load_run(run_dir: str | Path, verify: bool = True) -> RunRecord:
+    """Read a run folder's record; a folder without one, or of an unknown schema, is a DataError.
+
+    With ``verify`` (the default) the folder is first checked against its manifest
+    (:func:`verify_run`); a damaged record (a truncated or changed file, a missing one, a corrupt
+    JSON or npz) raises :class:`DamagedRun`, naming each file and the reason. Only the tables the
+    manifest lists are read."""
     run_dir = Path(run_dir)
     mpath = run_dir / METRICS
-    if not mpath.exists():
+    if not mpath.exists() and not mpath.is_symlink():
         raise DataError(f"{run_dir} holds no {METRICS}: the run did not finish (resume it with "
                         f"`lfakit run {run_dir.parent.name} --resume {run_dir.name}`) or it is not a run folder")
-    m = json.loads(mpath.read_text())
-    if m.get("schema") != SCHEMA:
-        raise DataError(f"{mpath} has schema {m.get('schema')!r}; this lfakit reads {SCHEMA!r}")
+    if mpath.is_symlink() or not mpath.is_file():  # never follow a link (or read a FIFO) out of the folder
+        raise DamagedRun(run_dir, [Damage(METRICS, "a symbolic link or not a regular file")])
+    try:
+        m, bad_json = json.loads(mpath.read_bytes()), None
+    except (ValueError, UnicodeDecodeError, OSError) as e:
+        m, bad_json = None, Damage(METRICS, f"not valid JSON ({e})")
+    if m is not None and (not isinstance(m, dict) or m.get("schema") != SCHEMA):
+        got = m.get("schema") if isinstance(m, dict) else type(m).__name__
+        raise DataError(f"{mpath} has schema {got!r}; this lfakit reads {SCHEMA!r}")
+    if verify:
+        problems = verify_run(run_dir)
+        if problems or bad_json:
+            raise DamagedRun(run_dir, problems or [bad_json])
+        listed, _ = read_manifest(run_dir)
+    else:
+        if bad_json:
+            raise DamagedRun(run_dir, [bad_json])
+        listed, _ = read_manifest(run_dir)
+        if not listed:  # an old or unfinished record: read what is there
+            listed = {p.relative_to(run_dir).as_posix(): {} for p in run_dir.glob("tables/*.csv")}
+            if (run_dir / PREDICTIONS).exists():
+                listed[PREDICTIONS] = {}
+    try:
+        h = m["headline"]
+        fields = dict(experiment=m["experiment"], params=m["params"], params_hash=m["params_hash"],
+                      score_kind=m["score_kind"], methods=m["methods"], headline_name=h["name"],
+                      headline_about=h["about"], headline=table_from_json(h["table"]), extra=m["extra"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise DamagedRun(run_dir, [Damage(METRICS, f"lacks or mangles a field of the {SCHEMA} schema ({e!r})")]) from None
     tables = {}
-    if (run_dir / "tables").is_dir():
-        for p in sorted((run_dir / "tables").glob("*.csv")):
-            tables[p.stem] = pd.read_csv(p)
-    preds = read_predictions(run_dir / PREDICTIONS) if (run_dir / PREDICTIONS).exists() else None
-    manifest = json.loads((run_dir / MANIFEST).read_text())["files"] if (run_dir / MANIFEST).exists() else {}
-    h = m["headline"]
-    return RunRecord(run_dir=run_dir, experiment=m["experiment"], params=m["params"], params_hash=m["params_hash"],
-                     score_kind=m["score_kind"], methods=m["methods"], headline_name=h["name"],
-                     headline_about=h["about"], headline=table_from_json(h["table"]), extra=m["extra"],
-                     predictions=preds, tables=tables, manifest=manifest)
+    for rel in sorted(listed):
+        if rel.startswith("tables/") and rel.endswith(".csv") and rel.count("/") == 1:
+            try:
+                tables[rel[len("tables/"):-len(".csv")]] = pd.read_csv(run_dir / rel)
+            except (ValueError, OSError, UnicodeDecodeError) as e:
+                raise DamagedRun(run_dir, [Damage(rel, f"not a readable CSV ({e})")]) from None
+    preds = None
+    if PREDICTIONS in listed:
+        try:
+            preds = read_predictions(run_dir / PREDICTIONS)
+        except DataError:
+            raise
+        except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as e:
+            raise DamagedRun(run_dir, [Damage(PREDICTIONS, f"not a readable npz ({type(e).__name__}: {e})")]) from None
+    manifest = listed if verify else read_manifest(run_dir)[0]
+    return RunRecord(run_dir=run_dir, predictions=preds, tables=tables, manifest=manifest, **fields)

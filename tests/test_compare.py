@@ -471,3 +471,76 @@ def test_one_method_or_a_group_without_the_baseline_is_named(tmp_path):
         compare.compare_folder(run, baseline="fecee", n_boot=200)
     c = compare.compare_folder(run, baseline="fece", n_boot=200)  # every group has it
     assert set(c.summary["Group"]) == {"rho=10", "rho=50"} and not (run / "comparison" / "auroc-vs-ce").exists()
+
+
+# --------------------------------------------------------------------------- damaged records (issue 24)
+
+
+def _damage(run: Path, how: str) -> str:
+    """Damage one file of a complete run folder as a shared copy can be damaged; return that file."""
+    if how == "truncated":
+        p = run / "predictions.npz"
+        p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])
+    elif how == "corrupt_json":
+        p = run / "metrics.json"
+        p.write_text(p.read_text()[:-40])  # a copy cut short: no longer JSON
+    elif how == "deleted":
+        p = run / "predictions.npz"
+        p.unlink()
+    elif how == "changed":  # same size, other content: only the hash can tell
+        p = run / "predictions.npz"
+        b = bytearray(p.read_bytes())
+        b[len(b) // 2] ^= 0xFF
+        p.write_bytes(bytes(b))
+    return p.name
+
+
+@pytest.mark.parametrize("how", ["truncated", "corrupt_json", "deleted", "changed"])
+def test_a_damaged_run_is_named_and_the_others_are_compared(tmp_path, how):
+    root = tmp_path / "chestxray_zlpr"
+    for i, s in enumerate((0, 1, 2)):
+        _write_run(tmp_path, f"2026010{i}-000000-smoke", {"focal": 0.6, "zlpr": 2.0}, seeds=[s])
+    bad = root / "20260101-000000-smoke"
+    name = _damage(bad, how)
+    with pytest.raises(record.DamagedRun, match=name) as e:
+        record.load_run(bad)
+    assert e.value.problems and e.value.problems[0].file == name
+    c = compare.compare_folder(root, n_boot=200)
+    assert [p.name for p in c.source.run_dirs] == ["20260100-000000-smoke", "20260102-000000-smoke"]
+    assert c.summary.set_index("Method").loc["zlpr", "Seeds"] == 2  # the damaged run's seed is not counted
+    left = [w for w in c.source.not_used if w.startswith(bad.name)]
+    assert len(left) == 1 and "damaged" in left[0] and name in left[0]
+    assert f"{bad.name} (damaged: {name}" in c.text() and "left out (1):" in c.text()
+    doc = json.loads((c.out_dir / "comparison.json").read_text())
+    assert doc["not_used"] == c.source.not_used and len(doc["runs"]) == 2
+
+
+def test_compare_exits_non_zero_only_when_nothing_comparable_is_left(tmp_path):
+    root = tmp_path / "chestxray_zlpr"
+    a = _write_run(tmp_path, "20260100-000000-smoke", {"focal": 0.6, "zlpr": 2.0}, seeds=[0])
+    b = _write_run(tmp_path, "20260101-000000-smoke", {"focal": 0.6, "zlpr": 2.0}, seeds=[1])
+    _damage(b, "truncated")
+    cmd = [sys.executable, "-m", "lfakit.cli", "compare", str(root), "--n-boot", "200"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "left out (1):" in out.stdout and "predictions.npz" in out.stdout and "truncated" in out.stdout
+    _damage(a, "corrupt_json")
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "no complete run" in out.stderr and "metrics.json" in out.stderr and "predictions.npz" in out.stderr
+
+
+def test_a_results_root_points_at_its_experiment_folders(tmp_path):
+    _write_run(tmp_path, "r1", {"focal": 0.6, "zlpr": 2.0}, seeds=[0])
+    _write_run(tmp_path, "r1", {"focal": 0.6, "zlpr": 2.0}, seeds=[0], experiment="iqa_losses")
+    with pytest.raises(ParameterError, match=r"several experiments \(chestxray_zlpr, iqa_losses\).*lfakit compare "
+                                              + str(tmp_path / "chestxray_zlpr")):
+        compare.compare_folder(tmp_path)
+
+
+def test_a_damaged_sweep_manifest_is_named(tmp_path):
+    sweep = tmp_path / "chestxray_zlpr" / "sweeps" / "s1"
+    sweep.mkdir(parents=True)
+    (sweep / "sweep.json").write_text('{"points": [')
+    with pytest.raises(DataError, match=r"sweep.json is damaged.*lfakit compare .*chestxray_zlpr"):
+        compare.compare_folder(sweep)

@@ -83,6 +83,73 @@ def test_load_run_names_what_is_missing(tmp_path):
         record.load_run(tmp_path)
 
 
+def _saved(tmp_path):
+    head = pd.DataFrame({"bce": [0.5]}, index=pd.Index(["Avg AUROC"], name="Metric"))
+    (tmp_path / "checkpoints" / "bce").mkdir(parents=True)
+    (tmp_path / "checkpoints" / "bce" / "last.pt").write_bytes(b"weights" * 100)
+    record.save_run(tmp_path, "demo", {"lr": 0.1}, methods={"bce": {}}, headline=("overall", head, "about"),
+                    tables={"overall": head}, predictions=_writer(), score_kind="logit")
+    return tmp_path
+
+
+def test_verify_run_checks_every_promise_of_the_manifest(tmp_path):
+    run = _saved(tmp_path)
+    assert record.verify_run(run) == []
+    # a checkpoint changed in place (same size) passes the size check; hash_all reads it too
+    ck = run / "checkpoints" / "bce" / "last.pt"
+    ck.write_bytes(b"WEIGHTS" * 100)
+    assert record.verify_run(run) == []
+    assert [d.file for d in record.verify_run(run, hash_all=True)] == ["checkpoints/bce/last.pt"]
+    ck.write_bytes(b"w")  # a size change is caught without hashing
+    assert "1 bytes, the manifest says 700 (truncated)" in str(record.verify_run(run)[0])
+    ck.write_bytes(b"weights" * 100)
+    # a listed table replaced by a symbolic link to a file outside the folder
+    outside = tmp_path.parent / f"{tmp_path.name}-secret.csv"
+    outside.write_text((run / "tables" / "overall.csv").read_text())
+    (run / "tables" / "overall.csv").unlink()
+    (run / "tables" / "overall.csv").symlink_to(outside)
+    assert [(d.file, "symbolic link" in d.reason) for d in record.verify_run(run)] == [("tables/overall.csv", True)]
+    with pytest.raises(record.DamagedRun, match="tables/overall.csv: a symbolic link"):
+        record.load_run(run)
+
+
+def test_a_manifest_cannot_point_out_of_the_folder_or_drop_the_metrics(tmp_path):
+    run = _saved(tmp_path)
+    m = json.loads((run / "manifest.json").read_text())
+    m["files"]["../../etc/passwd"] = {"bytes": 1, "sha256": "0" * 64}
+    m["files"]["/etc/passwd"] = {"bytes": 1, "sha256": "0" * 64}
+    m["files"]["tables/x.csv"] = {"bytes": "1", "sha256": "nothex"}
+    del m["files"]["metrics.json"]
+    (run / "manifest.json").write_text(json.dumps(m))
+    got = {str(d) for d in record.verify_run(run)}
+    assert "manifest.json: lists '../../etc/passwd', which is not a path inside the run folder" in got
+    assert "manifest.json: lists '/etc/passwd', which is not a path inside the run folder" in got
+    assert "manifest.json: the entry of 'tables/x.csv' has no valid size and SHA-256" in got
+    assert any(s.startswith("metrics.json: not listed") for s in got) and len(got) == 4
+    (run / "manifest.json").write_text("{")
+    assert [d.file for d in record.verify_run(run)] == ["manifest.json"]
+    (run / "manifest.json").unlink()
+    with pytest.raises(record.DamagedRun, match="manifest.json: missing"):
+        record.load_run(run)
+    assert record.load_run(run, verify=False).experiment == "demo"  # the unchecked read of an unfinished record
+
+
+def test_load_run_reads_only_the_tables_the_manifest_lists(tmp_path):
+    run = _saved(tmp_path)
+    (run / "tables" / "added_later.csv").write_text("a\n1\n")
+    assert set(record.load_run(run).tables) == {"overall"}
+
+
+def test_a_metrics_file_that_is_not_a_regular_file_is_not_read(tmp_path):
+    import os
+
+    run = _saved(tmp_path)
+    (run / "metrics.json").unlink()
+    os.mkfifo(run / "metrics.json")  # reading it would block forever
+    with pytest.raises(record.DamagedRun, match="metrics.json: a symbolic link or not a regular file"):
+        record.load_run(run)
+
+
 # --------------------------------------------------------------------------- every experiment
 
 QUICK = {
