@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import platform
+import re
 import signal
 import subprocess
 import sys
@@ -229,6 +230,7 @@ class RunOutcome:
     run_dir: Path
     notebook: Path
     resumed: bool
+    already_complete: bool = False  # --resume of a finished run: nothing was run or changed
 
 
 def _setup_logging() -> None:
@@ -364,21 +366,100 @@ def preflight(experiment: str, params: dict[str, Any]) -> None:
                              "training (each pool process would claim this rank); under torchrun use workers=1")
 
 
-def _resume_params(experiment: str, resume: str, overrides: dict[str, Any] | None) -> tuple[Path, dict[str, Any]]:
-    """The folder of run ``resume`` and its saved, validated parameters."""
-    run_dir = results_root() / experiment / resume
-    if not (run_dir / PARAMS_NAME).exists():
-        have = sorted(p.name for p in (results_root() / experiment).glob("*") if p.is_dir())
+RUN_ID_PATTERN = re.compile(r"^\d{8}-\d{6}(?:-[A-Za-z0-9._-]+)?$")
+RUN_ID_HELP = ("a run id is the name of one run folder under results/<experiment>/, as `lfakit run` prints it, "
+               "e.g. 20261201-093000-smoke (YYYYMMDD-HHMMSS[-label])")
+
+
+def _run_ids(experiment: str) -> list[str]:
+    """The ids of the experiment's run folders (those holding ``params.yaml``), oldest first."""
+    base = results_root() / experiment
+    if not base.is_dir():
+        return []
+    return sorted(p.name for p in base.iterdir() if p.is_dir() and (p / PARAMS_NAME).is_file())
+
+
+def _known_runs(experiment: str, resume: str) -> str:
+    have = _run_ids(experiment)
+    if not have:
+        return f" {experiment} has no runs under {results_root() / experiment} yet."
+    latest = ", ".join(have[-5:][::-1])
+    return f"{close_matches(resume, have)} Runs of {experiment} (newest first): {latest}{', ...' if len(have) > 5 else ''}."
+
+
+def _other_experiment_hint(path: str) -> str:
+    """How to continue a run given as a path like ``../iqa_losses/<id>``: under its own experiment."""
+    parts = Path(path.replace("\\", "/")).parts
+    if len(parts) >= 2 and parts[-2] in experiments():
+        return f"To continue that run of {parts[-2]}: lfakit run {parts[-2]} --resume {parts[-1]}."
+    return "To continue a run of another experiment, name that experiment: lfakit run <experiment> --resume <run-id>."
+
+
+def resume_dir(experiment: str, resume: str) -> Path:
+    """The folder of run ``resume`` of ``experiment``: a run id, never a path. Refused: an empty
+    id, one with a path separator, ``.`` or ``..``, an absolute path, and a folder that resolves
+    outside ``results/<experiment>/`` (a symlink) or holds no ``params.yaml``."""
+    fix = f"{RUN_ID_HELP}."
+    if not isinstance(resume, str) or not resume.strip():
+        raise ParameterError(f"--resume needs a run id, got an empty one; {fix}{_known_runs(experiment, '')}")
+    seps = {"/", "\\", os.sep, os.altsep} - {None}
+    if resume in (".", "..") or any(c in resume for c in seps) or "\0" in resume or Path(resume).is_absolute():
         raise ParameterError(
-            f"cannot resume {resume!r}: no run folder with {PARAMS_NAME} at {run_dir}.{close_matches(resume, have)}"
-        )
-    if overrides:
-        raise ParameterError("--resume continues a run with its saved parameters; drop the -p overrides")
+            f"--resume takes a run id of {experiment}, not a path: {resume!r}; {fix} "
+            f"{_other_experiment_hint(resume)}{_known_runs(experiment, Path(resume).name)}")
+    base = results_root() / experiment
+    run_dir = base / resume
+    if not (run_dir / PARAMS_NAME).is_file():
+        raise ParameterError(f"cannot resume {resume!r}: {experiment} has no run folder {run_dir} with {PARAMS_NAME}; "
+                             f"{fix}{_known_runs(experiment, resume)}")
+    real = run_dir.resolve()
+    if real.parent != base.resolve():
+        raise ParameterError(f"cannot resume {resume!r}: {run_dir} leads to {real}, outside {base.resolve()} "
+                             "(a link); a run is resumed only in its own folder under results/<experiment>/")
+    return run_dir
+
+
+def fixed_on_resume(experiment: str, resume: str, given: list[str]) -> ParameterError:
+    """The error for options that cannot change on ``--resume`` (``-p``, ``--profile``): the run
+    continues with the parameters it was started with."""
+    what = " and ".join(given)
+    return ParameterError(
+        f"--resume continues run {resume!r} with the parameters it was started with "
+        f"({results_root() / experiment / resume / PARAMS_NAME}); {what} cannot change on resume: drop "
+        f"{'it' if len(given) == 1 else 'them'}, or start a new run without --resume")
+
+
+def run_complete(run_dir: Path) -> bool:
+    """Whether a run's record is complete: ``metrics.json`` and ``manifest.json`` (written last)
+    are there and its notebook, if any, is not marked failed (as ``lfakit report`` reads it)."""
+    from lfakit.record import MANIFEST, METRICS
+
+    if not ((run_dir / METRICS).is_file() and (run_dir / MANIFEST).is_file()):
+        return False
+    nb_path = run_dir / NOTEBOOK_NAME
+    if not nb_path.exists():
+        return True
+    try:
+        nb = json.loads(nb_path.read_text())
+    except (OSError, ValueError):
+        return True  # the record is complete; only the notebook cannot be read
+    if (nb.get("metadata", {}).get("papermill") or {}).get("exception"):
+        return False
+    return not any(c.get("metadata", {}).get("papermill", {}).get("status") == "failed" for c in nb.get("cells", []))
+
+
+def _resume_params(experiment: str, resume: str, overrides: dict[str, Any] | None,
+                   given: list[str] | None = None) -> tuple[Path, dict[str, Any]]:
+    """The folder of run ``resume`` and its saved, validated parameters."""
+    run_dir = resume_dir(experiment, resume)
+    fixed = [f"-p {k}={v}" for k, v in (overrides or {}).items()] + list(given or [])
+    if fixed:
+        raise fixed_on_resume(experiment, resume, fixed)
     return run_dir, validate(experiment, load_yaml(run_dir / PARAMS_NAME))
 
 
 def _run_other_rank(experiment: str, profile: str | None, overrides: dict[str, Any] | None, resume: str | None,
-                    timeout: int | None) -> RunOutcome:
+                    timeout: int | None, given: list[str] | None = None) -> RunOutcome:
     """:func:`run` on a torchrun rank other than 0: the same notebook with the same parameters, whose
     trainings are collective with rank 0's, executed into a scratch folder that is deleted
     afterwards, without streaming its output; the engine shows no progress there. Only rank 0
@@ -390,19 +471,21 @@ def _run_other_rank(experiment: str, profile: str | None, overrides: dict[str, A
 
     from lfakit import distributed
 
-    if resume:
-        source, params = _resume_params(experiment, resume, overrides)
+    if resume is not None:
+        source, params = _resume_params(experiment, resume, overrides, given)
+        if run_complete(source):  # rank 0 reports it and runs nothing; neither does this rank
+            return RunOutcome(experiment, source, source / NOTEBOOK_NAME, True, already_complete=True)
     else:
         params = resolve_params(experiment, profile, overrides)
     preflight(experiment, params)
     me = distributed.rank()
     scratch = Path(tempfile.mkdtemp(prefix=f"lfakit-rank{me}-{experiment}-"))
     try:
-        if resume:
+        if resume is not None:
             shutil.copytree(source, scratch, dirs_exist_ok=True,
                             ignore=shutil.ignore_patterns("*.pt", "*.ipynb", KERNEL_LOG))
         params["run_dir"] = str(scratch)
-        params["resume"] = bool(resume)
+        params["resume"] = resume is not None
         write_params(scratch, params)
         try:
             notebook = execute(experiment, params, scratch, timeout, log_output=False)
@@ -411,7 +494,45 @@ def _run_other_rank(experiment: str, profile: str | None, overrides: dict[str, A
                             scratch) from None
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    return RunOutcome(experiment, scratch, notebook, bool(resume))
+    return RunOutcome(experiment, scratch, notebook, resume is not None)
+
+
+def _die_with_sweep() -> None:
+    """Under ``lfakit sweep``: end this run, and every process it started, when the process
+    that started it (the sweep, or the Dask or submitit worker running the point) is gone.
+
+    The sweep sets ``LFAKIT_SWEEP_PARENT`` to its own pid in each point's environment. If that is
+    this process's parent, a daemon thread polls ``os.getppid()`` every 0.2 s; once the parent
+    has died (a SIGKILL included: this process is then re-parented, so the pid changes; a reused
+    pid cannot fool it), the thread SIGKILLs this process's descendants, found through psutil by
+    parent pid (the kernel, which jupyter_client starts in a session of its own, and what the
+    kernel started), then this process. Without the variable (a plain ``lfakit run``) nothing
+    happens. Why a watchdog and not a process group or a parent-death signal: see "Killing a
+    sweep" in :mod:`lfakit.sweep`."""
+    raw = os.environ.pop("LFAKIT_SWEEP_PARENT", "")  # popped: the kernel and its children do not watch
+    if not raw.isdigit() or int(raw) != os.getppid():
+        return
+    parent = int(raw)
+
+    def watch() -> None:
+        import time
+
+        import psutil
+
+        while os.getppid() == parent:
+            time.sleep(0.2)
+        try:
+            tree = psutil.Process().children(recursive=True)
+        except psutil.Error:
+            tree = []
+        for proc in tree:
+            try:
+                proc.kill()
+            except psutil.Error:
+                pass
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="lfakit-sweep-watchdog", daemon=True).start()
 
 
 def run(
@@ -421,19 +542,28 @@ def run(
     resume: str | None = None,
     timeout: int | None = None,
     log_output: bool = True,
+    given: list[str] | None = None,
 ) -> RunOutcome:
     """Validate parameters, check the data and weights (:func:`preflight`), make (or reopen)
     the run folder and execute the notebook.
 
     Under torchrun (``WORLD_SIZE`` > 1) rank 0 does all this; every other rank executes the
-    same notebook into a scratch folder deleted afterwards (:func:`_run_other_rank`)."""
+    same notebook into a scratch folder deleted afterwards (:func:`_run_other_rank`).
+
+    ``resume`` is a run id of ``experiment`` (:func:`resume_dir`); the run continues with its
+    saved parameters, so ``overrides`` and the command-line options in ``given`` (e.g.
+    ``["--profile paper"]``) are refused with it. A run whose record is complete is not run
+    again: the outcome says ``already_complete`` and nothing in its folder changes."""
+    _die_with_sweep()
     _check_experiment(experiment)
     from lfakit import distributed
 
     if distributed.world_size() > 1 and not distributed.is_main():
-        return _run_other_rank(experiment, profile, overrides, resume, timeout)
-    if resume:
-        run_dir, params = _resume_params(experiment, resume, overrides)
+        return _run_other_rank(experiment, profile, overrides, resume, timeout, given)
+    if resume is not None:
+        run_dir, params = _resume_params(experiment, resume, overrides, given)
+        if run_complete(run_dir):
+            return RunOutcome(experiment, run_dir, run_dir / NOTEBOOK_NAME, True, already_complete=True)
         preflight(experiment, params)
         params["resume"] = True
         old = run_dir / NOTEBOOK_NAME
@@ -454,4 +584,4 @@ def run(
         notebook = execute(experiment, params, run_dir, timeout, log_output)
     except KeyboardInterrupt:  # before execute's own handler was in place
         raise RunInterrupted(run_dir) from None
-    return RunOutcome(experiment, run_dir, notebook, bool(resume))
+    return RunOutcome(experiment, run_dir, notebook, resume is not None)

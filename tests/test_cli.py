@@ -212,3 +212,141 @@ def test_ctrl_c_in_run_all_stops_the_whole_job(results_dir):
     assert p.returncode == 130, err
     assert "run-all stopped" in err and "Traceback" not in err
     assert not (results_dir / "loss_atlas").exists()  # nothing ran after the interrupt
+
+
+# ------------------------------------------------------------------ --resume addresses runs, not paths
+
+
+def _fake_run(fresh_results, experiment=EXP, run_id="20261201-093000-smoke", complete=False, failed=False):
+    """A run folder as `lfakit run` leaves it: params.yaml (and, complete, the record)."""
+    import json
+
+    import yaml
+
+    d = fresh_results / experiment / run_id
+    d.mkdir(parents=True)
+    p = runner.resolve_params(experiment, "smoke")
+    (d / runner.PARAMS_NAME).write_text(yaml.safe_dump({**p, "run_dir": str(d), "resume": False}))
+    nb = {"cells": [{"cell_type": "code", "metadata": {"papermill": {"status": "failed" if failed else "completed"}},
+                     "outputs": [], "source": ""}], "metadata": {"papermill": {"exception": failed}}}
+    (d / runner.NOTEBOOK_NAME).write_text(json.dumps(nb))
+    if complete:
+        (d / "metrics.json").write_text("{}")
+        (d / "manifest.json").write_text("{}")
+    return d
+
+
+def _snapshot(root):
+    """Every file and folder under ``root`` with its mtime and size: what 'nothing changed' means."""
+    return {str(p.relative_to(root)): (p.stat().st_mtime_ns, p.stat().st_size if p.is_file() else None)
+            for p in sorted(root.rglob("*"))}
+
+
+@pytest.fixture
+def fresh_results(monkeypatch, tmp_path):
+    """A results root of this test's own, so that its run folders are the only ones there."""
+    root = tmp_path / "results"
+    root.mkdir()
+    monkeypatch.setenv("LFAKIT_RESULTS", str(root))
+    return root
+
+
+@pytest.fixture
+def no_execution(monkeypatch):
+    """Fails the test if a notebook would be executed or a preflight run."""
+    calls = []
+
+    def refuse(*a, **kw):
+        calls.append(a)
+        raise AssertionError("nothing should run")
+
+    monkeypatch.setattr(runner, "execute", refuse)
+    monkeypatch.setattr(runner, "preflight", refuse)
+    return calls
+
+
+@pytest.mark.parametrize("bad", ["", "..", ".", "../iqa_losses/20261201-093000-smoke", "20261201-093000-smoke/",
+                                 "/tmp/20261201-093000-smoke", "sub\\dir"])
+def test_resume_takes_a_run_id_not_a_path(bad, capsys, fresh_results, no_execution):
+    mine = _fake_run(fresh_results, run_id="20261201-093000-smoke")
+    other = _fake_run(fresh_results, "iqa_losses", "20261201-093000-smoke")  # what ../iqa_losses/<id> would reach
+    before = _snapshot(fresh_results)
+    assert cli.main(["run", EXP, "--resume", bad]) == 2
+    err = capsys.readouterr().err
+    assert "run id" in err and "YYYYMMDD-HHMMSS[-label]" in err, err  # what a run id looks like
+    assert mine.name in err  # the runs there are to resume
+    if bad.startswith("../iqa_losses/"):
+        assert f"lfakit run iqa_losses --resume {other.name}" in err  # the command that continues that run
+    assert "Traceback" not in err
+    assert _snapshot(fresh_results) == before and other.exists()  # no new run folder, nothing touched
+    assert not no_execution
+
+
+def test_resume_refuses_a_link_out_of_the_experiments_folder(capsys, fresh_results, tmp_path, no_execution):
+    outside = _fake_run(tmp_path / "elsewhere")
+    (fresh_results / EXP).mkdir(parents=True, exist_ok=True)
+    (fresh_results / EXP / "20261202-000000-smoke").symlink_to(outside, target_is_directory=True)
+    before = _snapshot(tmp_path)
+    assert cli.main(["run", EXP, "--resume", "20261202-000000-smoke"]) == 2
+    err = capsys.readouterr().err
+    assert "outside" in err and str(outside) in err and "its own folder" in err, err
+    assert _snapshot(tmp_path) == before
+
+
+def test_resume_of_an_unknown_id_lists_close_and_existing_runs(capsys, fresh_results, no_execution):
+    _fake_run(fresh_results, run_id="20261201-093000-smoke")
+    _fake_run(fresh_results, run_id="20261203-120000-paper")
+    assert cli.main(["run", EXP, "--resume", "20261201-093001-smoke"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot resume '20261201-093001-smoke'" in err
+    assert "Did you mean: '20261201-093000-smoke'" in err
+    assert "newest first): 20261203-120000-paper, 20261201-093000-smoke" in err
+
+
+def test_resuming_a_finished_run_says_so_and_changes_nothing(capsys, fresh_results, no_execution):
+    d = _fake_run(fresh_results, complete=True)
+    before = _snapshot(fresh_results)
+    assert cli.main(["run", EXP, "--resume", d.name]) == 0
+    out = capsys.readouterr().out
+    assert f"run {d.name} is already complete" in out and str(d) in out and "nothing was run or changed" in out
+    assert _snapshot(fresh_results) == before
+    assert not list(d.glob("notebook.attempt-*"))
+
+
+def test_a_failed_run_with_a_record_is_not_complete_and_resumes(fresh_results, monkeypatch):
+    d = _fake_run(fresh_results, complete=True, failed=True)
+    assert not runner.run_complete(d)
+    ran = []
+    monkeypatch.setattr(runner, "preflight", lambda e, p: None)
+    monkeypatch.setattr(runner, "execute", lambda e, p, rd, *a, **k: ran.append((rd, p["resume"])) or rd / "nb.ipynb")
+    outcome = runner.run(EXP, resume=d.name)
+    assert ran == [(d, True)] and outcome.resumed and not outcome.already_complete
+    assert (d / "notebook.attempt-1.ipynb").exists()  # the failed attempt is kept
+
+
+@pytest.mark.parametrize("extra, named", [
+    (["--profile", "paper"], "--profile paper"),
+    (["--profile", "smoke"], "--profile smoke"),  # given, even if it is the default: refused alike
+    (["-p", "epochs=2"], "-p epochs=2"),
+    (["-p", "epochs=2", "--profile", "paper"], "-p epochs=2 and --profile paper"),
+])
+def test_options_that_cannot_change_on_resume_are_refused_alike(extra, named, capsys, fresh_results, no_execution):
+    d = _fake_run(fresh_results)
+    before = _snapshot(fresh_results)
+    assert cli.main(["run", EXP, "--resume", d.name, *extra]) == 2
+    err = capsys.readouterr().err
+    assert f"--resume continues run {d.name!r} with the parameters it was started with" in err
+    assert f"{named} cannot change on resume: drop" in err and str(d / runner.PARAMS_NAME) in err, err
+    assert _snapshot(fresh_results) == before
+
+
+def test_a_new_run_without_profile_still_uses_smoke(monkeypatch, fresh_results):
+    seen = {}
+
+    def fake_run(experiment, **kw):
+        seen.update(kw)
+        return runner.RunOutcome(experiment, fresh_results, fresh_results / "nb.ipynb", False)
+
+    monkeypatch.setattr(runner, "run", fake_run)
+    assert cli.main(["run", EXP, "-q"]) == 0
+    assert seen["profile"] == "smoke" and seen["given"] == [] and seen["resume"] is None
