@@ -334,8 +334,10 @@ def execute(experiment: str, params: dict[str, Any], run_dir: Path, timeout: int
             raise RunInterrupted(run_dir) from None
         if not isinstance(e, PapermillExecutionError):
             raise
+        # papermill's own index, as `lfakit report` numbers it ("failed at cell N"); its log counts from 1
         msg = f"cell {e.cell_index} (execution count {e.exec_count}) failed: {e.ename}: {e.evalue}"
-        raise RunFailed(f"{msg}\nThe partly executed notebook is kept at {out}", run_dir) from None
+        raise RunFailed(f"{msg}\nIn papermill's log (shown without -q) this cell is \"Executing Cell {e.cell_index + 1}\" (the log "
+                        f"counts cells from 1). The partly executed notebook is kept at {out}", run_dir) from None
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)

@@ -350,3 +350,44 @@ def test_a_new_run_without_profile_still_uses_smoke(monkeypatch, fresh_results):
     monkeypatch.setattr(runner, "run", fake_run)
     assert cli.main(["run", EXP, "-q"]) == 0
     assert seen["profile"] == "smoke" and seen["given"] == [] and seen["resume"] is None
+
+
+def test_a_failed_cell_is_named_by_papermills_log_number_too(tmp_path, monkeypatch, capsys):
+    """papermill logs "Executing Cell N" counting from 1 (markdown and injected cells included);
+    the failure message gives that number beside papermill's index (what `lfakit report` shows)."""
+    import logging
+    import re
+
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("# demo"), nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_code_cell("y = 2"), nbformat.v4.new_markdown_cell("then"),
+                nbformat.v4.new_code_cell("raise ValueError('boom')"), nbformat.v4.new_code_cell("z = 3")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    (tmp_path / "nbs").mkdir()
+    nbformat.write(nb, tmp_path / "nbs" / "demo.ipynb")
+    monkeypatch.setattr(runner, "notebooks_dir", lambda: tmp_path / "nbs")
+    logged = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            logged.append(record.getMessage())
+
+    keep, log = Keep(), logging.getLogger("papermill")
+    level = log.level
+    log.addHandler(keep)
+    log.setLevel(logging.INFO)
+    try:
+        run_dir = tmp_path / "run"
+        run_dir.mkdir()
+        with pytest.raises(runner.RunFailed) as info:
+            runner.execute("demo", {"x": 5}, run_dir)
+    finally:
+        log.removeHandler(keep)
+        log.setLevel(level)
+    started = [int(m.group(1)) for line in logged for m in [re.match(r"Executing Cell (\d+)", line)] if m]
+    msg = str(info.value)
+    index = int(re.match(r"cell (\d+) \(execution count \d+\) failed: ValueError: boom", msg).group(1))
+    assert f'"Executing Cell {started[-1]}"' in msg, (msg, logged)  # the last cell papermill started: the failing one
+    assert index == started[-1] - 1
