@@ -92,6 +92,7 @@ import hashlib
 import itertools
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -103,7 +104,7 @@ from typing import Any, Iterable
 
 import yaml
 
-from lfakit.errors import LfakitError, ParameterError
+from lfakit.errors import LfakitError, ParameterError, close_matches
 
 SCHEMA = "lfakit.sweep/1"
 MANIFEST = "sweep.json"
@@ -114,6 +115,15 @@ _INTERNAL = ("run_dir", "resume")
 _TAIL_LINES = 30
 _TAIL_CHARS = 4000
 _KILL_GRACE_S = 30
+PARENT_ENV = "LFAKIT_SWEEP_PARENT"  # read by lfakit.runner._die_with_sweep in the point's `lfakit run`
+LOCKS = ".locks"  # results/<experiment>/sweeps/.locks/<params_hash>.lock: one process per point at a time
+_LOCK_WAIT_S = 10.0  # how long a point waits for an earlier attempt of it to end (its watchdog: < 1 s)
+CONNECT_TIMEOUT_S = 10.0
+
+
+class ExecutorUnavailable(LfakitError):
+    """The executor cannot be reached (no ``sbatch``, no Dask scheduler at the address); raised
+    before any point starts and before the sweep folder is made."""
 
 
 class SweepInterrupted(KeyboardInterrupt):
@@ -275,12 +285,20 @@ def run_point(
     *,
     index: int | None = None,
     log_file: str | Path | None = None,
+    params_hash: str | None = None,
 ) -> dict[str, Any]:
     """Run one point as its own process (:func:`point_command`) with ``LFAKIT_RESULTS`` set to
     ``results_root``; wait for it (at most ``timeout`` seconds) and return ``{"status":
-    "complete"|"failed", "run_dir", "error", "seconds", "returncode"}``. Never raises for a
-    failing point. ``index`` is the point's number in its sweep (for the test hook,
+    "complete"|"failed"|"skipped", "run_dir", "error", "seconds", "returncode"}``. Never raises
+    for a failing point. ``index`` is the point's number in its sweep (for the test hook,
     ``LFAKIT_SWEEP_TEST_KILL``); ``log_file`` receives the command, exit status and output.
+
+    The point's ``lfakit run`` gets ``LFAKIT_SWEEP_PARENT=<this process's pid>``: it ends, with
+    everything it started, when this process is gone (see "Killing a sweep" in the module
+    docstring). With ``params_hash`` the point first takes the point's lock
+    (:func:`_lock_point`), waiting up to ``_LOCK_WAIT_S`` for an earlier attempt of the same
+    point to end, and is ``skipped`` if that attempt left a complete run; its ``lfakit run``
+    holds the lock for as long as it lives.
 
     Importable at module level, so Dask and submitit can pickle it."""
     cmd = point_command(experiment, profile, overrides)
@@ -289,9 +307,25 @@ def run_point(
     pkg_parent = str(Path(__file__).resolve().parents[1])  # the child imports this lfakit
     env["PYTHONPATH"] = os.pathsep.join([pkg_parent, *filter(None, [env.get("PYTHONPATH")])])
     env.pop(TEST_KILL_ENV, None)
+    env[PARENT_ENV] = str(os.getpid())
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                            env=env, text=True, errors="replace")
+    lock_fd = None
+    if params_hash is not None:
+        lock_fd, busy = _lock_point(Path(env["LFAKIT_RESULTS"]), experiment, params_hash)
+        if busy:
+            return {"status": "failed", "run_dir": None, "error": busy, "seconds": None, "returncode": None}
+        done = find_complete_runs(experiment, env["LFAKIT_RESULTS"]).get(params_hash)
+        if done is not None:  # an earlier attempt finished after the sweep looked
+            if lock_fd is not None:
+                os.close(lock_fd)
+            return {"status": "skipped", "run_dir": str(done), "error": None, "seconds": None, "returncode": None}
+    try:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                                env=env, text=True, errors="replace", pass_fds=() if lock_fd is None else (lock_fd,))
+    except BaseException:
+        if lock_fd is not None:
+            os.close(lock_fd)
+        raise
     with _LIVE_LOCK:
         _LIVE.add(proc)
     try:
@@ -301,6 +335,8 @@ def run_point(
     finally:
         with _LIVE_LOCK:
             _LIVE.discard(proc)
+        if lock_fd is not None:
+            os.close(lock_fd)  # the point's processes are gone: the lock is free
     seconds = round(time.perf_counter() - t0, 3)
     rc = proc.returncode
     run_dir = _run_dir_from(stdout) if rc == 0 else _failed_run_dir(stderr)
@@ -334,6 +370,48 @@ def run_point(
             pass
     return {"status": "failed" if error else "complete", "run_dir": run_dir, "error": error,
             "seconds": seconds, "returncode": rc}
+
+
+def _lock_point(results_root: Path, experiment: str, params_hash: str) -> tuple[int | None, str | None]:
+    """Take the point's lock, ``<results_root>/<experiment>/sweeps/.locks/<params_hash>.lock``
+    (an exclusive ``flock``), waiting up to ``_LOCK_WAIT_S`` seconds: ``(fd, None)``, or
+    ``(None, why)`` when another process still holds it.
+
+    The lock is handed to the point's ``lfakit run`` (an inherited descriptor), so it is held
+    while that process lives, even after the sweep that started it was killed: a re-run of the
+    sweep, or another sweep with the same point, cannot start the point a second time while an
+    earlier attempt still runs. The lock file names the pid that took it. Where the file system
+    has no locks (``flock`` fails), ``(fd, None)`` is returned without one."""
+    import errno
+    import fcntl
+    import socket
+
+    folder = results_root / experiment / "sweeps" / LOCKS
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{params_hash}.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    deadline = time.monotonic() + _LOCK_WAIT_S
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except OSError as e:
+            if e.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                return fd, None  # no locks on this file system
+            if time.monotonic() >= deadline:
+                try:
+                    holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "unknown"
+                except OSError:
+                    holder = "unknown"
+                os.close(fd)
+                return None, (f"another process still runs this point (lock {path} is held; taken by {holder}): an "
+                              "earlier attempt of this sweep or another sweep with the same point; this attempt did "
+                              "not start, so that no second run of the point is made. Re-run the sweep when it has "
+                              "ended (a finished run is then skipped)")
+            time.sleep(0.1)
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+    return fd, None
 
 
 _POLL_S = 0.5  # how often a waiting sweep notes the processes a point started (a psutil scan: ~1 ms)
@@ -614,6 +692,127 @@ def _slurm_parameters(experiment: str, slurm: dict[str, Any], timeout: float | N
     return {k: v for k, v in params.items() if v is not None}
 
 
+# --------------------------------------------------------------------------- checks before anything
+
+
+_DASK_FIX = ("start a scheduler there (`dask scheduler`, then `dask worker <address>` on each machine that runs "
+             "points, with this lfakit installed and the results folder shared), or drop --scheduler-address to run "
+             "the points on a LocalCluster of --workers processes on this machine")
+
+
+def check_scheduler_address(address: str) -> str:
+    """``address`` as a Dask scheduler address, ``<scheme>://<host>:<port>`` (``host:port`` means
+    ``tcp://host:port``), checked with distributed's own parsing (:func:`distributed.comm.parse_address`,
+    :func:`distributed.comm.parse_host_port`) and its list of transports; a ParameterError
+    naming the address and the expected form otherwise. Nothing is contacted."""
+    from distributed.comm import parse_address, parse_host_port
+    from distributed.comm.registry import backends
+
+    text = str(address).strip()
+
+    def bad(why: str) -> ParameterError:
+        return ParameterError(
+            f"--scheduler-address {address!r} is not a Dask scheduler address: {why}. Give it as tcp://host:port "
+            "(e.g. tcp://10.0.0.5:8786, the address `dask scheduler` prints), or drop --scheduler-address to run the "
+            "points on a LocalCluster on this machine"
+        )
+
+    if not text:
+        raise bad("it is empty")
+    try:
+        scheme, loc = parse_address(text, strict=False)
+    except ValueError as e:
+        raise bad(str(e)) from None
+    if scheme not in backends:
+        raise bad(f"unknown scheme {scheme + '://'!r} (Dask knows {', '.join(s + '://' for s in sorted(backends))})")
+    if scheme == "inproc":
+        raise bad("inproc:// addresses live inside one process; give the address of a running scheduler")
+    try:
+        host, port = parse_host_port(loc)
+    except ValueError as e:
+        raise bad(str(e)) from None
+    if not host or any(c.isspace() for c in host):
+        raise bad(f"{host!r} is not a host name")
+    if not 0 < int(port) < 65536:
+        raise bad(f"port {port} is not in 1-65535")
+    return f"{scheme}://{loc}"
+
+
+def _connect_dask(address: str, timeout: float):
+    """A :class:`distributed.Client` of the scheduler at ``address`` with at least one worker,
+    waiting at most ``timeout`` seconds for each; ExecutorUnavailable naming the address and
+    how to start a scheduler otherwise."""
+    from distributed import Client
+
+    try:
+        client = Client(address, timeout=timeout, set_as_default=False)
+    except (OSError, TimeoutError) as e:
+        raise ExecutorUnavailable(
+            f"no Dask scheduler answers at {address} within {timeout:g} s ({e}); {_DASK_FIX}"
+        ) from None
+    try:
+        client.wait_for_workers(1, timeout=timeout)
+    except (OSError, TimeoutError):
+        client.close()
+        raise ExecutorUnavailable(
+            f"the Dask scheduler at {address} has no workers (none joined within {timeout:g} s), so no point could "
+            f"run; start workers with `dask worker {address}` on the machines that run points (with this lfakit "
+            "installed and the results folder shared), or drop --scheduler-address to use a LocalCluster"
+        ) from None
+    except BaseException:
+        client.close()
+        raise
+    return client
+
+
+def check_cluster(cluster: str | None) -> str:
+    """submitit's cluster for the slurm executor: ``cluster`` if submitit knows it (its
+    executor plugins: ``slurm``, ``local``, ``debug``, ...), else a ParameterError listing
+    them; None is ``slurm``. ``slurm`` needs ``sbatch`` on PATH (ExecutorUnavailable
+    otherwise): submitit's own automatic choice would fall back to running the jobs locally
+    where there is no Slurm, which a sweep does only when asked (``cluster="local"``)."""
+    from submitit.core.plugins import get_executors
+
+    known = list(get_executors())
+    if cluster is not None and cluster not in known:
+        raise ParameterError(
+            f"unknown --cluster {cluster!r}.{close_matches(cluster, known)} submitit knows: {', '.join(known)} "
+            "(slurm submits a job per point with sbatch; local runs them as processes on this machine; debug runs "
+            "them one by one inside the sweep's own process)"
+        )
+    cluster = cluster or "slurm"
+    if cluster == "slurm" and shutil.which("sbatch") is None:
+        raise ExecutorUnavailable(
+            "--executor slurm needs Slurm, but `sbatch` is not on PATH here. Run the sweep on a machine that submits "
+            "Slurm jobs (a login node), or run the points on this machine: --executor slurm --cluster local "
+            "(submitit's local processes), or --executor local / --executor dask"
+        )
+    return cluster
+
+
+def check_out(out: str | Path) -> Path:
+    """The sweep folder ``out``, resolved, once it is known that it is (or can be made as) a
+    folder this process can write: an existing file, a path through a file, or a place where
+    no folder can be made is a ParameterError naming it. Nothing is left behind by the check."""
+    import tempfile
+
+    path = Path(out).expanduser().resolve()
+    fix = "give --out a folder you can write (it is made if missing), or leave --out out for the default " \
+          "results/<experiment>/sweeps/<sweep-id>"
+    if path.exists() and not path.is_dir():
+        raise ParameterError(f"--out {path} is a file, not a folder; {fix}")
+    probe = path
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ParameterError(f"--out {path}: {probe} is a file, so no folder can be made there; {fix}")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".lfakit-probe-", dir=probe))
+    except OSError as e:
+        raise ParameterError(f"--out {path}: cannot make a folder in {probe} ({e.strerror or e}); {fix}") from None
+    return path
+
+
 def run_sweep(
     experiment: str,
     profile: str | None = "smoke",
@@ -628,13 +827,18 @@ def run_sweep(
     progress: bool = True,
     *,
     cluster: str | None = None,
+    connect_timeout: float = CONNECT_TIMEOUT_S,
 ) -> SweepResult:
     """Run ``experiment`` at every point of ``grid`` x ``seeds`` (see the module docstring).
 
-    Validates every point first (a ParameterError before any process starts), skips points
-    with a complete run of the same parameters, runs the rest with ``executor`` (``local``,
-    ``dask`` or ``slurm``), ``workers`` at a time, and records each in ``sweep.json``.
-    ``cluster`` is submitit's cluster for the slurm executor (None: auto, ``"local"``)."""
+    Validates every point and the executor first (a ParameterError, or ExecutorUnavailable when
+    the executor cannot be reached, before any process starts and before the sweep folder is
+    made), skips points with a complete run of the same parameters, runs the rest with
+    ``executor`` (``local``, ``dask`` or ``slurm``), ``workers`` at a time, and records each in
+    ``sweep.json``. ``cluster`` is submitit's cluster for the slurm executor (None: Slurm, which
+    needs ``sbatch``; ``"local"``: local processes; ``"debug"``: this process).
+    ``connect_timeout`` bounds the wait for a Dask scheduler at ``scheduler_address`` (and for
+    its first worker)."""
     from lfakit import record, runner
     from lfakit.params import parse_override
 
@@ -644,10 +848,24 @@ def run_sweep(
         raise ParameterError(f"workers must be a positive integer, got {workers!r}")
     if timeout is not None and not timeout > 0:
         raise ParameterError(f"timeout must be a positive number of seconds, got {timeout!r}")
+    if isinstance(connect_timeout, bool) or not isinstance(connect_timeout, (int, float)) or not connect_timeout > 0:
+        raise ParameterError(f"the connect timeout must be a positive number of seconds, got {connect_timeout!r}")
+    slurm = dict(slurm or {})
+    cluster = slurm.pop("cluster", cluster)
     if slurm and executor != "slurm":
         raise ParameterError(f"slurm options are for the slurm executor, not {executor!r}")
-    if scheduler_address and executor != "dask":
+    if cluster is not None and executor != "slurm":
+        raise ParameterError(f"--cluster {cluster!r} picks submitit's cluster for --executor slurm, not for {executor!r}; "
+                             "drop --cluster, or use --executor slurm --cluster local to run the points through "
+                             "submitit on this machine")
+    if scheduler_address is not None and executor != "dask":
         raise ParameterError(f"a scheduler address is for the dask executor, not {executor!r}")
+    if executor == "dask" and scheduler_address is not None:
+        scheduler_address = check_scheduler_address(scheduler_address)
+    if executor == "slurm":
+        cluster = check_cluster(cluster)
+        _slurm_parameters(experiment, slurm, timeout, workers)  # unknown options, before anything
+    out_dir = check_out(out) if out is not None else None
     grid = {k: list(v) if isinstance(v, tuple) else v for k, v in dict(grid or {}).items()}
     seeds_list = None if seeds is None else list(seeds)
     for s in seeds_list or []:
@@ -680,9 +898,24 @@ def run_sweep(
         points.append({"index": i, "overrides": ov, "params_hash": h, "status": "pending",
                        "run_dir": None, "error": None, "seconds": None})
 
+    # ---- the executor is there: nothing has been written yet
+    client = _connect_dask(scheduler_address, connect_timeout) if executor == "dask" and scheduler_address else None
+    try:
+        return _sweep(experiment, profile, grid, seeds_list, points, executor, workers, out_dir, client, slurm,
+                      cluster, timeout, progress)
+    finally:
+        if client is not None:
+            client.close()
+
+
+def _sweep(experiment, profile, grid, seeds_list, points, executor, workers, out_dir, client, slurm, cluster, timeout,
+           progress) -> SweepResult:
+    """:func:`run_sweep` once every check has passed: the sweep folder, what is done, the rest."""
+    from lfakit import runner
+
     root = runner.check_results_root()
     sid = sweep_id(experiment, profile, grid, seeds_list)
-    sweep_dir = Path(out).expanduser().resolve() if out else root / experiment / "sweeps" / sid
+    sweep_dir = out_dir or root / experiment / "sweeps" / sid
     sweep_dir.mkdir(parents=True, exist_ok=True)
     head = {"experiment": experiment, "profile": profile, "grid": grid, "seeds": seeds_list,
             "executor": executor, "workers": workers, "sweep_id": sid, "results_root": str(root)}
@@ -709,7 +942,7 @@ def run_sweep(
 
     def args_of(i: int) -> tuple[tuple, dict]:
         return ((experiment, profile, points[i]["overrides"], str(root), timeout),
-                {"index": i, "log_file": str(logs / f"point-{i}.log")})
+                {"index": i, "log_file": str(logs / f"point-{i}.log"), "params_hash": points[i]["params_hash"]})
 
     def finish(i: int, outcome: dict[str, Any] | BaseException) -> None:
         if isinstance(outcome, BaseException):
@@ -728,9 +961,9 @@ def run_sweep(
     if executor == "local":
         _run_local(todo, args_of, finish, manifest, workers, bar, sweep_dir)
     elif executor == "dask":
-        _run_dask(todo, args_of, finish, workers, scheduler_address, bar, progress)
+        _run_dask(todo, args_of, finish, workers, client, bar, progress)
     else:
-        _run_slurm(todo, args_of, finish, experiment, slurm or {}, timeout, workers, cluster, sweep_dir, bar)
+        _run_slurm(todo, args_of, finish, experiment, slurm, timeout, workers, cluster, sweep_dir, bar)
     return result
 
 
@@ -763,15 +996,15 @@ def _run_local(todo, args_of, finish, manifest, workers, bar, sweep_dir) -> None
     pool.shutdown(wait=True)
 
 
-def _run_dask(todo, args_of, finish, workers, scheduler_address, bar, progress) -> None:
+def _run_dask(todo, args_of, finish, workers, client, bar, progress) -> None:
+    """The points as Dask tasks: on ``client`` (connected by :func:`_connect_dask`), else on a
+    LocalCluster of ``workers`` single-threaded worker processes."""
     import contextlib
 
     from distributed import Client, LocalCluster, as_completed
 
     with contextlib.ExitStack() as stack:
-        if scheduler_address:
-            client = stack.enter_context(Client(scheduler_address))
-        else:
+        if client is None:
             cluster = stack.enter_context(
                 LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0")
             )
@@ -794,8 +1027,7 @@ def _run_slurm(todo, args_of, finish, experiment, slurm, timeout, workers, clust
     import submitit
     from submitit.helpers import as_completed
 
-    cluster = slurm.get("cluster", cluster)
-    ex = submitit.AutoExecutor(folder=str(sweep_dir / "submitit"), cluster=cluster)
+    ex = submitit.AutoExecutor(folder=str(sweep_dir / "submitit"), cluster=cluster)  # checked: check_cluster
     ex.update_parameters(**_slurm_parameters(experiment, slurm, timeout, workers))
     submitted = []
     with ex.batch():

@@ -391,3 +391,358 @@ def test_the_chestxray_sweep_through_submitit_then_compare(tmp_path):
     assert "2 seed(s) per method (seeds 0, 1)" in cmp.stdout
     doc = json.loads((sweep_dir / "comparison" / "auroc-vs-focal" / "comparison.json").read_text())
     assert len(doc["runs"]) == 4 and doc["baseline"] == "focal"
+
+
+# --------------------------------------------------------------------------- executors fail loudly, before anything
+
+
+def _tree(root: Path) -> dict[str, tuple]:
+    """Every file and folder under ``root`` with its size, mtime and content: what a failed
+    sweep must leave as it was."""
+    if not root.exists():
+        return {}
+    return {str(p.relative_to(root)): (p.is_dir(), p.stat().st_mtime_ns, None if p.is_dir() else p.read_bytes())
+            for p in sorted(root.rglob("*"))}
+
+
+@pytest.fixture
+def earlier(results) -> dict[str, tuple]:
+    """A results root that already holds a run folder and another sweep: their snapshot."""
+    run = results / EXP / "20260101-000000-smoke"
+    run.mkdir(parents=True)
+    (run / record.METRICS).write_text(json.dumps({"params_hash": "0" * 16}))
+    (run / "manifest.json").write_text("{}")
+    other = results / EXP / "sweeps" / "smoke-000000000000"
+    other.mkdir(parents=True)
+    (other / sweep.MANIFEST).write_text(json.dumps({"schema": sweep.SCHEMA, "points": []}))
+    return _tree(results)
+
+
+def _sweep_folders(root: Path) -> list[str]:
+    d = root / EXP / "sweeps"
+    return sorted(p.name for p in d.iterdir() if p.name != sweep.LOCKS) if d.exists() else []
+
+
+def _closed_port() -> int:
+    """A local TCP port nobody listens on (bound, then closed)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _cli_checks(cases: list[list[str]], root: Path, path_env: str | None = None) -> list[dict]:
+    """Run ``cli.main(["sweep", EXP, *args])`` for each case in one fresh interpreter (no torch
+    loaded by anyone else): its exit status, stderr, seconds inside main, and whether torch
+    was imported by then."""
+    import os
+    import subprocess
+
+    script = (
+        "import contextlib, io, json, sys, time\n"
+        "from lfakit import cli\n"
+        "out = []\n"
+        f"for args in {cases!r}:\n"
+        "    err = io.StringIO()\n"
+        "    t0 = time.perf_counter()\n"
+        "    with contextlib.redirect_stderr(err):\n"
+        f"        rc = cli.main(['sweep', {EXP!r}, *args, '-q'])\n"
+        "    out.append({'rc': rc, 'stderr': err.getvalue(), 'seconds': time.perf_counter() - t0,\n"
+        "                'torch': 'torch' in sys.modules})\n"
+        "print(json.dumps(out))\n"
+    )
+    env = {**os.environ, "LFAKIT_RESULTS": str(root)}
+    if path_env is not None:
+        env["PATH"] = path_env
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_bad_executor_settings_fail_fast_with_the_fix_and_leave_nothing(results, earlier, tmp_path):
+    """Each misconfigured executor or --out through the CLI: exit status 2, one `lfakit: error:`
+    line naming the problem and the way on, within 2 s, before torch is imported, and no sweep
+    folder made; what the results folder held is untouched."""
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("mine")
+    no_sbatch = tmp_path / "empty-bin"
+    no_sbatch.mkdir()
+    cases = [
+        (["--executor", "dask", "--scheduler-address", "foo"],
+         ["'foo' is not a Dask scheduler address", "missing port", "tcp://host:port", "drop --scheduler-address"]),
+        (["--executor", "dask", "--scheduler-address", "http://x:8786"],
+         ["unknown scheme 'http://'", "tcp://", "drop --scheduler-address"]),
+        (["--executor", "dask", "--scheduler-address", "tcp://:8786"], ["'' is not a host name"]),
+        (["--executor", "dask", "--scheduler-address", "tcp://h:99999"], ["port 99999 is not in 1-65535"]),
+        (["--executor", "slurm", "--cluster", "foo"], ["unknown --cluster 'foo'", "slurm, local, debug"]),
+        (["--executor", "slurm", "--cluster", "locl"], ["Did you mean: 'local'"]),
+        (["--executor", "slurm"], ["`sbatch` is not on PATH", "--cluster local", "--executor local"]),
+        (["--cluster", "local"], ["for --executor slurm", "drop --cluster"]),
+        (["--executor", "local", "--scheduler-address", "tcp://h:1"], ["for the dask executor"]),
+        (["--out", str(a_file)], [f"--out {a_file} is a file, not a folder", "leave --out out"]),
+        (["--out", str(a_file / "sweep")], [f"{a_file} is a file, so no folder can be made there"]),
+        (["--executor", "dask", "--connect-timeout", "0"], ["connect timeout must be a positive number"]),
+    ]
+    got = _cli_checks([["-g", "grid_size=5", *args] for args, _ in cases], results, path_env=str(no_sbatch))
+    for (args, wants), out in zip(cases, got):
+        assert out["rc"] == 2, (args, out)
+        lines = out["stderr"].strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("lfakit: error: "), (args, out["stderr"])
+        for want in wants:
+            assert want in lines[0], (args, want, lines[0])
+        assert out["seconds"] < 2.0, (args, out["seconds"])
+        assert not out["torch"], args
+    assert _sweep_folders(results) == ["smoke-000000000000"]
+    assert _tree(results) == earlier
+    assert a_file.read_text() == "mine" and not (a_file.parent / "sweep").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty-bin", "notes.txt", "results"]  # no probe left
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc, where no folder can be made")
+def test_an_out_where_no_folder_can_be_made_is_refused(results, no_processes):
+    with pytest.raises(ParameterError, match="--out /proc/lfakit-sweep: cannot make a folder in /proc"):
+        sweep.run_sweep(EXP, grid=GRID, out="/proc/lfakit-sweep", progress=False)
+    assert not results.exists() and no_processes == []
+
+
+def test_an_unreachable_dask_scheduler_fails_in_seconds_without_a_sweep_folder(results, earlier):
+    """`lfakit sweep --executor dask --scheduler-address` at a closed port: the CLI names the
+    address and how to start a scheduler or use a LocalCluster, within the connect timeout (not
+    distributed's 30 s), and makes no sweep folder."""
+    import os
+    import subprocess
+
+    address = f"tcp://127.0.0.1:{_closed_port()}"
+    t0 = time.monotonic()
+    out = subprocess.run([sys.executable, "-m", "lfakit.cli", "sweep", EXP, "-g", "grid_size=5", "--executor", "dask",
+                          "--scheduler-address", address, "--connect-timeout", "1", "-q"],
+                         capture_output=True, text=True, env={**os.environ, "LFAKIT_RESULTS": str(results)}, timeout=60)
+    assert time.monotonic() - t0 < 20
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert out.stderr.startswith(f"lfakit: error: no Dask scheduler answers at {address} within 1 s"), out.stderr
+    assert "`dask scheduler`" in out.stderr and "drop --scheduler-address" in out.stderr
+    assert "Traceback" not in out.stderr and out.stdout == ""
+    assert _sweep_folders(results) == ["smoke-000000000000"]
+    assert _tree(results) == earlier
+
+
+def test_a_dask_scheduler_without_workers_is_refused(results):
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=0, processes=False, protocol="tcp://", host="127.0.0.1", dashboard_address=":0") as cluster:
+        with pytest.raises(sweep.ExecutorUnavailable, match=f"scheduler at {cluster.scheduler_address} has no workers"
+                                                            r".*dask worker"):
+            sweep.run_sweep(EXP, grid=GRID, executor="dask", scheduler_address=cluster.scheduler_address,
+                            connect_timeout=0.5, progress=False)
+    assert not results.exists()  # no point ran, no sweep folder
+
+
+def test_slurm_needs_sbatch_unless_another_cluster_is_asked_for(results, tmp_path, monkeypatch, no_processes):
+    """No `sbatch`: the slurm executor refuses (submitit alone would run the points locally);
+    with `sbatch` on PATH Slurm is chosen explicitly; `local` and `debug` need no Slurm."""
+    empty = tmp_path / "empty-bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    with pytest.raises(sweep.ExecutorUnavailable, match="`sbatch` is not on PATH"):
+        sweep.run_sweep(EXP, grid=GRID, executor="slurm", progress=False)
+    with pytest.raises(sweep.ExecutorUnavailable, match="`sbatch` is not on PATH"):
+        sweep.check_cluster("slurm")
+    assert sweep.check_cluster("local") == "local" and sweep.check_cluster("debug") == "debug"
+    fake = tmp_path / "slurm-bin"
+    fake.mkdir()
+    (fake / "sbatch").write_text("#!/bin/sh\nexit 1\n")
+    (fake / "sbatch").chmod(0o755)
+    monkeypatch.setenv("PATH", str(fake))
+    assert sweep.check_cluster(None) == "slurm"
+    assert not results.exists() and no_processes == []
+
+
+# --------------------------------------------------------------------------- killing a sweep, re-running it
+
+
+def _lock_path(root: Path, h: str) -> Path:
+    return root / EXP / "sweeps" / sweep.LOCKS / f"{h}.lock"
+
+
+def _fake_complete_run(root: Path, h: str) -> Path:
+    run = root / EXP / "20260102-000000-smoke"
+    run.mkdir(parents=True)
+    (run / record.METRICS).write_text(json.dumps({"params_hash": h}))
+    (run / "manifest.json").write_text("{}")
+    return run
+
+
+def test_a_point_whose_earlier_attempt_still_runs_is_not_started_again(results, monkeypatch, no_processes):
+    """While another process holds the point's lock (an earlier attempt's `lfakit run`), the
+    point waits, then fails without starting a process; once the lock is free and that attempt
+    left a complete run, the point is skipped with that run."""
+    import fcntl
+
+    monkeypatch.setattr(sweep, "_LOCK_WAIT_S", 0.3)
+    h = "ab" * 8
+    lock = _lock_path(results, h)
+    lock.parent.mkdir(parents=True)
+    with open(lock, "w") as held:
+        held.write("pid 4242 on elsewhere\n")
+        held.flush()
+        fcntl.flock(held, fcntl.LOCK_EX)
+        out = sweep.run_point(EXP, "smoke", {"grid_size": 5}, results, params_hash=h)
+        assert out["status"] == "failed" and "another process still runs this point" in out["error"]
+        assert "pid 4242 on elsewhere" in out["error"] and no_processes == []
+        run = _fake_complete_run(results, h)  # that attempt finishes
+    out = sweep.run_point(EXP, "smoke", {"grid_size": 5}, results, params_hash=h)
+    assert out["status"] == "skipped" and out["run_dir"] == str(run) and no_processes == []
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="reads the point's open files from /proc")
+def test_the_points_process_holds_its_lock_and_knows_its_parent(results, monkeypatch):
+    """The lock is handed to the point's process (so it stays held if the sweep dies), and the
+    process is told the pid of the process that started it (for its watchdog)."""
+    import os
+
+    h = "cd" * 8
+    lock = _lock_path(results, h)
+    check = ("import os, sys\nfds = []\nfor f in os.listdir('/proc/self/fd'):\n    try:\n"
+             "        fds.append(os.readlink('/proc/self/fd/' + f))\n    except OSError:\n        pass\n"
+             f"sys.exit((0 if {str(lock)!r} in fds else 7) + (0 if os.environ.get({sweep.PARENT_ENV!r}) == "
+             f"str(os.getppid()) == {str(os.getpid())!r} else 9))\n")
+    monkeypatch.setattr(sweep, "point_command", lambda *a, **k: [sys.executable, "-c", check])
+    out = sweep.run_point(EXP, "smoke", {}, results, params_hash=h)
+    assert out["returncode"] == 0, out
+    import fcntl
+
+    with open(lock) as f:  # released once the point has ended
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def _watched_chain(tmp_path: Path, *, with_env: bool) -> tuple[Path, object]:
+    """A stand-in sweep process that starts a stand-in `lfakit run` (which calls
+    runner._die_with_sweep, with LFAKIT_SWEEP_PARENT set when ``with_env``), which starts a
+    stand-in kernel in a session of its own (as jupyter_client does). Returns the file the pids
+    are written to, and the stand-in sweep's Popen."""
+    import os
+    import subprocess
+
+    pids = tmp_path / "pids.json"
+    kernel = "import time; time.sleep(120)"
+    run = (
+        "import json, subprocess, sys, time\n"
+        "from lfakit import runner\n"
+        "runner._die_with_sweep()\n"
+        f"k = subprocess.Popen([sys.executable, '-c', {kernel!r}], start_new_session=True)\n"
+        f"open({str(pids)!r} + '.tmp', 'w').write(json.dumps([__import__('os').getpid(), k.pid]))\n"
+        f"__import__('os').replace({str(pids)!r} + '.tmp', {str(pids)!r})\n"
+        "time.sleep(120)\n"
+    )
+    env_line = f"env[{sweep.PARENT_ENV!r}] = str(os.getpid())\n" if with_env else ""
+    parent = (
+        "import os, subprocess, sys, time\n"
+        f"env = dict(os.environ)\n{env_line}"
+        f"subprocess.Popen([sys.executable, '-c', {run!r}], env=env)\n"
+        "time.sleep(120)\n"
+    )
+    root = str(Path(sweep.__file__).resolve().parents[1])
+    proc = subprocess.Popen([sys.executable, "-c", parent], env={**os.environ, "PYTHONPATH": root})
+    deadline = time.monotonic() + 60
+    while not pids.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return pids, proc
+
+
+def _kill_pids(pids) -> None:
+    for pid in pids:
+        try:
+            psutil.Process(pid).kill()
+        except psutil.Error:
+            pass
+
+
+@pytest.mark.parametrize("with_env", [True, False])
+def test_a_points_run_dies_with_its_parent_and_takes_its_kernel(tmp_path, with_env):
+    """SIGKILL of the process that started a point's `lfakit run` ends that run and its kernel
+    (in a session of its own) within a second or so; without LFAKIT_SWEEP_PARENT (a plain
+    `lfakit run`) the run outlives its parent, as before."""
+    pids_file, parent = _watched_chain(tmp_path, with_env=with_env)
+    pids = []
+    try:
+        pids = json.loads(pids_file.read_text())
+        assert all(_alive(p) for p in pids)
+        parent.kill()
+        parent.wait()
+        if with_env:
+            assert all(_gone(p, wait_s=5) for p in pids)
+        else:
+            time.sleep(1.0)  # several watchdog periods: nothing may happen
+            assert all(_alive(p) for p in pids)
+    finally:
+        parent.kill()
+        parent.wait()
+        _kill_pids(pids)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _complete_runs_of(root: Path, h: str) -> list[Path]:
+    """Every complete run folder of hash ``h`` under ``root/EXP`` (all of them, not the newest)."""
+    return [m.parent for m in sorted((root / EXP).glob(f"*/{record.METRICS}"))
+            if sweep.complete_run(m.parent, h)]
+
+
+@pytest.mark.slow
+def test_sigkill_of_a_sweep_ends_its_point_and_a_rerun_makes_one_complete_run(results):
+    """`lfakit sweep` SIGKILLed while its point's notebook runs: within seconds neither the
+    point's `lfakit run` nor its kernel is alive, and the killed run is not complete. Re-running
+    the sweep then gives exactly one complete run of the point, and `compare` over the
+    experiment folder counts one."""
+    import os
+    import subprocess
+
+    from lfakit import compare
+
+    env = {**os.environ, "LFAKIT_RESULTS": str(results)}
+    cmd = [sys.executable, "-m", "lfakit.cli", "sweep", EXP, "-g", "grid_size=5", "--seeds", "0", "-q"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    tree: list = []
+    try:
+        me = psutil.Process(proc.pid)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not any("ipykernel" in " ".join(_cmdline(p)) for p in tree):
+            time.sleep(0.1)
+            tree = me.children(recursive=True) if proc.poll() is None else []
+            assert proc.poll() is None, "the sweep ended before its kernel was seen"
+        kinds = [" ".join(_cmdline(p)) for p in tree]
+        assert any("lfakit.cli run" in c for c in kinds) and any("ipykernel" in c for c in kinds), kinds
+        proc.kill()
+        proc.wait()
+        t0 = time.monotonic()
+        assert all(_gone(p.pid, wait_s=5) for p in tree), [(p.pid, _cmdline(p)) for p in tree if _alive(p.pid)]
+        assert time.monotonic() - t0 < 5
+    finally:
+        proc.kill()
+        proc.wait()
+        _kill_pids([p.pid for p in tree])
+    m = json.loads(next((results / EXP / "sweeps").glob(f"*/{sweep.MANIFEST}")).read_text())
+    h = m["points"][0]["params_hash"]
+    assert m["points"][0]["status"] == "running"
+    killed = [d for d in (results / EXP).iterdir() if (d / "params.yaml").exists()]
+    assert len(killed) == 1 and _complete_runs_of(results, h) == []
+
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "1 points: 1 complete" in again.stdout
+    runs = _complete_runs_of(results, h)
+    assert len(runs) == 1 and runs[0] != killed[0]
+    assert compare.find_runs(results / EXP).run_dirs == runs
+
+
+def _cmdline(p) -> list[str]:
+    try:
+        return p.cmdline()
+    except psutil.Error:
+        return []
