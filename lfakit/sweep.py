@@ -22,6 +22,17 @@ Checks before anything runs
     checks (its data on disk, pretrained weights, a CUDA device, loss arguments) is checked by
     each point's own process: such an error fails every point, each with the message.
 
+    The executor is checked before the sweep folder is made, too, and a failure says what is
+    missing and the way on (``lfakit: error: ...``, exit status 2): a ``scheduler_address``
+    that distributed's own address parser does not read as ``<scheme>://host:port``, a Dask
+    scheduler that does not answer (or has no worker) within ``connect_timeout`` seconds
+    (``--connect-timeout``, default 10: not distributed's 30 s), ``--executor slurm`` where
+    ``sbatch`` is not on PATH, a ``cluster`` submitit does not know, a ``cluster`` without the
+    slurm executor, an ``out`` that is a file or where no folder can be made. A bad address,
+    cluster name or ``out`` is a ParameterError; an executor that cannot be reached (no answer,
+    no worker, no ``sbatch``) is :class:`ExecutorUnavailable`. None of these checks imports
+    torch.
+
 The sweep folder
     ``results/<experiment>/sweeps/<sweep-id>/`` (or ``out``), where the sweep id is
     ``<profile>-<12 hex digits>`` made from the experiment, profile, grid and seeds: the same
@@ -46,6 +57,17 @@ What is done is skipped
     only what failed or never ran; a run that failed leaves its folder for inspection, and the
     re-run makes a new one.
 
+    A point never runs twice at once: before starting, it takes an exclusive lock,
+    ``results/<experiment>/sweeps/.locks/<params_hash>.lock`` (``flock``), and hands it to its
+    ``lfakit run`` process, which holds it for as long as it lives, even if the sweep that
+    started it has died. A point whose lock is held (an earlier attempt still running, or
+    another sweep with the same point) waits up to 10 s, then fails without starting,
+    naming the lock; once it gets the lock it looks again for a complete run, and is
+    ``skipped`` if the earlier attempt finished meanwhile. Together with the watchdog below,
+    this keeps one complete run per point: a killed attempt leaves an incomplete run folder (no
+    ``manifest.json``), which neither the sweep nor ``lfakit compare`` counts as a run, and the
+    re-run makes the one complete run.
+
 Failures
     A point whose process exits non-zero (a failing cell, a preflight error, a process killed by
     a signal or by ``timeout``) is ``failed`` with the end of its stderr; the other points go
@@ -66,8 +88,10 @@ Executors (``executor=``), all running the same :func:`run_point` per point:
     ``time_min`` (the job's time limit in minutes; default 60, or the point ``timeout`` plus 5
     minutes), ``gpus`` (GPUs per node), ``cpus`` (CPUs per task), ``mem_gb``, and any of
     submitit's own ``slurm_*`` parameters (e.g. ``slurm_account``) verbatim. ``cluster=`` is
-    submitit's cluster: None (default) picks Slurm where ``sbatch`` is found, ``"local"`` runs
-    the jobs as local processes (for trying a sweep or testing it), ``"debug"`` in this process.
+    submitit's cluster: None (default) is Slurm, and needs ``sbatch`` on PATH (submitit would
+    silently run the jobs on this machine where it finds no Slurm; a sweep does that only when
+    asked), ``"local"`` runs the jobs as local processes (for trying a sweep or testing it),
+    ``"debug"`` in this process; any other name submitit's plugins know is passed on.
 
 ``timeout`` is each point's wall-clock limit in seconds (None: none): on expiry the point's
 process is interrupted (as Ctrl-C does, so its run folder can be continued with ``lfakit run
@@ -79,6 +103,36 @@ is killed about 30 s later, with or without ``timeout``, and the point's exit st
 
 Ctrl-C during a local sweep stops the running points (each as ``lfakit run`` stops on Ctrl-C),
 writes ``sweep.json`` and raises :class:`SweepInterrupted`; re-running the same sweep goes on.
+
+Killing a sweep
+    A sweep killed outright (SIGKILL, SIGTERM, the OOM killer, a closed ssh session) takes its
+    points' processes with it: the chain is the sweep (or the Dask worker, or submitit's job,
+    that runs :func:`run_point`), then the point's ``lfakit run``, then its Jupyter kernel,
+    then whatever the kernel started. :func:`run_point` puts its own pid in the point's
+    environment as ``LFAKIT_SWEEP_PARENT``; in ``lfakit run`` a watchdog thread
+    (:func:`lfakit.runner._die_with_sweep`) polls its parent pid every 0.2 s and, once that
+    parent is gone, SIGKILLs its descendants (found by parent pid through psutil) and then
+    itself. Measured, the whole chain is gone a fraction of a second after the sweep is killed.
+    Why a watchdog in the point rather than:
+
+    * a process group (``killpg``): after a SIGKILL nobody is left to send the group a signal,
+      and the kernel is not in the group anyway: jupyter_client starts it in a session of its
+      own (so that interrupting it does not reach the client);
+    * a parent-death signal (``prctl(PR_SET_PDEATHSIG)``): it fires for the direct parent only,
+      so every level (run, kernel, the kernel's children) would need it set in its own start
+      code (jupyter_client's and the libraries'); it is tied to the *thread* that started the
+      child (the sweep starts points from pool threads, Dask from executor threads, which come
+      and go), needs ``preexec_fn`` (unsafe in a threaded parent), and exists on Linux only.
+
+    The watchdog needs nothing from the kernel, works on Linux and macOS, and catches every
+    level at once. What it does not catch is a process that left the tree (a double-forked
+    daemon) before the kill. With a Dask LocalCluster the chain holds as well: the worker
+    processes exit when the sweep dies (distributed's own parent watch), and each point's run
+    follows its worker. Points on a remote Dask cluster, or Slurm jobs (and submitit's
+    ``local`` jobs, which imitate them), are not children of the sweep and go on after it is
+    killed, as batch jobs do: cancel them with the cluster's tools (``scancel``). Their locks
+    still keep a re-run from starting such a point a second time while it runs (the results
+    folder is shared; on a file system without ``flock`` there is no lock).
 
 Test hook: ``LFAKIT_SWEEP_TEST_KILL=<i>[,<j>...]`` makes :func:`run_point` send SIGKILL to
 the process of the points with those indices right after starting it (a point killed by a
@@ -855,9 +909,9 @@ def run_sweep(
     if slurm and executor != "slurm":
         raise ParameterError(f"slurm options are for the slurm executor, not {executor!r}")
     if cluster is not None and executor != "slurm":
-        raise ParameterError(f"--cluster {cluster!r} picks submitit's cluster for --executor slurm, not for {executor!r}; "
-                             "drop --cluster, or use --executor slurm --cluster local to run the points through "
-                             "submitit on this machine")
+        raise ParameterError(f"--cluster {cluster!r} picks submitit's cluster for --executor slurm, not for "
+                             f"{executor!r}; drop --cluster, or use --executor slurm --cluster local to run the points "
+                             "through submitit on this machine")
     if scheduler_address is not None and executor != "dask":
         raise ParameterError(f"a scheduler address is for the dask executor, not {executor!r}")
     if executor == "dask" and scheduler_address is not None:

@@ -530,7 +530,8 @@ def test_an_unreachable_dask_scheduler_fails_in_seconds_without_a_sweep_folder(r
 def test_a_dask_scheduler_without_workers_is_refused(results):
     from distributed import LocalCluster
 
-    with LocalCluster(n_workers=0, processes=False, protocol="tcp://", host="127.0.0.1", dashboard_address=":0") as cluster:
+    with LocalCluster(n_workers=0, processes=False, protocol="tcp://", host="127.0.0.1",
+                      dashboard_address=":0") as cluster:
         with pytest.raises(sweep.ExecutorUnavailable, match=f"scheduler at {cluster.scheduler_address} has no workers"
                                                             r".*dask worker"):
             sweep.run_sweep(EXP, grid=GRID, executor="dask", scheduler_address=cluster.scheduler_address,
