@@ -39,6 +39,7 @@ class Spec:
     nonempty: bool = False
     check: Callable[[Any], str | None] | None = field(default=None, compare=False)
     internal: bool = False
+    unique: bool = True  # a list may not hold an item twice (False: e.g. [height, width] = [64, 64])
 
     def allowed(self) -> list | None:
         if self.choices_fn is not None:
@@ -154,6 +155,25 @@ def check_loss_kwargs_trained(p: dict, also: tuple[str, ...] = ()) -> str | None
     return (f"loss_kwargs gives arguments for {names}, which this run does not train (losses: {p['losses']}); "
             f"add {'it' if len(idle) == 1 else 'them'} to losses or remove {'it' if len(idle) == 1 else 'them'} "
             "from loss_kwargs")
+
+
+def check_device(device: str) -> None:
+    """``device=cuda`` / ``mps`` on a machine that surely has none: ``ParameterError`` at once,
+    without importing torch (no NVIDIA or ROCm driver, ``CUDA_VISIBLE_DEVICES`` empty; MPS off
+    macOS). Where one may be present, the experiment's preflight asks torch."""
+    import os
+    import sys
+
+    if device == "cuda":
+        hidden = os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1")
+        driver = any(os.path.exists(p) for p in ("/proc/driver/nvidia/version", "/dev/nvidia0", "/dev/nvidiactl", "/dev/kfd"))
+        if hidden or (sys.platform.startswith("linux") and not driver) or sys.platform == "darwin":
+            why = "CUDA_VISIBLE_DEVICES hides every GPU" if hidden else "no NVIDIA (or ROCm) driver is loaded"
+            raise ParameterError(f"device='cuda' was asked for but no CUDA GPU is visible ({why}); "
+                                 "use device='auto' or 'cpu'")
+    if device == "mps" and sys.platform != "darwin":
+        raise ParameterError("device='mps' was asked for but MPS is not available (it is Apple's GPU backend, on "
+                             "macOS only); use device='auto' or 'cpu'")
 
 
 def run_params(experiment: str, *, seed: int = 42, num_threads: int = 1, device: str = "auto") -> dict[str, Spec]:
@@ -278,7 +298,7 @@ def _coerce(name: str, value: Any, spec: Spec) -> Any:
             raise ParameterError(f"{where} must be a list, got {type(value).__name__} {value!r}")
         if spec.nonempty and not value:
             raise ParameterError(f"{where} must not be empty")
-        if len(set(map(str, value))) != len(value):
+        if spec.unique and len(set(map(str, value))) != len(value):
             raise ParameterError(f"{where} lists an item twice: {value!r}")
         return value
     if t is dict:

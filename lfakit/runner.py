@@ -357,10 +357,21 @@ def execute(experiment: str, params: dict[str, Any], run_dir: Path, timeout: int
 def preflight(experiment: str, params: dict[str, Any]) -> None:
     """The experiment's checks of what a run needs beyond its parameters (data on disk,
     pretrained weights), run before a run folder is made or a kernel is started. Experiments
-    define them as ``preflight(P)`` in their module; the notebook's ``setup`` runs the same."""
+    define them as ``preflight(P)`` in their module; the notebook's ``setup`` runs the same.
+    A schema's torch-free ``check_inputs(P)`` runs first (then ``preflight(P, inputs_checked=True)``)."""
+    from lfakit.params import schema_module
+
+    # first what needs no torch (the device, data folders and their files): its errors come
+    # at once, before the experiment's code (torch, torchvision) is imported
+    fast = getattr(schema_module(experiment), "check_inputs", None)
+    if fast is not None:
+        fast(params)
     check = getattr(experiment_module(experiment), "preflight", None)
     if check is not None:
-        check(params)
+        if fast is not None:
+            check(params, inputs_checked=True)
+        else:
+            check(params)
     from lfakit import distributed
 
     if distributed.world_size() > 1 and params.get("workers", 1) > 1:

@@ -403,3 +403,72 @@ def test_long_tail_of_a_pool_missing_a_class_says_so():
         cifar.long_tail_indices(labels, 1, num_classes=4)
     with pytest.raises(DataError, match="empty"):
         cifar.long_tail_indices(np.array([], np.int64), 1)
+
+
+# ------------------------------------------------------------------ batch contents checked before a run
+
+
+def test_label_error_prints_plain_integers(tmp_path):
+    path = tmp_path / "data_batch_1"
+    with open(path, "wb") as fh:
+        pickle.dump({b"data": np.zeros((3, 3072), np.uint8), b"labels": np.array([0, 12, 4], np.int64)}, fh)
+    with pytest.raises(DataError) as err:
+        cifar.read_batch(path)
+    msg = str(err.value)
+    assert "found 0..12 (1 out of range, first at row 1)" in msg and "np.int64" not in msg
+    assert "cifar-10-python.tar.gz" in msg  # the fix
+
+
+@pytest.mark.parametrize("edit, pattern", [
+    (lambda d: d.update({b"labels": [(i % 10) + (12 if i == 5 else 0) for i in range(len(d[b"labels"]))]}),
+     r"data_batch_3'?: labels must be integers 0\.\.9, found 0\.\.17 \(1 out of range, first at row 5\)"),
+    (lambda d: d.update({b"data": d[b"data"][:, :100]}), r"data_batch_3'?: b'data' has shape \(20, 100\)"),
+    (lambda d: d.update({b"labels": [float(v) for v in d[b"labels"]]}), r"data_batch_3'?: b'labels' holds float64"),
+    (lambda d: d.pop(b"data"), r"data_batch_3'? has no b'data'"),
+])
+def test_check_cifar10_reads_every_batch_before_a_run(tmp_path, edit, pattern):
+    folder, batches = write_tiny_cifar(tmp_path)
+    assert cifar.check_cifar10(tmp_path) == folder  # the sound layout passes
+    d = batches["data_batch_3"]
+    edit(d)
+    with open(folder / "data_batch_3", "wb") as fh:
+        pickle.dump(d, fh, protocol=2)
+    with pytest.raises(DataError, match=pattern):
+        cifar.check_cifar10(tmp_path)
+
+
+def test_check_cifar10_finds_a_class_missing_from_the_test_batch(tmp_path):
+    folder, batches = write_tiny_cifar(tmp_path)
+    t = batches["test_batch"]
+    t[b"labels"] = [v if v != 9 else 8 for v in t[b"labels"]]  # no 'truck' left
+    with open(folder / "test_batch", "wb") as fh:
+        pickle.dump(t, fh, protocol=2)
+    with pytest.raises(DataError, match=r"test split .* no images of class 9 \('truck'\)"):
+        cifar.check_cifar10(tmp_path)
+
+
+@pytest.mark.parametrize("experiment", ["cifar_fece", "membership_inference"])
+def test_a_bad_batch_stops_lfakit_run_before_torch_and_before_a_run_folder(tmp_path, experiment):
+    """In a fresh interpreter: the CLI refuses, names the batch and the fix, makes no run folder,
+    leaves the data as they were, and has not imported torch by then."""
+    import subprocess
+    import sys
+
+    folder, batches = write_tiny_cifar(tmp_path / "data")
+    d = batches["data_batch_2"]
+    d[b"labels"] = [12] + list(d[b"labels"][1:])
+    with open(folder / "data_batch_2", "wb") as fh:
+        pickle.dump(d, fh, protocol=2)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    results = tmp_path / "results"
+    extra = ["-p", "model=resnet18_cifar"] if experiment == "membership_inference" else []
+    code = ("import sys, time; t = time.perf_counter(); from lfakit import cli; "
+            f"rc = cli.main(['run', {experiment!r}, '-q', '-p', 'dataset=cifar10', '-p', 'data_dir={tmp_path / 'data'}', *{extra!r}]); "
+            "print('RC', rc, 'TORCH', 'torch' in sys.modules, 'SECONDS', round(time.perf_counter() - t, 2))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env={**os.environ, "LFAKIT_RESULTS": str(results)}, timeout=300)
+    assert "RC 2 TORCH False" in r.stdout, r.stdout + r.stderr
+    assert "data_batch_2" in r.stderr and "labels must be integers 0..9, found 0..12" in r.stderr
+    assert "cifar-10-python.tar.gz" in r.stderr  # the fix
+    assert not (results / experiment).exists() or not any((results / experiment).iterdir())
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before

@@ -152,17 +152,29 @@ def test_empty_test_list_stops_before_any_work(capsys, results_dir, tmp_path):
 
 @pytest.mark.slow
 def test_corrupt_image_is_named_and_opencv_stays_quiet(tmp_path, results_dir):
+    """Damage inside a PNG's image data passes the preflight's check of the file's two ends; the
+    cache build, which decodes every image, names the file, and the run folder is marked failed
+    with it (a cut file is stopped before any run folder: test_a_truncated_png_...)."""
     import subprocess
     import sys
 
+    from lfakit.site import run_status
+
     root = _nih(tmp_path)
     png = sorted((root / "images_001" / "images").glob("*.png"))[3]
-    png.write_bytes(png.read_bytes()[:200])  # truncated
+    data = bytearray(png.read_bytes())
+    data[data.find(b"IDAT") + 10] ^= 0xFF  # a flipped byte: the IDAT chunk fails its CRC
+    png.write_bytes(bytes(data))
+    before = set(_runs(results_dir))
     r = subprocess.run([sys.executable, "-m", "lfakit.cli", "run", EXP, "-q", "-p", f"data_dir={root}",
                         "-p", "epochs=1", "-p", "losses=[focal]"], capture_output=True, text=True)
     assert r.returncode == 1
     assert png.name in r.stderr and "DataError" in r.stderr
     assert "libpng" not in r.stderr and "imread" not in r.stderr and "WARN" not in r.stderr  # -q means quiet
+    new = set(_runs(results_dir)) - before
+    assert len(new) == 1
+    st = run_status(results_dir / EXP / new.pop())
+    assert st.state == "failed" and st.ename == "DataError" and png.name in st.evalue
 
 
 @pytest.mark.slow
@@ -391,3 +403,90 @@ def test_a_failed_cell_is_named_by_papermills_log_number_too(tmp_path, monkeypat
     index = int(re.match(r"cell (\d+) \(execution count \d+\) failed: ValueError: boom", msg).group(1))
     assert f'"Executing Cell {started[-1]}"' in msg, (msg, logged)  # the last cell papermill started: the failing one
     assert index == started[-1] - 1
+
+
+# ------------------------------------------------------------------ parameter and data errors: at once, without torch
+
+
+def _cli_in_fresh_interpreter(args, results):
+    """Run ``lfakit`` in a new interpreter; report its exit status, whether torch had been
+    imported when the command returned, its stderr and the seconds it took (printed only)."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys, time; t = time.perf_counter(); from lfakit import cli; "
+            f"rc = cli.main({list(args)!r}); "
+            "print('RC', rc, 'TORCH', 'torch' in sys.modules, 'SECONDS', round(time.perf_counter() - t, 2))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env={**os.environ, "LFAKIT_RESULTS": str(results)}, timeout=300)
+    return r.stdout, r.stderr
+
+
+def _has_gpu_driver() -> bool:
+    import os
+
+    return any(os.path.exists(p) for p in ("/proc/driver/nvidia/version", "/dev/nvidia0", "/dev/nvidiactl", "/dev/kfd"))
+
+
+@pytest.mark.parametrize("experiment, args, message", [
+    (EXP, ["-p", "loss_kwargs={focal: {gama: 1}}"], r"loss 'focal' has no argument 'gama'\. Did you mean: 'gamma'\?"),
+    (EXP, ["-p", "loss_kwargs={focal: {gamma: -1}}"], r"gamma must be >= 0, got -1; fix loss_kwargs\['focal'\]\['gamma'\]"),
+    (EXP, ["-p", "losses=[focal, zlpr]", "-p", "loss_kwargs={asl: {}}"],
+     r"loss_kwargs gives arguments for 'asl', which this run does not train .*add it to losses or remove it"),
+    ("iqa_losses", ["-p", "losses=[l1, l2]", "-p", "baseline=plcc"], r"baseline 'plcc' is not among the trained losses"),
+    ("membership_inference", ["-p", "loss_kwargs={flooding: {b: -0.1}}"], r"loss 'flooding': b must be >= 0"),
+    (EXP, ["-p", "device=mps"], r"device='mps' was asked for but MPS is not available.*use device='auto' or 'cpu'"),
+    (EXP, ["-p", "device=cuda"], r"device='cuda' was asked for but no CUDA GPU is visible.*use device='auto' or 'cpu'"),
+    (EXP, ["-p", "data_dir=/nonexistent/nih"], r"Data folder '/nonexistent/nih' does not exist.*--profile smoke"),
+    ("iqa_losses", ["-p", "data_dir=/nonexistent/koniq"], r"KonIQ-10k folder /nonexistent/koniq does not exist"),
+    ("cifar_fece", ["-p", "dataset=cifar10", "-p", "data_dir=/nonexistent/cifar"], r"does not exist.*--profile smoke"),
+])
+def test_parameter_and_data_folder_errors_come_before_torch_is_imported(experiment, args, message, tmp_path):
+    import sys
+
+    if "device=cuda" in args and _has_gpu_driver():
+        pytest.skip("a GPU driver is loaded: only torch can tell whether CUDA works")
+    if "device=mps" in args and sys.platform == "darwin":
+        pytest.skip("on macOS only torch can tell whether MPS works")
+    results = tmp_path / "results"
+    out, err = _cli_in_fresh_interpreter(["run", experiment, "-q", *args], results)
+    assert "RC 2 TORCH False" in out, out + err  # refused, and torch was never imported
+    assert re.search(message, err, re.S), err
+    assert "Traceback" not in err
+    assert not results.exists() or not any(results.rglob("params.yaml"))  # no run folder
+    print(out.strip())  # the measured time, for the record
+
+
+def test_a_truncated_png_stops_lfakit_run_before_a_run_folder(capsys, tmp_path, monkeypatch):
+    """A cut image file is named by the preflight's check of every file's two ends (no torch);
+    the data are left as they were."""
+    results = tmp_path / "results"
+    monkeypatch.setenv("LFAKIT_RESULTS", str(results))
+    root = _nih(tmp_path)
+    pngs = sorted((root / "images_001" / "images").glob("*.png"))
+    pngs[3].write_bytes(pngs[3].read_bytes()[:200])
+    pngs[7].write_bytes(b"")
+    before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in root.rglob("*") if p.is_file()}
+    assert cli.main(["run", EXP, "-q", "-p", f"data_dir={root}"]) == 2
+    err = capsys.readouterr().err
+    assert "2 of" in err and "ChestX-ray14 image files are damaged" in err
+    assert f"{pngs[3].name}' is a truncated PNG" in err and f"{pngs[7].name}' is empty (0 bytes)" in err
+    assert "Replace it with an intact copy" in err and "--profile smoke" in err
+    assert not results.exists() or not any(results.rglob("params.yaml"))
+    assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in root.rglob("*") if p.is_file()} == before
+
+
+def test_a_truncated_jpeg_stops_iqa_losses_before_a_run_folder(capsys, tmp_path, monkeypatch):
+    from tests.test_data_koniq import write_koniq
+
+    results = tmp_path / "results"
+    monkeypatch.setenv("LFAKIT_RESULTS", str(results))
+    root = write_koniq(tmp_path / "koniq", "sets")
+    bad = root / "512x384" / "1005.jpg"
+    bad.write_bytes(bad.read_bytes()[:1000])
+    assert cli.main(["run", "iqa_losses", "-q", "-p", f"data_dir={root}", "-p", "image_size=[64, 64]",
+                     "-p", "patch_size=32"]) == 2
+    err = capsys.readouterr().err
+    assert "1 of 20 KonIQ-10k images in" in err and "1005.jpg' is a truncated JPEG" in err and "intact copy" in err
+    assert not results.exists() or not any(results.rglob("params.yaml"))

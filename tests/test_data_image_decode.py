@@ -202,3 +202,57 @@ def test_quiet_opencv_nests_across_threads_and_restores_the_level():
         assert log.getLogLevel() == log.LOG_LEVEL_INFO
     finally:
         log.setLogLevel(before)
+
+
+# ------------------------------------------------------------------ the cheap check of a file's two ends
+
+
+def test_check_image_ends_finds_cut_and_foreign_files_but_not_inner_damage(tmp_path):
+    """check_image_ends reads 33 bytes and the last 4 KB: truncation, an empty file and a bad
+    IHDR are named; damage inside the image data is left to the decoder (read_image)."""
+    bad = _corrupt_pngs(tmp_path)
+    good_png = tmp_path / "good.png"
+    good_png.write_bytes(_png_bytes(_gradient()))
+    ok, jpg = cv2.imencode(".jpg", np.dstack([_gradient(256, 256)] * 3))
+    good_jpg = tmp_path / "good.jpg"
+    good_jpg.write_bytes(jpg.tobytes())
+    cut_jpg = tmp_path / "cut.jpg"
+    cut_jpg.write_bytes(jpg.tobytes()[: len(jpg) // 2])
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    ihdr = bytearray(good_png.read_bytes())
+    ihdr[17] ^= 0x01  # the width changes, the IHDR CRC no longer matches
+    bad_ihdr = tmp_path / "bad_ihdr.png"
+    bad_ihdr.write_bytes(bytes(ihdr))
+    other = tmp_path / "image.bmp"
+    other.write_bytes(b"BM" + b"\0" * 100)
+
+    assert dec.check_image_ends(good_png) is None and dec.check_image_ends(good_jpg) is None
+    assert "truncated PNG" in dec.check_image_ends(bad["truncated"])
+    assert "without a complete IHDR" in dec.check_image_ends(bad["junk"])
+    assert "truncated JPEG" in dec.check_image_ends(cut_jpg)
+    assert dec.check_image_ends(empty) == "empty (0 bytes)"
+    assert "IHDR chunk fails its CRC" in dec.check_image_ends(bad_ihdr)
+    assert dec.check_image_ends(tmp_path / "absent.png") == "missing"
+    assert dec.check_image_ends(other) is None  # another format: the decoder's to judge
+    assert dec.check_image_ends(bad["flipped"]) is None  # inner damage: found when decoded
+    with pytest.raises(DataError, match="flipped_byte.png"):
+        dec.read_image(bad["flipped"])
+
+
+def test_check_image_files_names_the_bad_files_and_the_fix(tmp_path):
+    bad = _corrupt_pngs(tmp_path)
+    good = []
+    for i in range(7):
+        p = tmp_path / f"ok_{i}.png"
+        p.write_bytes(_png_bytes(_gradient()))
+        good.append(p)
+    dec.check_image_files(good, "test images")  # sound files: no error
+    before = {p: p.read_bytes() for p in tmp_path.iterdir()}
+    with pytest.raises(DataError) as err:
+        dec.check_image_files([*good, bad["truncated"], bad["junk"], bad["flipped"]], "test images")
+    msg = str(err.value)
+    assert msg.startswith("2 of 10 test images are damaged:")
+    assert "truncated.png' is a truncated PNG" in msg and "junk.png" in msg and "flipped_byte.png" not in msg
+    assert dec.FIX_HINT in msg
+    assert {p: p.read_bytes() for p in tmp_path.iterdir()} == before  # only read

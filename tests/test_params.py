@@ -316,3 +316,10 @@ def test_a_single_loss_sweep_point_keeps_its_baselines_arguments():
     loss, and the profile's loss_kwargs for the baseline (focal) must not stop it."""
     p = runner.resolve_params(EXP, "paper", {"losses": ["zlpr"]})
     assert p["baseline"] == "focal" and "focal" in p["loss_kwargs"]
+
+
+def test_a_square_image_size_is_not_a_duplicate():
+    """``image_size`` is [height, width]: [64, 64] is a square, not an item listed twice."""
+    assert params.validate("iqa_losses", {"image_size": [64, 64]}, partial=True)["image_size"] == [64, 64]
+    with pytest.raises(ParameterError, match="twice"):
+        params.validate("iqa_losses", {"losses": ["l1", "l1"]}, partial=True)

@@ -32,6 +32,8 @@ __all__ = [
     "FIX_HINT",
     "quiet_opencv",
     "check_png",
+    "check_image_ends",
+    "check_image_files",
     "to_uint8_gray",
     "to_uint8_rgb",
     "check_mode",
@@ -145,6 +147,72 @@ def check_png(data) -> str | None:
         elif ctype == b"IEND":
             return None if seen_idat else "no IDAT chunk (no image data)"
         pos = end
+
+
+# --------------------------------------------------------------------------------------------
+# Cheap checks of many files (before a run): the ends of each file, not its pixels
+# --------------------------------------------------------------------------------------------
+
+PNG_IEND = b"IEND\xaeB`\x82"  # the IEND chunk's type and CRC: the last 8 bytes of every PNG
+JPEG_SOI, JPEG_EOI = b"\xff\xd8\xff", b"\xff\xd9"
+_TAIL = 4096  # bytes read from a file's end (JPEGs may carry a little padding after EOI)
+
+
+def check_image_ends(path) -> str | None:
+    """What is wrong with the image file at ``path`` judged from its first and last bytes
+    only, or None: a PNG needs its signature, a sound ``IHDR`` (length, CRC, size) and the
+    ``IEND`` chunk at its end; a JPEG its start-of-image marker and an end-of-image marker near
+    its end. This finds empty, truncated (a cut download or archive) and foreign files for
+    the cost of two small reads; damage inside the image data is found when it is decoded.
+    Files in other formats are left to the decoder."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(33)
+            size = os.fstat(fh.fileno()).st_size
+            if size > 33:
+                fh.seek(max(33, size - _TAIL))
+                tail = fh.read()
+            else:
+                tail = head
+    except FileNotFoundError:
+        return "missing"
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    if size == 0:
+        return "empty (0 bytes)"
+    if head[:8] == PNG_SIGNATURE:
+        if len(head) < 33 or head[12:16] != b"IHDR" or int.from_bytes(head[8:12], "big") != 13:
+            return f"a PNG without a complete IHDR chunk ({size} bytes)"
+        if zlib.crc32(head[12:29]) != int.from_bytes(head[29:33], "big"):
+            return "a PNG whose IHDR chunk fails its CRC check (the file is damaged)"
+        w, h = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+        if not (0 < w <= 0x7FFFFFFF and 0 < h <= 0x7FFFFFFF):
+            return f"a PNG with an invalid image size {w} x {h}"
+        if PNG_IEND not in tail[-64:]:
+            return f"a truncated PNG: it ends at byte {size} without its IEND chunk"
+        return None
+    if head[:3] == JPEG_SOI:
+        if JPEG_EOI not in tail:
+            return f"a truncated JPEG: no end-of-image marker in its last {min(size, _TAIL)} bytes ({size} bytes in all)"
+        return None
+    if head[:2] == JPEG_SOI[:2]:
+        return f"a damaged JPEG (its start-of-image marker is not followed by a segment), {size} bytes"
+    return None
+
+
+def check_image_files(paths, what: str = "image files", workers: int = 8) -> None:
+    """:func:`check_image_ends` for every file of ``paths`` (threads: the cost is file opening);
+    ``DataError`` naming the bad files (the first five), how many there are, and the fix."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    paths = [Path(p) for p in paths]
+    with ThreadPoolExecutor(max(1, min(workers, len(paths)))) as pool:
+        found = [(p, m) for p, m in zip(paths, pool.map(check_image_ends, paths, chunksize=256)) if m]
+    if found:
+        shown = "; ".join(f"{str(p)!r} is {m}" for p, m in found[:5])
+        more = f" (and {len(found) - 5} more)" if len(found) > 5 else ""
+        raise DataError(f"{len(found)} of {len(paths)} {what} are damaged: {shown}{more}. {FIX_HINT}")
 
 
 # --------------------------------------------------------------------------------------------

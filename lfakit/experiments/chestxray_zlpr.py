@@ -19,10 +19,9 @@ from lfakit import models, record, report
 from lfakit.catalog import LOSSES
 from lfakit.data import chestxray
 from lfakit.data.datasets import ArrayImageDataset
-from lfakit.errors import DataError
 from lfakit.metrics.classification import multilabel_report
 from lfakit.experiments._shared import open_checked_run, mean_auroc, Trained, loss_modules, mean_frame, preflight_device, preflight_losses, train_or_resume
-from lfakit.schemas.chestxray_zlpr import EXPERIMENT
+from lfakit.schemas.chestxray_zlpr import EXPERIMENT, check_inputs
 
 CLASSES = chestxray.CLASSES
 SPLITS = ("train", "val", "test")
@@ -33,18 +32,15 @@ def cache_dir(P: dict) -> Path:
     return Path(P["cache_dir"]).expanduser() if P["cache_dir"] else chestxray.default_cache_dir()
 
 
-def preflight(P: dict) -> None:
+def preflight(P: dict, inputs_checked: bool = False) -> None:
     """What the run needs beyond its parameters: the NIH data (when ``data_dir`` is set) and
-    the pretrained weights. ``lfakit run`` calls it before making a run folder; so does
-    :func:`setup`."""
+    the pretrained weights. ``lfakit run`` calls it before making a run folder, after the
+    torch-free :func:`~lfakit.schemas.chestxray_zlpr.check_inputs` (``inputs_checked``); so does
+    :func:`setup`, with those checks."""
+    if not inputs_checked:
+        check_inputs(P)
     preflight_losses(P)
     preflight_device(P)
-    if P["data_dir"]:
-        root = Path(P["data_dir"]).expanduser()
-        try:
-            chestxray.load_index(root, val_fraction=P["val_fraction"], seed=P["seed"], max_images=P["max_images"] or None)
-        except DataError as e:
-            raise DataError(f"{e}\nWithout the NIH data: lfakit run {EXPERIMENT} --profile smoke") from None
     if P["pretrained"]:
         models.ensure_weights(P["model"])
 

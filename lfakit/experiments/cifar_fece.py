@@ -50,7 +50,7 @@ from lfakit.metrics.lfa import (
     true_class_probability,
 )
 from lfakit.experiments._shared import open_checked_run, mean_auroc, loss_modules, mean_frame, preflight_device, preflight_losses, train_or_resume
-from lfakit.schemas.cifar_fece import EXPERIMENT
+from lfakit.schemas.cifar_fece import EXPERIMENT, check_inputs
 
 SPLITS = ("train", "val", "test")
 
@@ -60,13 +60,15 @@ def rho_label(r) -> str:
     return str(int(r)) if float(r).is_integer() else str(r)
 
 
-def preflight(P: dict) -> None:
+def preflight(P: dict, inputs_checked: bool = False) -> None:
     """What the run needs beyond its parameters: CIFAR-10 on disk (``dataset=cifar10``) and the
-    pretrained weights. ``lfakit run`` calls it before making a run folder; so does :func:`setup`."""
+    pretrained weights. ``lfakit run`` calls it before making a run folder; so does :func:`setup`.
+    The torch-free :func:`~lfakit.schemas.cifar_fece.check_inputs` (data, device) runs first,
+    unless ``lfakit run`` has run it (``inputs_checked``)."""
+    if not inputs_checked:
+        check_inputs(P)
     preflight_losses(P)
     preflight_device(P)
-    if P["dataset"] == "cifar10":
-        cifar.find_cifar_dir(P["data_dir"])  # DataError: where the data go, how to run without
     if P["pretrained"]:
         models.ensure_weights(P["model"])
 

@@ -40,7 +40,7 @@ from lfakit.data.patches import PatchDataset
 from lfakit.errors import TrainingError
 from lfakit.experiments._shared import model_options, open_checked_run, loss_modules, preflight_device, preflight_losses, train_or_resume
 from lfakit.metrics import iqa as iqa_metrics
-from lfakit.schemas.iqa_losses import EXPERIMENT
+from lfakit.schemas.iqa_losses import EXPERIMENT, check_inputs
 
 SPLITS = ("train", "val", "test")
 POINTWISE = ("l1", "l2")
@@ -61,14 +61,14 @@ def _cache_dir(P: dict):
     return P["cache_dir"] or None
 
 
-def preflight(P: dict) -> None:
+def preflight(P: dict, inputs_checked: bool = False) -> None:
     """What the run needs beyond its parameters: a readable KonIQ-10k folder (every listed image
     present, the CSV's columns and values checked) and the pretrained weights. ``lfakit run``
     calls it before making a run folder; so does :func:`setup`."""
+    if not inputs_checked:
+        check_inputs(P)  # torch-free: device, the KonIQ-10k folder and its image files
     preflight_losses(P)
     preflight_device(P)
-    if P["data_dir"]:
-        koniq.load_index(P["data_dir"], P["mos_scale"], P["seed"], P["image_dir"] or None, P["max_images"] or None)
     if P["pretrained"]:
         models.ensure_weights(P["model"])
 

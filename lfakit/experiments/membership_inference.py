@@ -46,7 +46,7 @@ from lfakit.data import cifar
 from lfakit.data.datasets import ArrayImageDataset
 from lfakit.experiments._shared import model_options, open_checked_run, loss_modules, preflight_device, preflight_losses, train_or_resume
 from lfakit.metrics import privacy
-from lfakit.schemas.membership_inference import EXPERIMENT
+from lfakit.schemas.membership_inference import EXPERIMENT, check_inputs
 
 FPRS = (0.01, 0.001, 0.0)
 
@@ -56,12 +56,14 @@ FPRS = (0.01, 0.001, 0.0)
 # --------------------------------------------------------------------------------------------
 
 
-def preflight(P: dict) -> None:
-    """CIFAR-10 on disk (``dataset=cifar10``), the losses and the device: before a run folder."""
+def preflight(P: dict, inputs_checked: bool = False) -> None:
+    """CIFAR-10 on disk (``dataset=cifar10``), the losses and the device: before a run folder.
+    The torch-free :func:`~lfakit.schemas.membership_inference.check_inputs` (data, device) runs
+    first, unless ``lfakit run`` has run it (``inputs_checked``)."""
+    if not inputs_checked:
+        check_inputs(P)
     preflight_losses(P)
     preflight_device(P)
-    if P["dataset"] == "cifar10":
-        cifar.find_cifar_dir(P["data_dir"])
 
 
 def setup(P: dict) -> Path:

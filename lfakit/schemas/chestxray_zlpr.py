@@ -42,3 +42,27 @@ def check_params(p: dict) -> str | None:
     if msg:
         return msg
     return check_model(p["model"], p["pretrained"], p["image_size"])
+
+
+def check_inputs(P: dict) -> None:
+    """What a run needs beyond its parameters, checked without torch before the experiment's
+    code is imported (``lfakit run`` calls it first; the experiment's preflight too): the device,
+    and the NIH folder when ``data_dir`` is set -- its CSV and lists, every listed image on disk,
+    and the two ends of every image file (a truncated PNG is named here; damage inside one
+    when the cache is built)."""
+    from pathlib import Path
+
+    from lfakit.errors import DataError
+    from lfakit.params import check_device
+
+    check_device(P["device"])
+    if P["data_dir"]:
+        from lfakit.data.chestxray_index import load_index
+        from lfakit.data.image_decode import check_image_files
+
+        root = Path(P["data_dir"]).expanduser()
+        try:
+            idx = load_index(root, val_fraction=P["val_fraction"], seed=P["seed"], max_images=P["max_images"] or None)
+            check_image_files(idx["path"], "ChestX-ray14 image files")
+        except DataError as e:
+            raise DataError(f"{e}\nWithout the NIH data: lfakit run {EXPERIMENT} --profile smoke") from None

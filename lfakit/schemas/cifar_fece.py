@@ -70,3 +70,17 @@ def check_params(p: dict) -> str | None:
         return f"data_dir={p['data_dir']!r} is set but dataset is 'digits' (embedded); set dataset=cifar10 or leave data_dir empty"
     side = p["image_size"] or (8 if p["dataset"] == "digits" else 32)  # 0: the native side
     return check_model(p["model"], p["pretrained"], side)
+
+
+def check_inputs(P: dict) -> None:
+    """What a run needs beyond its parameters, checked without torch before the experiment's
+    code is imported (``lfakit run`` calls it first; the experiment's preflight too): the device,
+    and with ``dataset=cifar10`` every batch's files, keys, dtypes, shapes and labels and every
+    class present (:func:`lfakit.data.cifar.check_cifar10`)."""
+    from lfakit.params import check_device
+
+    check_device(P["device"])
+    if P["dataset"] == "cifar10":
+        from lfakit.data.cifar import check_cifar10
+
+        check_cifar10(P["data_dir"])

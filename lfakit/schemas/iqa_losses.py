@@ -32,7 +32,8 @@ SCHEMA: dict[str, Spec] = {
     "mos_scale": Spec(str, "1-5", "scale of the MOS targets: 1-5 (mean rating) | 0-100 (the data set's z-score MOS)",
                       choices=MOS_SCALES),
     "max_images": Spec(int, 0, "use a seeded sample of at most this many images (0: all)", min=0, max=10_000_000),
-    "image_size": Spec(list, [96, 128], "[height, width] the images are resized to once, into the cache", check=_check_image_size),
+    "image_size": Spec(list, [96, 128], "[height, width] the images are resized to once, into the cache", check=_check_image_size,
+                       unique=False),
     "patch_size": Spec(int, 64, "side of the square crops the model sees, in training and at test", min=8, max=4096),
     "train_patch_num": Spec(int, 2, "random crops per training image per epoch", min=1, max=1000),
     "test_patch_num": Spec(int, 4, "crops per validation / test image; their predictions are averaged", min=1, max=1000),
@@ -75,3 +76,20 @@ def check_params(p: dict) -> str | None:
     if p["batch_size"] < 2:
         return "batch_size must be at least 2: the correlation and pairwise losses compare the images of a batch"
     return check_model(p["model"], p["pretrained"], p["patch_size"])
+
+
+def check_inputs(P: dict) -> None:
+    """What a run needs beyond its parameters, checked without torch before the experiment's
+    code is imported (``lfakit run`` calls it first; the experiment's preflight too): the device,
+    and the KonIQ-10k folder when ``data_dir`` is set -- its CSV's columns and values, every
+    listed image on disk, and the two ends of every image file (a truncated JPEG is named
+    here; damage inside one when the cache is built)."""
+    from lfakit.params import check_device
+
+    check_device(P["device"])
+    if P["data_dir"]:
+        from lfakit.data import koniq
+        from lfakit.data.image_decode import check_image_files
+
+        idx = koniq.load_index(P["data_dir"], P["mos_scale"], P["seed"], P["image_dir"] or None, P["max_images"] or None)
+        check_image_files([idx.image_dir / n for n in idx.table["image_name"]], f"KonIQ-10k images in {idx.image_dir}")

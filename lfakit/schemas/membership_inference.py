@@ -87,3 +87,17 @@ def check_params(p: dict) -> str | None:
         return "the mlp is sized for the 8x8 digits; use model=resnet18_cifar (or tiny_cnn) for cifar10"
     side = 8 if p["dataset"] == "digits" else 32
     return check_model(p["model"], False, side)
+
+
+def check_inputs(P: dict) -> None:
+    """What a run needs beyond its parameters, checked without torch before the experiment's
+    code is imported (``lfakit run`` calls it first; the experiment's preflight too): the device,
+    and with ``dataset=cifar10`` every batch's files, keys, dtypes, shapes and labels and every
+    class present (:func:`lfakit.data.cifar.check_cifar10`)."""
+    from lfakit.params import check_device
+
+    check_device(P["device"])
+    if P["dataset"] == "cifar10":
+        from lfakit.data.cifar import check_cifar10
+
+        check_cifar10(P["data_dir"])
