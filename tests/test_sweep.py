@@ -222,14 +222,18 @@ def test_local_sweep_completes_then_skips(results, tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_failed_points_are_recorded_and_the_others_go_on(results, monkeypatch):
     monkeypatch.setenv(sweep.TEST_KILL_ENV, "2")  # point 2's process is killed right after it starts
-    grid = {"grid_size": [5], "loss_kwargs": [{}, {"focal": {"gama": 1.0}}, {"focal": {"gamma": 2.0}}]}
+    real = sweep.point_command
+    failing = [sys.executable, "-c", "import sys; sys.stderr.write('lfakit: error: no gama here\\n'); sys.exit(2)"]
+    # point 1's process fails as `lfakit run` does on an error it finds itself (exit status 2, one line)
+    monkeypatch.setattr(sweep, "point_command",
+                        lambda exp, prof, ov, python=None: failing if ov["grid_size"] == 6 else real(exp, prof, ov))
+    grid = {"grid_size": [5, 6, 7]}
     r = sweep.run_sweep(EXP, "smoke", grid=grid, seeds=[0], workers=2, progress=False)
     assert r.exit_code == 1
     by = {p["index"]: p for p in _manifest(r)["points"]}
     assert by[0]["status"] == "complete" and Path(by[0]["run_dir"]).is_dir()
-    # passes the schema, fails in the run's preflight (building the loss): exit status 2 and its message
     assert by[1]["status"] == "failed" and by[1]["run_dir"] is None
-    assert "exit status 2" in by[1]["error"] and "gama" in by[1]["error"]
+    assert "exit status 2" in by[1]["error"] and "no gama here" in by[1]["error"]
     assert by[2]["status"] == "failed" and "killed by SIGKILL" in by[2]["error"]
     assert [p["index"] for p in r.failed] == [1, 2]
     text = sweep.summary(r)
