@@ -423,8 +423,9 @@ def resume_dir(experiment: str, resume: str) -> Path:
     base = results_root() / experiment
     run_dir = base / resume
     if not (run_dir / PARAMS_NAME).is_file():
-        raise ParameterError(f"cannot resume {resume!r}: {experiment} has no run folder {run_dir} with {PARAMS_NAME}; "
-                             f"{fix}{_known_runs(experiment, resume)}")
+        form = "" if RUN_ID_PATTERN.match(resume) else f" ({resume!r} does not even have a run id's form)"
+        raise ParameterError(f"cannot resume {resume!r}: {experiment} has no run folder {run_dir} with {PARAMS_NAME}"
+                             f"{form}; {fix}{_known_runs(experiment, resume)}")
     real = run_dir.resolve()
     if real.parent != base.resolve():
         raise ParameterError(f"cannot resume {resume!r}: {run_dir} leads to {real}, outside {base.resolve()} "
@@ -548,6 +549,16 @@ def _die_with_sweep() -> None:
     threading.Thread(target=watch, name="lfakit-sweep-watchdog", daemon=True).start()
 
 
+def _note_untrained_baseline(experiment: str, params: dict[str, Any]) -> None:
+    """A one-loss run (a sweep point over losses) may name a baseline it does not train; say so,
+    since its own comparison is then empty."""
+    base, trained = params.get("baseline"), params.get("losses")
+    if base and isinstance(trained, list) and base not in trained:
+        print(f"lfakit: note: baseline {base!r} is not trained in this run (losses: {trained}), so the run compares "
+              f"nothing itself; compare it with a run of {base!r} (lfakit compare <folder>), or add {base!r} to losses",
+              file=sys.stderr)
+
+
 def run(
     experiment: str,
     profile: str | None = "smoke",
@@ -589,6 +600,7 @@ def run(
         params = resolve_params(experiment, profile, overrides)
         check_results_root()
         preflight(experiment, params)
+        _note_untrained_baseline(experiment, params)
         run_dir = new_run_dir(experiment, profile or "")
         params["run_dir"] = str(run_dir)
         params["resume"] = False

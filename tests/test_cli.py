@@ -313,6 +313,9 @@ def test_resume_of_an_unknown_id_lists_close_and_existing_runs(capsys, fresh_res
     assert "cannot resume '20261201-093001-smoke'" in err
     assert "Did you mean: '20261201-093000-smoke'" in err
     assert "newest first): 20261203-120000-paper, 20261201-093000-smoke" in err
+    assert "form" not in err  # it looks like a run id; there is just no such run
+    assert cli.main(["run", EXP, "--resume", "latest"]) == 2
+    assert "'latest' does not even have a run id's form" in capsys.readouterr().err
 
 
 def test_resuming_a_finished_run_says_so_and_changes_nothing(capsys, fresh_results, no_execution):
@@ -490,3 +493,14 @@ def test_a_truncated_jpeg_stops_iqa_losses_before_a_run_folder(capsys, tmp_path,
     err = capsys.readouterr().err
     assert "1 of 20 KonIQ-10k images in" in err and "1005.jpg' is a truncated JPEG" in err and "intact copy" in err
     assert not results.exists() or not any(results.rglob("params.yaml"))
+
+
+def test_a_single_loss_run_with_another_baseline_says_so(capsys, fresh_results, monkeypatch):
+    """Allowed (a sweep point over losses), but not without a word: the run compares nothing itself."""
+    monkeypatch.setattr(runner, "preflight", lambda e, p: None)
+    monkeypatch.setattr(runner, "execute", lambda e, p, rd, *a, **k: rd / "nb.ipynb")
+    assert cli.main(["run", EXP, "-q", "-p", "losses=[zlpr]", "-p", "baseline=focal"]) == 0
+    err = capsys.readouterr().err
+    assert "baseline 'focal' is not trained in this run (losses: ['zlpr'])" in err and "lfakit compare" in err
+    assert cli.main(["run", EXP, "-q", "-p", "losses=[zlpr, focal]"]) == 0
+    assert "not trained" not in capsys.readouterr().err
