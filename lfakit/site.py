@@ -14,11 +14,39 @@ rendered by nbconvert's HTML exporter with its require.js, MathJax, Mermaid and 
         notebook.attempt-<n>.html       an interrupted attempt kept by ``--resume``
       comparisons/<slug>/index.html     one page per ``comparison.json`` (``lfakit compare``)
 
+**Nothing in the site runs.** A results folder may come from someone else, so opening its report
+must be as safe as opening a PDF (docs/security.md):
+
+* every page carries the Content-Security-Policy :data:`CSP` as the first element of its
+  ``<head>``: no script of any kind (the site needs none), no plug-in, no frame, no form, no
+  ``<base>``, and nothing loaded but the site's own files and ``data:`` images;
+* the site's own pages are rendered from the Jinja2 templates in ``lfakit/templates/`` with
+  autoescape on, so a parameter value, a method name, a file name or a CSV cell is text;
+* a notebook is cleaned before nbconvert renders it (:func:`clean_notebook`): only text, HTML,
+  Markdown, LaTeX and PNG/JPEG/SVG outputs are kept (JavaScript, widget and any other output
+  becomes a line of text saying what was left out), and HTML from outputs, Markdown cells and raw
+  cells goes through :func:`clean_html`, an allow-list sanitiser built on **bleach**, the library
+  nbconvert itself uses for ``--sanitize-html`` (so the kit needs no other dependency). Its
+  allow-list is wider than nbconvert's ``clean_html`` (which escapes the tables, headings and
+  images a notebook's Markdown renders to) but admits no script, event handler, ``<style>``,
+  ``<iframe>``, ``<object>``, ``<form>``, ``<meta>`` or ``<svg>`` element, links only to
+  ``http(s)``/``mailto`` and the page's own anchors, and images only as ``data:`` images;
+  SVG outputs are shown as ``<img src="data:image/svg+xml;...">``, in which a browser runs no
+  script. nbconvert's ``embed_images`` is off: it would read image files off the disk named by
+  the notebook's Markdown;
+* only regular files that lie inside the run folder are read or copied: a symbolic link, or a
+  file reached through one, is listed on the run page as skipped, with the reason.
+
 A run's status comes from its folder alone (:func:`run_status`):
 
 ``complete``
-    ``metrics.json`` and ``manifest.json`` (written last) are there and the executed notebook,
-    if any, is not marked as failed.
+    ``metrics.json`` and ``manifest.json`` (written last) are there, every file the manifest lists
+    has its size and SHA-256 (:func:`lfakit.record.verify_run`), and the executed notebook, if any,
+    is not marked as failed.
+``damaged``
+    there is a ``manifest.json``, but the folder does not hold what it promises: a file missing,
+    truncated or changed, ``metrics.json`` not valid JSON. The page names each file and the
+    reason and shows the parameters only: no headline, figures, tables or notebook.
 ``failed``
     papermill marked the notebook as failed (``metadata.papermill.exception``, a cell whose
     ``metadata.papermill.status`` is ``failed``), or, in a notebook papermill did not run, a
@@ -38,13 +66,15 @@ only :mod:`lfakit.cli` imports it.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as _dt
-import html
 import json
 import math
 import os
 import re
 import shutil
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,7 +83,7 @@ from urllib.parse import quote
 import yaml
 
 from lfakit.errors import LfakitError
-from lfakit.record import MANIFEST, METRICS, table_from_json
+from lfakit.record import MANIFEST, METRICS, Damage, table_from_json, verify_run
 from lfakit.runner import KERNEL_LOG, NOTEBOOK_NAME, PARAMS_NAME
 
 COMPARE_SCHEMA = "lfakit.compare/1"
@@ -61,14 +91,22 @@ SWEEP_SCHEMA = "lfakit.sweep/1"
 COMPARISON_FILE = "comparison.json"
 SWEEP_FILE = "sweep.json"
 MARKER = ".lfakit-site"
-STATES = ("complete", "failed", "interrupted", "incomplete")
+STATES = ("complete", "damaged", "failed", "interrupted", "incomplete")
 MAX_TABLE_ROWS = 60  # rows of a CSV shown on a page; the whole file is linked
+TEMPLATES = Path(__file__).resolve().parent / "templates"
 _INDEX_ROWS = 15  # rows of an experiment's newest headline shown on the index
 _PAPERMILL_ERROR_TAG = "papermill-error-cell-tag"
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _RUN_ID = re.compile(r"^(\d{8})-(\d{6})(?:-(.*))?$")
-_NUM = ' class="num"'
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".svg", ".gif", ".webp")
+
+#: The Content-Security-Policy of every page (a ``<meta http-equiv>``, first in ``<head>``). The
+#: site has no script of its own; its CSS is inline (``<style>``, and nbconvert's lab template
+#: inlines its own), its figures are files beside the page, and notebook images are ``data:``
+#: URIs. ``default-src 'none'`` also forbids frames, fonts, fetches and media; ``frame-ancestors``
+#: and ``sandbox`` would need an HTTP header, which a file has not.
+CSP = ("default-src 'none'; script-src 'none'; object-src 'none'; base-uri 'none'; form-action 'none'; "
+       "img-src 'self' data:; style-src 'self' 'unsafe-inline'")
 
 CSS = """
 .lfk{font-family:system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif;font-size:15px;
@@ -84,13 +122,15 @@ CSS = """
 .lfk td.num,.lfk th.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 .lfk .nowrap{white-space:nowrap}
 .lfk table.runs>tbody>tr>td{padding:5px 8px}
-.lfk tr.failed>td{background:#fde8e8}
+.lfk tr.failed>td,.lfk tr.damaged>td{background:#fde8e8}
 .lfk tr.interrupted>td,.lfk tr.incomplete>td{background:#fff6db}
 .lfk .badge{display:inline-block;padding:0 8px;border-radius:9px;font-size:12.5px;font-weight:600;white-space:nowrap}
 .lfk .badge.complete,.lfk .badge.skipped{background:#d7f5dd;color:#14532d}
 .lfk .badge.failed{background:#ffd6d1;color:#9b1c1c}
+.lfk .badge.damaged{background:#5c1a1a;color:#fff}
 .lfk .badge.interrupted,.lfk .badge.incomplete,.lfk .badge.pending,.lfk .badge.running{background:#fff0bf;color:#6b4a00}
 .lfk .why{font-size:12.5px;color:#6e2020;margin-top:2px;min-width:16em;max-width:34em;overflow-wrap:anywhere}
+.lfk .why ul{margin:0;padding-left:1.2em}
 .lfk .muted{color:#59636e;font-size:13px}
 .lfk .error{border-left:4px solid #cf222e;background:#fff1f1;padding:8px 12px;margin:.6em 0}
 .lfk .note{border-left:4px solid #bf8700;background:#fff8e1;padding:8px 12px;margin:.6em 0}
@@ -110,18 +150,81 @@ CSS = """
   font-size:1.3em;border-bottom:1px solid #d0d7de}
 .jp-OutputArea-output img{max-width:100%;height:auto}
 .lfk-pm-error{color:#b42318;font:600 1.25em system-ui,sans-serif;margin:.6em 0 .6em 64px}
+.lfk-left-out{color:#59636e;font-style:italic}
 """
 
-# nbconvert's lab template, less the scripts it would fetch from CDNs (require.js, MathJax,
-# Mermaid, the widget renderer); the run's summary goes above the notebook.
-_NOTEBOOK_TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
-{%- block html_head_js_requirejs -%}{%- endblock html_head_js_requirejs -%}
-{%- block jupyter_widgets -%}{%- endblock jupyter_widgets -%}
-{%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
-{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
-{%- block extra_css -%}<style type="text/css">{{ resources.lfakit_css }}</style>{%- endblock extra_css -%}
-{%- block body_header -%}{{ super() }}{{ resources.lfakit_header }}{%- endblock body_header -%}
-"""
+
+# --------------------------------------------------------------------------- reading a run folder safely
+
+
+def regular_file(path: Path, root: Path) -> str | None:
+    """Why ``path`` is not read from the run folder ``root`` (a symbolic link, not a regular
+    file, outside the folder), or None when it may be. ``lstat`` is used: a link is never followed."""
+    try:
+        st = path.lstat()
+    except OSError as e:
+        return f"cannot be read ({e.strerror})"
+    if stat.S_ISLNK(st.st_mode):
+        return "a symbolic link (the report copies and reads only the run folder's own files)"
+    if not stat.S_ISREG(st.st_mode):
+        return "not a regular file"
+    try:
+        inside = Path(root).resolve() in path.resolve().parents
+    except OSError:
+        inside = False
+    if not inside:
+        return "lies outside the run folder (reached through a symbolic link)"
+    return None
+
+
+def _read_text(path: Path, root: Path | None = None) -> str | None:
+    """A file's text, or None when it is missing, unreadable, or not a regular file inside
+    ``root`` (by default its own folder)."""
+    if regular_file(path, root or path.parent) is not None:
+        return None
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return None
+
+
+def _read_json(path: Path, root: Path | None = None) -> Any:
+    text = _read_text(path, root)
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def _exists(path: Path) -> bool:
+    """There, as a file or a link (a dangling link too): ``Path.exists`` follows links."""
+    return os.path.lexists(path)
+
+
+def run_damage(run_dir: str | Path) -> list[Damage]:
+    """What is wrong with a run folder that has a ``manifest.json``: :func:`lfakit.record.verify_run`,
+    plus a ``metrics.json`` that is not valid JSON. A folder without a manifest has no record to
+    check (it is failed, interrupted or incomplete): an empty list."""
+    run_dir = Path(run_dir)
+    if not _exists(run_dir / MANIFEST):
+        return []
+    problems = list(verify_run(run_dir))
+    if not any(p.file == METRICS for p in problems) and _exists(run_dir / METRICS):
+        why = regular_file(run_dir / METRICS, run_dir)
+        if why is None:
+            try:
+                doc = json.loads((run_dir / METRICS).read_bytes())
+                if not isinstance(doc, dict):
+                    problems.append(Damage(METRICS, f"holds a JSON {type(doc).__name__}, not the record's object"))
+            except (ValueError, UnicodeDecodeError) as e:
+                problems.append(Damage(METRICS, f"not valid JSON ({e})"))
+            except OSError as e:
+                problems.append(Damage(METRICS, f"cannot be read ({e.strerror})"))
+        else:
+            problems.append(Damage(METRICS, why))
+    return problems
 
 
 # --------------------------------------------------------------------------- status
@@ -139,20 +242,17 @@ class RunStatus:
     ename: str | None = None
     evalue: str | None = None
     traceback: str | None = None
+    damage: list[Damage] = field(default_factory=list)  # a damaged run's files and reasons
 
     @property
     def text(self) -> str:
-        """The label with the error: ``failed at cell 27: FileExistsError: ...``."""
+        """The label with the error: ``failed at cell 27: FileExistsError: ...``, ``damaged:
+        predictions.npz: 1,204 bytes, the manifest says 9,876 (truncated)``."""
+        if self.state == "damaged" and self.damage:
+            return f"{self.label}: " + "; ".join(map(str, self.damage))
         if self.state == "failed" and self.ename:
             return f"{self.label}: {self.ename}: {self.evalue}" if self.evalue else f"{self.label}: {self.ename}"
         return self.label
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def _counted_cells(nb: dict) -> list[dict]:
@@ -199,13 +299,22 @@ def notebook_status(nb: dict) -> RunStatus | None:
     return None
 
 
-def run_status(run_dir: str | Path) -> RunStatus:
-    """The run's state from its folder: see the module docstring."""
+def run_status(run_dir: str | Path, verify: bool = True) -> RunStatus:
+    """The run's state from its folder: see the module docstring. With ``verify`` (the default) a
+    folder with a ``manifest.json`` is checked against it (:func:`run_damage`), and a damaged one
+    is ``damaged``, whatever its notebook says."""
     run_dir = Path(run_dir)
+    if verify:
+        damage = run_damage(run_dir)
+        if damage:
+            n = len(damage)
+            return RunStatus("damaged", "damaged",
+                             f"{n} file{'s' if n != 1 else ''} of the record {'do' if n != 1 else 'does'} not match "
+                             f"{MANIFEST}: " + "; ".join(map(str, damage)), damage=damage)
     nb_path = run_dir / NOTEBOOK_NAME
-    nb = _read_json(nb_path) if nb_path.exists() else None
-    record = (run_dir / METRICS).exists() and (run_dir / MANIFEST).exists()
-    if nb_path.exists() and not isinstance(nb, dict):
+    nb = _read_json(nb_path, run_dir) if _exists(nb_path) else None
+    record = _exists(run_dir / METRICS) and _exists(run_dir / MANIFEST)
+    if _exists(nb_path) and not isinstance(nb, dict):
         if record:
             return RunStatus("complete", "complete", f"the record is complete, but {NOTEBOOK_NAME} cannot be read")
         return RunStatus("interrupted", "interrupted", f"{NOTEBOOK_NAME} cannot be read (cut off while it was written?)")
@@ -217,7 +326,7 @@ def run_status(run_dir: str | Path) -> RunStatus:
         return RunStatus("complete", "complete", f"{METRICS} and {MANIFEST} are written{how}")
     if nbs is not None:
         return nbs
-    missing = [f for f in (METRICS, MANIFEST) if not (run_dir / f).exists()]
+    missing = [f for f in (METRICS, MANIFEST) if not _exists(run_dir / f)]
     if nb is not None:
         return RunStatus("interrupted", "interrupted",
                          f"the notebook ran without an error but {' and '.join(missing)} "
@@ -253,6 +362,10 @@ class Run:
     notebook: Path | None = None
     attempts: list[Path] = field(default_factory=list)
     href: str = ""  # the run page, relative to the site root
+    figures: list[Path] = field(default_factory=list)  # regular files inside the run folder only
+    tables: list[Path] = field(default_factory=list)
+    kernel_log: Path | None = None
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, why) left out of the report
 
 
 @dataclass
@@ -319,25 +432,60 @@ def _date(run_id: str, env: dict | None, nb: dict | None, path: Path) -> tuple[s
 
 
 def _load_run(experiment: str, d: Path, notes: list[str]) -> Run:
+    status = run_status(d)
+    damaged = status.state == "damaged"
+    skipped: list[tuple[str, str]] = []
+
+    def read(name: str) -> str | None:
+        p = d / name
+        if not _exists(p):
+            return None
+        why = regular_file(p, d)
+        if why is not None:
+            skipped.append((name, why))
+            return None
+        return _read_text(p, d)
+
     params: dict[str, Any] = {}
-    if (d / PARAMS_NAME).exists():
+    text = read(PARAMS_NAME)
+    if text is not None:
         try:
-            loaded = yaml.safe_load((d / PARAMS_NAME).read_text())
+            loaded = yaml.safe_load(text)
             params = loaded if isinstance(loaded, dict) else {}
-        except (OSError, yaml.YAMLError) as e:
+        except yaml.YAMLError as e:
             notes.append(f"{d}: {PARAMS_NAME} cannot be read ({e.__class__.__name__})")
-    metrics = _read_json(d / METRICS) if (d / METRICS).exists() else None
-    nb = _read_json(d / NOTEBOOK_NAME) if (d / NOTEBOOK_NAME).exists() else None
+    metrics = _json_or_none(read(METRICS)) if not damaged else None  # a damaged record is not read
+    nb = _json_or_none(read(NOTEBOOK_NAME))
     if not params and isinstance(metrics, dict) and isinstance(metrics.get("params"), dict):
         params = metrics["params"]
     if not params and isinstance(nb, dict) and isinstance(nb.get("metadata", {}).get("papermill", {}).get("parameters"), dict):
         params = nb["metadata"]["papermill"]["parameters"]
-    env = _read_json(d / "environment.json") if (d / "environment.json").exists() else None
+    env = _json_or_none(read("environment.json"))
     shown, key = _date(d.name, env, nb, d)
-    run = Run(experiment, d.name, d, run_status(d), params, _profile(d.name), shown, key,
+    attempts = []
+    for a in sorted(d.glob("notebook.attempt-*.ipynb"), key=lambda p: _attempt_number(p)):
+        why = regular_file(a, d)
+        if why is None:
+            attempts.append(a)
+        else:
+            skipped.append((a.name, why))
+    run = Run(experiment, d.name, d, status, params, _profile(d.name), shown, key,
               env if isinstance(env, dict) else None,
-              notebook=d / NOTEBOOK_NAME if isinstance(nb, dict) else None,
-              attempts=sorted(d.glob("notebook.attempt-*.ipynb"), key=lambda p: _attempt_number(p)))
+              notebook=d / NOTEBOOK_NAME if isinstance(nb, dict) and not damaged else None,
+              attempts=[] if damaged else attempts)
+    if damaged:  # its parameters and the damage only
+        run.skipped = skipped
+        return run
+    run.figures = _run_files(d, "figures", _IMAGE_SUFFIXES, skipped)
+    run.tables = _run_files(d, "tables", (".csv",), skipped)
+    log = d / KERNEL_LOG
+    if _exists(log):
+        why = regular_file(log, d)
+        if why is not None:
+            skipped.append((KERNEL_LOG, why))
+        elif log.stat().st_size:
+            run.kernel_log = log
+    run.skipped = skipped
     if isinstance(metrics, dict) and isinstance(metrics.get("headline"), dict):
         h = metrics["headline"]
         try:
@@ -346,9 +494,48 @@ def _load_run(experiment: str, d: Path, notes: list[str]) -> Run:
             run.headline_about = str(h.get("about") or "")
         except (KeyError, TypeError, ValueError) as e:
             notes.append(f"{d}: the headline table in {METRICS} cannot be read ({e.__class__.__name__})")
-    elif metrics is None and (d / METRICS).exists():
+    elif metrics is None and _exists(d / METRICS):
         notes.append(f"{d}: {METRICS} cannot be read")
     return run
+
+
+def _json_or_none(text: str | None) -> Any:
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def _run_files(run_dir: Path, sub: str, suffixes: tuple[str, ...], skipped: list[tuple[str, str]]) -> list[Path]:
+    """The files of ``run_dir/sub`` with one of ``suffixes`` that are regular files inside the run
+    folder, sorted; every other one (a symbolic link, a file in a linked folder, a FIFO) goes to
+    ``skipped`` with the reason. Symbolic links to folders are not descended into."""
+    folder = run_dir / sub
+    if not _exists(folder):
+        return []
+    if folder.is_symlink():
+        skipped.append((f"{sub}/", "a symbolic link to a folder (the report copies only the run folder's own files)"))
+        return []
+    if not folder.is_dir():
+        return []
+    found = []
+    for top, dirs, files in os.walk(folder, followlinks=False):
+        for name in sorted(dirs):
+            if (Path(top) / name).is_symlink():
+                skipped.append(((Path(top) / name).relative_to(run_dir).as_posix() + "/",
+                                "a symbolic link to a folder (the report copies only the run folder's own files)"))
+        for name in files:
+            p = Path(top) / name
+            if p.suffix.lower() not in suffixes:
+                continue
+            why = regular_file(p, run_dir)
+            if why is None:
+                found.append(p)
+            else:
+                skipped.append((p.relative_to(run_dir).as_posix(), why))
+    return sorted(found)
 
 
 def _attempt_number(p: Path) -> int:
@@ -377,7 +564,7 @@ def scan(results: Path, out: Path | None = None) -> tuple[list[Run], list[Sweep]
     for path in sorted(results.rglob(SWEEP_FILE)):
         if _inside(path, skip):
             continue
-        doc = _read_json(path)
+        doc = _read_json(path, results)
         if isinstance(doc, dict) and doc.get("schema") == SWEEP_SCHEMA:
             sweeps.append(Sweep(path.parent, doc))
         else:
@@ -386,7 +573,7 @@ def scan(results: Path, out: Path | None = None) -> tuple[list[Run], list[Sweep]
     for path in sorted(results.rglob(COMPARISON_FILE)):
         if _inside(path, skip):
             continue
-        doc = _read_json(path)
+        doc = _read_json(path, results)
         if not (isinstance(doc, dict) and doc.get("schema") == COMPARE_SCHEMA):
             notes.append(f"{path}: not a readable {COMPARE_SCHEMA} file, left out")
             continue
@@ -408,14 +595,28 @@ def _is_experiment_folder(d: Path) -> bool:
 
 # --------------------------------------------------------------------------- HTML pieces
 
-
-def _e(value: Any) -> str:
-    return html.escape("" if value is None else str(value), quote=True)
+_ENV = None
 
 
-def _href(rel: str) -> str:
-    """A relative link, URL-escaped, as an attribute value."""
-    return _e(quote(rel, safe="/#"))
+def _env():
+    """The Jinja2 environment of the site's own pages: ``lfakit/templates/``, autoescape on."""
+    global _ENV
+    if _ENV is None:
+        import jinja2
+
+        _ENV = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True,
+                                  undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+        _ENV.filters["url"] = _url
+    return _ENV
+
+
+def _render(template: str, **context: Any) -> str:
+    return _env().get_template(template).render(csp=CSP, css=CSS, **context)
+
+
+def _url(rel: Any) -> str:
+    """A relative link, URL-escaped (the template escapes it again as an attribute value)."""
+    return quote(str(rel), safe="/#")
 
 
 def _rel(target: str, page_dir: str) -> str:
@@ -467,9 +668,9 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def table_html(df, max_rows: int | None = None, caption: str = "") -> str:
-    """A DataFrame as a bordered HTML table: numbers right-aligned, the index shown unless it is
-    a plain range, at most ``max_rows`` rows."""
+def _table(df, max_rows: int | None = None, caption: str = "") -> dict[str, Any]:
+    """A DataFrame as the ``table`` macro takes it: the header cells and the rows' cells, numbers
+    marked for right alignment, the index shown unless it is a plain range, at most ``max_rows`` rows."""
     import pandas as pd
 
     show_index = not (isinstance(df.index, pd.RangeIndex) or
@@ -478,19 +679,20 @@ def table_html(df, max_rows: int | None = None, caption: str = "") -> str:
     cols = [("" if str(c).startswith("Unnamed: ") else c) for c in df.columns]
     numeric = [len(body) > 0 and all(_is_number(v) or _is_missing(v) for v in body.iloc[:, j]) and
                any(_is_number(v) for v in body.iloc[:, j]) for j in range(len(cols))]
-    parts = ['<div class="scroll"><table>']
-    if caption:
-        parts.append(f"<caption>{_e(caption)}</caption>")
-    head = ([f"<th>{_e(df.index.name or '')}</th>"] if show_index else [])
-    head += [f'<th{_NUM if numeric[j] else ""}>{_e(c)}</th>' for j, c in enumerate(cols)]
-    parts.append("<thead><tr>" + "".join(head) + "</tr></thead><tbody>")
+    head = ([(str(df.index.name or ""), False)] if show_index else []) + [(str(c), numeric[j]) for j, c in enumerate(cols)]
+    rows = []
     for idx, row in zip(body.index, body.itertuples(index=False, name=None)):
-        cells = [f"<th>{_e(_fmt(idx))}</th>"] if show_index else []
-        cells += [f'<td{_NUM if _is_number(v) or (numeric[j] and _is_missing(v)) else ""}>{_e(_fmt(v))}</td>'
-                  for j, v in enumerate(row)]
-        parts.append("<tr>" + "".join(cells) + "</tr>")
-    parts.append("</tbody></table></div>")
-    return "".join(parts)
+        cells = [("th", _fmt(idx), False)] if show_index else []
+        cells += [("td", _fmt(v), _is_number(v) or (numeric[j] and _is_missing(v))) for j, v in enumerate(row)]
+        rows.append(cells)
+    return {"caption": caption, "head": head, "rows": rows}
+
+
+def table_html(df, max_rows: int | None = None, caption: str = "") -> str:
+    """A DataFrame as a bordered HTML table: numbers right-aligned, the index shown unless it is
+    a plain range, at most ``max_rows`` rows (rendered by the ``table`` macro, autoescaped)."""
+    macro = _env().get_template("macros.html.j2").module.table
+    return str(macro(_table(df, max_rows, caption)))
 
 
 def _overrides(overrides: Any) -> str:
@@ -504,26 +706,8 @@ def _is_missing(v: Any) -> bool:
     return v is None or (isinstance(v, float) and math.isnan(v))
 
 
-def _kv(items: dict[str, Any]) -> str:
-    rows = []
-    for k, v in items.items():
-        if isinstance(v, (dict, list)):
-            text = json.dumps(v, default=str)
-        else:
-            text = _fmt(v)
-        rows.append(f"<tr><th>{_e(k)}</th><td><code>{_e(text)}</code></td></tr>")
-    return '<div class="scroll"><table>' + "".join(rows) + "</table></div>"
-
-
-def _badge(state: str, text: str | None = None) -> str:
-    return f'<span class="badge {_e(state)}">{_e(text or state)}</span>'
-
-
-def _page(title: str, body: str) -> str:
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-            f"<title>{_e(title)}</title><style>{CSS}</style></head>\n"
-            f"<body><div class=\"lfk\">{body}</div></body></html>\n")
+def _kv(items: dict[str, Any]) -> list[tuple[str, str]]:
+    return [(str(k), json.dumps(v, default=str) if isinstance(v, (dict, list)) else _fmt(v)) for k, v in items.items()]
 
 
 def _short(text: str, n: int = 220) -> str:
@@ -562,129 +746,149 @@ def key_params(params: dict[str, Any]) -> dict[str, str]:
             "epochs": _fmt(epochs) if epochs is not None else "—", "data": " · ".join(data) or "—"}
 
 
-# --------------------------------------------------------------------------- pages
+# --------------------------------------------------------------------------- what a notebook may show
+
+#: Tags :func:`clean_html` keeps (others are shown escaped, as text): the markup of Markdown
+#: (headings, lists, tables, code, quotes, images, links) and of HTML tables, and nothing that
+#: runs, loads, submits, embeds or restyles the page (no script, style, iframe, object, embed,
+#: form, input, meta, link, base, svg, math, template).
+SAFE_TAGS = frozenset({
+    "a", "abbr", "acronym", "b", "bdi", "bdo", "blockquote", "br", "caption", "cite", "code", "col", "colgroup",
+    "dd", "del", "details", "dfn", "div", "dl", "dt", "em", "figcaption", "figure", "h1", "h2", "h3", "h4", "h5",
+    "h6", "hr", "i", "img", "ins", "kbd", "li", "mark", "ol", "p", "pre", "q", "rp", "rt", "ruby", "s", "samp",
+    "small", "span", "strike", "strong", "sub", "summary", "sup", "table", "tbody", "td", "tfoot", "th", "thead",
+    "time", "tr", "tt", "u", "ul", "var", "wbr"})
+_GLOBAL_ATTRIBUTES = frozenset({"class", "id", "title", "style", "align", "lang", "dir"})
+_DATA_IMAGE = re.compile(r"data:image/(?:png|jpeg|gif|webp|svg\+xml);base64,[A-Za-z0-9+/=\s]*\Z", re.I)
+_BASE64 = re.compile(r"[A-Za-z0-9+/=\s]*\Z")
+#: Output MIME types a rendered notebook keeps; every other (application/javascript, widget
+#: views, text/vnd.mermaid, application/pdf, ...) is dropped before nbconvert sees it.
+SAFE_OUTPUT_TYPES = ("text/plain", "text/html", "text/markdown", "text/latex", "image/png", "image/jpeg", "image/svg+xml")
+_IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/svg+xml")
+_CLEANER = None
 
 
-def _copy(src: Path, dst: Path) -> None:
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(src, dst)
+def _allowed_attribute(tag: str, name: str, value: str) -> bool:
+    if name in _GLOBAL_ATTRIBUTES:
+        return True
+    if tag == "a":
+        if name == "href":  # the web, mail, or an anchor of the page: no javascript:, data:, file or relative path
+            return value.strip().lower().startswith(("http://", "https://", "mailto:", "#"))
+        return name == "name"
+    if tag == "img":
+        if name == "src":  # an image the page holds: nothing is loaded from anywhere
+            return bool(_DATA_IMAGE.match(value.strip()))
+        return name in ("alt", "width", "height")
+    if tag in ("td", "th"):
+        return name in ("colspan", "rowspan", "scope")
+    if tag == "ol":
+        return name in ("start", "type", "reversed")
+    if tag in ("col", "colgroup"):
+        return name == "span"
+    if tag == "details":
+        return name == "open"
+    return False
 
 
-def _csv_section(csv: Path, copied_rel: str, title: str | None = None) -> str:
-    import pandas as pd
+def clean_html(text: Any) -> str:
+    """HTML from a notebook made inert: bleach's allow-list sanitiser with :data:`SAFE_TAGS`,
+    attributes by :func:`_allowed_attribute`, inline styles through bleach's CSS sanitiser, and
+    comments removed. A disallowed tag is escaped, so ``<script>`` shows as text. It replaces
+    nbconvert's ``clean_html`` filter, which the lab template applies (with ``sanitize_html``) to
+    HTML and Markdown outputs, Markdown cells, raw HTML cells and highlighted code."""
+    global _CLEANER
+    if _CLEANER is None:
+        import bleach
+        from bleach.css_sanitizer import CSSSanitizer
 
-    name = title or csv.name
-    try:
-        df = pd.read_csv(csv)
-    except Exception as e:  # noqa: BLE001 - an unreadable table is reported, not fatal
-        return f'<h3>{_e(name)}</h3><p class="note">cannot read {_e(csv.name)}: {_e(e)}</p>'
-    more = (f'<p class="muted">the first {MAX_TABLE_ROWS} of {len(df)} rows; the whole table: '
-            f'<a href="{_href(copied_rel)}">{_e(csv.name)}</a></p>' if len(df) > MAX_TABLE_ROWS else
-            f'<p class="muted">{len(df)} rows · <a href="{_href(copied_rel)}">{_e(csv.name)}</a></p>')
-    return f"<h3>{_e(name)}</h3>{more}{table_html(df, MAX_TABLE_ROWS)}"
-
-
-def _figure(rel: str, name: str) -> str:
-    return f'<figure><img src="{_href(rel)}" alt="{_e(name)}" loading="lazy"><figcaption>{_e(name)}</figcaption></figure>'
-
-
-def _status_block(run: Run, notebook_anchor: bool) -> str:
-    st = run.status
-    if st.state == "failed":
-        jump = ' <a href="#papermill-error-cell">jump to the failed cell</a>' if notebook_anchor else ""
-        tb = f"<details><summary>traceback</summary><pre>{_e(st.traceback)}</pre></details>" if st.traceback else ""
-        return (f'<div class="error"><p>{_badge("failed", st.label)} <strong>{_e(st.ename or "")}</strong>'
-                f'{": " + _e(st.evalue) if st.evalue else ""}</p><p class="muted">{_e(st.detail)}.{jump}</p>{tb}</div>')
-    if st.state in ("interrupted", "incomplete"):
-        hint = ""
-        if (run.path / "checkpoints").exists() and run.profile != "—":
-            hint = f' Continue it with <code>lfakit run {_e(run.experiment)} --resume {_e(run.run_id)}</code>.'
-        return f'<div class="note"><p>{_badge(st.state, st.label)} {_e(st.detail)}.{hint}</p></div>'
-    return f"<p>{_badge('complete')} <span class=\"muted\">{_e(st.detail)}</span></p>"
+        _CLEANER = bleach.Cleaner(tags=SAFE_TAGS, attributes=_allowed_attribute,
+                                  protocols={"http", "https", "mailto", "data"}, strip=False, strip_comments=True,
+                                  css_sanitizer=CSSSanitizer())
+    text = text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
+    return _CLEANER.clean(text)
 
 
-def _environment_html(env: dict[str, Any]) -> str:
-    flat = {k: v for k, v in env.items() if k not in ("packages", "git")}
-    git = env.get("git") if isinstance(env.get("git"), dict) else None
-    if git:
-        flat["git commit"] = (git.get("commit") or "unknown") + (" (uncommitted changes)" if git.get("dirty") else "")
-    out = _kv(flat)
-    if isinstance(env.get("packages"), dict):
-        out += "<h3>packages</h3>" + _kv({k: v if v is not None else "not installed" for k, v in env["packages"].items()})
-    return out
+def _number(v: Any) -> int | float | None:
+    return v if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
 
 
-def _run_summary(run: Run, comparisons_here: list[Comparison], notebook_anchor: bool) -> str:
-    """The top of a run page (figures and tables are copied beside the page first)."""
-    page = run.href.rsplit("/", 1)[0]
-    kp = key_params(run.params)
-    sections = []
-    sections.append(f'<p><a href="{_href(_rel("index.html", page))}">← all runs</a></p>')
-    sections.append(f"<h1>{_e(run.experiment)} · {_e(run.run_id)}</h1>")
-    nav = ['<a href="#summary">summary</a>', '<a href="#parameters">parameters</a>', '<a href="#environment">environment</a>']
-    figs = _run_files(run.path / "figures", _IMAGE_SUFFIXES)
-    tabs = _run_files(run.path / "tables", (".csv",))
-    if run.headline is not None:
-        nav.insert(1, '<a href="#headline">headline</a>')
-    if figs:
-        nav.append('<a href="#figures">figures</a>')
-    if tabs:
-        nav.append('<a href="#tables">tables</a>')
-    if run.notebook is not None:
-        nav.append('<a href="#notebook">notebook</a>')
-    sections.append("<nav>" + "".join(nav) + "</nav>")
-    sections.append('<h2 id="summary">Summary</h2>')
-    sections.append(_status_block(run, notebook_anchor))
-    info = {"date": run.date, "profile": run.profile, **kp, "run folder": str(run.path)}
-    sections.append('<dl class="kv">' + "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in info.items()) + "</dl>")
-    links = []
-    for a in run.attempts:
-        links.append(f'<a href="{_href(a.with_suffix(".html").name)}">{_e(a.name)}</a> (an earlier, interrupted attempt)')
-    for c in comparisons_here:
-        links.append(f'<a href="{_href(_rel(c.href, page))}">comparison: {_e(c.doc.get("metric", ""))}</a>')
-    if (run.path / KERNEL_LOG).exists() and (run.path / KERNEL_LOG).stat().st_size:
-        links.append(f'<a href="{_href(KERNEL_LOG)}">{KERNEL_LOG}</a> (the kernel process\'s own messages)')
-    if links:
-        sections.append("<ul>" + "".join(f"<li>{x}</li>" for x in links) + "</ul>")
-    if run.headline is not None:
-        partial = " (written before the failure)" if run.status.state == "failed" else ""
-        sections.append(f'<h2 id="headline">Headline: {_e(run.headline_name)}{partial}</h2>')
-        if run.headline_about:
-            sections.append(f'<p class="muted">{_e(run.headline_about)}</p>')
-        sections.append(table_html(run.headline))
-    sections.append('<h2 id="parameters">Parameters</h2>')
-    sections.append(f'<p class="muted">{PARAMS_NAME}</p>' + (_kv(run.params) if run.params else "<p>no parameters recorded</p>"))
-    sections.append('<h2 id="environment">Environment</h2>')
-    if run.environment:
-        sections.append("<details><summary>environment.json: python "
-                        f"{_e(run.environment.get('python', '?'))}, device {_e(run.environment.get('device', '?'))}, "
-                        f"{_e(run.environment.get('platform', ''))}</summary>{_environment_html(run.environment)}</details>")
-    else:
-        sections.append("<p>no environment.json (the notebook did not reach its setup cell)</p>")
-    if figs:
-        sections.append('<h2 id="figures">Figures</h2>')
-        sections += [_figure(f"figures/{p.relative_to(run.path / 'figures').as_posix()}", p.name) for p in figs]
-    if tabs:
-        sections.append('<h2 id="tables">Tables</h2>')
-        for p in tabs:
-            rel = f"tables/{p.relative_to(run.path / 'tables').as_posix()}"
-            sections.append(f"<details{' open' if p.stat().st_size < 20_000 else ''}><summary>{_e(p.stem)}</summary>"
-                            f"{_csv_section(p, rel)}</details>")
-    if run.notebook is None:
-        why = ("this run was made by a notebook in JupyterLab, which keeps the notebook there"
-               if run.run_id.endswith("-interactive") else "papermill never wrote it here")
-        sections.append(f'<h2 id="notebook">Notebook</h2><p>No executed {NOTEBOOK_NAME} in the run folder: {_e(why)}.</p>')
-    return "".join(sections)
+def _clean_output(o: dict) -> dict | None:
+    import nbformat
+
+    kind = o.get("output_type")
+    if kind == "stream":
+        text = o.get("text")
+        return nbformat.from_dict({"output_type": "stream", "name": "stderr" if o.get("name") == "stderr" else "stdout",
+                                   "text": "".join(text) if isinstance(text, list) else str(text or "")})
+    if kind == "error":
+        tb = o.get("traceback")
+        return nbformat.from_dict({"output_type": "error", "ename": str(o.get("ename") or ""), "evalue": str(o.get("evalue") or ""),
+                                   "traceback": [str(x) for x in tb] if isinstance(tb, list) else []})
+    if kind not in ("display_data", "execute_result"):
+        return None
+    data, dropped = {}, []
+    for mime, value in (o.get("data") or {}).items():
+        if isinstance(value, list) and all(isinstance(x, str) for x in value):
+            value = "".join(value)
+        if mime not in SAFE_OUTPUT_TYPES or not isinstance(value, str):
+            dropped.append(mime)
+        elif mime in ("image/png", "image/jpeg") and not _BASE64.match(value):
+            dropped.append(mime)
+        else:
+            data[mime] = value
+    if not data:
+        data["text/plain"] = f"[{', '.join(dropped) or 'an empty'} output: not shown in the report, which renders nothing executable]"
+    meta = {}
+    for mime, m in (o.get("metadata") or {}).items():
+        if mime in ("image/png", "image/jpeg") and isinstance(m, dict):
+            keep = {k: _number(m.get(k)) for k in ("width", "height") if _number(m.get(k)) is not None}
+            if m.get("needs_background") in ("light", "dark"):
+                keep["needs_background"] = m["needs_background"]
+            if m.get("unconfined") is True:
+                keep["unconfined"] = True
+            meta[mime] = keep
+    out = {"output_type": kind, "data": data, "metadata": meta}
+    if kind == "execute_result":
+        out["execution_count"] = o.get("execution_count") if isinstance(o.get("execution_count"), int) else None
+    return nbformat.from_dict(out)
 
 
-def _run_files(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
+def clean_notebook(nb) -> Any:
+    """The notebook (an ``nbformat`` v4 node, changed in place) as the report renders it: cells of
+    the three known types only, outputs of :data:`SAFE_OUTPUT_TYPES` only (a cell whose every
+    output type is dropped says so in a line of text), image metadata reduced to numbers (no
+    ``filenames`` pointing at files on disk), attachments reduced to base64 images, execution
+    counts to integers, widget state removed. The HTML that remains is sanitised by
+    :func:`clean_html` as nbconvert renders it."""
+    import nbformat
+
+    nb.metadata.pop("widgets", None)
+    cells = []
+    for cell in nb.cells:
+        kind = cell.get("cell_type")
+        if kind not in ("code", "markdown", "raw"):
+            continue
+        if "attachments" in cell:
+            atts = cell.get("attachments") if isinstance(cell.get("attachments"), dict) else {}
+            cell["attachments"] = nbformat.from_dict({
+                str(name): {m: v for m, v in bundle.items() if m in _IMAGE_TYPES and isinstance(v, str) and _BASE64.match(v)}
+                for name, bundle in atts.items() if isinstance(bundle, dict)})
+            cell["attachments"] = {k: v for k, v in cell["attachments"].items() if v}
+        if not isinstance(cell.get("source"), str):
+            src = cell.get("source")
+            cell["source"] = "".join(src) if isinstance(src, list) else ""
+        if kind == "code":
+            cell["execution_count"] = cell.get("execution_count") if isinstance(cell.get("execution_count"), int) else None
+            cell["outputs"] = [c for c in (_clean_output(o) for o in cell.get("outputs") or [] if isinstance(o, dict)) if c]
+        cells.append(cell)
+    nb.cells = cells
+    return nb
 
 
 class _NotebookRenderer:
-    """nbconvert's HTML exporter (lab template) with nothing fetched from the network."""
+    """nbconvert's HTML exporter (lab template, ``notebook.html.j2``) over :func:`clean_notebook`,
+    with ``sanitize_html`` on and :func:`clean_html` as its sanitiser, nothing fetched from the
+    network and no image read from disk (``embed_images`` off)."""
 
     def __init__(self):
         self._exporter = None
@@ -696,10 +900,14 @@ class _NotebookRenderer:
             import jinja2
             from nbconvert import HTMLExporter
 
-            self._exporter = HTMLExporter(extra_loaders=[jinja2.DictLoader({"lfakit_site.html.j2": _NOTEBOOK_TEMPLATE})],
-                                          template_file="lfakit_site.html.j2", embed_images=True)
-        nb = nbformat.read(str(nb_path), as_version=4)
-        nb.metadata.pop("widgets", None)  # widget state needs the CDN renderer: shown as text instead
+            template = (TEMPLATES / "notebook.html.j2").read_text()
+            self._exporter = HTMLExporter(extra_loaders=[jinja2.DictLoader({"lfakit_notebook.html.j2": template})],
+                                          template_file="lfakit_notebook.html.j2", sanitize_html=True,
+                                          embed_images=False, skip_svg_encoding=False,
+                                          filters={"clean_html": clean_html})
+        with open(nb_path, encoding="utf-8", errors="replace") as f:  # nb_path was checked: a regular file in the run folder
+            nb = nbformat.read(f, as_version=4)
+        clean_notebook(nb)
         for cell in nb.cells:  # papermill's error markers are HTML; as markdown their link loses its text
             if cell.cell_type == "markdown" and _PAPERMILL_ERROR_TAG in (cell.metadata.get("tags") or []):
                 cell.cell_type = "raw"
@@ -708,223 +916,319 @@ class _NotebookRenderer:
                 cell.pop("attachments", None)
         nb.metadata["title"] = title
         body, _ = self._exporter.from_notebook_node(
-            nb, resources={"lfakit_css": CSS, "lfakit_header": f'<div class="lfk">{header}</div>'
+            nb, resources={"lfakit_css": CSS, "lfakit_csp": CSP, "lfakit_header": f'<div class="lfk">{header}</div>'
                            '<h2 class="lfk-notebook-title" id="notebook">Executed notebook</h2>'})
         return body
+
+
+# --------------------------------------------------------------------------- pages
+
+
+def _copy(src: Path, dst: Path, root: Path) -> str | None:
+    """Copy ``src``, a regular file inside ``root``, to ``dst``; the reason it was not copied,
+    or None. The file is opened without following a link (``O_NOFOLLOW``) and checked again."""
+    why = regular_file(src, root)
+    if why is not None:
+        return why
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(src, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    except OSError as e:
+        return f"cannot be read ({e.strerror})"
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            return "not a regular file"
+        with open(dst, "wb") as g:
+            shutil.copyfileobj(f, g)
+    return None
+
+
+def _csv_section(csv: Path, copied_rel: str, title: str | None = None) -> dict[str, Any]:
+    import pandas as pd
+
+    s = {"title": title or csv.name, "name": csv.name, "href": copied_rel, "error": None, "rows": 0, "shown": 0, "table": None}
+    try:
+        df = pd.read_csv(csv)
+    except Exception as e:  # noqa: BLE001 - an unreadable table is reported, not fatal
+        s["error"] = str(e)
+        return s
+    s.update(rows=len(df), shown=MAX_TABLE_ROWS, table=_table(df, MAX_TABLE_ROWS))
+    return s
+
+
+def _environment(env: dict[str, Any]) -> dict[str, Any]:
+    flat = {k: v for k, v in env.items() if k not in ("packages", "git")}
+    git = env.get("git") if isinstance(env.get("git"), dict) else None
+    if git:
+        flat["git commit"] = str(git.get("commit") or "unknown") + (" (uncommitted changes)" if git.get("dirty") else "")
+    packages = env.get("packages")
+    return {"python": env.get("python", "?"), "device": env.get("device", "?"), "platform": env.get("platform", ""),
+            "flat": _kv(flat),
+            "packages": _kv({k: v if v is not None else "not installed" for k, v in packages.items()})
+            if isinstance(packages, dict) else None}
+
+
+def _run_summary(run: Run, comparisons_here: list[Comparison], notebook_anchor: bool, notebook_error: str | None = None) -> str:
+    """The top of a run page (figures and tables are copied beside the page first)."""
+    page = run.href.rsplit("/", 1)[0]
+    kp = key_params(run.params)
+    damaged = run.status.state == "damaged"
+    nav = [("summary", "summary"), ("parameters", "parameters"), ("environment", "environment")]
+    if run.headline is not None:
+        nav.insert(1, ("headline", "headline"))
+    if run.figures:
+        nav.append(("figures", "figures"))
+    if run.tables:
+        nav.append(("tables", "tables"))
+    if run.notebook is not None:
+        nav.append(("notebook", "notebook"))
+    links = [(a.with_suffix(".html").name, a.name, " (an earlier, interrupted attempt)") for a in run.attempts]
+    links += [(_rel(c.href, page), f"comparison: {c.doc.get('metric', '')}", "") for c in comparisons_here]
+    if run.kernel_log is not None:
+        links.append((KERNEL_LOG, KERNEL_LOG, " (the kernel process's own messages)"))
+    tables = []
+    for p in run.tables:
+        rel = f"tables/{p.relative_to(run.path / 'tables').as_posix()}"
+        tables.append({"stem": p.stem, "open": p.stat().st_size < 20_000, "section": _csv_section(p, rel)})
+    missing = None
+    if run.notebook is None and not damaged and notebook_error is None:
+        why = ("this run was made by a notebook in JupyterLab, which keeps the notebook there"
+               if run.run_id.endswith("-interactive") else "papermill never wrote it here")
+        missing = f"No executed {NOTEBOOK_NAME} in the run folder: {why}."
+    resume = run.status.state in ("interrupted", "incomplete") and (run.path / "checkpoints").exists() and run.profile != "—"
+    return _render("run_summary.html.j2", back=_rel("index.html", page), run=run, nav=nav, anchor=notebook_anchor,
+                   resume=resume, info=[(k, v) for k, v in {"date": run.date, "profile": run.profile, **kp,
+                                                            "run folder": str(run.path)}.items()],
+                   links=links, skipped=run.skipped,
+                   headline=_table(run.headline) if run.headline is not None and not damaged else None,
+                   params_name=PARAMS_NAME, params=_kv(run.params) if run.params else None,
+                   env=_environment(run.environment) if run.environment else None,
+                   figures=[(f"figures/{p.relative_to(run.path / 'figures').as_posix()}", p.name) for p in run.figures],
+                   tables=tables, notebook_missing=missing,
+                   notebook_error=notebook_error)
+
+
+def _page(title: str, body: str) -> str:
+    """A page of the site around ``body``, HTML rendered by the site's own (autoescaping) templates."""
+    from markupsafe import Markup
+
+    return _render("page.html.j2", title=title, body=Markup(body))
 
 
 def _write_run_page(run: Run, site: Path, renderer: _NotebookRenderer, comparisons_here: list[Comparison], notes: list[str]) -> None:
     page_dir = site / run.href.rsplit("/", 1)[0]
     page_dir.mkdir(parents=True, exist_ok=True)
-    for sub, suffixes in (("figures", _IMAGE_SUFFIXES), ("tables", (".csv",))):
-        for p in _run_files(run.path / sub, suffixes):
-            _copy(p, page_dir / sub / p.relative_to(run.path / sub))
-    if (run.path / KERNEL_LOG).exists() and (run.path / KERNEL_LOG).stat().st_size:
-        _copy(run.path / KERNEL_LOG, page_dir / KERNEL_LOG)
+    for sub, files in (("figures", run.figures), ("tables", run.tables)):
+        kept = []
+        for p in files:
+            why = _copy(p, page_dir / sub / p.relative_to(run.path / sub), run.path)
+            if why is None:
+                kept.append(p)
+            else:
+                run.skipped.append((p.relative_to(run.path).as_posix(), why))
+        setattr(run, sub, kept)
+    if run.kernel_log is not None and _copy(run.kernel_log, page_dir / KERNEL_LOG, run.path) is not None:
+        run.kernel_log = None
     title = f"{run.experiment} {run.run_id}"
     anchor = False
     if run.notebook is not None:
-        nb = _read_json(run.notebook) or {}
+        nb = _read_json(run.notebook, run.path) or {}
         anchor = any(_PAPERMILL_ERROR_TAG in (c.get("metadata", {}).get("tags") or []) and
-                     'id="papermill-error-cell"' in "".join(c.get("source") or "") for c in nb.get("cells", []))
-    header = _run_summary(run, comparisons_here, anchor)
+                     'id="papermill-error-cell"' in "".join(c.get("source") or "") for c in nb.get("cells", [])
+                     if isinstance(c, dict))
     text = None
     if run.notebook is not None:
         try:
-            text = renderer.render(run.notebook, header, title)
+            text = renderer.render(run.notebook, _run_summary(run, comparisons_here, anchor), title)
         except Exception as e:  # noqa: BLE001 - one unreadable notebook must not stop the report
             notes.append(f"{run.notebook}: cannot be rendered ({e.__class__.__name__}: {_short(e, 160)})")
-            header += f'<h2 id="notebook">Notebook</h2><p class="note">{NOTEBOOK_NAME} cannot be rendered: {_e(e)}</p>'
+            text = _page(title, _run_summary(run, comparisons_here, False, f"{NOTEBOOK_NAME} cannot be rendered: {e}"))
     if text is None:
-        text = _page(title, header)
+        text = _page(title, _run_summary(run, comparisons_here, False))
     (site / run.href).write_text(text, encoding="utf-8")
     for a in run.attempts:
-        back = (f'<p><a href="index.html">← the run</a></p><h1>{_e(run.experiment)} · {_e(run.run_id)} · {_e(a.name)}</h1>'
-                '<p class="muted">An earlier attempt of this run, kept by <code>--resume</code>.</p>')
+        head = dict(experiment=run.experiment, run_id=run.run_id, name=a.name)
+        target = page_dir / a.with_suffix(".html").name
         try:
-            (page_dir / a.with_suffix(".html").name).write_text(renderer.render(a, back, f"{title} {a.name}"), encoding="utf-8")
+            target.write_text(renderer.render(a, _render("attempt_header.html.j2", error=None, **head), f"{title} {a.name}"),
+                              encoding="utf-8")
         except Exception as e:  # noqa: BLE001
             notes.append(f"{a}: cannot be rendered ({e.__class__.__name__})")
-            (page_dir / a.with_suffix(".html").name).write_text(_page(title, back + f"<p>cannot be rendered: {_e(e)}</p>"),
-                                                                 encoding="utf-8")
+            target.write_text(_page(title, _render("attempt_header.html.j2", error=str(e), **head)), encoding="utf-8")
 
 
 def _write_comparison_page(c: Comparison, site: Path, results: Path) -> None:
     page_dir = site / "comparisons" / c.slug
     page_dir.mkdir(parents=True, exist_ok=True)
     d = c.doc
-    title = f"{d.get('experiment', '?')}: {d.get('metric', '?')} against {d.get('baseline', '?')}"
-    parts = ['<p><a href="../../index.html">← all runs</a></p>', f"<h1>Comparison · {_e(title)}</h1>"]
+    heading = f"{d.get('experiment', '?')}: {d.get('metric', '?')} against {d.get('baseline', '?')}"
     info = {"experiment": d.get("experiment"), "metric": d.get("metric"), "baseline": d.get("baseline"),
             "source": d.get("source"), "folder": c.path.relative_to(results).as_posix()}
-    parts.append('<dl class="kv">' + "".join(f"<dt>{_e(k)}</dt><dd>{_e(_fmt(v) if not isinstance(v, (dict, list)) else json.dumps(v))}</dd>"
-                                             for k, v in info.items() if v is not None) + "</dl>")
-    if d.get("evidence"):
-        parts.append(f'<p class="note"><strong>Evidence:</strong> {_e(d["evidence"])}</p>')
     files = d.get("files") if isinstance(d.get("files"), dict) else {}
     tables, figures, others = [], [], []
     root = c.path.resolve()
     for name, rel in files.items():
-        src = (c.path / str(rel)).resolve()
-        if root not in src.parents:
-            others.append(f"<li>{_e(name)}: {_e(rel)} is outside the comparison folder, left out</li>")
+        src = c.path / str(rel)
+        try:
+            inside = root in src.resolve().parents
+        except OSError:
+            inside = False
+        if not inside:
+            others.append({"name": name, "href": None, "why": f"{rel} is outside the comparison folder, left out"})
             continue
-        if not src.is_file():
-            others.append(f"<li>{_e(name)}: {_e(rel)} is missing</li>")
+        if not _exists(src):
+            others.append({"name": name, "href": None, "why": f"{rel} is missing"})
             continue
-        target = src.relative_to(root).as_posix()
-        _copy(src, page_dir / target)
+        target = src.resolve().relative_to(root).as_posix()
+        why = _copy(src, page_dir / target, c.path)
+        if why is not None:
+            others.append({"name": name, "href": None, "why": f"{rel} is {why}, left out"})
+            continue
+        label = f"{name} ({src.name})"
         if src.suffix.lower() == ".csv":
-            tables.append(_csv_section(src, target, f"{name} ({src.name})"))
+            tables.append(_csv_section(src, target, label))
         elif src.suffix.lower() in _IMAGE_SUFFIXES:
-            figures.append(_figure(target, f"{name} ({src.name})"))
-        elif src.suffix.lower() in (".md", ".txt"):
-            others.append(f'<li><a href="{_href(target)}">{_e(name)} ({_e(src.name)})</a>'
-                          f"<details><summary>show</summary><pre>{_e(src.read_text(errors='replace'))}</pre></details></li>")
+            figures.append((target, label))
         else:
-            others.append(f'<li><a href="{_href(target)}">{_e(name)} ({_e(src.name)})</a></li>')
-    if tables:
-        parts.append("<h2>Tables</h2>" + "".join(tables))
-    if figures:
-        parts.append("<h2>Figures</h2>" + "".join(figures))
-    if others:
-        parts.append("<h2>Files</h2><ul>" + "".join(others) + "</ul>")
-    (page_dir / "index.html").write_text(_page(f"comparison {title}", "".join(parts)), encoding="utf-8")
+            text = src.read_text(errors="replace") if src.suffix.lower() in (".md", ".txt") else None
+            others.append({"name": name, "file": src.name, "href": target, "text": text})
+    (page_dir / "index.html").write_text(
+        _render("comparison.html.j2", title=f"comparison {heading}", heading=heading,
+                info=[(k, _fmt(v) if not isinstance(v, (dict, list)) else json.dumps(v)) for k, v in info.items() if v is not None],
+                evidence=d.get("evidence"), tables=tables, figures=figures, others=others), encoding="utf-8")
 
 
 def _index(results: Path, runs: list[Run], sweeps: list[Sweep], comparisons: list[Comparison], notes: list[str],
            run_pages: dict[Path, str], by_id: dict[tuple[str, str], str]) -> str:
-    counts = {s: sum(r.status.state == s for r in runs) for s in STATES}
-    built = _dt.datetime.now().strftime("%Y-%m-%d %H:%M:%S")
+    counts = [(s, sum(r.status.state == s for r in runs)) for s in STATES]
     exps = sorted({r.experiment for r in runs} | {str(s.doc.get("experiment", "")) for s in sweeps if s.doc.get("experiment")})
-    parts = ["<h1>lfakit report</h1>",
-             f'<p class="muted">results folder <code>{_e(results)}</code> · built {_e(built)}</p>',
-             "<p>" + f"{len(runs)} run{'s' if len(runs) != 1 else ''}: " +
-             " ".join(f"{_badge(s, f'{n} {s}')}" for s, n in counts.items() if n) + "</p>"]
-    nav = [f'<a href="#exp-{_e(x)}">{_e(x)}</a>' for x in exps]
+    nav = [(f"#exp-{x}", x) for x in exps]
     if sweeps:
-        nav.append('<a href="#sweeps">sweeps</a>')
+        nav.append(("#sweeps", "sweeps"))
     if comparisons:
-        nav.append('<a href="#comparisons">comparisons</a>')
-    if nav:
-        parts.append("<nav>" + "".join(nav) + "</nav>")
-    if comparisons:
-        parts.append('<h2 id="comparisons">Comparisons</h2><div class="scroll"><table><thead><tr><th>experiment</th>'
-                     "<th>metric</th><th>baseline</th><th>evidence</th><th>folder</th></tr></thead><tbody>")
-        for c in comparisons:
-            d = c.doc
-            parts.append(f'<tr><td><a href="{_href(c.href)}">{_e(d.get("experiment", "?"))}</a></td><td>{_e(d.get("metric", ""))}</td>'
-                         f'<td>{_e(d.get("baseline", ""))}</td><td>{_e(_short(d.get("evidence", ""), 300))}</td>'
-                         f"<td><code>{_e(c.path.relative_to(results).as_posix())}</code></td></tr>")
-        parts.append("</tbody></table></div>")
+        nav.append(("#comparisons", "comparisons"))
+    comps = [{"href": c.href, "experiment": c.doc.get("experiment", "?"), "metric": c.doc.get("metric", ""),
+              "baseline": c.doc.get("baseline", ""), "evidence": _short(c.doc.get("evidence", ""), 300),
+              "folder": c.path.relative_to(results).as_posix()} for c in comparisons]
+    experiments = []
     for exp in exps:
         these = sorted((r for r in runs if r.experiment == exp), key=lambda r: (r.sort_key, r.run_id), reverse=True)
-        parts.append(f'<h2 id="exp-{_e(exp)}">{_e(exp)}</h2>')
-        if not these:
-            parts.append("<p>no run folders (sweeps only)</p>")
-            continue
-        newest_complete = next((r for r in these if r.status.state == "complete" and r.headline is not None), None)
-        parts.append('<div class="scroll"><table class="runs"><thead><tr><th>run</th><th>date</th><th>profile</th>'
-                     "<th>status</th><th>losses</th><th>seed</th><th>epochs</th><th>data</th><th>headline</th></tr></thead><tbody>")
+        rows = []
         for r in these:
-            kp = key_params(r.params)
             st = r.status
-            why = f'<div class="why">{_e(_short(f"{st.ename}: {st.evalue}" if st.ename else st.detail))}</div>' \
-                if st.state != "complete" else ""
-            head = "—"
-            if r.headline is not None:
-                head = (f"<details><summary>{_e(r.headline_name)} ({len(r.headline)} rows)</summary>"
-                        f"{table_html(r.headline, 40)}</details>")
-            parts.append(f'<tr class="{_e(st.state)}"><td class="nowrap"><a href="{_href(r.href)}">{_e(r.run_id)}</a></td>'
-                         f'<td class="nowrap">{_e(r.date)}</td><td>{_e(r.profile)}</td>'
-                         f'<td>{_badge(st.state, st.label)}{why}</td><td>{_e(kp["losses"])}</td><td>{_e(kp["seed"])}</td>'
-                         f'<td class="num">{_e(kp["epochs"])}</td><td>{_e(kp["data"])}</td><td>{head}</td></tr>')
-        parts.append("</tbody></table></div>")
-        if newest_complete is not None:
-            r = newest_complete
-            parts.append(f'<h3>Headline of the newest complete run, <a href="{_href(r.href)}">{_e(r.run_id)}</a>: '
-                         f"{_e(r.headline_name)}</h3>")
-            if r.headline_about:
-                parts.append(f'<p class="muted">{_e(_short(r.headline_about, 400))}</p>')
-            parts.append(table_html(r.headline, _INDEX_ROWS))
-            if len(r.headline) > _INDEX_ROWS:
-                parts.append(f'<p class="muted">the first {_INDEX_ROWS} of {len(r.headline)} rows; '
-                             f'<a href="{_href(r.href)}#headline">the run page</a> has them all</p>')
-    if sweeps:
-        parts.append('<h2 id="sweeps">Sweeps</h2>')
-        for s in sweeps:
-            d = s.doc
-            points = d.get("points") if isinstance(d.get("points"), list) else []
-            tally: dict[str, int] = {}
-            for p in points:
-                tally[str(p.get("status"))] = tally.get(str(p.get("status")), 0) + 1
-            parts.append(f'<h3>{_e(d.get("experiment", "?"))} · {_e(s.path.name)}</h3>')
-            parts.append(f'<p class="muted"><code>{_e(s.path.relative_to(results).as_posix())}</code> · profile {_e(d.get("profile"))}'
-                         f' · grid <code>{_e(json.dumps(d.get("grid", {}), default=str))}</code> · seeds {_e(_list(d.get("seeds")) if d.get("seeds") else "—")}'
-                         f' · executor {_e(d.get("executor"))} · updated {_e(d.get("updated"))}</p>')
-            parts.append("<p>" + " ".join(_badge(k, f"{n} {k}") for k, n in tally.items()) + "</p>")
-            parts.append('<div class="scroll"><table><thead><tr><th class="num">#</th><th>overrides</th><th>status</th><th>run</th>'
-                         '<th class="num">seconds</th><th>error</th></tr></thead><tbody>')
-            for p in points:
-                status = str(p.get("status", "?"))
-                rd = p.get("run_dir")
-                link = "—"
-                if rd:
-                    href = run_pages.get(Path(str(rd)).resolve()) or by_id.get((Path(str(rd)).parent.name, Path(str(rd)).name))
-                    link = (f'<a class="nowrap" href="{_href(href)}">{_e(Path(str(rd)).name)}</a>' if href
-                            else f"<code>{_e(rd)}</code>")
-                err = _short((p.get("error") or "").strip().splitlines()[0], 200) if p.get("error") else ""
-                secs = p.get("seconds")
-                parts.append(f'<tr class="{_e(status)}"><td class="num">{_e(p.get("index"))}</td>'
-                             f'<td><code>{_e(_overrides(p.get("overrides")))}</code></td>'
-                             f"<td>{_badge(status)}</td><td>{link}</td>"
-                             f'<td class="num">{_e(f"{secs:.0f}" if isinstance(secs, (int, float)) else "")}</td><td>{_e(err)}</td></tr>')
-            parts.append("</tbody></table></div>")
-    if not runs and not sweeps and not comparisons:
-        parts.append("<p>Nothing to show yet: no run folders under this results folder. "
-                     "<code>lfakit run &lt;experiment&gt;</code> makes one.</p>")
-    if notes:
-        parts.append("<h2>Left out</h2><ul>" + "".join(f"<li>{_e(n)}</li>" for n in notes) + "</ul>")
-    return _page("lfakit report", "".join(parts))
+            why = _short(f"{st.ename}: {st.evalue}" if st.ename else st.detail) if st.state not in ("complete", "damaged") else ""
+            rows.append({"href": r.href, "run_id": r.run_id, "date": r.date, "profile": r.profile, "state": st.state,
+                         "label": st.label, "why": why, "damage": st.damage, "kp": key_params(r.params),
+                         "headline": _table(r.headline, 40) if r.headline is not None else None,
+                         "headline_name": r.headline_name, "headline_rows": len(r.headline) if r.headline is not None else 0})
+        newest = next((r for r in these if r.status.state == "complete" and r.headline is not None), None)
+        experiments.append({"name": exp, "runs": rows, "newest": None if newest is None else {
+            "href": newest.href, "run_id": newest.run_id, "headline_name": newest.headline_name,
+            "about": _short(newest.headline_about, 400), "headline": _table(newest.headline, _INDEX_ROWS),
+            "more": len(newest.headline) > _INDEX_ROWS, "shown": _INDEX_ROWS, "rows": len(newest.headline)}})
+    sweep_views = []
+    for s in sweeps:
+        d = s.doc
+        points = d.get("points") if isinstance(d.get("points"), list) else []
+        tally: dict[str, int] = {}
+        rows = []
+        for p in points:
+            if not isinstance(p, dict):
+                continue
+            status = str(p.get("status", "?"))
+            tally[status] = tally.get(status, 0) + 1
+            rd = p.get("run_dir")
+            href = None
+            if rd:
+                href = run_pages.get(Path(str(rd)).resolve()) or by_id.get((Path(str(rd)).parent.name, Path(str(rd)).name))
+            err = _short(str(p.get("error")).strip().splitlines()[0], 200) if p.get("error") and str(p.get("error")).strip() else ""
+            secs = p.get("seconds")
+            rows.append({"index": p.get("index"), "overrides": _overrides(p.get("overrides")), "status": status,
+                         "href": href, "run_name": Path(str(rd)).name if rd else "", "run_dir": rd,
+                         "seconds": f"{secs:.0f}" if isinstance(secs, (int, float)) and not isinstance(secs, bool) else "",
+                         "error": err})
+        sweep_views.append({"experiment": d.get("experiment", "?"), "name": s.path.name,
+                            "folder": s.path.relative_to(results).as_posix(), "profile": d.get("profile"),
+                            "grid": json.dumps(d.get("grid", {}), default=str),
+                            "seeds": _list(d.get("seeds")) if d.get("seeds") else "—", "executor": d.get("executor"),
+                            "updated": d.get("updated"), "tally": list(tally.items()), "points": rows})
+    return _render("index.html.j2", title="lfakit report", results=str(results),
+                   built=_dt.datetime.now().strftime("%Y-%m-%d %H:%M:%S"), runs=runs,
+                   counts=[(s, n) for s, n in counts if n], nav=nav, comparisons=comps, experiments=experiments,
+                   sweeps=sweep_views, notes=notes)
 
 
-def build_site(results: Path, out: Path | None = None) -> Path:
-    """Write the static report of ``results`` into ``out`` (default ``<results>/site``) and
-    return the path of its ``index.html``. A folder ``out`` that exists must be an earlier
-    report (it holds the marker file ``.lfakit-site``) or empty; it is rebuilt from scratch."""
+class ReportError(LfakitError):
+    """``lfakit report`` cannot be built: nothing to report, or the site folder cannot be written."""
+
+
+@dataclass
+class Report:
+    """What :func:`build` made: the index page and the runs, with their states, it shows."""
+
+    index: Path
+    runs: list[Run]
+    notes: list[str]
+
+    @property
+    def damaged(self) -> list[Run]:
+        return [r for r in self.runs if r.status.state == "damaged"]
+
+
+def build(results: Path, out: Path | None = None) -> Report:
+    """:func:`build_site`, returning the :class:`Report` (``lfakit report`` names the damaged runs)."""
     results = Path(results).expanduser()
     if not results.is_dir():
-        raise LfakitError(f"no results folder at {results}; run an experiment first (`lfakit run <experiment>`) "
+        raise ReportError(f"no results folder at {results}; run an experiment first (`lfakit run <experiment>`) "
                           "or point `lfakit report` at the folder holding the run folders")
     results = results.resolve()
     out = (Path(out).expanduser() if out else results / "site").resolve()
     if out.exists():
         if not out.is_dir():
-            raise LfakitError(f"{out} is a file; give `lfakit report -o` a folder")
+            raise ReportError(f"{out} is a file; give `lfakit report -o` a folder")
         if any(out.iterdir()) and not (out / MARKER).exists():
-            raise LfakitError(f"{out} is not empty and holds no earlier report ({MARKER}); "
+            raise ReportError(f"{out} is not empty and holds no earlier report ({MARKER}); "
                               "choose another folder with `lfakit report -o` (nothing was written)")
-        shutil.rmtree(out)
     runs, sweeps, comparisons, notes = scan(results, out)
-    out.mkdir(parents=True)
-    (out / MARKER).write_text("built by lfakit report; this folder is rebuilt (deleted first) on every report\n")
-    used: set[str] = set()
-    for r in runs:
-        href = f"runs/{r.experiment}/{r.run_id}/index.html"
-        while href in used:  # pragma: no cover - experiment and run id are one folder's path
-            href = href.replace("/index.html", "_/index.html")
-        used.add(href)
-        r.href = href
-    for c in comparisons:
-        c.href = f"comparisons/{c.slug}/index.html"
-    run_pages = {r.path.resolve(): r.href for r in runs}
-    by_id = {(r.experiment, r.run_id): r.href for r in runs}
-    renderer = _NotebookRenderer()
-    for r in runs:
-        here = [c for c in comparisons if r.path.resolve() in c.path.resolve().parents]
-        _write_run_page(r, out, renderer, here, notes)
-    for c in comparisons:
-        _write_comparison_page(c, out, results)
-    index = out / "index.html"
-    index.write_text(_index(results, runs, sweeps, comparisons, notes, run_pages, by_id), encoding="utf-8")
-    return index
+    if not runs and not sweeps and not comparisons:
+        raise ReportError(f"no run folders under {results}: `lfakit report` expects results/<experiment>/<run-id>/ "
+                          "folders, which `lfakit run <experiment>` makes (or the results folder of an experiment, "
+                          "results/<experiment>/); nothing was written")
+    try:
+        if out.exists():
+            shutil.rmtree(out)
+        out.mkdir(parents=True)
+        (out / MARKER).write_text("built by lfakit report; this folder is rebuilt (deleted first) on every report\n")
+        used: set[str] = set()
+        for r in runs:
+            href = f"runs/{r.experiment}/{r.run_id}/index.html"
+            while href in used:  # pragma: no cover - experiment and run id are one folder's path
+                href = href.replace("/index.html", "_/index.html")
+            used.add(href)
+            r.href = href
+        for c in comparisons:
+            c.href = f"comparisons/{c.slug}/index.html"
+        run_pages = {r.path.resolve(): r.href for r in runs}
+        by_id = {(r.experiment, r.run_id): r.href for r in runs}
+        renderer = _NotebookRenderer()
+        for r in runs:
+            here = [c for c in comparisons if r.path.resolve() in c.path.resolve().parents]
+            _write_run_page(r, out, renderer, here, notes)
+        for c in comparisons:
+            _write_comparison_page(c, out, results)
+        index = out / "index.html"
+        index.write_text(_index(results, runs, sweeps, comparisons, notes, run_pages, by_id), encoding="utf-8")
+    except OSError as e:
+        where = e.filename or out
+        raise ReportError(f"cannot write the report to {out}: {e.strerror or e} ({where}); "
+                          "give `lfakit report -o` a folder you can write") from None
+    return Report(index, runs, notes)
+
+
+def build_site(results: Path, out: Path | None = None) -> Path:
+    """Write the static report of ``results`` into ``out`` (default ``<results>/site``) and
+    return the path of its ``index.html``. A folder ``out`` that exists must be an earlier
+    report (it holds the marker file ``.lfakit-site``) or empty; it is rebuilt from scratch.
+    A results folder without a run folder, sweep or comparison is refused (:class:`ReportError`)
+    and nothing is written; so is a site folder that cannot be written."""
+    return build(results, out).index

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -14,7 +15,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from lfakit import cli, site
+from lfakit import cli, record, site
 from lfakit.errors import LfakitError
 
 EXP = "demo_exp"
@@ -62,8 +63,8 @@ def _record(d: Path, manifest: bool = True) -> None:
          "methods": {}, "headline": {"name": "overall", "about": "test split, averaged over classes", "table": head},
          "extra": {}}
     (d / "metrics.json").write_text(json.dumps(m))
-    if manifest:
-        (d / "manifest.json").write_text(json.dumps({"schema": "lfakit.run/1", "files": {}}))
+    if manifest:  # the manifest of every file, as save_run writes it last
+        record.write_manifest(d)
 
 
 def _env(d: Path) -> None:
@@ -88,11 +89,12 @@ def _run_folder(root: Path, run_id: str) -> Path:
 
 def make_complete(root: Path, run_id: str = "20261130-100000-smoke") -> Path:
     d = _run_folder(root, run_id)
-    _record(d)
+    _record(d, manifest=False)
     _png(d / "figures" / "roc curves.png")  # a space: links must be URL-escaped
     (d / "tables").mkdir()
     (d / "tables" / "overall.csv").write_text("Metric,focal,zlpr\nAvg AUROC,0.8123,0.8456\nAvg F1,0.41,\n")
     (d / "tables" / "curves.csv").write_text("p_t,weight\n" + "".join(f"{i / 200},{1 - i / 200}\n" for i in range(1, 200)))
+    record.write_manifest(d)
     _write_nb(d, _notebook(_ok_cells()))
     return d
 
@@ -360,11 +362,33 @@ def test_rebuild_and_refuse_a_foreign_folder(results, tmp_path):
         site.build_site(tmp_path / "nothing")
 
 
-def test_a_site_outside_the_results_and_an_empty_results_folder(tmp_path):
+def test_a_site_outside_the_results_folder(tmp_path):
+    make_complete(tmp_path / "results")
+    index = site.build_site(tmp_path / "results", tmp_path / "out")
+    assert index == (tmp_path / "out" / "index.html").resolve() and "20261130-100000-smoke" in index.read_text()
+    assert not (tmp_path / "results" / "site").exists()
+
+
+def test_an_empty_results_folder_is_refused_and_nothing_is_written(tmp_path, capsys):
     empty = tmp_path / "empty"
-    empty.mkdir()
-    index = site.build_site(empty, tmp_path / "out")
-    assert index == (tmp_path / "out" / "index.html").resolve() and "Nothing to show yet" in index.read_text()
+    (empty / "notes").mkdir(parents=True)  # a folder, but no run folder in it
+    with pytest.raises(LfakitError, match=r"no run folders under .*empty.*results/<experiment>/<run-id>/.*lfakit run"):
+        site.build_site(empty, tmp_path / "out")
+    assert not (tmp_path / "out").exists() and not (empty / "site").exists()
+    assert cli.main(["report", str(empty)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("lfakit: error: no run folders under ") and str(empty.resolve()) in err
+    assert "Traceback" not in err and not (empty / "site").exists()
+
+
+def test_a_site_folder_that_cannot_be_written_is_a_clear_error(results, tmp_path, capsys):
+    assert cli.main(["report", str(results), "-o", "/proc/x"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("lfakit: error: cannot write the report to /proc/x") and "Traceback" not in err, err
+    ro = tmp_path / "ro"
+    ro.write_text("a file where the site's parent folder would be")
+    assert cli.main(["report", str(results), "-o", str(ro / "site")]) == 2
+    assert "lfakit: error: cannot write the report" in capsys.readouterr().err
 
 
 def test_report_command_prints_the_index(results, capsys):
@@ -374,3 +398,127 @@ def test_report_command_prints_the_index(results, capsys):
     # that site is not read as an experiment (or its copies as runs) by the next report
     assert {r.experiment for r in site.scan(results)[0]} == {"demo_exp", "other_exp"}
     assert "public" not in site.build_site(results).read_text()
+
+
+# --------------------------------------------------------------------------- damaged records
+
+
+def _with_predictions(root: Path, run_id: str) -> Path:
+    """A complete run whose record holds a predictions.npz (written before the manifest)."""
+    d = make_complete(root, run_id)
+    import numpy as np
+
+    record.write_npz(d / "predictions.npz", scores=np.linspace(0, 1, 20_000), method=np.array(["focal"] * 20_000))
+    record.write_manifest(d)
+    return d
+
+
+def test_damaged_runs_are_named_and_left_out_the_others_reported(tmp_path, capsys):
+    root = tmp_path / "results"
+    ok = _with_predictions(root, "20261130-090000-smoke")
+    truncated = _with_predictions(root, "20261130-091000-smoke")
+    npz = truncated / "predictions.npz"
+    npz.write_bytes(npz.read_bytes()[: npz.stat().st_size // 2])
+    corrupt = _with_predictions(root, "20261130-092000-smoke")
+    (corrupt / "metrics.json").write_text('{"schema": "lfakit.run/1", "headline": ')
+    deleted = _with_predictions(root, "20261130-093000-smoke")
+    (deleted / "tables" / "overall.csv").unlink()
+    changed = _with_predictions(root, "20261130-094000-smoke")
+    png = changed / "figures" / "roc curves.png"
+    data = bytearray(png.read_bytes())
+    data[-20] ^= 0xFF  # same size, other bytes
+    png.write_bytes(bytes(data))
+    # a metrics.json written corrupt before its manifest: the sizes and hashes agree, the JSON does not
+    bad_json = _with_predictions(root, "20261130-095000-smoke")
+    (bad_json / "metrics.json").write_text("{not json")
+    record.write_manifest(bad_json)
+
+    expect = {truncated: ("predictions.npz", "truncated"), corrupt: ("metrics.json", "the manifest says"),
+              deleted: ("tables/overall.csv", "missing"), changed: ("figures/roc curves.png", "SHA-256 differs"),
+              bad_json: ("metrics.json", "not valid JSON")}
+    for d, (file, why) in expect.items():
+        st = site.run_status(d)
+        assert st.state == "damaged" and st.label == "damaged", (d.name, st)
+        assert any(p.file == file and why in p.reason for p in st.damage), (d.name, st.damage)
+        assert file in st.text and why in st.text
+    assert site.run_status(ok).state == "complete"
+    assert site.run_status(truncated, verify=False).state == "complete"  # the folder alone, unchecked
+
+    assert cli.main(["report", str(root)]) == 0
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err
+    for d, (file, why) in expect.items():
+        line = next(x for x in captured.err.splitlines() if str(d) in x)
+        assert "damaged" in line and file in line and why in line, line
+    assert str(ok) not in captured.err
+    site_root = root / "site"
+    html = (site_root / "index.html").read_text()
+    assert "5 damaged" in html and "1 complete" in html
+    for d, (file, why) in expect.items():
+        row = re.search(rf'<tr class="(\w+)">(?:(?!</tr>).)*?{d.name}.*?</tr>', html, re.S)
+        assert row and row.group(1) == "damaged", d.name
+        assert '<span class="badge damaged">damaged</span>' in row.group(0) and file in row.group(0) and why in row.group(0)
+        page = (site_root / "runs" / EXP / d.name / "index.html").read_text()
+        assert file in page and why in page and 'class="badge damaged"' in page
+        assert "losses" in page and "focal, zlpr" in page  # its parameters are shown
+        assert "Executed notebook" not in page and "jp-Notebook" not in page and "Headline:" not in page
+        assert not (site_root / "runs" / EXP / d.name / "figures").exists()
+        assert not (site_root / "runs" / EXP / d.name / "tables").exists()
+    ok_row = re.search(r'<tr class="(\w+)">(?:(?!</tr>).)*?20261130-090000-smoke.*?</tr>', html, re.S)
+    assert ok_row.group(1) == "complete"
+    ok_page = (site_root / "runs" / EXP / ok.name / "index.html").read_text()
+    assert "Executed notebook" in ok_page and (site_root / "runs" / EXP / ok.name / "figures" / "roc curves.png").is_file()
+    # the newest complete run's headline on the index is the intact run's, never a damaged one's
+    assert re.search(r"Headline of the newest complete run, <a [^>]*>20261130-090000-smoke</a>", html)
+
+
+# --------------------------------------------------------------------------- symbolic links and outside files
+
+
+def test_only_the_run_folders_own_regular_files_are_copied(tmp_path):
+    root = tmp_path / "results"
+    d = make_complete(root)
+    secret = tmp_path / "secret.csv"
+    secret.write_text("name,value\nAPI_KEY,hunter2-SECRET-TOKEN\n")
+    outside_png = tmp_path / "outside.png"
+    _png(outside_png, (0, 200, 0))
+    (d / "tables" / "leak.csv").symlink_to(secret)
+    (d / "figures" / "leak.png").symlink_to(outside_png)
+    linked_dir = tmp_path / "elsewhere"
+    linked_dir.mkdir()
+    (linked_dir / "more.csv").write_text("a\nSECRET-IN-A-LINKED-FOLDER\n")
+    (d / "tables" / "linked").symlink_to(linked_dir, target_is_directory=True)
+    (d / "kernel.log").symlink_to(secret)
+    index = site.build_site(root)
+    page_dir = index.parent / "runs" / EXP / d.name
+    text = (page_dir / "index.html").read_text()
+    everything = "".join(p.read_text(errors="replace") for p in index.parent.rglob("*") if p.is_file())
+    assert "hunter2-SECRET-TOKEN" not in everything and "SECRET-IN-A-LINKED-FOLDER" not in everything
+    assert not (page_dir / "tables" / "leak.csv").exists() and not (page_dir / "figures" / "leak.png").exists()
+    assert not (page_dir / "tables" / "linked").exists() and not (page_dir / "kernel.log").exists()
+    assert not any(p.is_symlink() for p in index.parent.rglob("*"))
+    for name in ("tables/leak.csv", "figures/leak.png", "tables/linked/", "kernel.log"):
+        assert re.search(rf"<li><code>{re.escape(name)}</code>: a symbolic link", text), name
+    assert (page_dir / "tables" / "overall.csv").is_file() and (page_dir / "figures" / "roc curves.png").is_file()
+    # a whole figures/ folder that is a link
+    d2 = make_complete(root, "20261130-140000-smoke")
+    shutil.rmtree(d2 / "figures")
+    (d2 / "figures").symlink_to(linked_dir, target_is_directory=True)
+    record.write_manifest(d2)  # a record written with the link in place: complete, the link not followed
+    assert site.run_status(d2).state == "complete"
+    text = (site.build_site(root).parent / "runs" / EXP / d2.name / "index.html").read_text()
+    assert "<code>figures/</code>: a symbolic link to a folder" in text
+
+
+def test_a_symlinked_notebook_is_not_rendered(tmp_path):
+    root = tmp_path / "results"
+    d = make_complete(root)
+    other = tmp_path / "private.ipynb"
+    nb = _notebook([_cell("print('PRIVATE-NOTEBOOK-CONTENT')", "completed", 1)])
+    nbformat.write(nb, str(other))
+    (d / "notebook.ipynb").unlink()
+    (d / "notebook.ipynb").symlink_to(other)
+    index = site.build_site(root)
+    text = (index.parent / "runs" / EXP / d.name / "index.html").read_text()
+    assert "PRIVATE-NOTEBOOK-CONTENT" not in text
+    assert re.search(r"<li><code>notebook.ipynb</code>: a symbolic link", text)
