@@ -439,6 +439,8 @@ def _has_gpu_driver() -> bool:
      r"loss_kwargs gives arguments for 'asl', which this run does not train .*add it to losses or remove it"),
     ("iqa_losses", ["-p", "losses=[l1, l2]", "-p", "baseline=plcc"], r"baseline 'plcc' is not among the trained losses"),
     ("membership_inference", ["-p", "loss_kwargs={flooding: {b: -0.1}}"], r"loss 'flooding': b must be >= 0"),
+    ("loss_atlas", ["-p", "loss_kwargs={focal: {reduction: sum}}"], r"sets 'reduction'.*remove it"),
+    ("loss_atlas", ["-p", "loss_kwargs={flooding: {base: bce}}"], r"base 'bce' is a multilabel loss.*such as 'ce'"),
     (EXP, ["-p", "device=mps"], r"device='mps' was asked for but MPS is not available.*use device='auto' or 'cpu'"),
     (EXP, ["-p", "device=cuda"], r"device='cuda' was asked for but no CUDA GPU is visible.*use device='auto' or 'cpu'"),
     (EXP, ["-p", "data_dir=/nonexistent/nih"], r"Data folder '/nonexistent/nih' does not exist.*--profile smoke"),

@@ -59,8 +59,16 @@ def check_params(p: dict) -> str | None:
         if task not in p["tasks"]:
             return f"loss {name!r} is a {task} loss but tasks is {p['tasks']}; add {task!r} to tasks or drop the loss"
     chosen = set(p["losses"]) or {n for t in p["tasks"] for n in LOSSES.names(task=t)}
-    for name in p["loss_kwargs"]:
+    for name, kwargs in p["loss_kwargs"].items():
         if name not in chosen:
             return (f"loss_kwargs gives arguments for {name!r}, which this atlas does not draw "
                     f"(tasks {p['tasks']}, losses {p['losses'] or 'all'}); remove it or draw the loss")
+        if "reduction" in kwargs:  # as lfakit.atlas.check_loss, without building the loss
+            return (f"loss_kwargs[{name!r}] sets 'reduction': the atlas evaluates one sample at a time "
+                    "and chooses the reduction itself; remove it")
+        base = kwargs.get("base") if name == "flooding" else None
+        if isinstance(base, str) and base in LOSSES.names() and LOSSES.meta(base)["task"] != "multiclass":
+            return (f"the atlas cannot draw 'flooding' with arguments {kwargs}: its base {base!r} is a "
+                    f"{LOSSES.meta(base)['task']} loss, and the atlas draws flooding only around multi-class losses "
+                    "(their per-sample value); use a multi-class base such as 'ce'")
     return None
