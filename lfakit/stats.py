@@ -37,7 +37,8 @@ from lfakit.metrics.classification import (
 )
 
 __all__ = ["delong_test", "delong_covariance", "delong_contrast", "paired_bootstrap", "paired_bootstrap_correlation",
-           "seed_paired_bootstrap", "independent_seed_bootstrap", "independent_delong", "aggregate_seeds", "holm", "corrected_resampled_ttest"]
+           "seed_paired_bootstrap", "independent_seed_bootstrap", "independent_delong", "aggregate_seeds", "holm", "corrected_resampled_ttest",
+           "seed_level_test", "seed_level_auroc", "seed_level_auroc_independent", "replicate_covariance"]
 
 # Elements of one (replicates x instances) block in the vectorised bootstrap; bounds memory.
 _BLOCK_ELEMENTS = 2_000_000
@@ -828,3 +829,162 @@ def corrected_resampled_ttest(deltas, n_train: int, n_test: int, ci: float = 0.9
     p = float(2 * student_t.sf(abs(out["delta"]) / se, j - 1))
     half = float(student_t.ppf(0.5 + ci / 2.0, j - 1)) * se
     return {**out, "ci_low": out["delta"] - half, "ci_high": out["delta"] + half, "p_value": p}
+
+
+# --------------------------------------------------------------------------- over trained models
+
+
+def _t_result(out: dict, delta: float, var: float, df_den: float, ci: float) -> dict:
+    if var <= 0.0:
+        return {**out, "se": 0.0, "reason": "no variance to test against (identical models, zero test-set variance)"}
+    se = math.sqrt(var)
+    df = var ** 2 / df_den if df_den > 0 else math.inf
+    tstat = delta / se
+    p = float(2.0 * student_t.sf(abs(tstat), df))
+    half = float(student_t.ppf(0.5 + ci / 2.0, df)) * se
+    return {**out, "se": se, "df": float(df), "t": float(tstat), "p_value": p, "ci_low": delta - half,
+            "ci_high": delta + half}
+
+
+def _spread(vals: np.ndarray, block: np.ndarray) -> tuple[float, float]:
+    """``(S2, tau2)``: the sample variance of ``vals`` and its excess over the part of the test-set
+    noise that differs between them (``block``'s mean variance minus its mean covariance)."""
+    k = vals.size
+    s2 = float(vals.var(ddof=1))
+    w = float(np.trace(block) / k - (block.sum() - np.trace(block)) / (k * (k - 1)))
+    return s2, max(s2 - w, 0.0)
+
+
+def seed_level_test(values1, values2, cov, ci: float = 0.95, paired: bool = True) -> dict:
+    """Two methods compared over their trained models (seeds), retraining noise included: the test
+    behind every Winner of :mod:`lfakit.compare` and the notebooks' ``seeds`` tables.
+
+    ``values1`` (K1,) and ``values2`` (K2,) are the metric of each trained model of the baseline and
+    the challenger (one per seed); ``cov`` ((K1 + K2) x (K1 + K2), baseline first) is the
+    covariance of those values over **test-set sampling** alone, conditional on the models:
+    DeLong's (:func:`delong_covariance`) or that of bootstrap replicates that resampled the test
+    instances once for every model (:func:`replicate_covariance`). Each value is ``mu_method + u +
+    e``: ``u`` the model's retraining deviation (the seed-to-seed noise, variance ``tau2``), ``e``
+    the test sample's error (covariance ``cov``).
+
+    ``paired`` (the default; K1 == K2, the values aligned by seed): the per-seed differences
+    ``D_k`` have test-set covariance ``L cov L'`` and sample variance ``S2``, whose expectation is
+    ``tau2_D + w`` (``w``: the mean variance minus the mean covariance of the ``D_k``, the test-set
+    noise that differs between seeds). ``tau2_D = max(S2 - w, 0)`` (moments) and the mean
+    difference has variance ``1' L cov L' 1 / K^2 + tau2_D / K``. ``paired=False`` does the same
+    per method (``tau2`` of each method, Welch's form) for methods whose seeds do not match. The
+    statistic is referred to a t distribution with Welch-Satterthwaite degrees of freedom from the
+    ``S2`` (``K - 1`` each; ``cov`` comes from thousands of instances and is taken as known), and
+    the interval is ``delta -/+ t_df * se``: test and interval are one procedure.
+
+    With one test set shared by every model its noise stays in the variance however many seeds
+    there are; with a test set per seed it reduces to the t over seeds, with the test-set noise
+    as the floor of the spread. Chosen over a t over seeds alone (blind to a shared test set's
+    noise) and a two-level bootstrap (3-5 seeds give too few distinct resamples) by the
+    simulations of :mod:`lfakit.seedsim` (``benchmarks/bench_seed_calibration.py``). Written here:
+    no library combines a per-model DeLong or bootstrap covariance with a random seed effect.
+
+    A model whose value is NaN (an undefined metric) is left out with its rows of ``cov`` (paired:
+    with its partner). Fewer than two models (pairs) leave the seed-to-seed spread unmeasured: no
+    p-value, ``reason`` says so. A zero standard error gives no p-value either, never p = 0.
+    Returns ``delta``, ``se``, ``df``, ``t``, ``p_value``, ``ci_low``, ``ci_high``, ``tau2``,
+    ``k`` (models or pairs used) and ``reason`` ("" when tested)."""
+    v1, v2 = np.asarray(values1, dtype=float).ravel(), np.asarray(values2, dtype=float).ravel()
+    cv = np.asarray(cov, dtype=float)
+    k1, k2 = v1.size, v2.size
+    if cv.shape != (k1 + k2,) * 2:
+        raise ValueError(f"cov must be ({k1 + k2}, {k1 + k2}) for {k1} + {k2} values; got shape {cv.shape}")
+    if paired and k1 != k2:
+        raise ValueError(f"paired=True needs one value of each method per seed; got {k1} and {k2}")
+    out = {"delta": math.nan, "se": math.nan, "df": math.nan, "t": math.nan, "p_value": math.nan,
+           "ci_low": math.nan, "ci_high": math.nan, "tau2": math.nan, "k": 0, "reason": ""}
+    if paired:
+        ok = np.isfinite(v1) & np.isfinite(v2)
+        k = int(ok.sum())
+        if k == 0:
+            return {**out, "reason": "no seed with a defined value for both methods"}
+        d = v2[ok] - v1[ok]
+        idx = np.flatnonzero(ok)
+        lmat = np.zeros((k, k1 + k2))
+        lmat[np.arange(k), idx] = -1.0
+        lmat[np.arange(k), k1 + idx] = 1.0
+        delta = float(d.mean())
+        out.update(delta=delta, k=k)
+        if k < 2:
+            return {**out, "reason": "one trained model per method: the seed-to-seed spread is unmeasured"}
+        cd = lmat @ cv @ lmat.T
+        if not np.all(np.isfinite(cd)):
+            return {**out, "reason": "the test-set covariance is undefined (too few labels of a kind)"}
+        s2, tau2 = _spread(d, cd)
+        out["tau2"] = tau2
+        return _t_result(out, delta, max(float(cd.sum()) / k ** 2, 0.0) + tau2 / k, (s2 / k) ** 2 / (k - 1), ci)
+    keep = np.r_[np.isfinite(v1), np.isfinite(v2)]
+    k1, k2 = int(np.isfinite(v1).sum()), int(np.isfinite(v2).sum())
+    v1, v2, cv = v1[np.isfinite(v1)], v2[np.isfinite(v2)], cv[np.ix_(keep, keep)]
+    out["k"] = (k1, k2)
+    if k1 == 0 or k2 == 0:
+        return {**out, "reason": "no defined value for one of the methods"}
+    delta = float(v2.mean() - v1.mean())
+    out["delta"] = delta
+    if k1 < 2 or k2 < 2:
+        return {**out, "reason": "one trained model of a method: the seed-to-seed spread is unmeasured"}
+    if not np.all(np.isfinite(cv)):
+        return {**out, "reason": "the test-set covariance is undefined (too few labels of a kind)"}
+    c = np.r_[np.full(k1, -1.0 / k1), np.full(k2, 1.0 / k2)]
+    var, df_den, tau2 = max(float(c @ cv @ c), 0.0), 0.0, []
+    for vals, block in ((v1, cv[:k1, :k1]), (v2, cv[k1:, k1:])):
+        s2, t2 = _spread(vals, block)
+        tau2.append(t2)
+        var += t2 / vals.size
+        df_den += (s2 / vals.size) ** 2 / (vals.size - 1)
+    out["tau2"] = tuple(tau2)
+    return _t_result(out, delta, var, df_den, ci)
+
+
+def seed_level_auroc(y, s1, s2, ci: float = 0.95) -> dict:
+    """:func:`seed_level_test` of AUROC when every model of both methods was scored on the **same**
+    test instances: ``y`` (N,) 0/1, ``s1`` (K1, N) and ``s2`` (K2, N) the two methods' models' scores,
+    paired by seed when K1 == K2 (rows aligned by seed), else compared unpaired.
+    The test-set covariance is DeLong's over all K1 + K2 models at once; adds ``auc1`` and ``auc2``
+    (the models' AUROCs) to the result."""
+    a1, a2 = np.atleast_2d(np.asarray(s1, dtype=float)), np.atleast_2d(np.asarray(s2, dtype=float))
+    aucs, cov, m, n = delong_covariance(y, np.concatenate([a1, a2]))
+    k1 = a1.shape[0]
+    r = seed_level_test(aucs[:k1], aucs[k1:], cov, ci, paired=k1 == a2.shape[0])
+    if m < 2 or n < 2:
+        r["reason"] = f"{m} positive(s) and {n} negative(s): DeLong needs at least 2 of each"
+    return {**r, "auc1": aucs[:k1], "auc2": aucs[k1:]}
+
+
+def seed_level_auroc_independent(ys, s1, s2, ci: float = 0.95) -> dict:
+    """:func:`seed_level_test` of AUROC when each seed drew **its own, disjoint** test set: ``ys[k]``
+    (N_k,) the labels of seed ``k``'s set, ``s1[k]`` and ``s2[k]`` (N_k,) the scores of the two
+    methods' models of that seed on it (``None`` where a method has no model of that seed). The
+    two models of one seed share their set, so their DeLong covariance enters; models of different
+    seeds are independent. With one model per method and seed this is Welch's t over seeds with the
+    models' DeLong variances as the floor of the spread. A seed whose set lacks the class leaves
+    its models out."""
+    if not (len(ys) == len(s1) == len(s2)):
+        raise ValueError(f"ys, s1 and s2 need one entry per seed; got {len(ys)}, {len(s1)} and {len(s2)}")
+    k = len(ys)
+    vals = np.full(2 * k, np.nan)  # baseline models first, then the challenger's, seed by seed
+    cov = np.zeros((2 * k, 2 * k))
+    for i, (y, a, b) in enumerate(zip(ys, s1, s2)):
+        y = np.asarray(y)
+        rows = [(j, s) for j, s in ((i, a), (k + i, b)) if s is not None]
+        if not rows or y.min() == y.max():
+            continue  # the class is absent from this seed's test set
+        auc, cv, _, _ = delong_covariance(y, np.stack([np.asarray(s, dtype=float) for _, s in rows]))
+        idx = [j for j, _ in rows]
+        vals[idx] = auc
+        cov[np.ix_(idx, idx)] = cv
+    return seed_level_test(vals[:k], vals[k:], cov, ci)
+
+
+def replicate_covariance(reps1, reps2) -> np.ndarray:
+    """The test-set covariance that :func:`seed_level_test` takes, from bootstrap replicates:
+    ``reps1`` (B, K1) and ``reps2`` (B, K2) the models' metric on the same B resamples of the test
+    instances (one resample applied to every model). Replicates with an undefined value are
+    left out (pairwise complete)."""
+    r = np.concatenate([np.asarray(reps1, dtype=float), np.asarray(reps2, dtype=float)], axis=1)
+    return pd.DataFrame(r).cov(min_periods=2).to_numpy()

@@ -17,6 +17,9 @@ FORBIDDEN = {
     "lfakit.losses": ("lfakit.engine", "lfakit.experiments", "lfakit.runner", "lfakit.cli", "lfakit.report", "lfakit.data"),
     "lfakit.metrics": ("lfakit.engine", "lfakit.experiments", "lfakit.runner", "lfakit.cli", "lfakit.report", "lfakit.losses"),
     "lfakit.stats": ("lfakit.engine", "lfakit.experiments", "lfakit.runner", "lfakit.cli", "lfakit.report"),
+    # the seed-level test's simulated calibration: the stats layer and nothing above it
+    "lfakit.seedsim": ("lfakit.engine", "lfakit.experiments", "lfakit.runner", "lfakit.cli", "lfakit.report",
+                       "lfakit.compare", "lfakit.record", "lfakit.losses", "lfakit.models", "lfakit.data"),
     "lfakit.params": ("lfakit.experiments", "lfakit.engine", "lfakit.runner", "lfakit.cli", "lfakit.losses", "lfakit.models"),
     "lfakit.schemas": ("lfakit.experiments", "lfakit.engine", "lfakit.runner", "lfakit.cli", "lfakit.losses", "lfakit.models"),
     "lfakit.catalog": ("lfakit.experiments", "lfakit.engine", "lfakit.runner", "lfakit.cli", "lfakit.losses", "lfakit.models"),
