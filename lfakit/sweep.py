@@ -795,15 +795,30 @@ def check_scheduler_address(address: str) -> str:
 def _connect_dask(address: str, timeout: float):
     """A :class:`distributed.Client` of the scheduler at ``address`` with at least one worker,
     waiting at most ``timeout`` seconds for each; ExecutorUnavailable naming the address and
-    how to start a scheduler otherwise."""
+    how to start a scheduler otherwise.
+
+    The address is first probed with :func:`distributed.comm.connect` (with the TLS settings of
+    the Dask configuration, as the client would use them), in a thread of its own so that a
+    caller's running event loop (a notebook) is not in the way: a failed probe is one clean
+    error, where a failed ``Client`` would also complain while it is garbage-collected."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
     from distributed import Client
+    from distributed.comm import connect
+    from distributed.security import Security
+
+    async def probe() -> None:
+        comm = await connect(address, timeout=timeout, **Security().get_connection_args("client"))
+        await comm.close()
 
     try:
-        client = Client(address, timeout=timeout, set_as_default=False)
-    except (OSError, TimeoutError) as e:
-        raise ExecutorUnavailable(
-            f"no Dask scheduler answers at {address} within {timeout:g} s ({e}); {_DASK_FIX}"
-        ) from None
+        with ThreadPoolExecutor(1, thread_name_prefix="lfakit-dask-probe") as pool:
+            pool.submit(asyncio.run, probe()).result()
+        client = Client(address, timeout=timeout)
+    except Exception as e:  # noqa: BLE001 - refused, timed out, no such host, a transport not set up
+        why = str(e).strip() or type(e).__name__
+        raise ExecutorUnavailable(f"cannot reach a Dask scheduler at {address} ({why}); {_DASK_FIX}") from None
     try:
         client.wait_for_workers(1, timeout=timeout)
     except (OSError, TimeoutError):

@@ -524,7 +524,8 @@ def test_an_unreachable_dask_scheduler_fails_in_seconds_without_a_sweep_folder(r
                          capture_output=True, text=True, env={**os.environ, "LFAKIT_RESULTS": str(results)}, timeout=60)
     assert time.monotonic() - t0 < 20
     assert out.returncode == 2, out.stderr[-2000:]
-    assert out.stderr.startswith(f"lfakit: error: no Dask scheduler answers at {address} within 1 s"), out.stderr
+    assert out.stderr.startswith(f"lfakit: error: cannot reach a Dask scheduler at {address} (Timed out"), out.stderr
+    assert "after 1 s" in out.stderr
     assert "`dask scheduler`" in out.stderr and "drop --scheduler-address" in out.stderr
     assert "Traceback" not in out.stderr and out.stdout == ""
     assert _sweep_folders(results) == ["smoke-000000000000"]
@@ -541,6 +542,22 @@ def test_a_dask_scheduler_without_workers_is_refused(results):
             sweep.run_sweep(EXP, grid=GRID, executor="dask", scheduler_address=cluster.scheduler_address,
                             connect_timeout=0.5, progress=False)
     assert not results.exists()  # no point ran, no sweep folder
+
+
+@pytest.mark.slow
+def test_a_sweep_on_a_running_scheduler_uses_it(results):
+    """--scheduler-address of a live scheduler with a worker: the address is checked, the
+    scheduler probed, and the point runs on that worker."""
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, protocol="tcp://", host="127.0.0.1",
+                      dashboard_address=":0") as cluster:
+        address = cluster.scheduler_address
+        assert address.startswith("tcp://127.0.0.1:")
+        r = sweep.run_sweep(EXP, grid={"grid_size": [5]}, seeds=[0], executor="dask",
+                            scheduler_address=address.removeprefix("tcp://"), connect_timeout=5, progress=False)
+    assert r.exit_code == 0, sweep.summary(r)
+    _check_points(_manifest(r), results, EXP, 1)
 
 
 def test_slurm_needs_sbatch_unless_another_cluster_is_asked_for(results, tmp_path, monkeypatch, no_processes):
