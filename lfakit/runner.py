@@ -428,8 +428,9 @@ def resume_dir(experiment: str, resume: str) -> Path:
                              f"{form}; {fix}{_known_runs(experiment, resume)}")
     real = run_dir.resolve()
     if real.parent != base.resolve():
-        raise ParameterError(f"cannot resume {resume!r}: {run_dir} leads to {real}, outside {base.resolve()} "
-                             "(a link); a run is resumed only in its own folder under results/<experiment>/")
+        raise ParameterError(f"cannot resume {resume!r}: {run_dir} is a link to {real}, outside {base.resolve()}; "
+                             "a run is resumed only in its own folder under results/<experiment>/. Move the run folder "
+                             "there in place of the link, or set LFAKIT_RESULTS to the results folder that holds it")
     return run_dir
 
 

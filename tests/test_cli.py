@@ -301,7 +301,8 @@ def test_resume_refuses_a_link_out_of_the_experiments_folder(capsys, fresh_resul
     before = _snapshot(tmp_path)
     assert cli.main(["run", EXP, "--resume", "20261202-000000-smoke"]) == 2
     err = capsys.readouterr().err
-    assert "outside" in err and str(outside) in err and "its own folder" in err, err
+    assert "is a link to" in err and str(outside) in err and "its own folder" in err, err
+    assert "Move the run folder there" in err and "LFAKIT_RESULTS" in err  # the fix
     assert _snapshot(tmp_path) == before
 
 
