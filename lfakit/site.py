@@ -766,6 +766,7 @@ _BASE64 = re.compile(r"[A-Za-z0-9+/=\s]*\Z")
 SAFE_OUTPUT_TYPES = ("text/plain", "text/html", "text/markdown", "text/latex", "image/png", "image/jpeg", "image/svg+xml")
 _IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/svg+xml")
 _CLEANER = None
+_BLANK_PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNgYGBgAAAABQABpfZFQAAAAABJRU5ErkJggg=="
 
 
 def _allowed_attribute(tag: str, name: str, value: str) -> bool:
@@ -855,31 +856,55 @@ def _clean_output(o: dict) -> dict | None:
 
 def clean_notebook(nb) -> Any:
     """The notebook (an ``nbformat`` v4 node, changed in place) as the report renders it: cells of
-    the three known types only, outputs of :data:`SAFE_OUTPUT_TYPES` only (a cell whose every
-    output type is dropped says so in a line of text), image metadata reduced to numbers (no
+    the three known types only, outputs of :data:`SAFE_OUTPUT_TYPES` only (an output whose every
+    type is dropped says so in a line of text), image metadata reduced to numbers (no
     ``filenames`` pointing at files on disk), attachments reduced to base64 images, execution
-    counts to integers, widget state removed. The HTML that remains is sanitised by
-    :func:`clean_html` as nbconvert renders it."""
+    counts to integers, cell metadata to tags, papermill's status and the raw cell's type, the
+    notebook's metadata to the language name (widget state, title, kernel spec and papermill's
+    record go), so that what remains is a valid notebook nbconvert renders. The HTML that remains
+    is sanitised by :func:`clean_html` as nbconvert renders it."""
     import nbformat
 
-    nb.metadata.pop("widgets", None)
-    cells = []
+    lang = nb.metadata.get("language_info") if isinstance(nb.metadata.get("language_info"), dict) else {}
+    nb.metadata = nbformat.from_dict({"language_info": {k: lang[k] for k in ("name", "pygments_lexer")
+                                                        if isinstance(lang.get(k), str) and lang[k].isidentifier()}})
+    nb.metadata["language_info"].setdefault("name", "python")
+    cells, ids = [], set()
     for cell in nb.cells:
         kind = cell.get("cell_type")
         if kind not in ("code", "markdown", "raw"):
             continue
+        old_meta = cell.get("metadata") if isinstance(cell.get("metadata"), dict) else {}
+        meta = {"tags": [t for t in old_meta.get("tags") or [] if isinstance(t, str) and t and "," not in t]}
+        pm = old_meta.get("papermill")
+        if isinstance(pm, dict) and isinstance(pm.get("status"), str):
+            meta["papermill"] = {"status": pm["status"]}
+        if kind == "raw" and isinstance(old_meta.get("raw_mimetype"), str):
+            meta["raw_mimetype"] = old_meta["raw_mimetype"]
+        cell["metadata"] = nbformat.from_dict(meta)
+        cid = cell.get("id")
+        if not (isinstance(cid, str) and re.fullmatch(r"[A-Za-z0-9_-]{1,64}", cid)) or cid in ids:
+            cid = f"lfakit-cell-{len(cells)}"
+        ids.add(cid)
+        cell["id"] = cid
+        for key in [k for k in cell if k not in ("cell_type", "id", "metadata", "source", "attachments", "outputs",
+                                                 "execution_count")]:
+            del cell[key]
         if "attachments" in cell:
             atts = cell.get("attachments") if isinstance(cell.get("attachments"), dict) else {}
-            cell["attachments"] = nbformat.from_dict({
-                str(name): {m: v for m, v in bundle.items() if m in _IMAGE_TYPES and isinstance(v, str) and _BASE64.match(v)}
-                for name, bundle in atts.items() if isinstance(bundle, dict)})
-            cell["attachments"] = {k: v for k, v in cell["attachments"].items() if v}
+            kept = {str(name): {m: v for m, v in bundle.items() if m in _IMAGE_TYPES and isinstance(v, str) and _BASE64.match(v)}
+                    for name, bundle in atts.items() if isinstance(bundle, dict)}
+            # an attachment of another type is replaced by a blank pixel: a Markdown reference to it stays valid
+            cell["attachments"] = nbformat.from_dict({k: v or {"image/png": _BLANK_PNG} for k, v in kept.items()})
         if not isinstance(cell.get("source"), str):
             src = cell.get("source")
-            cell["source"] = "".join(src) if isinstance(src, list) else ""
+            cell["source"] = "".join(x for x in src if isinstance(x, str)) if isinstance(src, list) else ""
         if kind == "code":
             cell["execution_count"] = cell.get("execution_count") if isinstance(cell.get("execution_count"), int) else None
             cell["outputs"] = [c for c in (_clean_output(o) for o in cell.get("outputs") or [] if isinstance(o, dict)) if c]
+        else:
+            cell.pop("outputs", None)
+            cell.pop("execution_count", None)
         cells.append(cell)
     nb.cells = cells
     return nb

@@ -522,3 +522,206 @@ def test_a_symlinked_notebook_is_not_rendered(tmp_path):
     text = (index.parent / "runs" / EXP / d.name / "index.html").read_text()
     assert "PRIVATE-NOTEBOOK-CONTENT" not in text
     assert re.search(r"<li><code>notebook.ipynb</code>: a symbolic link", text)
+
+
+# --------------------------------------------------------------------------- hostile content
+
+#: Planted everywhere a results folder can put text into the site. Each script would set
+#: window.__pwned and open a dialog; the browser test checks that none does.
+PAYLOADS = [
+    "<script>window.__pwned=1;alert(1)</script>",
+    '<img src=x onerror="window.__pwned=2;alert(2)">',
+    '<svg onload="window.__pwned=3;alert(3)"><circle r="5"/></svg>',
+    '<a href="javascript:window.__pwned=5;alert(5)" id="jslink">click</a>',
+    '<iframe srcdoc="<script>parent.__pwned=6;alert(6)</script>"></iframe>',
+    '<meta http-equiv="refresh" content="0;url=javascript:alert(7)">',
+    '<object data="data:text/html,<script>alert(8)</script>"></object>',
+    '<form action="javascript:alert(9)"><button>go</button></form>',
+    '<base href="javascript:alert(10)//">',
+    '<details open ontoggle="window.__pwned=11;alert(11)">x</details>',
+    '<img src="https://example.invalid/beacon.png">',
+    '<math><mi xlink:href="javascript:alert(13)">x</mi></math>',
+    '<div style="background:url(https://example.invalid/css.png)">styled</div>',
+]
+PAYLOAD = "".join(PAYLOADS)
+SVG = ('<svg xmlns="http://www.w3.org/2000/svg" width="20" height="20" onload="window.__pwned=15;alert(15)">'
+       '<script>window.__pwned=16;alert(16)</script><rect width="20" height="20" fill="red"/></svg>')
+PNG_1PX = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+MARK = "RENDERED-MARKER"  # text next to the payloads: proof the planted notebook was rendered, not refused
+
+
+def _hostile_notebook(failed: bool = False) -> dict:
+    def out(data, kind="display_data", **meta):
+        o = {"output_type": kind, "data": data, "metadata": meta}
+        if kind == "execute_result":
+            o["execution_count"] = 1
+        return o
+
+    outputs = [
+        out({"text/html": MARK + PAYLOAD, "text/plain": "html"}),
+        out({"text/markdown": MARK + PAYLOAD + "\n\n[md link](javascript:alert(14))\n\n![md img](javascript:alert(19))"}),
+        out({"image/svg+xml": SVG}),
+        out({"application/javascript": "window.__pwned=17;alert(17)"}),
+        out({"application/javascript": "window.__pwned=18;alert(18)", "text/plain": "js fallback"}),
+        out({"text/latex": PAYLOAD}),
+        out({"application/vnd.jupyter.widget-view+json": {"model_id": "abc", "version_major": 2, "version_minor": 0},
+             "text/plain": "a widget"}),
+        out({"text/vnd.mermaid": "</pre>" + PAYLOAD}),
+        out({"application/json": {"x": PAYLOAD}}),
+        out({"image/png": PNG_1PX}, **{"image/png": {"width": '1 onerror="alert(20)"', "height": 3}},
+            filenames={"image/png": "../../../../etc/passwd"}),
+        out({"text/html": PAYLOAD}, kind="execute_result"),
+        {"output_type": "stream", "name": "stdout", "text": PAYLOAD},
+        {"output_type": "error", "ename": PAYLOAD, "evalue": PAYLOAD, "traceback": [PAYLOAD]},
+    ]
+    cells = [
+        {"cell_type": "markdown", "metadata": {"tags": ['"><script>alert(21)</script>']}, "id": "md-1",
+         "source": "# " + MARK + "\n\n" + PAYLOAD + "\n\n![att](attachment:evil.svg) ![att2](attachment:page.html)"
+                   " ![disk](/etc/hostname.png) [rel](../../../secret.txt)",
+         "attachments": {"evil.svg": {"image/svg+xml": base64_text(SVG)}, "page.html": {"text/html": base64_text(PAYLOAD)}}},
+        {"cell_type": "raw", "metadata": {"raw_mimetype": "text/html"}, "id": "raw-1", "source": PAYLOAD},
+        {"cell_type": "code", "metadata": {"tags": [PAYLOAD]}, "id": "code-1", "execution_count": 1,
+         "source": "print('" + PAYLOAD.replace("'", "") + "')", "outputs": outputs},
+        {"cell_type": "weird", "metadata": {}, "id": "weird-1", "type": PAYLOAD, "source": PAYLOAD},
+    ]
+    meta = {"title": PAYLOAD, "kernelspec": {"name": "python3", "display_name": PAYLOAD, "language": "python"},
+            "language_info": {"name": "python"},
+            "widgets": {"application/vnd.jupyter.widget-state+json": {"state": {}, "version_major": 2, "version_minor": 0}},
+            "papermill": {"exception": failed, "start_time": "2026-11-30T10:00:00+00:00", "parameters": {"x": PAYLOAD}}}
+    if failed:
+        cells.append({"cell_type": "code", "metadata": {"papermill": {"status": "failed"}}, "id": "fail-1",
+                      "execution_count": 2, "source": "boom()",
+                      "outputs": [{"output_type": "error", "ename": "Err" + PAYLOAD, "evalue": PAYLOAD, "traceback": [PAYLOAD]}]})
+    return {"cells": cells, "metadata": meta, "nbformat": 4, "nbformat_minor": 5}
+
+
+def base64_text(s: str) -> str:
+    import base64
+
+    return base64.b64encode(s.encode()).decode()
+
+
+def make_hostile(root: Path, secret: Path) -> dict[str, Path]:
+    """A results folder with executable content planted in every place the report shows: notebook
+    outputs of every MIME type nbconvert renders, Markdown and raw cells, attachments, cell tags,
+    parameter values and names, method names, headline text, CSV cells and headers, file names,
+    the environment, a failed cell's error, a sweep and a comparison; and a table that is a
+    symbolic link to ``secret``, a file outside the run folder."""
+    d = root / EXP / "20261130-100000-smoke"
+    d.mkdir(parents=True)
+    (d / "params.yaml").write_text(yaml.safe_dump({"losses": [PAYLOAD, "focal"], "seed": PAYLOAD, "epochs": PAYLOAD,
+                                                   "data_dir": PAYLOAD, PAYLOAD: PAYLOAD}))
+    (d / "environment.json").write_text(json.dumps({"python": PAYLOAD, "device": PAYLOAD, "platform": PAYLOAD,
+                                                    "time": "2026-11-30T11:00:00+01:00", "packages": {PAYLOAD: PAYLOAD},
+                                                    "git": {"commit": PAYLOAD, "dirty": True}}))
+    head = {"index": [PAYLOAD, "Avg F1"], "columns": [PAYLOAD, "zlpr"], "data": [[PAYLOAD, 0.8], [0.4, None]],
+            "index_name": PAYLOAD}
+    (d / "metrics.json").write_text(json.dumps({
+        "schema": "lfakit.run/1", "experiment": EXP, "params": {}, "params_hash": "x", "score_kind": "logit",
+        "methods": {PAYLOAD: {}}, "headline": {"name": PAYLOAD, "about": PAYLOAD, "table": head}, "extra": {}}))
+    (d / "tables").mkdir()
+    (d / "tables" / "overall.csv").write_text(f'"{PAYLOAD.replace(chr(34), chr(39))}",zlpr\n'
+                                              f'"{PAYLOAD.replace(chr(34), chr(39))}",0.5\n')
+    (d / "tables" / "<img src=x onerror=alert(4)>.csv").write_text("a,b\n1,2\n")
+    (d / "tables" / "leak.csv").symlink_to(secret)
+    _png(d / "figures" / "<svg onload=alert(22)>.png")
+    (d / "figures" / "evil.svg").write_text(SVG)
+    (d / "kernel.log").write_text(PAYLOAD)
+    record.write_manifest(d)
+    (d / "notebook.ipynb").write_text(json.dumps(_hostile_notebook()))
+    f = root / EXP / "20261130-110000-smoke"
+    f.mkdir()
+    (f / "params.yaml").write_text(yaml.safe_dump({"losses": [PAYLOAD]}))
+    (f / "notebook.ipynb").write_text(json.dumps(_hostile_notebook(failed=True)))
+    (f / "notebook.attempt-1.ipynb").write_text(json.dumps(_hostile_notebook()))
+    sw = root / EXP / "sweeps" / "smoke-0123456789ab"
+    sw.mkdir(parents=True)
+    (sw / "sweep.json").write_text(json.dumps({
+        "schema": "lfakit.sweep/1", "experiment": PAYLOAD, "profile": PAYLOAD, "grid": {PAYLOAD: [PAYLOAD]},
+        "seeds": [PAYLOAD], "executor": PAYLOAD, "updated": PAYLOAD,
+        "points": [{"index": PAYLOAD, "overrides": {PAYLOAD: PAYLOAD}, "status": PAYLOAD, "run_dir": PAYLOAD,
+                    "seconds": 1.0, "error": PAYLOAD}]}))
+    c = sw / "comparison"
+    c.mkdir()
+    (c / "summary.csv").write_text(f"method,{PAYLOAD.replace(',', ';')}\nfocal,0.5\n")
+    (c / "summary.md").write_text(PAYLOAD)
+    (c / "leak.csv").symlink_to(secret)
+    (c / "comparison.json").write_text(json.dumps({
+        "schema": "lfakit.compare/1", "experiment": PAYLOAD, "metric": PAYLOAD, "baseline": PAYLOAD, "source": PAYLOAD,
+        "evidence": PAYLOAD, "files": {PAYLOAD: "summary.csv", "md": "summary.md", "leak": "leak.csv",
+                                       "js": "javascript:alert(23)"}}))
+    return {"complete": d, "failed": f}
+
+
+class _Tags(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags: list[tuple[str, dict]] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+
+#: Elements a page of the site may not hold: each can run a script, load a page or a plug-in, or
+#: submit or redirect (meta is checked on its own: the CSP, charset and viewport only).
+FORBIDDEN_TAGS = {"script", "iframe", "frame", "object", "embed", "form", "base", "svg", "math", "link", "applet",
+                  "audio", "video", "source", "template", "portal", "input", "button"}
+
+
+def check_inert(page: Path) -> list[str]:
+    """What in one HTML page of the site could run or load something: [] when nothing."""
+    p = _Tags()
+    p.feed(page.read_text())
+    bad = []
+    tags = p.tags
+    head = [t for t in tags if t[0] not in ("html",)]
+    if not head or head[0][0] != "head" or tags[tags.index(head[0]) + 1][0] != "meta" or \
+            tags[tags.index(head[0]) + 1][1].get("http-equiv", "").lower() != "content-security-policy":
+        bad.append("the first element of <head> is not the Content-Security-Policy")
+    csp = [a.get("content") for t, a in tags if t == "meta" and a.get("http-equiv", "").lower() == "content-security-policy"]
+    if csp != [site.CSP]:
+        bad.append(f"CSP {csp}")
+    for tag, attrs in tags:
+        if tag in FORBIDDEN_TAGS:
+            bad.append(f"<{tag} {attrs}>")
+        if tag == "meta" and not (set(attrs) <= {"charset", "name", "content", "http-equiv"}
+                                  and attrs.get("http-equiv", "content-security-policy").lower() == "content-security-policy"):
+            bad.append(f"<meta {attrs}>")
+        for name, value in attrs.items():
+            if name.startswith("on") or name in ("srcdoc", "formaction", "xlink:href"):
+                bad.append(f"<{tag} {name}={value!r}>")
+            if name in ("href", "src", "action", "data") and value and \
+                    re.match(r"\s*(javascript|vbscript|file|https?):|\s*//", value, re.I) and not \
+                    (tag == "a" and re.match(r"https?://", value)):
+                bad.append(f"<{tag} {name}={value[:80]!r}>")
+            if name == "src" and tag == "img" and value.startswith("data:") and not \
+                    re.match(r"data:image/(png|jpeg|gif|webp|svg\+xml);base64,", value):
+                bad.append(f"<img src={value[:60]!r}>")
+            if name == "style" and "url(" in value.lower():
+                bad.append(f"<{tag} style={value!r}>")
+    return bad
+
+
+def test_planted_executable_content_is_rendered_inert(tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("name,value\nSECRET-TOKEN-4711,1\n")
+    root = tmp_path / "results"
+    runs = make_hostile(root, secret)
+    index = site.build_site(root)
+    pages = sorted(index.parent.rglob("*.html"))
+    assert len(pages) >= 5  # index, two run pages, an attempt, the comparison
+    for page in pages:
+        assert check_inert(page) == [], page
+    everything = "".join(p.read_text(errors="replace") for p in index.parent.rglob("*") if p.is_file())
+    assert "SECRET-TOKEN-4711" not in everything
+    run_page = (index.parent / "runs" / EXP / runs["complete"].name / "index.html").read_text()
+    assert "jp-Notebook" in run_page and run_page.count(MARK) >= 3  # rendered, not refused: markdown, html, markdown output
+    # what was planted is shown as text, escaped, not dropped silently
+    assert "&lt;script&gt;window.__pwned=1;alert(1)&lt;/script&gt;" in run_page
+    assert "application/javascript output: not shown in the report" in run_page
+    assert "js fallback" in run_page and "a widget" in run_page
+    assert 'src="data:image/svg+xml;base64,' in run_page  # the SVG output as an image, where no script runs
+    assert "<code>tables/leak.csv</code>: a symbolic link" in run_page
+    assert (index.parent / "runs" / EXP / runs["complete"].name / "tables" / "<img src=x onerror=alert(4)>.csv").is_file()
+    failed_page = (index.parent / "runs" / EXP / runs["failed"].name / "index.html").read_text()
+    assert "failed at cell" in failed_page and "jp-Notebook" in failed_page
