@@ -507,3 +507,16 @@ def test_a_single_loss_run_with_another_baseline_says_so(capsys, fresh_results, 
     assert "baseline 'focal' is not trained in this run (losses: ['zlpr'])" in err and "lfakit compare" in err
     assert cli.main(["run", EXP, "-q", "-p", "losses=[zlpr, focal]"]) == 0
     assert "not trained" not in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_resuming_a_real_finished_run_changes_nothing(capsys, fresh_results):
+    """End to end with the quickest experiment (about 15 s): the record the notebook writes is
+    what `--resume` reads as complete, and the folder stays exactly as it was."""
+    assert cli.main(["run", "loss_atlas", "-q"]) == 0
+    (run_dir,) = list((fresh_results / "loss_atlas").iterdir())
+    capsys.readouterr()
+    before = _snapshot(fresh_results)
+    assert cli.main(["run", "loss_atlas", "--resume", run_dir.name]) == 0
+    assert f"run {run_dir.name} is already complete" in capsys.readouterr().out
+    assert _snapshot(fresh_results) == before
