@@ -99,6 +99,10 @@ _PAPERMILL_ERROR_TAG = "papermill-error-cell-tag"
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _RUN_ID = re.compile(r"^(\d{8})-(\d{6})(?:-(.*))?$")
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".svg", ".gif", ".webp")
+#: Files of a comparison the site copies and links: tables, text and raster images. An HTML or
+#: SVG file opened on its own runs its scripts (no CSP there), so it is listed, not copied; an SVG
+#: figure is shown inline as a ``data:`` image, in which a browser runs no script.
+_COPIED_SUFFIXES = (".csv", ".md", ".txt", ".tex", ".json", ".png", ".jpg", ".jpeg", ".gif", ".webp")
 
 #: The Content-Security-Policy of every page (a ``<meta http-equiv>``, first in ``<head>``). The
 #: site has no script of its own; its CSS is inline (``<style>``, and nbconvert's lab template
@@ -615,8 +619,18 @@ def _render(template: str, **context: Any) -> str:
 
 
 def _url(rel: Any) -> str:
-    """A relative link, URL-escaped (the template escapes it again as an attribute value)."""
-    return quote(str(rel), safe="/#")
+    """A relative link, URL-escaped (the template escapes it again as an attribute value); a
+    ``data:`` image made by :func:`_svg_data` as it is."""
+    rel = str(rel)
+    if rel.startswith("data:image/svg+xml;base64,"):
+        return rel
+    return quote(rel, safe="/#")
+
+
+def _svg_data(path: Path) -> str:
+    """An SVG figure as a ``data:`` URI for ``<img src>``: shown as an image, its scripts never run,
+    and no SVG file that would run them when opened on its own is put into the site."""
+    return "data:image/svg+xml;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
 
 def _rel(target: str, page_dir: str) -> str:
@@ -1028,7 +1042,8 @@ def _run_summary(run: Run, comparisons_here: list[Comparison], notebook_anchor: 
                    headline=_table(run.headline) if run.headline is not None and not damaged else None,
                    params_name=PARAMS_NAME, params=_kv(run.params) if run.params else None,
                    env=_environment(run.environment) if run.environment else None,
-                   figures=[(f"figures/{p.relative_to(run.path / 'figures').as_posix()}", p.name) for p in run.figures],
+                   figures=[(_svg_data(p) if p.suffix.lower() == ".svg" else
+                             f"figures/{p.relative_to(run.path / 'figures').as_posix()}", p.name) for p in run.figures],
                    tables=tables, notebook_missing=missing,
                    notebook_error=notebook_error)
 
@@ -1046,7 +1061,8 @@ def _write_run_page(run: Run, site: Path, renderer: _NotebookRenderer, compariso
     for sub, files in (("figures", run.figures), ("tables", run.tables)):
         kept = []
         for p in files:
-            why = _copy(p, page_dir / sub / p.relative_to(run.path / sub), run.path)
+            why = regular_file(p, run.path) if p.suffix.lower() == ".svg" else \
+                _copy(p, page_dir / sub / p.relative_to(run.path / sub), run.path)
             if why is None:
                 kept.append(p)
             else:
@@ -1105,11 +1121,18 @@ def _write_comparison_page(c: Comparison, site: Path, results: Path) -> None:
             others.append({"name": name, "href": None, "why": f"{rel} is missing"})
             continue
         target = src.resolve().relative_to(root).as_posix()
+        label = f"{name} ({src.name})"
+        if src.suffix.lower() == ".svg" and regular_file(src, c.path) is None:
+            figures.append((_svg_data(src), label))
+            continue
+        if src.suffix.lower() not in _COPIED_SUFFIXES:
+            others.append({"name": name, "href": None, "why": f"{rel} is not copied: the report copies tables, text "
+                                                              "and images only (an HTML or SVG file would run its scripts)"})
+            continue
         why = _copy(src, page_dir / target, c.path)
         if why is not None:
             others.append({"name": name, "href": None, "why": f"{rel} is {why}, left out"})
             continue
-        label = f"{name} ({src.name})"
         if src.suffix.lower() == ".csv":
             tables.append(_csv_section(src, target, label))
         elif src.suffix.lower() in _IMAGE_SUFFIXES:

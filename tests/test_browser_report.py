@@ -182,3 +182,70 @@ def test_the_report_in_chromium(results, page, artifacts):
     assert page.locator("table td.num", has_text="0.9931").count() == 1
     page.screenshot(path=str(artifacts / "comparison.png"), full_page=True)
     assert not page.problems, page.problems.report()
+
+
+# --------------------------------------------------------------------------- planted scripts
+
+
+def test_planted_scripts_do_not_run_in_chromium(page, tmp_path, artifacts):
+    """A shared results folder with executable content planted in every place the report shows
+    (tests/test_site.py's make_hostile): every page of its site opened in Chromium, and no dialog
+    opens, no planted script runs (window.__pwned stays undefined), nothing navigates away, nothing
+    is fetched, and not even the CSP has anything to block (the sanitiser left nothing). Then the
+    CSP alone: a script written into a built page is refused."""
+    from test_site import EXP, MARK, make_hostile
+
+    secret = tmp_path / "secret.csv"
+    secret.write_text("name,value\nSECRET-TOKEN-4711,1\n")
+    root = tmp_path / "results"
+    runs = make_hostile(root, secret)
+    index = site.build_site(root)
+    dialogs, console = [], []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
+    pages = sorted(index.parent.rglob("*.html"))
+    assert len(pages) >= 5
+    for p in pages:
+        url = p.as_uri()
+        page.problems.clear()
+        console.clear()
+        page.goto(url)
+        page.wait_for_load_state("load")
+        page.wait_for_timeout(300)  # a meta refresh or a timer would have fired
+        assert page.url == url, f"navigated away from {url} to {page.url}"
+        assert page.evaluate("typeof window.__pwned") == "undefined", url
+        found = page.evaluate("""() => {
+            const bad = [...document.querySelectorAll('script,iframe,frame,object,embed,form,base,svg,math,link')]
+                .map(e => e.tagName);
+            for (const e of document.querySelectorAll('*'))
+                for (const a of e.attributes)
+                    if (a.name.startsWith('on') || /^\\s*javascript:/i.test(a.value)) bad.push(e.tagName + ' ' + a.name);
+            return bad;
+        }""")
+        assert found == [], f"{url}: {found}"
+        for link in page.locator("a#jslink").all():  # the planted javascript: link, its href removed
+            link.click()
+        page.wait_for_timeout(100)
+        assert not dialogs, f"{url}: {dialogs}"
+        assert not page.problems, f"{url}:\n{page.problems.report()}"  # CSP refusals are console errors
+        assert not [m for m in console if "Content Security Policy" in m], f"{url}: {console}"
+        assert page.title(), url
+    run_page = index.parent / "runs" / EXP / runs["complete"].name / "index.html"
+    page.goto(run_page.as_uri())
+    assert page.locator(".jp-Notebook .jp-Cell").count() >= 2 and page.get_by_text(MARK).count() >= 1  # markdown, code
+    assert "SECRET-TOKEN-4711" not in page.content()
+    page.screenshot(path=str(artifacts / "planted_run_page.png"), full_page=True)
+
+    # the CSP by itself: a script added to a built page (the sanitiser bypassed) is refused
+    for built in (index, run_page):
+        forced = built.with_name("forced.html")
+        forced.write_text(built.read_text().replace("</body>", "<script>window.__pwned=99;alert(99)</script>"
+                                                                "<img src=x onerror=\"window.__pwned=98\"></body>"))
+        console.clear()
+        page.problems.clear()
+        page.goto(forced.as_uri())
+        page.wait_for_load_state("load")
+        page.wait_for_timeout(200)
+        assert page.evaluate("typeof window.__pwned") == "undefined" and not dialogs, built
+        assert any("Content Security Policy" in m for m in console), console
+        forced.unlink()

@@ -646,10 +646,12 @@ def make_hostile(root: Path, secret: Path) -> dict[str, Path]:
     (c / "summary.csv").write_text(f"method,{PAYLOAD.replace(',', ';')}\nfocal,0.5\n")
     (c / "summary.md").write_text(PAYLOAD)
     (c / "leak.csv").symlink_to(secret)
+    (c / "page.html").write_text(PAYLOAD)
+    (c / "fig.svg").write_text(SVG)
     (c / "comparison.json").write_text(json.dumps({
         "schema": "lfakit.compare/1", "experiment": PAYLOAD, "metric": PAYLOAD, "baseline": PAYLOAD, "source": PAYLOAD,
         "evidence": PAYLOAD, "files": {PAYLOAD: "summary.csv", "md": "summary.md", "leak": "leak.csv",
-                                       "js": "javascript:alert(23)"}}))
+                                       "js": "javascript:alert(23)", "html": "page.html", "svg": "fig.svg"}}))
     return {"complete": d, "failed": f}
 
 
@@ -714,6 +716,11 @@ def test_planted_executable_content_is_rendered_inert(tmp_path):
         assert check_inert(page) == [], page
     everything = "".join(p.read_text(errors="replace") for p in index.parent.rglob("*") if p.is_file())
     assert "SECRET-TOKEN-4711" not in everything
+    # no file that would run a script when opened on its own: the site's own pages only, no SVG
+    assert {p.name for p in pages} <= {"index.html", "notebook.attempt-1.html"}
+    assert not list(index.parent.rglob("*.svg")) and not list(index.parent.rglob("*.htm*[!l]"))
+    cmp_page = next(p for p in pages if "comparisons" in p.parts).read_text()
+    assert "page.html is not copied" in cmp_page and 'src="data:image/svg+xml;base64,' in cmp_page
     run_page = (index.parent / "runs" / EXP / runs["complete"].name / "index.html").read_text()
     assert "jp-Notebook" in run_page and run_page.count(MARK) >= 3  # rendered, not refused: markdown, html, markdown output
     # what was planted is shown as text, escaped, not dropped silently
