@@ -124,8 +124,8 @@ Killing a sweep
       child (the sweep starts points from pool threads, Dask from executor threads, which come
       and go), needs ``preexec_fn`` (unsafe in a threaded parent), and exists on Linux only.
 
-    The watchdog needs nothing from the kernel, works on Linux and macOS, and catches every
-    level at once. What it does not catch is a process that left the tree (a double-forked
+    The watchdog needs nothing from the kernel, only ``getppid`` and psutil (POSIX, not just
+    Linux), and catches every level at once. What it does not catch is a process that left the tree (a double-forked
     daemon) before the kill. With a Dask LocalCluster the chain holds as well: the worker
     processes exit when the sweep dies (distributed's own parent watch), and each point's run
     follows its worker. Points on a remote Dask cluster, or Slurm jobs (and submitit's
@@ -437,9 +437,12 @@ def _lock_point(results_root: Path, experiment: str, params_hash: str) -> tuple[
     earlier attempt still runs. The lock file names the pid that took it. Where the file system
     has no locks (``flock`` fails), ``(fd, None)`` is returned without one."""
     import errno
-    import fcntl
     import socket
 
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: no lock
+        return None, None
     folder = results_root / experiment / "sweeps" / LOCKS
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{params_hash}.lock"
