@@ -703,6 +703,28 @@ def test_a_points_run_dies_with_its_parent_and_takes_its_kernel(tmp_path, with_e
         _kill_pids(pids)
 
 
+def test_a_points_run_whose_parent_died_before_it_started_watching_ends_at_once(tmp_path):
+    """The sweep killed while its point's `lfakit run` was still starting: once the run finds
+    that LFAKIT_SWEEP_PARENT names a process that is gone, it ends (SIGKILL) instead of running
+    the point as an orphan; a variable naming a live process that is not its parent is ignored."""
+    import os
+    import subprocess
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        code = "from lfakit import runner; runner._die_with_sweep(); print('went on')"
+        root = str(Path(sweep.__file__).resolve().parents[1])
+        for pid, rc, said in ((dead.pid, -9, ""), (other.pid, 0, "went on\n")):
+            env = {**os.environ, "PYTHONPATH": root, sweep.PARENT_ENV: str(pid)}
+            out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+            assert (out.returncode, out.stdout) == (rc, said), (pid, out)
+    finally:
+        other.kill()
+        other.wait()
+
+
 def _alive(pid: int) -> bool:
     try:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
