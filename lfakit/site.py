@@ -615,7 +615,10 @@ def _env():
 
 
 def _render(template: str, **context: Any) -> str:
-    return _env().get_template(template).render(csp=CSP, css=CSS, **context)
+    from markupsafe import Markup
+
+    # the style sheet is the module's own constant, inside <style>, where an entity is not decoded
+    return _env().get_template(template).render(csp=CSP, css=Markup(CSS), **context)
 
 
 def _url(rel: Any) -> str:

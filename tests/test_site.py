@@ -263,7 +263,7 @@ def test_build_site_writes_an_index_and_one_page_per_run(results):
     # the failed run's row is marked (and highlighted by the CSS)
     row = re.search(r'<tr class="failed">.*?</tr>', html, re.S).group(0)
     assert "20261130-110000-smoke" in row and "ValueError" in row
-    assert "tr.failed" in html and "max-width:100%" in html
+    assert "tr.failed>td" in html and "max-width:100%" in html and '"Segoe UI"' in html  # the CSS as written
     # profiles from the run id; the interactive run has no notebook
     assert ">paper<" in html and ">interactive<" in html
 
