@@ -10,7 +10,7 @@ hash check. Both are timed warm (the files in the page cache, as after the run w
 after the first read), best of ``--repeat`` runs, wall-clock. Prints seconds and MB/s of each and
 the ratio; the record is deleted afterwards.
 
-Run:  python benchmarks/bench_record_verify.py [--mb 100 --repeat 5]
+Run:  python benchmarks/bench_record_verify.py [--mb 100 --repeat 15]
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def best_of(fn, repeat: int) -> tuple[float, object]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--mb", type=float, default=100.0, help="size of the generated record in MB (default 100)")
-    ap.add_argument("--repeat", type=int, default=5, help="runs of each side; the best is reported (default 5)")
+    ap.add_argument("--repeat", type=int, default=15, help="runs of each side; the best is reported (default 15)")
     args = ap.parse_args()
     print(f"python {platform.python_version()}, numpy {np.__version__}, {platform.machine()}; "
           f"best of {args.repeat} warm runs, wall-clock")
