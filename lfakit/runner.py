@@ -521,13 +521,21 @@ def _die_with_sweep() -> None:
     has died (a SIGKILL included: this process is then re-parented, so the pid changes; a reused
     pid cannot fool it), the thread SIGKILLs this process's descendants, found through psutil by
     parent pid (the kernel, which jupyter_client starts in a session of its own, and what the
-    kernel started), then this process. Without the variable (a plain ``lfakit run``) nothing
-    happens. Why a watchdog and not a process group or a parent-death signal: see "Killing a
-    sweep" in :mod:`lfakit.sweep`."""
+    kernel started), then this process. If the named process has died before this function runs
+    (the sweep was killed while this process started), this process ends at once. Without the
+    variable (a plain ``lfakit run``), or when it names a live process that is not the parent,
+    nothing happens. Why a watchdog and not a process group or a parent-death signal: see
+    "Killing a sweep" in :mod:`lfakit.sweep`."""
     raw = os.environ.pop("LFAKIT_SWEEP_PARENT", "")  # popped: the kernel and its children do not watch
-    if not raw.isdigit() or int(raw) != os.getppid():
+    if not raw.isdigit():
         return
     parent = int(raw)
+    if parent != os.getppid():
+        import psutil
+
+        if psutil.pid_exists(parent):  # not started by that process: nothing to watch
+            return
+        os.kill(os.getpid(), signal.SIGKILL)  # the sweep is already gone
 
     def watch() -> None:
         import time
