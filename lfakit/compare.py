@@ -51,6 +51,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -198,12 +199,22 @@ class Block:
     runs: dict[str, set[str]] = field(default_factory=dict)  # method -> run folders
     y_seed: dict[int, np.ndarray] | None = None  # per-seed targets: membership splits, or per-seed test sets
     ids_seed: dict[int, np.ndarray] | None = None  # per-seed test sets (y is None): their sample ids
+    n_train_seed: dict[int, int] | None = None  # per-seed test sets: the size of the seed's training split
 
     @property
     def independent(self) -> bool:
         """Each seed has its own test set (independent evaluations) or, for membership, its own
         (overlapping) pool."""
         return self.ids_seed is not None
+
+    @property
+    def one_pool(self) -> bool:
+        """The seeds' own test sets overlap: each seed re-split one pool (cf_ensemble's digits), so
+        their results are correlated through shared instances and shared training data."""
+        if not self.independent:
+            return False
+        sets = list(self.ids_seed.values())
+        return any(np.intersect1d(a, b).size for i, a in enumerate(sets) for b in sets[i + 1:])
 
 
 def _config_label(records: list[RunRecord]) -> dict[Path, str]:
@@ -315,6 +326,14 @@ def collect(records: list[RunRecord], metric: Metric, split: str) -> list[Block]
     each seed drew its own data or split (``cf_ensemble``) it holds them per seed (``y_seed``,
     ``ids_seed``). Runs of one configuration that repeat a (method, seed) keep the latest run."""
     labels = _config_label(records)
+    n_train: dict[tuple[str, int], int] = {}  # (group, seed) -> training-split size, where the record has it
+    for r in records:
+        if r.predictions is not None:
+            tr = r.predictions.select(split="train")
+            for group in tr.groups():
+                for sd in tr.select(group=group).seeds():
+                    meth = tr.select(group=group, seed=sd).methods()[0]
+                    n_train[group, int(sd)] = len(tr.select(group=group, seed=sd, method=meth))
     found: dict[str, dict] = {}  # group -> {"seeds": {seed: (ids, y, run)}, "scores", "runs", "classes"}
     for r in sorted(records, key=lambda r: r.run_dir.name):  # run ids start with their time: the latest wins
         if r.predictions is None:
@@ -367,7 +386,8 @@ def collect(records: list[RunRecord], metric: Metric, split: str) -> list[Block]
         else:
             blocks.append(Block(group, None, None, g["scores"], names, g["runs"],
                                 y_seed={k: g["seeds"][k][1] for k in seeds},
-                                ids_seed={k: g["seeds"][k][0] for k in seeds}))
+                                ids_seed={k: g["seeds"][k][0] for k in seeds},
+                                n_train_seed={k: n_train[group, k] for k in seeds if (group, k) in n_train}))
     return blocks
 
 
@@ -413,11 +433,14 @@ class Comparison:
         """What ``lfakit compare`` prints: the summary table, the per-class rows that are not
         ties, and the evidence sentence."""
         out = [f"{self.experiment}: {self.metric.label} vs {self.baseline}", "", self.summary.to_markdown(index=False)]
-        if len(self.per_class):
-            sig = self.per_class[~self.per_class["Winner"].isin(("tie (n.s.)", "untestable", "—"))]
+        if len(self.per_class) and "Winner" in self.per_class:
+            sig = self.per_class[~self.per_class["Winner"].isin(("tie (n.s.)", "untestable", "—", NO_VERDICT))]
             out += ["", f"per class: {len(sig)} of {len(self.per_class)} differences significant after Holm"]
             if len(sig):
                 out.append(sig.to_markdown(index=False))
+        elif len(self.per_class):
+            out += ["", f"per class: {len(self.per_class)} test-set differences of these models (one seed per "
+                        "method: no verdict); see per_class.md"]
         out += ["", self.evidence]
         if self.source.not_used:
             out += ["", f"left out ({len(self.source.not_used)}):", *(f"  {why}" for why in self.source.not_used)]
@@ -486,91 +509,52 @@ def compare_records(records: list[RunRecord], source: Source, baseline: str | No
                         "another loss (a sweep over losses, or losses=[...] with two or more)")
     resolution_note = _check_resolution(blocks, m, n_boot, alpha)
     summary_rows, class_rows, seed_rows, raw_rows, value_rows = [], [], [], [], []
-    mean_family, class_family = [], []  # indices into raw_rows
     bases: dict[str, str] = {}  # group -> its baseline method
     for b in blocks:
         base = bases[b.group] = _resolve_baseline(b, baseline, default_base, blocks)
         ncls = len(b.classes)
         for name in b.scores:
-            if name == base:
-                r = None
-            elif m.kind == "attack" and b.independent:  # the seeds' pools differ (and overlap): resample their union
-                if ci_method == "bca":
-                    raise ParameterError("ci_method=bca needs one shared pool; these seeds drew their own pools "
-                                         "(use the percentile interval)")
-                common = _common_seeds(b, base, name)
-                r = stats.union_seed_bootstrap([b.ids_seed[k] for k in common], [b.y_seed[k] for k in common],
-                                               [b.scores[base][k] for k in common], [b.scores[name][k] for k in common],
-                                               _attack_fn(m), n_boot=n_boot, seed=seed)
-            elif m.kind == "attack":  # seed k of both methods shares seed k's membership split
-                common = _common_seeds(b, base, name)
-                r = stats.seed_paired_bootstrap(np.stack([b.y_seed[k] for k in common]),
-                                                np.stack([b.scores[base][k] for k in common]),
-                                                np.stack([b.scores[name][k] for k in common]), _attack_fn(m),
-                                                n_boot=n_boot, seed=seed, ci_method=ci_method, per_seed_targets=True)
-            elif b.independent:  # each seed its own test set: bootstrap each, combine the independent replicates
-                common = _common_seeds(b, base, name)
-                if ci_method == "bca":
-                    raise ParameterError("ci_method=bca needs one shared test set; these seeds each have their own "
-                                         "(use the percentile interval)")
-                r = stats.independent_seed_bootstrap([
-                    stats.seed_paired_bootstrap(b.y_seed[k], b.scores[base][k][None], b.scores[name][k][None], m.kind,
-                                                n_boot=n_boot, seed=seed + k, stratified=m.kind == "auroc")
-                    for k in common])
-            else:
-                r = stats.seed_paired_bootstrap(b.y, _stack(b.scores[base]), _stack(b.scores[name]), m.kind,
-                                                n_boot=n_boot, seed=seed, stratified=m.kind == "auroc",
-                                                ci_method=ci_method)
             per_seed_vals = _per_seed_metric(b, name, m)  # (S, C)
             mean_over_cls = np.nanmean(per_seed_vals, axis=1) if ncls > 1 else per_seed_vals[:, 0]
             row = {"Group": b.group, "Method": name, "Seeds": len(b.scores[name]),
                    f"{m.label} (mean ± std)": _mean_std(mean_over_cls)}
             value_rows += [{"Group": b.group, "Method": name, "Seed": k, m.label: float(v)}
                            for k, v in zip(sorted(b.scores[name]), mean_over_cls)]
-            if r is None:
-                row.update({"Δ vs baseline": "—", "95% CI": "—", "p": "—", "p (Holm)": "—", "Winner": "baseline"})
+            if name == base:
+                row.update({"Δ vs baseline": "—", "95% CI": "—", "p": "—", "p (Holm)": "—", "Test": "—",
+                            "Winner": "baseline"})
                 summary_rows.append(row)
                 continue
-            dl = _delong_rows(b, base, name, seed_rows) if m.kind == "auroc" else None
-            mean = dict(r["mean"])
-            if ncls == 1 and dl is not None:  # one AUROC: its test is DeLong's, as for a class
-                mean["p_value"] = dl[0]["p_value"]
-            raw_rows.append({"group": b.group, "method": name, "class": "mean", **mean,
-                             "p_bootstrap": r["mean"]["p_value"]})
-            mean_family.append(len(raw_rows) - 1)
-            row.update({"Δ vs baseline": _d(mean["delta"]), "95% CI": _ci(mean), "p": _p(mean["p_value"])})
+            class_res, mean = _challenger_tests(b, base, name, m, n_boot, seed, ci_method, seed_rows)
+            raw_rows.append({"group": b.group, "method": name, "class": "mean", **mean})
+            row.update({"Δ vs baseline": _d(mean["delta"]), "95% CI": _ci(mean), "p": _p(mean["p_value"]),
+                        "Test": _test_label(mean), "_raw": len(raw_rows) - 1})
             summary_rows.append(row)
+            bm = _per_seed_metric(b, base, m)
             for j, cls in enumerate(b.classes if ncls > 1 else []):  # one target: the mean row is all there is
-                p_test = dl[j]["p_value"] if dl is not None else r["p_value"][j]
-                raw_rows.append({"group": b.group, "method": name, "class": cls, "delta": float(r["delta"][j]),
-                                 "ci_low": float(r["ci_low"][j]), "ci_high": float(r["ci_high"][j]),
-                                 "p_value": float(p_test), "p_bootstrap": float(r["p_value"][j])})
-                class_family.append(len(raw_rows) - 1)
-                bm = _per_seed_metric(b, base, m)[:, j]
-                cm = per_seed_vals[:, j]
+                raw_rows.append({"group": b.group, "method": name, "class": cls, **class_res[j]})
                 class_rows.append({"Group": b.group, "Method": name, "Class": cls,
-                                   f"{base} (mean ± std)": _mean_std(bm), f"{m.label} (mean ± std)": _mean_std(cm),
-                                   "Δ": _d(r["delta"][j]),
-                                   "95% CI": _ci({"ci_low": r["ci_low"][j], "ci_high": r["ci_high"][j]}),
-                                   "p (DeLong)" if m.kind == "auroc" else "p": _p(p_test), "_raw": len(raw_rows) - 1})
+                                   f"{base} (mean ± std)": _mean_std(bm[:, j]),
+                                   f"{m.label} (mean ± std)": _mean_std(per_seed_vals[:, j]),
+                                   "Δ": _d(class_res[j]["delta"]), "95% CI": _ci(class_res[j]),
+                                   "p": _p(class_res[j]["p_value"]), "_raw": len(raw_rows) - 1})
     raw = pd.DataFrame(raw_rows)
-    # Holm per group: the per-class family and the family of mean-over-classes tests
+    # one Holm family over every verdict test of the comparison (each challenger's mean and per-class
+    # rows, every data group); the test-set-only rows (one seed) form their own family, for display
     raw["p_holm"] = np.nan
-    for fam in (mean_family, class_family):
-        if not fam:
-            continue
-        sub = raw.loc[fam]
-        for g, idx in sub.groupby("group").groups.items():
-            raw.loc[idx, "p_holm"] = stats.holm(raw.loc[idx, "p_value"].to_numpy())
-    raw["winner"] = [_winner(d, ph, alpha, meth, bases[g], m.higher_is_better)
-                     for d, ph, meth, g in zip(raw["delta"], raw["p_holm"], raw["method"], raw["group"])]
-    # fill the display tables
-    mean_raw = raw.loc[mean_family].set_index(["group", "method"]) if mean_family else None
+    verdict = raw["kind"].isin(VERDICT_KINDS).to_numpy()
+    for fam in (verdict, ~verdict):
+        if fam.any():
+            raw.loc[fam, "p_holm"] = stats.holm(raw.loc[fam, "p_value"].to_numpy())
+    raw["winner"] = [_winner(d, ph, alpha, meth, bases[g], m.higher_is_better) if kind in VERDICT_KINDS else
+                     (NO_VERDICT if np.isfinite(ph) else "untestable")
+                     for d, ph, meth, g, kind in zip(raw["delta"], raw["p_holm"], raw["method"], raw["group"],
+                                                     raw["kind"])]
+    any_verdict = bool(verdict.any())
     for row in summary_rows:
-        if row.get("Winner") == "baseline":
-            continue
-        hit = mean_raw.loc[(row["Group"], row["Method"])]
-        row["p (Holm)"], row["Winner"] = _p(hit["p_holm"]), hit["winner"]
+        i = row.pop("_raw", None)
+        if i is not None:
+            row["p (Holm)"], row["Winner"] = _p(raw.loc[i, "p_holm"]), raw.loc[i, "winner"]
     per_class = pd.DataFrame(class_rows)
     if len(per_class):
         per_class["p (Holm)"] = [_p(raw.loc[i, "p_holm"]) for i in per_class["_raw"]]
@@ -578,9 +562,11 @@ def compare_records(records: list[RunRecord], source: Source, baseline: str | No
         per_class = per_class.drop(columns="_raw")
     summary, per_class, per_seed = (_drop_empty_group(df) for df in (pd.DataFrame(summary_rows), per_class,
                                                                      pd.DataFrame(seed_rows)))
+    if not any_verdict:  # one trained model per method somewhere in every row: no claim about the losses
+        summary, per_class = (_test_set_only(df) for df in (summary, per_class))
     base_name = next(iter(bases.values()))  # the first group's (the groups share it unless a group lacks it)
-    evidence = _evidence(exp, records, source, blocks, m, base_name, n_boot, ci_method, alpha,
-                         _family_sizes(raw, class_family), _family_sizes(raw, mean_family), split, resolution_note)
+    evidence = _evidence(exp, records, source, blocks, m, base_name, n_boot, ci_method, alpha, raw, split,
+                         resolution_note)
     return Comparison(exp, m, base_name, source, summary, per_class, per_seed, evidence, raw=raw,
                       seeds=_drop_empty_group(pd.DataFrame(value_rows)))
 
@@ -596,6 +582,8 @@ def _check_resolution(blocks: list[Block], m: Metric, n_boot: int, alpha: float)
         ncls = len(b.classes)
         if m.kind == "auroc" and ncls == 1:  # the one test is DeLong's
             continue
+        if min(len(v) for v in b.scores.values()) >= 2:  # seed-level t tests: the resamples give covariances only
+            continue
         msg = params.check_bootstrap_resolution(k, n_boot, alpha, option="--n-boot")
         if msg and m.kind == "auroc":
             return (f"with {n_boot} resamples no mean-over-classes row can be significant after Holm over {k} "
@@ -604,16 +592,6 @@ def _check_resolution(blocks: list[Block], m: Metric, n_boot: int, alpha: float)
         if msg:
             raise ParameterError(msg)
     return None
-
-
-def _family_sizes(raw: pd.DataFrame, family: list[int]) -> tuple[str, int]:
-    """The number of tests in each group's Holm family (``"14"``, or ``"12/14"`` where the groups
-    differ) and how many members were untestable (NaN p-value, left out of the family)."""
-    if not family:
-        return "0", 0
-    sub = raw.loc[family]
-    counts = sorted({int(np.isfinite(v.to_numpy(float)).sum()) for _, v in sub.groupby("group")["p_value"]})
-    return "/".join(map(str, counts)), int((~np.isfinite(sub["p_value"].to_numpy(float))).sum())
 
 
 def _common_seeds(b: Block, base: str, name: str) -> list[int]:
@@ -676,45 +654,178 @@ def _per_seed_metric(b: Block, name: str, m: Metric) -> np.ndarray:
     return np.stack(out)
 
 
-def _delong_rows(b: Block, base: str, name: str, seed_rows: list) -> list[dict]:
-    """Per class: DeLong per common seed (appended to ``seed_rows``) and the seed-mean contrast."""
-    import warnings
+#: the kinds of test that give a verdict about losses: the seed-level t over trained models
+#: (:func:`lfakit.stats.seed_level_test`) and Nadeau-Bengio's corrected t over re-splits of one pool
+VERDICT_KINDS = ("seeds", "re-splits")
+NO_VERDICT = "no verdict (1 seed)"
+
+
+def _result(delta, lo, hi, p, kind: str, k: int, df: float = math.nan, reason: str = "") -> dict:
+    return {"delta": float(delta), "ci_low": float(lo), "ci_high": float(hi), "p_value": float(p), "kind": kind,
+            "seeds": int(k), "df": float(df), "reason": reason}
+
+
+def _from_seed_level(t: dict) -> dict:
+    """A :func:`lfakit.stats.seed_level_test` result as a row; untestable (NaN p) stays of its kind."""
+    k = t["k"] if isinstance(t["k"], int) else min(t["k"])
+    return _result(t["delta"], t["ci_low"], t["ci_high"], t["p_value"], "seeds", k, t["df"], t["reason"])
+
+
+def _test_label(r: dict) -> str:
+    if r["kind"] == "seeds":
+        return f"seeds (t, df {r['df']:.1f})" if np.isfinite(r["df"]) else "seeds (untestable)"
+    if r["kind"] == "re-splits":
+        return "re-splits (Nadeau–Bengio t)"
+    return "test set only"
+
+
+def _test_set_only(df: pd.DataFrame) -> pd.DataFrame:
+    """The table of a comparison with one trained model per method: the differences of these
+    models with their test-set intervals, labelled so, and no Winner column."""
+    if not len(df):
+        return df
+    df = df.drop(columns=[c for c in ("Winner", "Test") if c in df])
+    return df.rename(columns={"Δ vs baseline": "Δ (these models)", "Δ": "Δ (these models)",
+                              "95% CI": "95% CI (test set)", "p": "p (test set)"})
+
+
+def _challenger_tests(b: Block, base: str, name: str, m: Metric, n_boot: int, seed: int, ci_method: str,
+                      seed_rows: list) -> tuple[list[dict], dict]:
+    """The tests of ``name`` against ``base`` in block ``b``: per class (AUROC over several classes)
+    and for the mean over classes (or the one target). Where each method has two or more trained
+    models the test is the seed-level t (:func:`lfakit.stats.seed_level_test`): per class with
+    DeLong's covariance of every model's AUROC, for the mean and other metrics with the bootstrap
+    covariance of the models' values over one resampling of the test instances; seeds that
+    re-split one pool (their own test sets overlap) get Nadeau-Bengio's corrected t over the
+    seeds' differences. With one model of a method the rows are test-set-only: DeLong per class
+    (or for one AUROC), the paired bootstrap for the mean; they give no verdict. DeLong's test of
+    each pair of models of one seed goes to ``seed_rows``."""
+    ncls = len(b.classes)
+    kb, km = sorted(b.scores[base]), sorted(b.scores[name])
+    auroc = m.kind == "auroc"
 
     def labels(k):
         y = b.y if b.y is not None else b.y_seed[k]
         return y if y.ndim == 2 else y[:, None]
 
-    sb, sm = b.scores[base], b.scores[name]
-    kb, km = sorted(sb), sorted(sm)
-    out = []
-    for j, cls in enumerate(b.classes):
-        col = (lambda a: a[:, j] if a.ndim == 2 else a)
-        if b.independent:  # each seed its own test set: DeLong per seed, the variances add
+    def col(a, j):
+        return a[:, j] if a.ndim == 2 else a
+
+    if b.independent and m.kind != "attack":  # each seed its own test set: pair the methods by seed
+        common = _common_seeds(b, base, name)
+        if ci_method == "bca":
+            raise ParameterError("ci_method=bca needs one shared test set; these seeds each have their own "
+                                 "(use the percentile interval)")
+        boots = [stats.seed_paired_bootstrap(b.y_seed[k], b.scores[base][k][None], b.scores[name][k][None], m.kind,
+                                             n_boot=n_boot, seed=seed + k, stratified=auroc) for k in common]
+        comb = stats.independent_seed_bootstrap(boots)
+        pool = b.one_pool
+        if pool:
+            n_test = int(round(np.mean([len(b.ids_seed[k]) for k in common])))
+            known = [b.n_train_seed[k] for k in common if b.n_train_seed and k in b.n_train_seed]
+            union = np.unique(np.concatenate([b.ids_seed[k] for k in common])).size
+            n_train = int(round(np.mean(known))) if known else max(union - n_test, 1)
+
+        def resplit(deltas) -> dict:
+            r = stats.corrected_resampled_ttest(deltas, n_train=n_train, n_test=n_test)
+            return _result(r["delta"], r["ci_low"], r["ci_high"], r["p_value"], "re-splits", r["n"], len(common) - 1)
+
+        class_res = []
+        for j, cls in enumerate(b.classes if (auroc and ncls > 1) or (auroc and ncls == 1) else []):
             tests = []
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", stats.UndefinedMetricWarning)
-                for k in _common_seeds(b, base, name):
+                for k in common:
                     yj = labels(k)[:, j]
                     if yj.min() == yj.max():
                         continue
-                    t = stats.delong_test(yj, col(sb[k]), col(sm[k]))
+                    t = stats.delong_test(yj, col(b.scores[base][k], j), col(b.scores[name][k], j))
                     tests.append(t)
                     seed_rows.append(_seed_row(b, name, cls, k, base, t))
-            out.append(stats.independent_delong([t["delta"] for t in tests], [t["se"] for t in tests]))
-            continue
+            if len(common) < 2:
+                t = tests[0] if tests else None
+                class_res.append(_result(t["delta"], t["ci_low"], t["ci_high"], t["p_value"], "test set", 1)
+                                 if t else _result(math.nan, math.nan, math.nan, math.nan, "test set", 0))
+            elif pool:
+                class_res.append(resplit([t["delta"] for t in tests]))
+            else:
+                class_res.append(_from_seed_level(stats.seed_level_auroc_independent(
+                    [labels(k)[:, j] for k in common], [col(b.scores[base][k], j) for k in common],
+                    [col(b.scores[name][k], j) for k in common])))
+        if auroc and ncls == 1:
+            return [], class_res[0]
+        if len(common) < 2:
+            mean = _result(comb["mean"]["delta"], comb["mean"]["ci_low"], comb["mean"]["ci_high"],
+                           comb["mean"]["p_value"], "test set", 1)
+        elif pool:
+            mean = resplit([r["mean"]["delta"] for r in boots])
+        else:  # block-diagonal covariance: each seed's pair of models from its own resamples
+            k = len(common)
+            vals, cov = np.full(2 * k, np.nan), np.zeros((2 * k, 2 * k))
+            for i, r in enumerate(boots):
+                (v1, v2), (r1, r2) = r["model_values"], r["model_replicates"]
+                vals[i], vals[k + i] = v1[0, -1], v2[0, -1]
+                cv = stats.replicate_covariance(r1[:, :, -1], r2[:, :, -1])
+                cov[np.ix_([i, k + i], [i, k + i])] = cv
+            mean = _from_seed_level(stats.seed_level_test(vals[:k], vals[k:], cov))
+        return class_res, mean
+
+    # one test set (or membership pool) scored by every model
+    if m.kind == "attack":
+        common = _common_seeds(b, base, name)
+        if b.independent:  # the seeds' pools differ (and overlap): resample their union
+            if ci_method == "bca":
+                raise ParameterError("ci_method=bca needs one shared pool; these seeds drew their own pools "
+                                     "(use the percentile interval)")
+            r = stats.union_seed_bootstrap([b.ids_seed[k] for k in common], [b.y_seed[k] for k in common],
+                                           [b.scores[base][k] for k in common], [b.scores[name][k] for k in common],
+                                           _attack_fn(m), n_boot=n_boot, seed=seed)
+        else:  # seed k of both methods shares seed k's membership split
+            r = stats.seed_paired_bootstrap(np.stack([b.y_seed[k] for k in common]),
+                                            np.stack([b.scores[base][k] for k in common]),
+                                            np.stack([b.scores[name][k] for k in common]), _attack_fn(m),
+                                            n_boot=n_boot, seed=seed, ci_method=ci_method, per_seed_targets=True)
+        paired, multi = True, len(common) >= 2
+    else:
+        r = stats.seed_paired_bootstrap(b.y, _stack(b.scores[base]), _stack(b.scores[name]), m.kind,
+                                        n_boot=n_boot, seed=seed, stratified=auroc, ci_method=ci_method)
+        paired, multi = kb == km, len(kb) >= 2 and len(km) >= 2
+
+    def boot_row(j: int, boot_p) -> dict:
+        """Column ``j`` of the bootstrap's model values (-1: the mean over classes)."""
+        if multi:
+            (v1, v2), (r1, r2) = r["model_values"], r["model_replicates"]
+            return _from_seed_level(stats.seed_level_test(v1[:, j], v2[:, j],
+                                                          stats.replicate_covariance(r1[:, :, j], r2[:, :, j]),
+                                                          paired=paired))
+        d = r["mean"] if j == -1 else {k: r[k][j] for k in ("delta", "ci_low", "ci_high", "p_value")}
+        return _result(d["delta"], d["ci_low"], d["ci_high"], boot_p, "test set", 1)
+
+    if not auroc:
+        return [], boot_row(-1, r["mean"]["p_value"])
+    class_res = []
+    for j, cls in enumerate(b.classes):
         yj = labels(kb[0])[:, j]
         if yj.min() == yj.max():
-            out.append({"p_value": math.nan})
+            class_res.append(_result(math.nan, math.nan, math.nan, math.nan, "seeds" if multi else "test set", 0,
+                                     reason="one label value in the test data"))
             continue
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", stats.UndefinedMetricWarning)
             for k in sorted(set(kb) & set(km)):
-                t = stats.delong_test(yj, col(sb[k]), col(sm[k]))
-                seed_rows.append(_seed_row(b, name, cls, k, base, t))
-            scores = np.stack([col(sb[k]) for k in kb] + [col(sm[k]) for k in km])
-            contrast = np.r_[np.full(len(kb), -1.0 / len(kb)), np.full(len(km), 1.0 / len(km))]
-            out.append(stats.delong_contrast(yj, scores, contrast))
-    return out
+                seed_rows.append(_seed_row(b, name, cls, k, base, stats.delong_test(
+                    yj, col(b.scores[base][k], j), col(b.scores[name][k], j))))
+            s1 = np.stack([col(b.scores[base][k], j) for k in kb])
+            s2 = np.stack([col(b.scores[name][k], j) for k in km])
+            if multi:
+                class_res.append(_from_seed_level(stats.seed_level_auroc(yj, s1, s2)))
+            else:
+                t = stats.delong_contrast(yj, np.concatenate([s1, s2]),
+                                          np.r_[np.full(len(kb), -1.0 / len(kb)), np.full(len(km), 1.0 / len(km))])
+                class_res.append(_result(t["delta"], t["ci_low"], t["ci_high"], t["p_value"], "test set", 1))
+    if ncls == 1:  # one AUROC: its test is the class's
+        return [], class_res[0]
+    return class_res, boot_row(-1, r["mean"]["p_value"])
 
 
 def _seed_row(b: Block, name: str, cls: str, k: int, base: str, t: dict) -> dict:
@@ -723,28 +834,19 @@ def _seed_row(b: Block, name: str, cls: str, k: int, base: str, t: dict) -> dict
             "z": round(t["z"], 3) if np.isfinite(t["z"]) else t["z"], "p (DeLong)": _p(t["p_value"])}
 
 
-def _evidence(exp, records, source, blocks, m, base, n_boot, ci_method, alpha, class_tests, mean_tests,
-              split, resolution_note=None) -> str:
+def _evidence(exp, records, source, blocks, m, base, n_boot, ci_method, alpha, raw: pd.DataFrame, split,
+              resolution_note=None) -> str:
+    """The sentence under every comparison: what its evidence covers, which test, which family."""
     seeds = sorted({k for b in blocks for v in b.scores.values() for k in v})
     per_method = sorted({len(v) for b in blocks for v in b.scores.values()})
     smoke = any(str(r.params.get("data_dir", "x")) == "" or r.extra.get("embedded") for r in records)
     independent = any(b.independent for b in blocks)
     n = sorted({len(ids) for b in blocks for ids in ((b.ids_seed or {}).values() if b.independent else [b.sample_id])})
     one = all(len(b.classes) == 1 for b in blocks)
-    per_class, mean_test = ("", "") if one else ("per class: ", "; mean over classes: the bootstrap's p-value")
-    if m.kind == "auroc" and independent:
-        test = (f"{per_class}DeLong per seed on the seed's own test set, combined as the mean difference with the "
-                f"seeds' variances added (independent test sets){mean_test}")
-    elif m.kind == "auroc":
-        test = (f"{per_class}DeLong's contrast test of the seed-mean AUROC difference (the seeds share the test "
-                f"set){mean_test}")
-    else:
-        test = "the bootstrap's p-value"
+    kinds = set(raw["kind"]) if len(raw) else set()
     where = (f"each seed its own {split} set ({'/'.join(map(str, n))} instances), paired by seed" if independent
              else f"{'/'.join(map(str, n))} {split} instances{' per group' if len(blocks) > 1 else ''}, shared by "
                   "every seed")
-    resample = ("within each seed's own set, the seeds' replicates averaged" if independent
-                else f"over the {split} instances, one resample for every seed")
     if m.kind == "attack" and independent:  # membership pools drawn per seed, overlapping
         pools = list(blocks[0].ids_seed.values())
         union = np.unique(np.concatenate(pools))
@@ -753,29 +855,52 @@ def _evidence(exp, records, source, blocks, m, base, n_boot, ci_method, alpha, c
             shared = np.intersect1d(shared, q)
         where = (f"the seeds' pools differ ({'/'.join(map(str, n))} instances each, {len(union)} in their union, "
                  f"{len(shared)} in every pool), each seed with its own membership split, paired by seed")
-        resample = ("over the union of the pools, one resample for every seed, each seed scored on the resampled "
-                    "instances of its own pool")
-    strat = ", stratified by label" if m.kind == "auroc" else ""
-    (n_class, untestable), (n_mean, untestable_mean) = class_tests, mean_tests
-    holm_over = (f"over {n_class} per-class test(s) and, separately, {n_mean} mean test(s)" if n_class != "0"
-                 else f"over the {n_mean} challenger test(s)")
-    floor = f"; a bootstrap p-value is at least 1/(B + 1) = {1 / (n_boot + 1):.4f}" if (
-        m.kind != "auroc" or not one) else ""
+    cov = ("DeLong's covariance of every model's AUROC per class, the bootstrap covariance for the mean over "
+           "classes" if m.kind == "auroc" and not one else
+           "DeLong's covariance of every model's AUROC" if m.kind == "auroc" else
+           f"the covariance of every model's {m.label} over {n_boot} bootstrap resamples of the "
+           f"{'union of the pools' if m.kind == 'attack' and independent else split + ' instances'}")
+    tests = []
+    if "seeds" in kinds:
+        tests.append("the seed-level t: each trained model is one draw of its loss, so the seed-to-seed spread "
+                     "beyond the test-set noise (a moment estimate) is added to the test-set variance of the "
+                     f"difference of the seed means ({cov}), Welch-Satterthwaite degrees of freedom, paired by seed; "
+                     "the 95% interval comes from the same t")
+    if "re-splits" in kinds:
+        tests.append("the seeds re-split one pool, so their test sets and training sets overlap: Nadeau and "
+                     "Bengio's corrected resampled t over the seeds' differences, with its interval")
+    if "test set" in kinds:
+        boot = (f"the paired bootstrap ({n_boot} resamples, "
+                f"{'BCa via scipy.stats.bootstrap' if ci_method == 'bca' else 'percentile'} interval"
+                f"{', stratified by label' if m.kind == 'auroc' else ''}; a bootstrap p-value is at least "
+                f"1/(B + 1) = {1 / (n_boot + 1):.4f})")
+        test_only = (f"DeLong per class, {boot} for the mean" if m.kind == "auroc" and not one else
+                     "DeLong" if m.kind == "auroc" else boot)
+        tests.append(f"where a method has one trained model: {test_only}, over test-set sampling only: a "
+                     "difference of these models, not a verdict about the losses (run two or more seeds: "
+                     "-p 'seeds=[0, 1, 2]' or lfakit sweep --seeds 0,1,2)")
+    fam = raw[raw["kind"].isin(VERDICT_KINDS)] if len(raw) else raw
+    n_fam = int(np.isfinite(fam["p_value"].to_numpy(float)).sum()) if len(fam) else 0
+    untestable = int((~np.isfinite(raw["p_value"].to_numpy(float))).sum()) if len(raw) else 0
+    rows = ("the mean and per-class rows of every challenger" if not one else "every challenger")
     parts = [
         f"Evidence: {len(records)} run(s) from a {source.kind} folder",
         f"{'/'.join(map(str, per_method))} seed(s) per method (seeds {', '.join(map(str, seeds))})",
         where,
-        f"Δ = seed-mean {m.label} minus {base}'s; 95% interval: paired bootstrap {resample} ({n_boot} resamples, "
-        f"{'BCa via scipy.stats.bootstrap' if ci_method == 'bca' else 'percentile'}{strat})",
-        f"test: {test}",
-        f"Holm correction {'within each of the ' + str(len(blocks)) + ' data groups ' if len(blocks) > 1 else ''}"
-        f"{holm_over}, at alpha = {alpha}; a Winner is named only where the corrected p < alpha{floor}",
+        f"Δ = seed-mean {m.label} minus {base}'s",
+        "test: " + "; ".join(tests),
     ]
+    if n_fam:
+        parts.append(f"one Holm family over all {n_fam} tests ({rows}{' in every data group' if len(blocks) > 1 else ''})"
+                     f" at alpha = {alpha}; a Winner is named only where the corrected p < alpha")
+    else:
+        parts.append(f"Holm over the {len(raw) - untestable} test-set comparisons, for display: no Winner without "
+                     "two or more trained models of each loss")
     if resolution_note:
         parts.append(resolution_note)
-    if untestable or untestable_mean:
-        parts.append(f"{untestable + untestable_mean} comparison(s) untestable (a class with one label value in the "
-                     "test data, or an undefined metric) and left out of Holm's families")
+    if untestable:
+        parts.append(f"{untestable} comparison(s) untestable (a class with one label value in the test data, one "
+                     "seed of a method beside several of the other, or no variance) and left out of Holm's families")
     if len(per_method) == 1 and per_method[0] == 1:
         parts.append("with one seed per method the seed-to-seed spread is unmeasured")
     if source.not_used:

@@ -540,12 +540,16 @@ class _SeedStatistic:
         m2 = np.array([[[float(f(self.y[r], s[r]))] for s in self.s2] for r in idx])
         return m1, m2
 
-    def deltas(self, idx: np.ndarray) -> np.ndarray:
-        """(rows, C + 1): the seed-mean delta per class, then its mean over the defined classes."""
+    def deltas(self, idx: np.ndarray, keep: list | None = None) -> np.ndarray:
+        """(rows, C + 1): the seed-mean delta per class, then its mean over the defined classes.
+        ``keep``: a list that receives each model's values, ``(m1, m2)`` of shape (rows, S, C + 1)
+        (the last column the model's mean over its defined classes)."""
         m1, m2 = self.per_class(np.atleast_2d(idx))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             d = np.nanmean(m2, axis=1) - np.nanmean(m1, axis=1)  # a seed with an undefined value is left out
+            if keep is not None:
+                keep.append(tuple(np.concatenate([m, np.nanmean(m, axis=2, keepdims=True)], axis=2) for m in (m1, m2)))
         return np.concatenate([d, _nanmean_rows(d)[:, None]], axis=1)
 
 
@@ -579,7 +583,9 @@ def seed_paired_bootstrap(y, s1, s2, metric="auroc", n_boot: int = 1000, seed: i
 
     Returns ``delta``, ``ci_low``, ``ci_high``, ``p_value`` (arrays over the C classes),
     ``mean`` (a dict of the same for the mean over classes), ``metric1``/``metric2`` ((S, C)
-    per-seed values on the full data) and ``n_boot``.
+    per-seed values on the full data), ``n_boot``, and for :func:`seed_level_test`
+    ``model_values`` (each method's (S, C + 1) values, the last column each model's mean over
+    classes) and ``model_replicates`` (the same on every resample: (B, S, C + 1) per method).
     """
     if n_boot < 1:
         raise ValueError(f"n_boot must be >= 1; got {n_boot}.")
@@ -594,13 +600,15 @@ def seed_paired_bootstrap(y, s1, s2, metric="auroc", n_boot: int = 1000, seed: i
     strata = [np.arange(n)] if per_seed_targets else _strata(y_arr, stratified and metric == "auroc")
     full_idx = np.arange(n)[None, :]
     m1, m2 = stat.per_class(full_idx)
-    point = stat.deltas(full_idx)[0]  # (C + 1,)
+    models: list = []
+    point = stat.deltas(full_idx, models)[0]  # (C + 1,)
     rng = np.random.default_rng(seed)
     reps = np.empty((n_boot, stat.n_classes + 1))
     done = 0
     for size in _replicate_blocks(n_boot, n):  # the blocks (hence draws) of paired_bootstrap
-        reps[done:done + size] = stat.deltas(_draw_indices(rng, strata, n, size))
+        reps[done:done + size] = stat.deltas(_draw_indices(rng, strata, n, size), models)
         done += size
+    model_reps = tuple(np.concatenate([blk[j] for blk in models[1:]]) for j in (0, 1))
     lo, hi, p = _percentile_and_p(point, reps, ci)
     kept = np.isfinite(reps).sum(axis=0)
     if ci_method == "bca":
@@ -623,7 +631,8 @@ def seed_paired_bootstrap(y, s1, s2, metric="auroc", n_boot: int = 1000, seed: i
         warnings.warn(f"{int(n_boot - kept.min())} of {n_boot} bootstrap replicates gave an undefined metric for "
                       "some class and were dropped there.", UndefinedMetricWarning, stacklevel=2)
     return {**_seed_result(point, lo, hi, p), "metric1": m1[0], "metric2": m2[0], "n_boot": int(kept.min()),
-            "ci_method": ci_method, "replicates": reps}
+            "ci_method": ci_method, "replicates": reps, "model_values": (models[0][0][0], models[0][1][0]),
+            "model_replicates": model_reps}
 
 
 def _percentile_and_p(point: np.ndarray, reps: np.ndarray, ci: float):
@@ -691,7 +700,8 @@ def union_seed_bootstrap(ids: Sequence, y: Sequence, s1: Sequence, s2: Sequence,
     not); ``y[k]``, ``s1[k]``, ``s2[k]``: (N_k,)
     targets and the two methods' scores, rows aligned with ``ids[k]``; ``metric``: a callable
     ``metric(y_rows, s_rows) -> float``. Returns ``delta``, ``ci_low``, ``ci_high``, ``p_value``
-    (one class), ``mean`` (the same), ``replicates`` and ``n_boot`` as
+    (one class), ``mean`` (the same), ``replicates``, ``n_boot``, ``model_values`` and
+    ``model_replicates`` (each seed's model of each method: (S, 1) and (B, S, 1)) as
     :func:`seed_paired_bootstrap` does; the interval is percentile. Written here because no
     library bootstraps over a union of overlapping samples.
     """
@@ -712,29 +722,34 @@ def union_seed_bootstrap(ids: Sequence, y: Sequence, s1: Sequence, s2: Sequence,
     s1 = [np.asarray(v, dtype=float) for v in s1]
     s2 = [np.asarray(v, dtype=float) for v in s2]
 
-    def delta(counts: np.ndarray | None) -> float:
+    model_reps = np.empty((n_boot + 1, len(ids), 2))  # row 0: the full data; then each resample
+
+    def delta(counts: np.ndarray | None, row: int) -> float:
         d = []
         for k in range(len(ids)):
             rows = slice(None) if counts is None else np.repeat(np.arange(len(ids[k])), counts[pos[k]])
-            d.append(float(metric(y[k][rows], s2[k][rows])) - float(metric(y[k][rows], s1[k][rows])))
+            model_reps[row, k] = float(metric(y[k][rows], s1[k][rows])), float(metric(y[k][rows], s2[k][rows]))
+            d.append(model_reps[row, k, 1] - model_reps[row, k, 0])
         d = np.asarray(d)
         return float(d[np.isfinite(d)].mean()) if np.isfinite(d).any() else math.nan  # undefined seeds left out
 
     n = len(union)
-    point = np.full(2, delta(None))
+    point = np.full(2, delta(None, 0))
     rng = np.random.default_rng(seed)
     reps = np.empty((n_boot, 2))
     done = 0
     for size in _replicate_blocks(n_boot, n):  # the draws of seed_paired_bootstrap on n instances
         for idx in _draw_indices(rng, [np.arange(n)], n, size):
-            reps[done] = delta(np.bincount(idx, minlength=n))
+            reps[done] = delta(np.bincount(idx, minlength=n), done + 1)
             done += 1
     lo, hi, p = _percentile_and_p(point, reps, ci)
     kept = int(np.isfinite(reps[:, 0]).sum())
     if kept < n_boot:
         warnings.warn(f"{n_boot - kept} of {n_boot} bootstrap replicates gave an undefined metric for every seed and "
                       "were dropped.", UndefinedMetricWarning, stacklevel=2)
-    return {**_seed_result(point, lo, hi, p), "n_boot": kept, "ci_method": "percentile", "replicates": reps}
+    return {**_seed_result(point, lo, hi, p), "n_boot": kept, "ci_method": "percentile", "replicates": reps,
+            "model_values": (model_reps[0, :, :1], model_reps[0, :, 1:]),
+            "model_replicates": (model_reps[1:, :, :1], model_reps[1:, :, 1:])}
 
 
 def independent_delong(deltas, ses, ci: float = 0.95) -> dict:
@@ -917,7 +932,12 @@ def seed_level_test(values1, values2, cov, ci: float = 0.95, paired: bool = True
             return {**out, "reason": "the test-set covariance is undefined (too few labels of a kind)"}
         s2, tau2 = _spread(d, cd)
         out["tau2"] = tau2
-        return _t_result(out, delta, max(float(cd.sum()) / k ** 2, 0.0) + tau2 / k, (s2 / k) ** 2 / (k - 1), ci)
+        # the test-set part: w / k for the noise that differs between seeds, plus the shared part
+        # (k - 1) c / k, floored at 0: models of one loss are exchangeable draws, whose differences
+        # cannot covary negatively however many seeds are drawn (an estimate below 0 is noise)
+        w = float(np.trace(cd) / k - (cd.sum() - np.trace(cd)) / (k * (k - 1)))
+        shared = max(float(cd.sum()) / k ** 2 - w / k, 0.0)
+        return _t_result(out, delta, max(w, 0.0) / k + shared + tau2 / k, (s2 / k) ** 2 / (k - 1), ci)
     keep = np.r_[np.isfinite(v1), np.isfinite(v2)]
     k1, k2 = int(np.isfinite(v1).sum()), int(np.isfinite(v2).sum())
     v1, v2, cv = v1[np.isfinite(v1)], v2[np.isfinite(v2)], cv[np.ix_(keep, keep)]

@@ -4,6 +4,7 @@ drawn so that the answer is known), the CLI, and its clear early errors."""
 from __future__ import annotations
 
 import json
+import zlib
 import subprocess
 import sys
 from pathlib import Path
@@ -41,7 +42,7 @@ def _write_run(root: Path, name: str, methods: dict[str, float], seeds, params=N
     pw = record.PredictionWriter()
     for m, strength in methods.items():
         for s in seeds:
-            pw.add(m, "test", s, ids, y, _scores(y, strength, s, hash(m) % 97 + noise), None)
+            pw.add(m, "test", s, ids, y, _scores(y, strength, s, zlib.crc32(m.encode()) % 97 + noise), None)
     P = {"data_dir": "", "losses": list(methods), "baseline": "focal", "seeds": list(seeds), "seed": 42, "lr": 0.003,
          **(params or {})}
     (run / "params.yaml").write_text("{}")
@@ -59,7 +60,8 @@ def test_a_clear_winner_a_tie_and_the_numbers_behind_them(tmp_path):
     assert s.loc["zlpr", "Winner"] == "zlpr"  # a large gain on every class
     assert s.loc["bce", "Winner"] == "tie (n.s.)"  # the same signal strength: no difference to find
     assert s.loc["zlpr", "Seeds"] == 3
-    # the per-class p-values are DeLong's seed-mean contrast, Holm-corrected over the 2 x 3 tests
+    # the per-class p-values are the seed-level t over DeLong's covariance of all six models, and the
+    # mean rows the same t over the bootstrap covariance; one Holm family over the 2 x (3 + 1) tests
     rec = record.load_run(run)
     p_raw = []
     for m in ("zlpr", "bce"):
@@ -67,10 +69,13 @@ def test_a_clear_winner_a_tie_and_the_numbers_behind_them(tmp_path):
             base = [rec.predictions.select(method="focal", split="test", seed=k).scores[:, j] for k in (0, 1, 2)]
             chal = [rec.predictions.select(method=m, split="test", seed=k).scores[:, j] for k in (0, 1, 2)]
             yj = rec.predictions.select(method="focal", split="test", seed=0).targets[:, j]
-            p_raw.append(stats.delong_contrast(yj, np.stack(base + chal), [-1 / 3] * 3 + [1 / 3] * 3)["p_value"])
+            p_raw.append(stats.seed_level_auroc(yj, np.stack(base), np.stack(chal))["p_value"])
     raw = c.raw[c.raw["class"] != "mean"]
     np.testing.assert_allclose(raw["p_value"], p_raw, rtol=1e-12)
-    np.testing.assert_allclose(raw["p_holm"], stats.holm(p_raw), rtol=1e-12)
+    assert set(c.raw["kind"]) == {"seeds"} and c.raw["p_value"].notna().all()
+    np.testing.assert_allclose(c.raw["p_holm"], stats.holm(c.raw["p_value"]), rtol=1e-12)
+    # an interval excludes 0 exactly where the (raw) test rejects: one procedure
+    assert ((c.raw["ci_low"] > 0) | (c.raw["ci_high"] < 0)).tolist() == (c.raw["p_value"] < 0.05).tolist()
     # mean over seeds of the per-seed mean AUROC, as the summary prints it
     from sklearn.metrics import roc_auc_score
 
@@ -84,7 +89,8 @@ def test_a_clear_winner_a_tie_and_the_numbers_behind_them(tmp_path):
     np.testing.assert_allclose(zs["AUROC"], per_seed, rtol=1e-12)
     # the per-seed DeLong table: one row per challenger, class and seed
     assert len(c.per_seed) == 2 * 3 * 3
-    assert "3 seed(s) per method" in c.evidence and "Holm" in c.evidence and "DeLong" in c.evidence
+    assert "3 seed(s) per method" in c.evidence and "one Holm family over all 8 tests" in c.evidence
+    assert "seed-level t" in c.evidence and "DeLong" in c.evidence
     assert "embedded default data" in c.evidence  # data_dir "" is the embedded default
 
 
@@ -153,9 +159,12 @@ def test_a_correlation_metric_for_iqa(tmp_path):
     c = compare.compare_folder(run, n_boot=300)
     assert c.metric.name == "srcc" and c.baseline == "l1"
     s = c.summary.set_index("Method")
-    assert s.loc["rank", "Winner"] == "rank" and s.loc["l2", "Winner"] == "tie (n.s.)"
+    # one trained model per loss: the difference of these models on the test set, and no Winner
+    assert "Winner" not in s and "Test" not in s
+    assert float(s.loc["rank", "p (test set)"].lstrip("<")) < 0.01 < float(s.loc["l2", "p (test set)"])
+    assert s.loc["rank", "Δ (these models)"].startswith("+")
     assert len(c.per_class) == 0 and len(c.per_seed) == 0  # one target, no DeLong
-    assert "unmeasured" in c.evidence  # one seed per method
+    assert "unmeasured" in c.evidence and "not a verdict about the losses" in c.evidence  # one seed per method
     c = compare.compare_folder(run, metric="plcc", n_boot=300, ci_method="bca")
     assert c.metric.name == "plcc" and "BCa" in c.evidence
 
@@ -266,7 +275,8 @@ def test_membership_seeds_that_drew_their_own_pools_are_compared_seed_by_seed(tm
     assert (s["Seeds"] == 3).all()
     assert s.loc["mae", "Winner"] == "mae" and s.loc["gce", "Winner"] == "tie (n.s.)"
     assert "the seeds' pools differ (400 instances each, " in c.evidence
-    assert "over the union of the pools, one resample for every seed" in c.evidence
+    assert "over 200 bootstrap resamples of the union of the pools" in c.evidence
+    assert set(c.raw["kind"]) == {"seeds"}  # three targets per loss: the seed-level t
     # the seed-mean delta is the mean of the seeds' own deltas
     one = [compare.compare_folder(root / "membership_inference" / f"2026010{k}-000000-paper", n_boot=200)
            for k in (0, 1, 2)]
@@ -303,18 +313,23 @@ def _write_per_seed_test_sets(tmp_path, rng_seed: int, size, empty_seed: int | N
 
 
 def test_seeds_with_their_own_test_sets_are_paired_by_seed_and_combined_as_independent(tmp_path):
-    """cf_ensemble draws data and split per seed: each seed's methods share one test set, the
-    seeds do not. DeLong per seed, combined with the variances added; bootstrap per seed."""
+    """cf_ensemble's synthetic set draws data and split per seed: each seed's methods share one test
+    set, the seeds do not. The seed-level t over the per-seed pairs, with each pair's DeLong
+    covariance and none across seeds."""
     run, tests = _write_per_seed_test_sets(tmp_path, 0, lambda seed: 200 + 20 * (seed - 42))
     c = compare.compare_folder(run, n_boot=200)
     assert c.baseline == "averaging"  # no baseline parameter: the first method
     row = c.raw[(c.raw["method"] == "stacking")].iloc[0]
-    d = np.mean([t["delta"] for t in tests.values()])
-    se = np.sqrt(sum(t["se"] ** 2 for t in tests.values())) / 3
-    assert row["delta"] == pytest.approx(d, abs=1e-12)
-    from scipy.stats import norm
+    d = np.array([t["delta"] for t in tests.values()])
+    assert row["delta"] == pytest.approx(d.mean(), abs=1e-12) and row["kind"] == "seeds"
+    # by hand: the paired differences' spread beyond their DeLong variances (none shared across seeds)
+    var_d = np.array([t["se"] ** 2 for t in tests.values()])
+    s2 = d.var(ddof=1)
+    var = var_d.mean() / 3 + max(s2 - var_d.mean(), 0) / 3
+    df = var ** 2 / ((s2 / 3) ** 2 / 2)
+    from scipy.stats import t as student_t
 
-    assert row["p_value"] == pytest.approx(2 * norm.sf(abs(d) / se), rel=1e-9)
+    assert row["p_value"] == pytest.approx(2 * student_t.sf(abs(d.mean()) / np.sqrt(var), df), rel=1e-9)
     assert c.summary.set_index("Method").loc["stacking", "Winner"] == "stacking"
     assert len(c.per_seed) == 3 and "each seed its own test set" in c.evidence
     with pytest.raises(ParameterError, match="shared test set"):
@@ -358,7 +373,7 @@ def test_too_few_resamples_for_any_significant_difference_are_refused(tmp_path):
         compare.compare_folder(run, n_boot=100)
     assert not (run / "comparison").exists()
     c = compare.compare_folder(run, n_boot=120)
-    assert (c.summary.set_index("Method").loc[[f"m{i}" for i in range(6)], "Winner"] != "tie (n.s.)").all()
+    assert "Winner" not in c.summary and (c.raw["p_holm"] < 0.05).all()  # one seed: no Winner; the p can reach alpha
     assert "a bootstrap p-value is at least 1/(B + 1) = 0.0083" in c.evidence
     assert [params.min_resamples(k, 0.05) for k in (1, 2, 6, 14)] == [20, 40, 120, 280]
     for k in (1, 3, 7, 42):  # the smallest B that works, and B - 1 does not
@@ -375,15 +390,17 @@ def test_few_resamples_leave_auroc_per_class_delong_tests_valid_and_say_what_the
     c = compare.compare_folder(run, n_boot=100)
     assert "no mean-over-classes row can be significant after Holm over 6 challengers" in c.evidence
     assert "use --n-boot 120 or more" in c.evidence
-    assert (c.summary.set_index("Method").loc[[f"m{i}" for i in range(6)], "Winner"] == "tie (n.s.)").all()
-    assert (c.per_class["Winner"].str.startswith("m")).all()  # DeLong finds every class's large gain
+    holm = c.summary.set_index("Method").loc[[f"m{i}" for i in range(6)], "p (Holm)"].str.lstrip("<").astype(float)
+    assert (holm >= 0.05).all()
+    assert (c.per_class["p (Holm)"].str.lstrip("<").astype(float) < 0.05).all()  # DeLong finds every class's gain
     c = compare.compare_folder(run, n_boot=120, out=tmp_path / "c2")
     assert "no mean-over-classes row" not in c.evidence
     ids, y = _data()
     one = _write_run(tmp_path, "r2", methods, seeds=[0], y=y[:, :1])
     c = compare.compare_folder(one, n_boot=100)  # one AUROC: DeLong only, no floor
     assert "no mean-over-classes row" not in c.evidence and "at least 1/(B + 1)" not in c.evidence
-    assert (c.summary.set_index("Method").loc[[f"m{i}" for i in range(6)], "Winner"] != "tie (n.s.)").all()
+    holm = c.summary.set_index("Method").loc[[f"m{i}" for i in range(6)], "p (Holm)"].str.lstrip("<").astype(float)
+    assert (holm < 0.05).all()
 
 
 def test_a_nan_score_is_named_with_its_run_method_and_seed(tmp_path):
@@ -410,12 +427,12 @@ def test_a_nan_score_is_named_with_its_run_method_and_seed(tmp_path):
 def test_a_class_absent_from_the_test_set_is_untestable_and_left_out_of_holm(tmp_path):
     ids, y = _data()
     y[:, 2] = 0  # class C has no positive
-    run = _write_run(tmp_path, "r1", {"focal": 0.6, "zlpr": 2.0}, seeds=[0, 1], y=y)
+    run = _write_run(tmp_path, "r1", {"focal": 0.6, "zlpr": 2.0}, seeds=[0, 1, 2, 3, 4], y=y)
     c = compare.compare_folder(run, n_boot=200)
     pc = c.per_class.set_index("Class")
     assert pc.loc["C", "Δ"] == "—" and pc.loc["C", "Winner"] == "untestable" and pc.loc["C", "p (Holm)"] == "—"
     assert pc.loc["A", "Winner"] == "zlpr"
-    assert "over 2 per-class test(s)" in c.evidence
+    assert "one Holm family over all 3 tests" in c.evidence  # the mean, A and B
     assert "1 comparison(s) untestable" in c.evidence
     assert "nan" not in c.text()
 
@@ -428,7 +445,7 @@ def test_independent_seeds_leave_a_seed_without_the_class_out_of_both_delta_and_
     row = c.raw[c.raw["method"] == "stacking"].iloc[0]
     assert row["delta"] == pytest.approx(np.mean([t["delta"] for t in tests.values()]), abs=1e-12)
     assert np.isfinite(row["ci_low"]) and row["ci_low"] < row["delta"] < row["ci_high"]
-    assert c.summary.set_index("Method").loc["stacking", "Winner"] == "stacking"
+    assert row["seeds"] == 2 and np.isfinite(row["p_value"])  # the seed-level t over the two seeds with the class
     r = stats.independent_seed_bootstrap([
         {"delta": np.array([d]), "mean": {"delta": d}, "replicates": np.full((4, 2), d)}
         for d in (0.1, np.nan, 0.3)])
@@ -544,3 +561,80 @@ def test_a_damaged_sweep_manifest_is_named(tmp_path):
     (sweep / "sweep.json").write_text('{"points": [')
     with pytest.raises(DataError, match=r"sweep.json is damaged.*lfakit compare .*chestxray_zlpr"):
         compare.compare_folder(sweep)
+
+
+# --------------------------------------------------------------------------- seed-level verdicts (issue 25)
+
+
+def test_seeds_that_re_split_one_pool_get_the_corrected_resampled_t(tmp_path):
+    """cf_ensemble's digits: every seed re-splits one pool of instances, so the seeds' test sets
+    overlap (and so do their training sets): Nadeau-Bengio's corrected t over the seeds' AUROC
+    differences, with n_train read from the record's train rows, never the independent-seeds
+    combination."""
+    run = tmp_path / "cf_ensemble" / "r1"
+    run.mkdir(parents=True)
+    rng = np.random.default_rng(5)
+    n = 400
+    y_pool, a_pool = (rng.random(n) < 0.3).astype(int), rng.normal(size=n)
+    pw, deltas = record.PredictionWriter(), []
+    for seed in (42, 43, 44, 45):
+        test = np.zeros(n, bool)
+        test[rng.choice(n, 100, replace=False)] = True
+        for split, mask in (("train", ~test), ("test", test)):
+            ids = [f"d{i}" for i in np.flatnonzero(mask)]
+            y = y_pool[mask]
+            base = y * 0.8 + a_pool[mask] + 0.5 * rng.normal(size=mask.sum())
+            good = y * 1.6 + a_pool[mask] + 0.5 * rng.normal(size=mask.sum())
+            pw.add("averaging", split, seed, ids, y, base, None, group="digits")
+            pw.add("stacking", split, seed, ids, y, good, None, group="digits")
+            if split == "test":
+                deltas.append(stats.delong_test(y, base, good)["delta"])
+    record.save_run(run, "cf_ensemble", {"seeds": 4, "seed": 42}, methods={}, headline=("h", pd.DataFrame(), ""),
+                    tables={}, predictions=pw)
+    c = compare.compare_folder(run, n_boot=200)
+    row = c.raw[c.raw["method"] == "stacking"].iloc[0]
+    want = stats.corrected_resampled_ttest(deltas, n_train=300, n_test=100)
+    assert row["kind"] == "re-splits" and row["delta"] == pytest.approx(want["delta"], abs=1e-12)
+    assert row["p_value"] == pytest.approx(want["p_value"], rel=1e-12)
+    assert (row["ci_low"], row["ci_high"]) == (pytest.approx(want["ci_low"]), pytest.approx(want["ci_high"]))
+    assert "Nadeau and Bengio's corrected resampled t" in c.evidence
+    assert c.summary.set_index("Method").loc["stacking", "Test"] == "re-splits (Nadeau–Bengio t)"
+
+
+def test_one_seed_names_no_winner_and_labels_its_rows_as_these_models(tmp_path):
+    run = _write_run(tmp_path, "r1", {"focal": 0.6, "zlpr": 2.0}, seeds=[0])
+    c = compare.compare_folder(run, n_boot=200)
+    for df in (c.summary, c.per_class):
+        assert "Winner" not in df and "Δ (these models)" in df and "95% CI (test set)" in df and "p (test set)" in df
+    assert set(c.raw["kind"]) == {"test set"} and set(c.raw["winner"]) == {compare.NO_VERDICT}
+    # the printed interval and p of a class are one procedure: DeLong's for the pair of models
+    rec = record.load_run(run)
+    sel = {m: rec.predictions.select(method=m, split="test", seed=0) for m in ("focal", "zlpr")}
+    t = stats.delong_test(sel["focal"].targets[:, 0], sel["focal"].scores[:, 0], sel["zlpr"].scores[:, 0])
+    a = c.raw[c.raw["class"] == "A"].iloc[0]
+    assert (a["p_value"], a["ci_low"], a["ci_high"]) == (pytest.approx(t["p_value"], rel=1e-12),
+                                                         pytest.approx(t["ci_low"]), pytest.approx(t["ci_high"]))
+    assert "not a verdict about the losses" in c.evidence and "seeds=[0, 1, 2]" in c.evidence
+    assert "one seed per method: no verdict" in c.text()
+
+
+def test_one_holm_family_spans_challengers_classes_and_data_groups(tmp_path):
+    run = tmp_path / "cifar_fece" / "r1"
+    run.mkdir(parents=True)
+    ids, y = _data()
+    pw = record.PredictionWriter()
+    for group, gain in (("rho=1/fold=1", 0.0), ("rho=10/fold=1", 1.5)):
+        for m, strength in (("bce", 0.6), ("focal", 0.6 + gain), ("fece", 0.6)):
+            for s in (0, 1, 2):
+                pw.add(m, "test", s, ids, y, _scores(y, strength, s, zlib.crc32((m + group).encode()) % 97), None,
+                       group=group)
+    record.save_run(run, "cifar_fece", {"baseline": "bce", "data_dir": ""}, methods={},
+                    headline=("h", pd.DataFrame(), ""), tables={}, predictions=pw,
+                    extra={"classes": CLASSES, "baseline": "bce"})
+    c = compare.compare_folder(run, n_boot=200)
+    assert len(c.raw) == 2 * 2 * 4 and set(c.raw["group"]) == {"rho=1/fold=1", "rho=10/fold=1"}
+    np.testing.assert_allclose(c.raw["p_holm"], stats.holm(c.raw["p_value"]), rtol=1e-12)
+    assert "one Holm family over all 16 tests" in c.evidence and "in every data group" in c.evidence
+    s = c.summary.set_index(["Group", "Method"])
+    assert s.loc[("rho=10/fold=1", "focal"), "Winner"] == "focal"
+    assert s.loc[("rho=1/fold=1", "focal"), "Winner"] == "tie (n.s.)"
