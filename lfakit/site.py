@@ -11,6 +11,7 @@ rendered by nbconvert's HTML exporter with its require.js, MathJax, Mermaid and 
         index.html                      the run: status, parameters, environment, headline,
                                         figures, tables, then the executed notebook
         figures/*.png, tables/*.csv     copies of the run's own files
+        kernel.log.txt                  the kernel's log (as .txt: a browser shows it as text)
         notebook.attempt-<n>.html       an interrupted attempt kept by ``--resume``
       comparisons/<slug>/index.html     one page per ``comparison.json`` (``lfakit compare``)
 
@@ -67,8 +68,8 @@ only :mod:`lfakit.cli` imports it.
 from __future__ import annotations
 
 import base64
-import binascii
 import datetime as _dt
+import io
 import json
 import math
 import os
@@ -103,6 +104,11 @@ _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".svg", ".gif", ".webp")
 #: SVG file opened on its own runs its scripts (no CSP there), so it is listed, not copied; an SVG
 #: figure is shown inline as a ``data:`` image, in which a browser runs no script.
 _COPIED_SUFFIXES = (".csv", ".md", ".txt", ".tex", ".json", ".png", ".jpg", ".jpeg", ".gif", ".webp")
+#: Text a browser may not know by its suffix (``.md``, ``.tex``, ``.log``; on a system without a
+#: MIME type for it, a file opened from disk is sniffed, and one that starts like HTML would be
+#: run as HTML): copied with ``.txt`` added, which every browser shows as plain text.
+_AS_TEXT = (".md", ".tex", ".log")
+_KERNEL_LOG_COPY = KERNEL_LOG + ".txt"
 
 #: The Content-Security-Policy of every page (a ``<meta http-equiv>``, first in ``<head>``). The
 #: site has no script of its own; its CSS is inline (``<style>``, and nbconvert's lab template
@@ -947,8 +953,11 @@ class _NotebookRenderer:
                                           template_file="lfakit_notebook.html.j2", sanitize_html=True,
                                           embed_images=False, skip_svg_encoding=False,
                                           filters={"clean_html": clean_html})
-        with open(nb_path, encoding="utf-8", errors="replace") as f:  # nb_path was checked: a regular file in the run folder
-            nb = nbformat.read(f, as_version=4)
+        f = _open_regular(nb_path)  # checked by the scan already: a regular file in the run folder
+        if isinstance(f, str):
+            raise OSError(f"{nb_path.name}: {f}")
+        with io.TextIOWrapper(f, encoding="utf-8", errors="replace") as text:
+            nb = nbformat.read(text, as_version=4)
         clean_notebook(nb)
         for cell in nb.cells:  # papermill's error markers are HTML; as markdown their link loses its text
             if cell.cell_type == "markdown" and _PAPERMILL_ERROR_TAG in (cell.metadata.get("tags") or []):
@@ -966,22 +975,33 @@ class _NotebookRenderer:
 # --------------------------------------------------------------------------- pages
 
 
+def _open_regular(path: Path):
+    """``path`` opened for reading without following a link (``O_NOFOLLOW``) or blocking on a
+    FIFO, and checked to be a regular file once open: a binary file object, or the reason why not."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    except OSError as e:
+        return f"cannot be read ({e.strerror})"
+    f = os.fdopen(fd, "rb")
+    if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+        f.close()
+        return "not a regular file"
+    return f
+
+
 def _copy(src: Path, dst: Path, root: Path) -> str | None:
     """Copy ``src``, a regular file inside ``root``, to ``dst``; the reason it was not copied,
-    or None. The file is opened without following a link (``O_NOFOLLOW``) and checked again."""
+    or None. The file is checked (:func:`regular_file`), then opened without following a link
+    and checked again (:func:`_open_regular`)."""
     why = regular_file(src, root)
     if why is not None:
         return why
+    f = _open_regular(src)
+    if isinstance(f, str):
+        return f
     dst.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(src, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
-    except OSError as e:
-        return f"cannot be read ({e.strerror})"
-    with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-            return "not a regular file"
-        with open(dst, "wb") as g:
-            shutil.copyfileobj(f, g)
+    with f, open(dst, "wb") as g:
+        shutil.copyfileobj(f, g)
     return None
 
 
@@ -1027,7 +1047,7 @@ def _run_summary(run: Run, comparisons_here: list[Comparison], notebook_anchor: 
     links = [(a.with_suffix(".html").name, a.name, " (an earlier, interrupted attempt)") for a in run.attempts]
     links += [(_rel(c.href, page), f"comparison: {c.doc.get('metric', '')}", "") for c in comparisons_here]
     if run.kernel_log is not None:
-        links.append((KERNEL_LOG, KERNEL_LOG, " (the kernel process's own messages)"))
+        links.append((_KERNEL_LOG_COPY, KERNEL_LOG, " (the kernel process's own messages)"))
     tables = []
     for p in run.tables:
         rel = f"tables/{p.relative_to(run.path / 'tables').as_posix()}"
@@ -1071,7 +1091,7 @@ def _write_run_page(run: Run, site: Path, renderer: _NotebookRenderer, compariso
             else:
                 run.skipped.append((p.relative_to(run.path).as_posix(), why))
         setattr(run, sub, kept)
-    if run.kernel_log is not None and _copy(run.kernel_log, page_dir / KERNEL_LOG, run.path) is not None:
+    if run.kernel_log is not None and _copy(run.kernel_log, page_dir / _KERNEL_LOG_COPY, run.path) is not None:
         run.kernel_log = None
     title = f"{run.experiment} {run.run_id}"
     anchor = False
@@ -1132,6 +1152,8 @@ def _write_comparison_page(c: Comparison, site: Path, results: Path) -> None:
             others.append({"name": name, "href": None, "why": f"{rel} is not copied: the report copies tables, text "
                                                               "and images only (an HTML or SVG file would run its scripts)"})
             continue
+        if src.suffix.lower() in _AS_TEXT:
+            target += ".txt"
         why = _copy(src, page_dir / target, c.path)
         if why is not None:
             others.append({"name": name, "href": None, "why": f"{rel} is {why}, left out"})

@@ -4,6 +4,7 @@ links only, sweeps and comparison pages, and nothing fetched from the network.""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from html.parser import HTMLParser
@@ -344,6 +345,7 @@ def test_comparison_page(results):
                    "summary.md"):
         assert needle in text, needle
     assert (page.parent / "forest.png").is_file() and (page.parent / "summary.csv").is_file()
+    assert (page.parent / "summary.md.txt").is_file() and 'href="summary.md.txt"' in text  # shown as plain text
     assert not (page.parent / "passwd").exists()
 
 
@@ -489,16 +491,18 @@ def test_only_the_run_folders_own_regular_files_are_copied(tmp_path):
     (linked_dir / "more.csv").write_text("a\nSECRET-IN-A-LINKED-FOLDER\n")
     (d / "tables" / "linked").symlink_to(linked_dir, target_is_directory=True)
     (d / "kernel.log").symlink_to(secret)
+    os.mkfifo(d / "tables" / "pipe.csv")  # reading it would block the report forever
     index = site.build_site(root)
     page_dir = index.parent / "runs" / EXP / d.name
     text = (page_dir / "index.html").read_text()
     everything = "".join(p.read_text(errors="replace") for p in index.parent.rglob("*") if p.is_file())
     assert "hunter2-SECRET-TOKEN" not in everything and "SECRET-IN-A-LINKED-FOLDER" not in everything
     assert not (page_dir / "tables" / "leak.csv").exists() and not (page_dir / "figures" / "leak.png").exists()
-    assert not (page_dir / "tables" / "linked").exists() and not (page_dir / "kernel.log").exists()
+    assert not (page_dir / "tables" / "linked").exists() and not (page_dir / "kernel.log.txt").exists()
     assert not any(p.is_symlink() for p in index.parent.rglob("*"))
     for name in ("tables/leak.csv", "figures/leak.png", "tables/linked/", "kernel.log"):
         assert re.search(rf"<li><code>{re.escape(name)}</code>: a symbolic link", text), name
+    assert "<li><code>tables/pipe.csv</code>: not a regular file</li>" in text
     assert (page_dir / "tables" / "overall.csv").is_file() and (page_dir / "figures" / "roc curves.png").is_file()
     # a whole figures/ folder that is a link
     d2 = make_complete(root, "20261130-140000-smoke")
@@ -719,6 +723,10 @@ def test_planted_executable_content_is_rendered_inert(tmp_path):
     # no file that would run a script when opened on its own: the site's own pages only, no SVG
     assert {p.name for p in pages} <= {"index.html", "notebook.attempt-1.html"}
     assert not list(index.parent.rglob("*.svg")) and not list(index.parent.rglob("*.htm*[!l]"))
+    # and only files every browser opens as what they are (a .md or .log could be sniffed as HTML)
+    suffixes = {p.suffix for p in index.parent.rglob("*") if p.is_file() and p.name != site.MARKER}
+    assert suffixes <= {".html", ".png", ".csv", ".txt"}, suffixes
+    assert (index.parent / "runs" / EXP / runs["complete"].name / "kernel.log.txt").is_file()
     cmp_page = next(p for p in pages if "comparisons" in p.parts).read_text()
     assert "page.html is not copied" in cmp_page and 'src="data:image/svg+xml;base64,' in cmp_page
     run_page = (index.parent / "runs" / EXP / runs["complete"].name / "index.html").read_text()
