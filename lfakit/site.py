@@ -320,7 +320,7 @@ def run_status(run_dir: str | Path, verify: bool = True) -> RunStatus:
             n = len(damage)
             return RunStatus("damaged", "damaged",
                              f"{n} file{'s' if n != 1 else ''} of the record {'do' if n != 1 else 'does'} not match "
-                             f"{MANIFEST}: " + "; ".join(map(str, damage)), damage=damage)
+                             f"{MANIFEST}", damage=damage)
     nb_path = run_dir / NOTEBOOK_NAME
     nb = _read_json(nb_path, run_dir) if _exists(nb_path) else None
     record = _exists(run_dir / METRICS) and _exists(run_dir / MANIFEST)
@@ -333,7 +333,8 @@ def run_status(run_dir: str | Path, verify: bool = True) -> RunStatus:
         return nbs
     if record:
         how = "" if nb is not None else "; no executed notebook in the folder (run interactively, it stays in JupyterLab)"
-        return RunStatus("complete", "complete", f"{METRICS} and {MANIFEST} are written{how}")
+        checked = f", and every file {MANIFEST} lists has its size and SHA-256" if verify else ""
+        return RunStatus("complete", "complete", f"{METRICS} and {MANIFEST} are written{checked}{how}")
     if nbs is not None:
         return nbs
     missing = [f for f in (METRICS, MANIFEST) if not _exists(run_dir / f)]
