@@ -638,6 +638,10 @@ def make_hostile(root: Path, secret: Path) -> dict[str, Path]:
     (f / "params.yaml").write_text(yaml.safe_dump({"losses": [PAYLOAD]}))
     (f / "notebook.ipynb").write_text(json.dumps(_hostile_notebook(failed=True)))
     (f / "notebook.attempt-1.ipynb").write_text(json.dumps(_hostile_notebook()))
+    named = root / EXP / "20261130-120000-<img src=x onerror=alert(24)>"  # a run id (and profile) that is HTML
+    named.mkdir()
+    (named / "params.yaml").write_text(yaml.safe_dump({"losses": ["focal"]}))
+    (named / "notebook.ipynb").write_text(json.dumps(_hostile_notebook()))
     sw = root / EXP / "sweeps" / "smoke-0123456789ab"
     sw.mkdir(parents=True)
     (sw / "sweep.json").write_text(json.dumps({
@@ -656,7 +660,7 @@ def make_hostile(root: Path, secret: Path) -> dict[str, Path]:
         "schema": "lfakit.compare/1", "experiment": PAYLOAD, "metric": PAYLOAD, "baseline": PAYLOAD, "source": PAYLOAD,
         "evidence": PAYLOAD, "files": {PAYLOAD: "summary.csv", "md": "summary.md", "leak": "leak.csv",
                                        "js": "javascript:alert(23)", "html": "page.html", "svg": "fig.svg"}}))
-    return {"complete": d, "failed": f}
+    return {"complete": d, "failed": f, "named": named}
 
 
 class _Tags(HTMLParser):
@@ -738,5 +742,9 @@ def test_planted_executable_content_is_rendered_inert(tmp_path):
     assert 'src="data:image/svg+xml;base64,' in run_page  # the SVG output as an image, where no script runs
     assert "<code>tables/leak.csv</code>: a symbolic link" in run_page
     assert (index.parent / "runs" / EXP / runs["complete"].name / "tables" / "<img src=x onerror=alert(4)>.csv").is_file()
+    named_page = (index.parent / "runs" / EXP / runs["named"].name / "index.html").read_text()
+    assert "<title>demo_exp 20261130-120000-&lt;img src=x onerror=alert(24)&gt;</title>" in named_page
+    assert 'href="runs/demo_exp/20261130-120000-%3Cimg%20src%3Dx%20onerror%3Dalert%2824%29%3E/index.html"' in \
+        index.read_text()
     failed_page = (index.parent / "runs" / EXP / runs["failed"].name / "index.html").read_text()
     assert "failed at cell" in failed_page and "jp-Notebook" in failed_page
