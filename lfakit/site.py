@@ -27,7 +27,9 @@ must be as safe as opening a PDF (docs/security.md):
   Markdown, LaTeX and PNG/JPEG/SVG outputs are kept (JavaScript, widget and any other output
   becomes a line of text saying what was left out), and HTML from outputs, Markdown cells and raw
   cells goes through :func:`clean_html`, an allow-list sanitiser built on **bleach**, the library
-  nbconvert itself uses for ``--sanitize-html`` (so the kit needs no other dependency). Its
+  nbconvert itself uses for ``--sanitize-html`` (so the kit needs no other dependency; bleach is
+  in maintenance mode upstream, and should nbconvert move to ``nh3``, :func:`clean_html` is the
+  one place to change). Its
   allow-list is wider than nbconvert's ``clean_html`` (which escapes the tables, headings and
   images a notebook's Markdown renders to) but admits no script, event handler, ``<style>``,
   ``<iframe>``, ``<object>``, ``<form>``, ``<meta>`` or ``<svg>`` element, links only to
@@ -1263,7 +1265,11 @@ def build(results: Path, out: Path | None = None) -> Report:
         if any(out.iterdir()) and not (out / MARKER).exists():
             raise ReportError(f"{out} is not empty and holds no earlier report ({MARKER}); "
                               "choose another folder with `lfakit report -o` (nothing was written)")
-    runs, sweeps, comparisons, notes = scan(results, out)
+    try:
+        runs, sweeps, comparisons, notes = scan(results, out)
+    except OSError as e:
+        raise ReportError(f"cannot read the results folder {results}: {e.strerror or e} ({e.filename}); "
+                          "nothing was written") from None
     if not runs and not sweeps and not comparisons:
         raise ReportError(f"no run folders under {results}: `lfakit report` expects results/<experiment>/<run-id>/ "
                           "folders, which `lfakit run <experiment>` makes (or the results folder of an experiment, "
