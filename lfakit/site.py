@@ -206,7 +206,7 @@ def _read_json(path: Path, root: Path | None = None) -> Any:
         return None
     try:
         return json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
 
 
@@ -230,8 +230,8 @@ def run_damage(run_dir: str | Path) -> list[Damage]:
                 doc = json.loads((run_dir / METRICS).read_bytes())
                 if not isinstance(doc, dict):
                     problems.append(Damage(METRICS, f"holds a JSON {type(doc).__name__}, not the record's object"))
-            except (ValueError, UnicodeDecodeError) as e:
-                problems.append(Damage(METRICS, f"not valid JSON ({e})"))
+            except (ValueError, UnicodeDecodeError, RecursionError) as e:
+                problems.append(Damage(METRICS, f"not valid JSON ({e.__class__.__name__}: {e})"))
             except OSError as e:
                 problems.append(Damage(METRICS, f"cannot be read ({e.strerror})"))
         else:
@@ -438,8 +438,11 @@ def _date(run_id: str, env: dict | None, nb: dict | None, path: Path) -> tuple[s
             pass
     m = _RUN_ID.match(run_id)
     if m:
-        t = _dt.datetime.strptime(m.group(1) + m.group(2), "%Y%m%d%H%M%S")
-        return t.strftime("%Y-%m-%d %H:%M:%S"), t.strftime("%Y%m%d%H%M%S")
+        try:
+            t = _dt.datetime.strptime(m.group(1) + m.group(2), "%Y%m%d%H%M%S")
+            return t.strftime("%Y-%m-%d %H:%M:%S"), t.strftime("%Y%m%d%H%M%S")
+        except ValueError:  # the shape of a run id, not a date (20261399-...)
+            pass
     t = _dt.datetime.fromtimestamp(path.stat().st_mtime)
     return t.strftime("%Y-%m-%d %H:%M:%S"), t.strftime("%Y%m%d%H%M%S")
 
@@ -465,7 +468,7 @@ def _load_run(experiment: str, d: Path, notes: list[str]) -> Run:
         try:
             loaded = yaml.safe_load(text)
             params = loaded if isinstance(loaded, dict) else {}
-        except yaml.YAMLError as e:
+        except (yaml.YAMLError, RecursionError, ValueError) as e:
             notes.append(f"{d}: {PARAMS_NAME} cannot be read ({e.__class__.__name__})")
     metrics = _json_or_none(read(METRICS)) if not damaged else None  # a damaged record is not read
     nb = _json_or_none(read(NOTEBOOK_NAME))
@@ -517,7 +520,7 @@ def _json_or_none(text: str | None) -> Any:
         return None
     try:
         return json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
 
 
@@ -572,7 +575,10 @@ def scan(results: Path, out: Path | None = None) -> tuple[list[Run], list[Sweep]
         for d in sorted(p for p in exp_dir.iterdir() if p.is_dir()):
             if d.name == "sweeps" or d.name.startswith(".") or _inside(d, skip) or not _is_run_folder(d):
                 continue
-            runs.append(_load_run(exp_dir.name, d, notes))
+            try:
+                runs.append(_load_run(exp_dir.name, d, notes))
+            except (ValueError, RecursionError, UnicodeError) as e:  # one unreadable folder must not stop the report
+                notes.append(f"{d}: cannot be read ({e.__class__.__name__}: {_short(str(e), 160)}), left out")
     sweeps, comparisons = [], []
     for path in sorted(results.rglob(SWEEP_FILE)):
         if _inside(path, skip):

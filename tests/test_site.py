@@ -748,3 +748,20 @@ def test_planted_executable_content_is_rendered_inert(tmp_path):
         index.read_text()
     failed_page = (index.parent / "runs" / EXP / runs["failed"].name / "index.html").read_text()
     assert "failed at cell" in failed_page and "jp-Notebook" in failed_page
+
+
+def test_odd_run_folders_do_not_stop_the_report(tmp_path):
+    root = tmp_path / "results"
+    make_complete(root)
+    odd = root / EXP / "20261399-999999-smoke"  # the shape of a run id, not a date
+    odd.mkdir()
+    (odd / "params.yaml").write_text("[" * 50_000 + "]" * 50_000)  # nested past the recursion limit
+    (odd / "notebook.ipynb").write_text("[" * 200_000 + "]" * 200_000)
+    (odd / "environment.json").write_text('{"time": "not a time"}')
+    (odd / "metrics.json").write_text("null")
+    index = site.build_site(root)
+    html = index.read_text()
+    assert "20261130-100000-smoke" in html and '<tr class="complete">' in html
+    row = re.search(r'<tr class="(\w+)">(?:(?!</tr>).)*?20261399-999999-smoke.*?</tr>', html, re.S)
+    assert row.group(1) == "interrupted" and "notebook.ipynb cannot be read" in row.group(0)
+    assert "20261399-999999-smoke: params.yaml cannot be read (RecursionError)" in html
