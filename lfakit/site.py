@@ -648,7 +648,11 @@ def _url(rel: Any) -> str:
 def _svg_data(path: Path) -> str:
     """An SVG figure as a ``data:`` URI for ``<img src>``: shown as an image, its scripts never run,
     and no SVG file that would run them when opened on its own is put into the site."""
-    return "data:image/svg+xml;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+    f = _open_regular(path)
+    if isinstance(f, str):
+        return ""
+    with f:
+        return "data:image/svg+xml;base64," + base64.b64encode(f.read()).decode("ascii")
 
 
 def _rel(target: str, page_dir: str) -> str:
@@ -1074,8 +1078,10 @@ def _run_summary(run: Run, comparisons_here: list[Comparison], notebook_anchor: 
                    headline=_table(run.headline) if run.headline is not None and not damaged else None,
                    params_name=PARAMS_NAME, params=_kv(run.params) if run.params else None,
                    env=_environment(run.environment) if run.environment else None,
-                   figures=[(_svg_data(p) if p.suffix.lower() == ".svg" else
-                             f"figures/{p.relative_to(run.path / 'figures').as_posix()}", p.name) for p in run.figures],
+                   figures=[(src, name) for src, name in
+                            ((_svg_data(p) if p.suffix.lower() == ".svg" else
+                              f"figures/{p.relative_to(run.path / 'figures').as_posix()}", p.name) for p in run.figures)
+                            if src],
                    tables=tables, notebook_missing=missing,
                    notebook_error=notebook_error)
 
@@ -1154,7 +1160,7 @@ def _write_comparison_page(c: Comparison, site: Path, results: Path) -> None:
             continue
         target = src.resolve().relative_to(root).as_posix()
         label = f"{name} ({src.name})"
-        if src.suffix.lower() == ".svg" and regular_file(src, c.path) is None:
+        if src.suffix.lower() == ".svg" and regular_file(src, c.path) is None and _svg_data(src):
             figures.append((_svg_data(src), label))
             continue
         if src.suffix.lower() not in _COPIED_SUFFIXES:
