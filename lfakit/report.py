@@ -20,15 +20,19 @@ PNGs (the run folder's files) in the notebook.
 
 Comparison tables
 -----------------
-:func:`comparison_table` compares every challenger with one baseline, class by class
-(DeLong test) and on the mean per-class AUROC (paired bootstrap, stratified). With several
-challengers the result is one **long** table: one block of rows per challenger (in the
-order of ``scores``), each block ending with its ``Mean`` row, so the column layout never
-depends on how many losses are compared. Multiplicity: the class rows of one challenger are
-one family (one test per class with both label values); ``p (Holm)`` is their Holm-adjusted
-p-value, and a class Winner is declared only when it is below ``alpha``. The ``Mean`` row is one
-test per challenger (its ``p (Holm)`` equals its raw p). These tests measure test-set sampling
-noise for one pair of trained models; they say nothing about training variability (seeds).
+:func:`comparison_table` (one trained model per loss) and :func:`seed_comparison_table` (two or
+more seeds per loss) compare every challenger with one baseline, class by class and on the mean
+per-class AUROC. With several challengers the result is one **long** table: one block of rows per
+challenger (in the order of ``scores``), each block ending with its ``Mean`` row, so the column
+layout never depends on how many losses are compared. Multiplicity: every row of the table (all
+challengers, classes and means) is one Holm family; ``p (Holm)`` is the adjusted p-value.
+
+With one model per loss the rows are the difference of **these two models**: DeLong per class,
+a stratified paired bootstrap for the mean, both over test-set sampling only (``Test`` says
+so); the table has no Winner column, because retraining (another seed) could reverse it. With
+seeds, each row is the seed-level t of :func:`lfakit.stats.seed_level_test` (the seed-to-seed
+spread beyond the test-set noise added to DeLong's covariance of every model per class, to the
+bootstrap covariance of the models for the mean), and a Winner is named where ``p (Holm) < alpha``.
 """
 
 from __future__ import annotations
@@ -56,7 +60,7 @@ from lfakit.metrics.classification import (
     auroc_columns,
     roc_points,
 )
-from lfakit.stats import delong_test, holm, paired_bootstrap
+from lfakit.stats import delong_test, holm, paired_bootstrap, replicate_covariance, seed_level_auroc, seed_level_test, seed_paired_bootstrap
 
 __all__ = [
     "per_class_table",
@@ -191,6 +195,11 @@ def _comparison_inputs(what: str, scores: Mapping, baseline: str, y_test, class_
     return challengers, y, names
 
 
+#: the ``Test`` of a row that compares one trained model per loss: no verdict about the losses
+TEST_SET_ONLY = ("DeLong, test set only", "bootstrap, test set only")
+SEED_LEVEL = "seed-level t"
+
+
 def comparison_table(
     y_test,
     scores: Mapping[str, np.ndarray],
@@ -201,26 +210,23 @@ def comparison_table(
     n_boot: int = 1000,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """Per-class AUROC of every challenger against ``baseline``, with significance.
+    """Per-class AUROC of every challenger against ``baseline``, for **one** trained model per loss.
 
     Columns: ``Challenger | Class | Baseline | AUROC | Delta | CI low | CI high | p-value |
-    p (Holm) | Test | Seeds | Winner`` where ``Baseline``/``AUROC`` are the baseline's and the challenger's test
-    AUROC and ``Delta = AUROC - Baseline``.
+    p (Holm) | Test | Seeds`` where ``Baseline``/``AUROC`` are the baseline's and the challenger's
+    test AUROC and ``Delta = AUROC - Baseline``: the difference of these two trained models.
 
-    * Class rows: DeLong test (``Test = "DeLong"``), normal 95% interval for the delta.
-    * ``Mean`` row (last of each block): mean per-class AUROC; delta, percentile interval
-      and p-value from a stratified paired bootstrap over test instances
-      (``Test = "bootstrap"``, ``n_boot`` replicates, ``seed``).
-    * ``p (Holm)``: class rows, Holm-adjusted over the classes of the challenger (the family);
-      the ``Mean`` row is a single test and repeats its p.
-    * ``Seeds``: 1 — one trained model per loss, so the tests cover test-set sampling only
-      (:func:`seed_comparison_table` is the seed-level form).
-    * ``Winner``: the challenger's name if ``Delta > 0``, ``"Baseline"`` if ``Delta < 0``,
-      ``"Tie"`` if equal; `` (n.s.)`` is appended unless ``p (Holm) < alpha``. A class whose
-      test labels are all equal has no AUROC: its row shows NaN and ``"n/a"``.
+    * Class rows: DeLong test and its normal 95% interval (``Test = "DeLong, test set only"``).
+    * ``Mean`` row (last of each block): mean per-class AUROC; delta, percentile interval and
+      p-value from a stratified paired bootstrap over test instances (``Test = "bootstrap, test
+      set only"``, ``n_boot`` replicates, ``seed``).
+    * ``p (Holm)``: Holm over every row of the table (one family).
+    * ``Seeds``: 1. The tests cover test-set sampling only, so the table names **no Winner**:
+      another seed of either loss could reverse a difference (:func:`seed_comparison_table` is the
+      seed-level form). ``alpha`` is accepted for the signature's sake and unused.
 
-    One block per challenger (long table, see the module docstring). Everything is rounded
-    to ``decimals``; nothing depends on timing, so the printed table is deterministic.
+    A class whose test labels are all equal has no AUROC: its row shows NaN. Everything is
+    rounded to ``decimals``; nothing depends on timing, so the printed table is deterministic.
     """
     if baseline not in scores:
         raise ParameterError(
@@ -251,24 +257,29 @@ def comparison_table(
                 r = dict.fromkeys(
                     ("auc1", "auc2", "delta", "ci_low", "ci_high", "p_value"), math.nan
                 )
-            rows.append([name, names[j], r["auc1"], r["auc2"], r["delta"], r["ci_low"], r["ci_high"], r["p_value"]])
-        block = rows[len(rows) - n_classes:]
-        for row, adj in zip(block, holm([r[7] for r in block])):
-            row += [adj, "DeLong", _winner(row[4], adj, name, alpha)]
+            rows.append([name, names[j], r["auc1"], r["auc2"], r["delta"], r["ci_low"], r["ci_high"], r["p_value"],
+                         TEST_SET_ONLY[0]])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UndefinedMetricWarning)
             b = paired_bootstrap(
                 y[:, defined], base[:, defined], other[:, defined], metric="auroc",
                 n_boot=n_boot, seed=seed, stratified=True,
             )
-        rows.append(
-            [name, "Mean", b["metric1"], b["metric2"], b["delta"], b["ci_low"],
-             b["ci_high"], b["p_value"], b["p_value"], "bootstrap",
-             _winner(b["delta"], b["p_value"], name, alpha)]
-        )
-    out = pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
-    out = out.astype({c: float for c in COMPARISON_COLUMNS[2:9]})
-    out.insert(len(out.columns) - 1, "Seeds", 1)  # one trained model per loss: no training variance
+        rows.append([name, "Mean", b["metric1"], b["metric2"], b["delta"], b["ci_low"], b["ci_high"], b["p_value"],
+                     TEST_SET_ONLY[1]])
+    return _finish(rows, 1, baseline, decimals, alpha, verdict=False)
+
+
+def _finish(rows: list, seeds: int, baseline: str, decimals: int, alpha: float, verdict: bool) -> pd.DataFrame:
+    """The long table from rows ``[challenger, class, baseline, auroc, delta, lo, hi, p, test]``:
+    Holm over every row (one family), ``Seeds``, and with ``verdict`` the Winner."""
+    cols = [c for c in COMPARISON_COLUMNS if c not in ("p (Holm)", "Winner")]
+    out = pd.DataFrame(rows, columns=cols)
+    out = out.astype({c: float for c in cols[2:8]})
+    out.insert(cols.index("Test"), "p (Holm)", holm(out["p-value"].to_numpy(float)))
+    out["Seeds"] = seeds
+    if verdict:
+        out["Winner"] = [_winner(d, ph, ch, alpha) for d, ph, ch in zip(out["Delta"], out["p (Holm)"], out["Challenger"])]
     out.attrs["baseline"] = baseline
     return round_floats(out, decimals)
 
@@ -280,20 +291,22 @@ def seed_comparison_table(
     class_names: Sequence[str] | None = None,
     decimals: int = 4,
     alpha: float = 0.05,
+    n_boot: int = 1000,
+    seed: int = 0,
 ) -> pd.DataFrame:
     """Per-class AUROC of every challenger against ``baseline`` with seed-level evidence.
 
     ``scores_by_seed`` maps each loss to ``{seed: (N, C) scores}`` on the same test set; every
-    loss has the same seeds (two or more). For each seed the AUROC delta (challenger minus
-    baseline, same seed) is taken per class; the class row reports the mean over seeds of both
-    AUROCs and of the delta, the Student-t 95% interval of the mean delta and the two-sided
-    one-sample t-test of the per-seed deltas on ``seeds - 1`` degrees of freedom (``Test = "t
-    over seeds"``): evidence that includes training variability (initial weights, data order),
-    with the test images fixed. ``p (Holm)`` adjusts over the classes of one challenger; the
-    ``Mean`` row tests the per-seed deltas of the mean per-class AUROC. Columns as
-    :func:`comparison_table`. A class whose test labels are all equal shows NaN and ``n/a``;
-    per-seed deltas that are all equal and non-zero (no spread to test against) give no p
-    and no Winner.
+    loss has the same seeds (two or more). Each row reports the mean over seeds of both AUROCs
+    and of their per-seed difference, and the seed-level t of :func:`lfakit.stats.seed_level_test`
+    (``Test = "seed-level t"``), paired by seed: the seed-to-seed spread of the differences
+    beyond the test-set noise is added to the test-set variance of their mean, DeLong's
+    covariance of every model's AUROC for a class row, and the covariance of the models' mean
+    per-class AUROC over ``n_boot`` stratified bootstrap resamples of the test instances
+    (``seed``) for the ``Mean`` row. The 95% interval comes from the same t. ``p (Holm)`` adjusts
+    over every row of the table (one family); a Winner is named where it is below ``alpha``.
+    Columns as :func:`comparison_table`, plus ``Winner``. A class whose test labels are all equal
+    shows NaN and ``n/a``, and so does a row with no variance to test against (identical models).
     """
     if baseline not in scores_by_seed:
         raise ParameterError(f"baseline {baseline!r} is not among {list(scores_by_seed)}." + close_matches(baseline, scores_by_seed))
@@ -305,42 +318,30 @@ def seed_comparison_table(
             raise ParameterError(f"loss {name!r} has seeds {list(by_seed)}, the baseline {seeds}; every loss needs the same seeds")
     challengers, y, names = _comparison_inputs("seed_comparison_table", scores_by_seed, baseline, y_test, class_names)
     n_classes = y.shape[1]
-    auc = {n: np.array([auroc_columns(y, as_scores(by_seed[s], y.shape, f"scores[{n!r}][{s}]")) for s in seeds])
-           for n, by_seed in scores_by_seed.items()}  # loss -> (seeds, classes)
+    stacks = {n: np.stack([as_scores(by_seed[s], y.shape, f"scores[{n!r}][{s}]") for s in seeds])
+              for n, by_seed in scores_by_seed.items()}  # loss -> (seeds, N, C)
+    n_pos = y.sum(axis=0)
+    defined = (n_pos > 0) & (n_pos < y.shape[0])
     rows = []
     for name in challengers:
-        block = []
         for j in range(n_classes):
-            block.append([name, names[j], *_t_over_seeds(auc[baseline][:, j], auc[name][:, j])])
-        for row, adj in zip(block, holm([r[7] for r in block])):
-            row += [adj, "t over seeds", _winner(row[4], adj, name, alpha)]
-        rows += block
-        m = _t_over_seeds(np.nanmean(auc[baseline], axis=1), np.nanmean(auc[name], axis=1))
-        rows.append([name, "Mean", *m, m[5], "t over seeds", _winner(m[2], m[5], name, alpha)])
-    out = pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
-    out = out.astype({c: float for c in COMPARISON_COLUMNS[2:9]})
-    out.insert(len(out.columns) - 1, "Seeds", len(seeds))
-    out.attrs["baseline"] = baseline
-    return round_floats(out, decimals)
-
-
-def _t_over_seeds(base: np.ndarray, other: np.ndarray) -> list[float]:
-    """Mean baseline and challenger AUROC, mean delta, its t-interval and the t-test p over seeds."""
-    from scipy.stats import t as student_t
-
-    d = other - base
-    if not np.isfinite(d).all():
-        return [math.nan] * 6
-    n, mean = len(d), float(d.mean())
-    sd = float(d.std(ddof=1))
-    if sd == 0:  # no spread to test against: identical deltas are no evidence either way
-        p, lo, hi = (1.0, mean, mean) if mean == 0 else (math.nan, math.nan, math.nan)
-    else:
-        se = sd / math.sqrt(n)
-        p = float(2 * student_t.sf(abs(mean) / se, n - 1))
-        half = float(student_t.ppf(0.975, n - 1)) * se
-        lo, hi = mean - half, mean + half
-    return [float(base.mean()), float(other.mean()), mean, lo, hi, p]
+            if not defined[j]:
+                rows.append([name, names[j], *[math.nan] * 6, SEED_LEVEL])
+                continue
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UndefinedMetricWarning)
+                t = seed_level_auroc(y[:, j], stacks[baseline][:, :, j], stacks[name][:, :, j])
+            rows.append([name, names[j], float(t["auc1"].mean()), float(t["auc2"].mean()), t["delta"], t["ci_low"],
+                         t["ci_high"], t["p_value"], SEED_LEVEL])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UndefinedMetricWarning)
+            b = seed_paired_bootstrap(y[:, defined], stacks[baseline][:, :, defined], stacks[name][:, :, defined],
+                                      "auroc", n_boot=n_boot, seed=seed, stratified=True)
+        (v1, v2), (r1, r2) = b["model_values"], b["model_replicates"]
+        t = seed_level_test(v1[:, -1], v2[:, -1], replicate_covariance(r1[:, :, -1], r2[:, :, -1]))
+        rows.append([name, "Mean", float(v1[:, -1].mean()), float(v2[:, -1].mean()), t["delta"], t["ci_low"],
+                     t["ci_high"], t["p_value"], SEED_LEVEL])
+    return _finish(rows, len(seeds), baseline, decimals, alpha, verdict=True)
 
 
 def _cell(value, decimals: int) -> str:

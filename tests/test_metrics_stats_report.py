@@ -42,6 +42,7 @@ from lfakit.stats import (  # noqa: E402
     _strata,
     aggregate_seeds,
     delong_test,
+    holm,
     paired_bootstrap,
 )
 
@@ -403,35 +404,32 @@ def _comparison_data(rng, n=600):
     return y, {"Focal": base, "ZLPR": zlpr, "BCE": bce}
 
 
-def test_comparison_table_winner_and_significance():
+def test_comparison_table_of_one_seed_reports_these_models_without_a_winner():
     rng = np.random.default_rng(16)
     y, scores = _comparison_data(rng)
     names = ["Edema", "Hernia", "Mass"]
     t = comparison_table(y, scores, "Focal", names, n_boot=200)
     assert list(t.columns) == [
         "Challenger", "Class", "Baseline", "AUROC", "Delta", "CI low", "CI high",
-        "p-value", "p (Holm)", "Test", "Seeds", "Winner",
-    ]
+        "p-value", "p (Holm)", "Test", "Seeds",
+    ]  # one trained model per loss: no Winner column
     assert (t["Seeds"] == 1).all()
     # Long table: one block of C + 1 rows per challenger, in the order of `scores`.
     assert list(t["Challenger"]) == ["ZLPR"] * 4 + ["BCE"] * 4
     assert list(t["Class"]) == names + ["Mean"] + names + ["Mean"]
-    assert list(t["Test"]) == (["DeLong"] * 3 + ["bootstrap"]) * 2
+    assert list(t["Test"]) == (["DeLong, test set only"] * 3 + ["bootstrap, test set only"]) * 2
     z = t[t["Challenger"] == "ZLPR"].set_index("Class")
-    assert z.loc["Edema", "Winner"] == "ZLPR"
-    assert z.loc["Hernia", "Winner"] == "Baseline"
-    assert z.loc["Mass", "Winner"] == "Tie (n.s.)"
+    assert z.loc["Edema", "Delta"] > 0 and z.loc["Edema", "p (Holm)"] < 0.05
+    assert z.loc["Hernia", "Delta"] < 0 and z.loc["Hernia", "p (Holm)"] < 0.05
     assert z.loc["Mass", "p-value"] == 1.0 and z.loc["Mass", "Delta"] == 0.0
-    b = t[t["Challenger"] == "BCE"]
-    assert b["Winner"].str.endswith("(n.s.)").all()
-    # Holm over each challenger's classes: adjusted >= raw, the Mean row (one test) unadjusted,
-    # and the Winner follows the adjusted p.
-    cls = t["Class"] != "Mean"
-    assert (t.loc[cls, "p (Holm)"] >= t.loc[cls, "p-value"]).all()
-    assert (t.loc[~cls, "p (Holm)"] == t.loc[~cls, "p-value"]).all()
-    sig = t["p (Holm)"] < 0.05
-    assert (t.loc[~sig, "Winner"].str.endswith(" (n.s.)")).all()
-    assert not t.loc[sig, "Winner"].str.contains("n.s.").any()
+    assert (t[t["Challenger"] == "BCE"]["p (Holm)"] >= 0.05).all()
+    # one Holm family over every row of the table (both challengers, classes and means)
+    raw = []
+    for name in ("ZLPR", "BCE"):
+        raw += [delong_test(y[:, j], scores["Focal"][:, j], scores[name][:, j])["p_value"] for j in range(3)]
+        raw.append(paired_bootstrap(y, scores["Focal"], scores[name], metric="auroc", n_boot=200, seed=0,
+                                    stratified=True)["p_value"])
+    np.testing.assert_allclose(t["p (Holm)"], np.round(holm(raw), 4), atol=1e-12)
     # Deltas and AUROCs agree with scikit-learn (to the rounding).
     assert z.loc["Edema", "Baseline"] == round(roc_auc_score(y[:, 0], scores["Focal"][:, 0]), 4)
     edema = z.loc["Edema"]
@@ -449,7 +447,7 @@ def test_comparison_table_is_deterministic_text_and_checks_baseline():
     a = format_table(comparison_table(y, scores, "Focal", n_boot=100))
     b = format_table(comparison_table(y, scores, "Focal", n_boot=100))
     assert a == b
-    assert "-0.0000" not in a and "(n.s.)" in a
+    assert "-0.0000" not in a and "test set only" in a and "Winner" not in a
     with pytest.raises(ParameterError, match="Did you mean: 'Focal'"):
         comparison_table(y, scores, "focal")
     with pytest.raises(ParameterError, match="besides"):
@@ -462,7 +460,7 @@ def test_comparison_table_undefined_class():
     y[:, 1] = 0
     with pytest.warns(UndefinedMetricWarning, match="class 1"):
         t = comparison_table(y, scores, "Focal", n_boot=50)
-    assert t.loc[1, "Winner"] == "n/a" and np.isnan(t.loc[1, "Delta"])
+    assert np.isnan(t.loc[1, "Delta"]) and np.isnan(t.loc[1, "p (Holm)"])
     assert np.isfinite(t.loc[3, "Delta"])  # Mean over the defined classes
 
 
@@ -639,9 +637,7 @@ def test_corrected_resampled_ttest_equals_its_formula():
         corrected_resampled_ttest(d, 0, 10)
 
 
-def test_seed_comparison_tests_per_seed_deltas():
-    from scipy.stats import ttest_1samp
-
+def test_seed_comparison_is_the_seed_level_t_with_one_holm_family():
     from lfakit.report import seed_comparison_table
 
     rng = np.random.default_rng(4)
@@ -652,25 +648,34 @@ def test_seed_comparison_tests_per_seed_deltas():
     for s in (0, 1, 2, 3):
         scores["focal"][s] = noise + 1.0 * y + 0.3 * rng.normal(size=(n, 2))
         scores["zlpr"][s] = noise + np.array([1.6, 1.0]) * y + 0.3 * rng.normal(size=(n, 2))  # better on class 0
-    t = seed_comparison_table(y, scores, "focal", ["a", "b"])
-    assert list(t["Test"]) == ["t over seeds"] * 3 and (t["Seeds"] == 4).all()
+    t = seed_comparison_table(y, scores, "focal", ["a", "b"], n_boot=200)
+    assert list(t["Test"]) == ["seed-level t"] * 3 and (t["Seeds"] == 4).all()
     deltas = [roc_auc_score(y[:, 0], scores["zlpr"][s][:, 0]) - roc_auc_score(y[:, 0], scores["focal"][s][:, 0]) for s in range(4)]
     row = t.set_index("Class").loc["a"]
     assert row["Delta"] == pytest.approx(np.mean(deltas), abs=1e-4)
-    assert row["p-value"] == pytest.approx(ttest_1samp(deltas, 0.0).pvalue, abs=1e-4)
-    assert row["Winner"] == "zlpr" and row["p (Holm)"] >= row["p-value"]
+    from lfakit.stats import seed_level_auroc
+
+    want = seed_level_auroc(y[:, 0], np.stack([scores["focal"][s][:, 0] for s in range(4)]),
+                            np.stack([scores["zlpr"][s][:, 0] for s in range(4)]))
+    assert row["p-value"] == pytest.approx(want["p_value"], abs=1e-4)
+    assert (row["CI low"], row["CI high"]) == (pytest.approx(want["ci_low"], abs=1e-4), pytest.approx(want["ci_high"], abs=1e-4))
+    assert row["Winner"] == "zlpr"
+    np.testing.assert_allclose(t["p (Holm)"], holm(t["p-value"]), atol=2e-4)  # one family: classes and mean
     with pytest.raises(ParameterError, match="two or more seeds"):
         seed_comparison_table(y, {k: {0: v[0]} for k, v in scores.items()}, "focal")
     with pytest.raises(ParameterError, match="same seeds"):
         seed_comparison_table(y, {"focal": scores["focal"], "zlpr": {0: scores["zlpr"][0], 1: scores["zlpr"][1]}}, "focal")
 
 
-def test_identical_nonzero_seed_deltas_declare_no_winner():
+def test_identical_seeds_keep_the_test_set_noise_in_the_test():
+    """Models identical across seeds (no retraining noise): the seed-level t falls back to the
+    test-set variance (DeLong's test of the pair), never to a zero variance."""
     from lfakit.report import seed_comparison_table
 
     y = np.array([[0], [0], [1], [1]] * 10)
     base = np.tile(np.array([[0.1], [0.6], [0.4], [0.9]]), (10, 1))
     better = np.tile(np.array([[0.1], [0.3], [0.4], [0.9]]), (10, 1))  # same AUROC gain for every seed
-    t = seed_comparison_table(y, {"a": {0: base, 1: base}, "b": {0: better, 1: better}}, "a", ["c"])
+    t = seed_comparison_table(y, {"a": {0: base, 1: base}, "b": {0: better, 1: better}}, "a", ["c"], n_boot=100)
     row = t.iloc[0]
-    assert row["Delta"] > 0 and np.isnan(row["p-value"]) and row["Winner"].endswith("(n.s.)")
+    pair = delong_test(y[:, 0], base[:, 0], better[:, 0])
+    assert row["Delta"] > 0 and row["p-value"] == pytest.approx(pair["p_value"], abs=1e-4)

@@ -214,8 +214,8 @@ def _chestxray(r):
         assert _close(float(np.nanmean(rep["AUROC"])), col["Avg AUROC"]), loss
         assert _close(float(np.nanmean(rep["F1"])), col["Avg F1"]), loss
         assert _close(float(np.mean(np.mean(f1_zero, axis=0))), col["Avg F1 (z>0)"]), loss
-    comp = r.tables["comparison"]  # two seeds: the comparison tests the per-seed deltas
-    assert (comp["Test"] == "t over seeds").all() and (comp["Seeds"] == 2).all()
+    comp = r.tables["comparison"]  # two seeds: the seed-level t of the per-seed differences
+    assert (comp["Test"] == "seed-level t").all() and (comp["Seeds"] == 2).all()
     assert {"p-value", "p (Holm)", "Winner"} <= set(comp.columns)
 
 
@@ -239,7 +239,7 @@ def _cifar(r):
                 assert _close(float(np.mean(v)), row[f"{m} mean"]), (rho, loss, m)
                 assert _close(float(np.std(v)), row[f"{m} std"]), (rho, loss, m)
     comp = r.tables["comparison_rho1"]
-    assert (comp["Test"] == "t over seeds").all() and (comp["Seeds"] == 2).all()
+    assert (comp["Test"] == "seed-level t").all() and (comp["Seeds"] == 2).all()
 
 
 def _cf_ensemble(r):

@@ -39,7 +39,7 @@ from lfakit.data import ensemble_data as edata
 from lfakit.errors import ParameterError
 from lfakit.experiments._shared import open_checked_run
 from lfakit.schemas.cf_ensemble import EXPERIMENT
-from lfakit.stats import aggregate_seeds, corrected_resampled_ttest
+from lfakit.stats import aggregate_seeds, corrected_resampled_ttest, holm
 
 CONFIGS = ("baseline", "class_weights", "focal", "both")
 CONFIG_LABELS = {
@@ -299,12 +299,13 @@ def _label(m: str) -> str:
 
 def comparison_table(P: dict, per_seed: pd.DataFrame, metric: str = "pr_auc") -> pd.DataFrame:
     """Paired comparisons over seeds of ``metric`` (PR-AUC): mean difference, 95% t-interval,
-    p-value and the winner, marked ``(n.s.)`` unless p < alpha; the ``Test`` column names the
-    test. Where every seed draws new data (synthetic) the seeds are independent replicates and
-    the plain paired t-test applies; where the seeds re-split one pool (digits) the replicates
-    overlap, and the Nadeau-Bengio corrected resampled t-test (:func:`lfakit.stats.corrected_resampled_ttest`,
-    with the labelled and test instance counts) replaces it. p-values are not adjusted for the
-    number of comparisons."""
+    p-value, its Holm-adjusted value and the winner, marked ``(n.s.)`` unless the adjusted p <
+    alpha; the ``Test`` column names the test. Each seed is a new training (and split), so the
+    test includes the retraining noise. Where every seed draws new data (synthetic) the seeds are
+    independent replicates and the plain paired t-test applies; where the seeds re-split one pool
+    (digits) the replicates overlap, and the Nadeau-Bengio corrected resampled t-test
+    (:func:`lfakit.stats.corrected_resampled_ttest`, with the labelled and test instance counts)
+    replaces it. Holm family: every comparison of the table, over all data sets."""
     rows = []
     for name in P["datasets"]:
         sub = per_seed[per_seed.dataset == name]
@@ -316,16 +317,23 @@ def comparison_table(P: dict, per_seed: pd.DataFrame, metric: str = "pr_auc") ->
                                               ci=1 - P["alpha"])
             else:
                 r = paired_seed_test(d[ch] - d[ref], P["alpha"])
-            if not np.isfinite(r["delta"]) or r["delta"] == 0:
-                win = "tie"
-            else:
-                win = _label(ch) if r["delta"] > 0 else _label(ref)
-            if not (np.isfinite(r["p_value"]) and r["p_value"] < P["alpha"]):
-                win += " (n.s.)"
             rows.append({"Data": name, "Challenger": _label(ch), "Reference": _label(ref),
                          "Delta": r["delta"], "CI low": r["ci_low"], "CI high": r["ci_high"],
-                         "p-value": r["p_value"], "Seeds": r["n"], "Test": TEST_NAMES[resplit], "Winner": win})
-    return report.round_floats(pd.DataFrame(rows), 4)
+                         "p-value": r["p_value"], "Seeds": r["n"], "Test": TEST_NAMES[resplit]})
+    out = pd.DataFrame(rows)
+    if not len(out):
+        return out
+    out.insert(out.columns.get_loc("Seeds"), "p (Holm)", holm(out["p-value"].to_numpy(float)))
+
+    def winner(row) -> str:
+        if not np.isfinite(row["Delta"]) or row["Delta"] == 0:
+            win = "tie"
+        else:
+            win = row["Challenger"] if row["Delta"] > 0 else row["Reference"]
+        return win if np.isfinite(row["p (Holm)"]) and row["p (Holm)"] < P["alpha"] else win + " (n.s.)"
+
+    out["Winner"] = out.apply(winner, axis=1)
+    return report.round_floats(out, 4)
 
 
 def tables(P: dict, per_seed: pd.DataFrame) -> dict[str, pd.DataFrame]:

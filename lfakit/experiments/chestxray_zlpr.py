@@ -162,13 +162,16 @@ def comparison_note(P: dict) -> str:
     """What the comparison's evidence covers (printed beside the table)."""
     seeds = training_seeds(P)
     if len(seeds) > 1:
-        return (f"Evidence: {len(seeds)} trained models per loss (seeds {seeds}) on one split and test set: per class, a "
-                "two-sided t-test of the per-seed AUROC deltas (training variance included, test images fixed); "
-                "Holm over the classes of one challenger; the Mean row tests the per-seed deltas of the mean AUROC.")
-    return (f"Evidence: one trained model per loss (seed {seeds[0]}): DeLong per class and a paired bootstrap of "
-            "the mean measure test-set sampling noise only; training variance (another seed) is not included, so "
-            "a Winner here is a single-seed Winner. Family for Holm: the classes of one challenger. "
-            "Seed-level evidence: -p 'seeds=[0, 1, 2]'.")
+        return (f"Evidence: {len(seeds)} trained models per loss (seeds {seeds}) on one split and test set. Each row is "
+                "the seed-level t: the seed-to-seed spread of the paired per-seed AUROC differences beyond the "
+                "test-set noise is added to the test-set variance of their mean (DeLong's covariance of every model "
+                "per class; the bootstrap covariance of the models' mean AUROC for the Mean row), with its 95% "
+                "interval. Holm family: every row of the table (each challenger's classes and Mean). A Winner is "
+                "named where the corrected p < 0.05.")
+    return (f"Evidence: one trained model per loss (seed {seeds[0]}). Each row is the difference of these two "
+            "models: DeLong per class, a paired stratified bootstrap for the Mean, over test-set sampling only. "
+            "Another seed could reverse any of them, so no Winner is named. Holm family: every row of the table. "
+            "For a verdict about the losses: lfakit run chestxray_zlpr -p 'seeds=[0, 1, 2]'.")
 
 
 def tables(P: dict, ev: Evaluation) -> dict[str, pd.DataFrame]:
@@ -182,7 +185,8 @@ def tables(P: dict, ev: Evaluation) -> dict[str, pd.DataFrame]:
     out["overall"] = report.overall_table(ev.overall)
     if len(ev.probs_test) > 1:
         if len(training_seeds(P)) > 1:
-            out["comparison"] = report.seed_comparison_table(ev.y_test, ev.logits_by_seed, P["baseline"], CLASSES)
+            out["comparison"] = report.seed_comparison_table(ev.y_test, ev.logits_by_seed, P["baseline"], CLASSES,
+                                                              seed=P["seed"])
         else:
             out["comparison"] = report.comparison_table(ev.y_test, ev.logits_test, P["baseline"], CLASSES, seed=P["seed"])
     return out

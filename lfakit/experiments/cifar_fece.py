@@ -263,7 +263,9 @@ def table2_all(ev: Evaluation) -> pd.DataFrame:
 
 def comparison_summary(comp: pd.DataFrame) -> pd.DataFrame:
     """Per class (rows) and challenger (columns): ``ΔAUC vs baseline (p, Holm p)``; ``n.s.`` unless
-    the Holm-adjusted p (family: the classes of that challenger) is below 0.05."""
+    the Holm-adjusted p (family: every row of that ratio's comparison table) is below 0.05. With
+    one seed per loss these are differences of the two trained models over test-set sampling, not
+    verdicts (:func:`comparison_note`)."""
     def cell(row):
         if not np.isfinite(row["Delta"]):
             return "n/a"
@@ -280,12 +282,14 @@ def comparison_note(P: dict) -> str:
     """What the comparison's evidence covers (printed beside the tables)."""
     if len(P["seeds"]) > 1:
         return (f"Evidence: {len(P['seeds'])} trained models per loss and ratio (seeds {P['seeds']}) on one split and "
-                "test set: per class, a two-sided t-test of the per-seed AUC deltas (training variance included, "
-                "test images fixed); Holm family: the classes of one challenger.")
-    return (f"Evidence: one trained model per loss and ratio (seed {P['seeds'][0] if P['seeds'] else P['seed']}): "
-            "DeLong per class and a paired bootstrap of the mean measure test-set sampling noise only; training "
-            "variance (another seed) is not included, so a winner here is a single-seed winner. Holm family: the "
-            "classes of one challenger. Seed-level evidence: -p 'seeds=[0, 1, 2]'.")
+                "test set. Each row is the seed-level t: the seed-to-seed spread of the paired per-seed AUC "
+                "differences beyond the test-set noise is added to the test-set variance of their mean (DeLong's "
+                "covariance per class, the bootstrap covariance for the mean). Holm family: every row of one ratio's "
+                "table; each ratio is its own family (lfakit compare corrects over all ratios and folds at once).")
+    return (f"Evidence: one trained model per loss and ratio (seed {P['seeds'][0] if P['seeds'] else P['seed']}). "
+            "Each entry is the difference of these two models: DeLong per class and a paired bootstrap of the mean, "
+            "over test-set sampling only; another seed could reverse it, so none is a verdict about the losses. "
+            "Holm family: every row of one ratio's table. For a verdict: -p 'seeds=[0, 1, 2]'.")
 
 
 def tables(P: dict, ev: Evaluation) -> dict[str, pd.DataFrame]:
@@ -299,7 +303,8 @@ def tables(P: dict, ev: Evaluation) -> dict[str, pd.DataFrame]:
         if len(by_loss) > 1:
             y = np.eye(len(ev.classes))[ev.y_test]
             if len(training_seeds(P)) > 1:
-                comp = report.seed_comparison_table(y, ev.logits_by_seed[rho], P["baseline"], ev.classes)
+                comp = report.seed_comparison_table(y, ev.logits_by_seed[rho], P["baseline"], ev.classes,
+                                                    seed=P["seed"])
             else:
                 comp = report.comparison_table(y, ev.logits_test[rho], P["baseline"], ev.classes, seed=P["seed"])
             out[f"comparison_rho{rho}"] = comp
