@@ -74,6 +74,7 @@ def _run_one(experiment: str, args) -> int:
             resume=getattr(args, "resume", None),
             timeout=args.timeout or None,
             log_output=not args.quiet,
+            given=getattr(args, "fixed_on_resume", None),
         )
     except runner.RunInterrupted as e:
         if not distributed.is_main():
@@ -88,12 +89,22 @@ def _run_one(experiment: str, args) -> int:
         if (e.run_dir / "checkpoints").exists():  # training had started: it can be continued
             print(f"lfakit: resume with: lfakit run {experiment} --resume {e.run_dir.name}", file=sys.stderr)
         return 1
+    if outcome.already_complete:
+        if distributed.is_main():
+            print(f"{experiment}: run {outcome.run_dir.name} is already complete (metrics.json and manifest.json are "
+                  f"written); nothing was run or changed -> {outcome.run_dir}")
+        return 0
     if distributed.is_main():
         print(f"{experiment}: done in {time.perf_counter() - t0:.0f} s -> {outcome.run_dir}")
     return 0
 
 
 def _cmd_run(args) -> int:
+    # --profile defaults to None here so that one given beside --resume (which keeps the run's
+    # parameters) is refused like -p, not silently ignored; a new run without it uses smoke
+    args.fixed_on_resume = [f"--profile {args.profile}"] if args.resume is not None and args.profile is not None else []
+    if args.profile is None:
+        args.profile = "smoke"
     return _run_one(args.experiment, args)
 
 
@@ -144,7 +155,8 @@ def _cmd_sweep(args) -> int:
         result = sweep.run_sweep(args.experiment, profile=args.profile, grid=sweep.parse_grid(args.grid or []), seeds=seeds,
                                  executor=args.executor, workers=args.workers, out=args.out,
                                  scheduler_address=args.scheduler_address, slurm=slurm or None,
-                                 timeout=args.timeout or None, progress=not args.quiet, cluster=args.cluster)
+                                 timeout=args.timeout or None, progress=not args.quiet, cluster=args.cluster,
+                                 connect_timeout=args.connect_timeout)
     except sweep.SweepInterrupted as e:
         print(f"\nlfakit: sweep interrupted: {e}", file=sys.stderr)
         return 130
@@ -167,8 +179,11 @@ def _cmd_report(args) -> int:
     from lfakit.runner import results_root
 
     results = Path(args.results) if args.results else results_root()
-    index = site.build_site(results, Path(args.out) if args.out else None)
-    print(f"report: {index}")
+    report = site.build(results, Path(args.out) if args.out else None)
+    for r in report.damaged:  # shown as damaged, with no figure, table or notebook; the other runs as usual
+        print(f"lfakit: {r.path} is damaged and left out of the report but for its parameters: "
+              + "; ".join(map(str, r.status.damage)), file=sys.stderr)
+    print(f"report: {report.index}")
     return 0
 
 
@@ -189,8 +204,10 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="execute an experiment notebook into a new run folder")
     run.add_argument("experiment")
     run.add_argument("-p", "--param", action="append", metavar="NAME=VALUE", help="override a parameter (repeatable; value read as YAML)")
-    run.add_argument("--resume", metavar="RUN_ID", help="continue an interrupted run in results/<experiment>/RUN_ID")
+    run.add_argument("--resume", metavar="RUN_ID", help="continue an interrupted run in results/<experiment>/RUN_ID "
+                     "(a run id such as 20261201-093000-smoke, not a path), with the parameters it was started with")
     common(run)
+    run.set_defaults(profile=None)  # "smoke" for a new run (_cmd_run); given with --resume it is refused
     run.set_defaults(func=_cmd_run)
 
     ra = sub.add_parser("run-all", help="execute every experiment with one profile (the main job)")
@@ -209,11 +226,16 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("-j", "--workers", type=int, default=1, help="points run at once (default 1)")
     sw.add_argument("--out", help="sweep folder (default: results/<experiment>/sweeps/<sweep-id>)")
     sw.add_argument("--timeout", type=int, default=0, help="wall-clock limit per point in seconds (0 = none)")
-    sw.add_argument("--scheduler-address", help="dask: the scheduler of an existing cluster (default: a LocalCluster)")
+    sw.add_argument("--scheduler-address", help="dask: the scheduler of an existing cluster, tcp://host:port "
+                                                "(default: a LocalCluster on this machine)")
+    sw.add_argument("--connect-timeout", type=float, default=10.0, metavar="S",
+                    help="dask: seconds to wait for the scheduler at --scheduler-address and its first worker before "
+                         "failing (default 10)")
     sw.add_argument("--partition", help="slurm: partition")
     sw.add_argument("--time-min", type=int, help="slurm: time limit per point in minutes")
     sw.add_argument("--gpus", type=int, help="slurm: GPUs per point")
-    sw.add_argument("--cluster", help="submitit cluster (default: Slurm when present; 'local' runs the jobs locally)")
+    sw.add_argument("--cluster", help="slurm: submitit's cluster (default: slurm, which needs sbatch; 'local' runs the "
+                                      "points as local processes through submitit, 'debug' in the sweep's process)")
     sw.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     sw.set_defaults(func=_cmd_sweep)
 
