@@ -1,6 +1,7 @@
 """The IQA loss comparison: patch sampling, the patch average, metrics against scipy, the labelled
-logistic fallback, the corrected comparison, the opinion SD reaching the fidelity loss, and runs
-through the CLI on KonIQ-format folders (both CSV kinds, both image folders)."""
+logistic fallback, the comparison of one model per loss (differences of these models, no Winner),
+the opinion SD reaching the fidelity loss, and runs through the CLI on KonIQ-format folders (both
+CSV kinds, both image folders)."""
 
 from __future__ import annotations
 
@@ -170,7 +171,7 @@ def test_bootstrap_of_srcc_equals_the_callable_reference():
     assert fast["delta"] > 0 and fast["ci_low"] > 0  # b is clearly the better ranker
 
 
-def test_winner_only_where_the_holm_corrected_difference_is_significant():
+def test_one_model_per_loss_gives_differences_of_these_models_and_no_winner():
     data = _fake_data(n_test=300)
     mos = {s: data.splits[s].mos for s in ("val", "test")}
     runs = _fake_runs(mos, {"l1": 1.2, "l2": 1.2, "plcc": 0.2, "srcc": 1.2, "rank": 1.2, "fidelity": 1.2}, seed=3)
@@ -178,20 +179,54 @@ def test_winner_only_where_the_holm_corrected_difference_is_significant():
     runs["l2"].scores["test"][0] += 1e-9
     P = _P()
     comp = X.comparison_table(P, runs, data).set_index("Challenger")
-    assert comp.loc["plcc", "Winner"] == "plcc" and comp.loc["plcc", "p (Holm)"] < 0.05
-    assert comp.loc["l2", "Winner"] == "tie (n.s.)"
-    assert (comp["p (Holm)"] >= comp["p-value"] - 1e-12).all()
+    assert not {"Winner", "Verdict", "Δ SRCC", "p-value"} & set(comp.columns)
+    assert {"Δ SRCC (these models)", "CI low (test set)", "CI high (test set)", "p (test set)", "p (Holm)"} <= set(comp.columns)
+    assert (comp["Test"] == "paired bootstrap, test set only").all() and (comp["Seeds"] == 1).all()
+    raw = []
+    for name in comp.index:  # each row is one paired bootstrap of the test images, this model against l1's
+        b = stats.paired_bootstrap_correlation(mos["test"], runs["l1"].scores["test"], runs[name].scores["test"], "srcc",
+                                               P["n_boot"], P["seed"])
+        raw.append(b["p_value"])
+        assert comp.loc[name, "Δ SRCC (these models)"] == pytest.approx(round(b["delta"], 4), abs=1e-12)
+        assert comp.loc[name, "CI high (test set)"] == pytest.approx(round(b["ci_high"], 4), abs=1e-12)
+        assert comp.loc[name, "p (test set)"] == pytest.approx(round(b["p_value"], 4), abs=1e-12)
+    np.testing.assert_allclose(comp["p (Holm)"], np.round(stats.holm(raw), 4), atol=1e-12)  # one family: the challengers
+    assert comp.loc["plcc", "p (Holm)"] < 0.05 and comp.loc["plcc", "Δ SRCC (these models)"] > 0.2  # far beyond the noise
+    assert comp.loc["l2", "p (Holm)"] > 0.5
+
     summ = X.summary_table(P, runs, X.metrics_table(runs, data), X.comparison_table(P, runs, data)).set_index("Loss")
-    assert summ.loc["plcc", "Winner"] == "plcc" and not summ.loc["plcc", "Δ SRCC vs l1 [95% CI]"].endswith("n.s.")
-    assert summ.loc["l2", "Δ SRCC vs l1 [95% CI]"].endswith("n.s.") and summ.loc["l1", "Δ SRCC vs l1 [95% CI]"] == "baseline"
+    col = "Δ SRCC vs l1, these models [95% CI, test set]"
+    assert "Winner" not in summ.columns and col in summ.columns
+    c = comp.loc["plcc"]
+    assert summ.loc["plcc", col] == (f"{c['Δ SRCC (these models)']:+.4f} [{c['CI low (test set)']:+.4f}, "
+                                     f"{c['CI high (test set)']:+.4f}]")
+    assert summ.loc["plcc", "p (Holm, test set)"] == f"{c['p (Holm)']:.3f}"
+    assert summ.loc["l2", "p (Holm, test set)"] == "1.000" and not summ.loc["l2", col].endswith("n.s.")
+    assert summ.loc["l1", col] == "baseline" and summ.loc["l1", "p (Holm, test set)"] == "-"
     assert summ.loc["l1", "Time"].strip() == "2.5 s" and summ.loc["l1", "Time/epoch"].strip() == "1.2 s"
+
     kq = X.key_questions(P, runs, data, X.metrics_table(runs, data), X.comparison_table(P, runs, data))
     assert len(kq) == 5
     answers = dict(zip(kq["Question"], kq["Answer"]))
-    assert next(a for q, a in answers.items() if q.startswith("Which loss")).startswith("plcc")
-    assert "plcc is significantly better than l1" in next(a for q, a in answers.items() if q.startswith("Is directly"))
-    assert next(a for q, a in answers.items() if q.startswith("Should we")).startswith("no evidence")
-    assert "significant gains over l1: plcc" in next(a for q, a in answers.items() if q.startswith("What is"))
+    text = " ".join(kq["Answer"]).lower()
+    for claim in ("better", "worse", "beat", "outperform", "gain", "winner", "significant"):
+        assert claim not in text, claim  # plcc's model is far ahead, yet no answer says its loss is better
+    for q, a in answers.items():
+        assert "no verdict about the losses (one model each)" in a, q
+    first = next(a for q, a in answers.items() if q.startswith("Which loss"))
+    assert first.startswith("of these models, the plcc model has the highest test SRCC")
+    assert "lfakit sweep iqa_losses --seeds 0,1,2" in first and "lfakit compare results/iqa_losses/sweeps/" in first
+    d = comp.loc["plcc", "Δ SRCC (these models)"]
+    assert (f"the plcc model's test SRCC is {d:.4f} higher than the l1 model's (beyond the test-set noise)"
+            in next(a for q, a in answers.items() if q.startswith("Is directly")))
+    assert "higher: plcc; lower: none" in next(a for q, a in answers.items() if q.startswith("What is"))
+    assert "(within the test-set noise)" in next(a for q, a in answers.items() if q.startswith("Should we"))
+    evidence = dict(zip(kq["Question"], kq["Evidence"]))
+    assert all("test set only" in e for q, e in evidence.items() if not q.startswith("What is"))
+
+    note = X.comparison_note(P, data)
+    assert "Holm over the 5 comparisons with l1 (one family), for display" in note
+    assert "name no Winner about the losses" in note and "--metric srcc --baseline l1" in note
 
 
 def test_a_diverged_loss_is_reported_failed_and_the_others_go_on(monkeypatch, tmp_path):

@@ -1,6 +1,7 @@
 """The membership-inference experiment: its protocol on the pool, parallel training that gives the
 same models as serial training, resume that retrains only what is missing, the flooding loss's
-per-example statistic, and the attacks re-run from the run record alone."""
+per-example statistic, the leakage table of one target per loss (differences of these models, no
+verdict), and the attacks re-run from the run record alone."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from lfakit import attacks, losses, params, record
+from lfakit import attacks, losses, params, record, stats
 from lfakit.errors import ParameterError
 from lfakit.experiments import membership_inference as X
 from lfakit.metrics import privacy
@@ -52,6 +53,45 @@ def test_flooding_is_attacked_through_its_base_loss():
     y = torch.arange(6) % 10
     per = X.sample_loss_fn("flooding", losses.build("flooding"))(z, y)
     np.testing.assert_allclose(per.numpy(), torch.nn.functional.cross_entropy(z, y, reduction="none").numpy(), rtol=1e-12)
+
+
+def _evaluation(leak: dict[str, float], n: int = 400, seed: int = 0) -> X.Evaluation:
+    """An Evaluation of one target per loss whose lira_online scores separate members by ``leak``."""
+    rng = np.random.default_rng(seed)
+    member = np.arange(n) < n // 2
+    res = {name: {"lira_online": attacks.AttackResult("lira_online", rng.normal(size=n) + shift * member,
+                                                      np.zeros(0), np.zeros(0, bool), 0.0)}
+           for name, shift in leak.items()}
+    return X.Evaluation({}, res, {}, member)
+
+
+def test_one_target_per_loss_gives_differences_of_these_models_and_no_leakage_verdict():
+    P = _P(losses=["ce", "mae", "flooding"], n_boot=400)
+    ev = _evaluation({"ce": 0.2, "mae": 2.0, "flooding": 0.25})  # mae's target leaks far more than ce's
+    t = X.leakage_comparison(P, ev).set_index("Loss")
+    assert list(t.index) == ["mae", "flooding"]
+    assert not {"Verdict", "Winner", "Δ AUC", "p-value"} & set(t.columns)
+    assert {"Δ AUC (these models)", "CI low (test set)", "CI high (test set)", "p (test set)", "p (Holm)"} <= set(t.columns)
+    assert (t["Test"] == "paired bootstrap, test set only").all() and (t["Seeds"] == 1).all()
+    y = ev.is_member.astype(int)
+    for name in t.index:  # the row is one paired bootstrap of the pool, this target against the baseline's
+        b = stats.paired_bootstrap(y, ev.results["ce"]["lira_online"].scores, ev.results[name]["lira_online"].scores,
+                                   metric="auroc", n_boot=400, seed=P["seed"], stratified=True)
+        assert t.loc[name, "Δ AUC (these models)"] == pytest.approx(round(b["delta"], 4), abs=1e-12)
+        assert t.loc[name, "CI low (test set)"] == pytest.approx(round(b["ci_low"], 4), abs=1e-12)
+        assert t.loc[name, "p (test set)"] == pytest.approx(round(b["p_value"], 4), abs=1e-12)
+    raw = [stats.paired_bootstrap(y, ev.results["ce"]["lira_online"].scores, ev.results[n]["lira_online"].scores,
+                                  metric="auroc", n_boot=400, seed=P["seed"], stratified=True)["p_value"] for n in t.index]
+    np.testing.assert_allclose(t["p (Holm)"], np.round(stats.holm(raw), 4), atol=1e-12)
+    # a difference far beyond the pool's sampling noise still names no verdict: nothing says less or more leakage
+    assert t.loc["mae", "Δ AUC (these models)"] > 0.3 and t.loc["mae", "p (Holm)"] < 0.05
+    cells = " ".join(map(str, t.reset_index().to_numpy().ravel()))
+    assert "leakage" not in cells and "tie" not in cells
+    note = X.comparison_note(P, X.Pool(np.zeros((400, 8, 8)), np.zeros(400, int), np.array(["x"] * 400), ("0",),
+                                       attacks.make_protocol(400, 4, 0)))
+    assert "Δ AUC (these models)" in note and "no less / more leakage verdict" in note
+    assert "Holm over the 2 losses (one family), for display" in note
+    assert "lfakit sweep membership_inference --seeds 0,1,2" in note and "--metric attack_auc --baseline ce" in note
 
 
 @pytest.mark.slow

@@ -4,7 +4,9 @@ The IQA loss study planned L1, L2, "SRCC", Rank and Fidelity for a Swin-B qualit
 stages' features, attention fusion) on KonIQ-10k, and ran L1 only (SRCC 0.9354 / PLCC 0.9448).
 The kit trains every loss of ``P['losses']`` (default: ``l1, l2, plcc, srcc, rank, fidelity,
 norm_in_norm``) with the same data, crops, schedule and initial weights, and compares each with
-the baseline (``l1``) by a paired bootstrap of the test SRCC.
+the baseline (``l1``): the test-set difference of these models (one per loss) with its paired
+bootstrap interval. One seed names no Winner about the losses; a verdict needs two or more seeds
+per loss (``lfakit sweep iqa_losses --seeds 0,1,2`` and ``lfakit compare`` on the sweep folder).
 
 The notebook ``notebooks/iqa_losses.ipynb`` calls, in order: :func:`setup`, :func:`load_data`,
 :func:`data_summary`, :func:`train_all`, :func:`tables`, :func:`figures` and :func:`save`.
@@ -236,11 +238,30 @@ def metrics_table(runs: dict[str, Run], data: Data, split: str = "test") -> pd.D
     return report.round_floats(pd.DataFrame(rows), 4)
 
 
+#: the Test of every comparison row: one trained model per loss, so the test covers test-set sampling only
+TEST_SET_ONLY = "paired bootstrap, test set only"
+#: said where a verdict about the losses would go: what one model per loss cannot tell
+NO_VERDICT = "no verdict about the losses (one model each)"
+
+
+def verdict_how(P: dict) -> str:
+    """How to get a verdict about the losses: two or more trained models (seeds) per loss,
+    compared by ``lfakit compare``'s seed-level test."""
+    return (f"a verdict needs two or more seeds per loss: lfakit sweep {EXPERIMENT} --seeds 0,1,2, then "
+            f"lfakit compare results/{EXPERIMENT}/sweeps/<sweep-id> --metric srcc --baseline {P['baseline']}")
+
+
 def comparison_table(P: dict, runs: dict[str, Run], data: Data) -> pd.DataFrame:
-    """Every trained loss against the baseline: test SRCC, Δ SRCC with the percentile interval
-    and p-value of a paired bootstrap over test images (``n_boot`` resamples, ``seed``), the
-    Holm-adjusted p over the challengers (the family), and the Winner: a name only when the
-    adjusted p is below ``alpha``, else ``tie (n.s.)``."""
+    """Every trained loss against the baseline, one trained model each: test SRCC of both models,
+    ``Δ SRCC (these models)`` with the percentile 95% interval and two-sided p of a paired
+    bootstrap over the test images (``n_boot`` resamples, ``seed``; interval and p from the same
+    resamples, the interval not adjusted for multiplicity) and the Holm-adjusted p over the
+    challengers (one family, for display).
+
+    These tests cover test-set sampling only: they say whether *these two models* differ on the
+    population the test images are drawn from, not whether one loss trains better models (another
+    seed of either could reverse the difference). So the table has no Winner column; ``Test``
+    says ``test set only`` and ``Seeds`` is 1 (:func:`verdict_how`)."""
     base = P["baseline"]
     mos = data.splits["test"].mos
     rows = []
@@ -253,60 +274,66 @@ def comparison_table(P: dict, runs: dict[str, Run], data: Data) -> pd.DataFrame:
         b = stats.paired_bootstrap_correlation(mos, runs[base].scores["test"], r.scores["test"], "srcc",
                                                P["n_boot"], P["seed"])
         rows.append([name, b["metric1"], b["metric2"], b["delta"], b["ci_low"], b["ci_high"], b["p_value"]])
-    cols = ["Challenger", "Baseline SRCC", "SRCC", "Δ SRCC", "CI low", "CI high", "p-value"]
+    cols = ["Challenger", "Baseline SRCC", "SRCC", "Δ SRCC (these models)", "CI low (test set)", "CI high (test set)",
+            "p (test set)"]
     out = pd.DataFrame(rows, columns=cols)
-    out["p (Holm)"] = stats.holm(out["p-value"].to_numpy(float)) if len(out) else []
-    out["Test"] = f"paired bootstrap ({P['n_boot']})"
+    out["p (Holm)"] = stats.holm(out["p (test set)"].to_numpy(float)) if len(out) else []
+    out["Test"] = TEST_SET_ONLY
     out["Seeds"] = 1
-
-    def winner(row):
-        if not np.isfinite(row["Δ SRCC"]):
-            return "n/a"
-        if np.isfinite(row["p (Holm)"]) and row["p (Holm)"] < P["alpha"] and row["Δ SRCC"] != 0:
-            return row["Challenger"] if row["Δ SRCC"] > 0 else base
-        return "tie (n.s.)"
-
-    out["Winner"] = out.apply(winner, axis=1) if len(out) else []
     out.attrs["baseline"] = base
     return report.round_floats(out, 4)
 
 
 def _delta_cell(row) -> str:
-    if not np.isfinite(row["Δ SRCC"]):
+    """``Δ [low, high]`` of one comparison row, or ``n/a``: a difference of these models, no verdict mark."""
+    if not np.isfinite(row["Δ SRCC (these models)"]):
         return "n/a"
-    sig = "" if row["Winner"] not in ("tie (n.s.)", "n/a") else " n.s."
-    d, lo, hi = (round(float(row[c]), 4) + 0.0 for c in ("Δ SRCC", "CI low", "CI high"))
-    return f"{d:+.4f} [{lo:+.4f}, {hi:+.4f}]{sig}"
+    d, lo, hi = (round(float(row[c]), 4) + 0.0 for c in ("Δ SRCC (these models)", "CI low (test set)", "CI high (test set)"))
+    return f"{d:+.4f} [{lo:+.4f}, {hi:+.4f}]"
+
+
+def _p_cell(p: float) -> str:
+    return "n/a" if not np.isfinite(p) else ("<0.001" if p < 0.001 else f"{p:.3f}")
+
+
+def delta_column(P: dict) -> str:
+    """The Results Summary Table's difference column."""
+    return f"Δ SRCC vs {P['baseline']}, these models [95% CI, test set]"
 
 
 def summary_table(P: dict, runs: dict[str, Run], metrics: pd.DataFrame, comp: pd.DataFrame) -> pd.DataFrame:
-    """The study's Results Summary Table for every loss: Loss, SRCC, PLCC (raw), Δ SRCC vs the
-    baseline [95% bootstrap interval] (``n.s.`` unless Holm-significant), training time and time
-    per epoch on this machine, status, and the Winner of the corrected comparison."""
+    """The study's Results Summary Table for every loss: Loss, SRCC, PLCC (raw), the Δ SRCC of this
+    loss's model and the baseline's with its 95% test-set bootstrap interval and Holm p (test set
+    only), training time and time per epoch on this machine, and status. The study's Winner
+    column is left out: with one trained model per loss no test covers the retraining noise."""
     m = metrics.set_index("Loss")
     c = comp.set_index("Challenger")
     rows = []
     for name, r in runs.items():
         if name == P["baseline"]:
-            delta, win = "baseline", "-"
+            delta, p = "baseline", "-"
         elif name in c.index:
-            delta, win = _delta_cell(c.loc[name]), c.loc[name, "Winner"]
+            delta, p = _delta_cell(c.loc[name]), _p_cell(c.loc[name, "p (Holm)"])
         else:
-            delta, win = "n/a", "n/a"
+            delta, p = "n/a", "n/a"
         rows.append({"Loss": name, "As in the study": STUDY_NAME.get(name, name), "SRCC": m.loc[name, "SRCC"],
-                     "PLCC": m.loc[name, "PLCC (raw)"], f"Δ SRCC vs {P['baseline']} [95% CI]": delta,
+                     "PLCC": m.loc[name, "PLCC (raw)"], delta_column(P): delta, "p (Holm, test set)": p,
                      "Time": _fmt_time(r.train_seconds), "Time/epoch": _fmt_time(r.seconds_per_epoch),
-                     "Status": r.status, "Winner": win})
+                     "Status": r.status})
     return pd.DataFrame(rows)
 
 
 def comparison_note(P: dict, data: Data) -> str:
     """What the comparison's evidence covers (printed beside the tables)."""
     n = len(data.splits["test"].mos)
-    note = (f"Evidence: one trained model per loss (seed {P['seed']}), {n} test images; Δ SRCC from a paired "
-            f"bootstrap of the test images ({P['n_boot']} resamples, percentile 95% interval); Holm correction over "
-            f"the {max(len(P['losses']) - 1, 0)} comparisons with {P['baseline']}; a Winner only where the corrected p "
-            f"< {P['alpha']}. Training variance (another seed) is not covered. Times are this machine's wall clock.")
+    k = max(len(P["losses"]) - 1, 0)
+    note = (f"Evidence: one trained model per loss (seed {P['seed']}), {n} test images. Δ SRCC (these models): the "
+            f"challenger's model minus the {P['baseline']} model, with the percentile 95% interval (not adjusted for "
+            f"multiplicity) and the two-sided p of one paired bootstrap of the test images ({P['n_boot']} resamples); "
+            f"p (Holm): Holm over the {k} comparisons with {P['baseline']} (one family), for display. These cover "
+            f"test-set sampling only, not the retraining noise (another seed of either loss), so they compare these "
+            f"models and name no Winner about the losses; {verdict_how(P)} (a test over the seeds, retraining noise included). "
+            "Times are this machine's wall clock.")
     if data.embedded:
         note += (" Data: the embedded synthetic KonIQ-format set (distorted sample photos, modelled opinion scores): "
                  "these numbers test the pipeline and say nothing about KonIQ-10k.")
@@ -318,12 +345,16 @@ def _paired(P, data, runs, a: str, b: str) -> dict:
                                               "srcc", P["n_boot"], P["seed"])
 
 
-def _verdict(d: dict, p: float, alpha: float, a: str, b: str) -> str:
-    if not np.isfinite(p):
-        return "undetermined"
-    if p < alpha:
-        return f"{b} is significantly {'better' if d['delta'] > 0 else 'worse'} than {a}"
-    return f"no significant difference between {b} and {a}"
+def _models_differ(d: dict, p: float, alpha: float, a: str, b: str) -> str:
+    """What the test set says about the ``b`` model against the ``a`` model: the size and sign of
+    the difference and whether it exceeds the test-set noise; never which loss is better."""
+    if not (np.isfinite(d["delta"]) and np.isfinite(p)):
+        return f"the {b} and {a} models: undetermined"
+    noise = "beyond" if p < alpha else "within"
+    if d["delta"] == 0:
+        return f"the {b} model's test SRCC equals the {a} model's"
+    return (f"the {b} model's test SRCC is {abs(d['delta']):.4f} {'higher' if d['delta'] > 0 else 'lower'} than the "
+            f"{a} model's ({noise} the test-set noise)")
 
 
 def _ev(d: dict, p: float, holm: bool) -> str:
@@ -334,10 +365,12 @@ def _ev(d: dict, p: float, holm: bool) -> str:
 def key_questions(P: dict, runs: dict[str, Run], data: Data, metrics: pd.DataFrame, comp: pd.DataFrame) -> pd.DataFrame:
     """The study's five key questions, each answered from this run's numbers with its evidence.
 
-    Every answer rests on a significance test: the comparisons with the baseline use the
-    Holm-corrected p of :func:`comparison_table`; a comparison the family does not hold (best vs
-    runner-up, best ranking-aware vs best point-wise, each group's best chosen on validation) is
-    one paired bootstrap, said so in its evidence."""
+    With one trained model per loss no answer says that a loss is better: each gives the
+    test-set difference of these models, whether it exceeds the test-set noise, and that a
+    verdict about the losses needs two or more seeds (:func:`verdict_how`). The comparisons with
+    the baseline use the Holm-adjusted p of :func:`comparison_table`; a comparison outside that
+    family (best vs runner-up, best ranking-aware vs best point-wise, each group's best chosen on
+    validation) is one paired bootstrap, said so in its evidence."""
     base, alpha = P["baseline"], P["alpha"]
     ok = [n for n, r in runs.items() if r.ok]
     c = comp.set_index("Challenger")
@@ -346,8 +379,9 @@ def key_questions(P: dict, runs: dict[str, Run], data: Data, metrics: pd.DataFra
 
     def vs_base(name):
         row = c.loc[name]
-        d = {"delta": row["Δ SRCC"], "ci_low": row["CI low"], "ci_high": row["CI high"]}
-        return _verdict(d, row["p (Holm)"], alpha, base, name), _ev(d, row["p (Holm)"], True)
+        d = {"delta": row["Δ SRCC (these models)"], "ci_low": row["CI low (test set)"],
+             "ci_high": row["CI high (test set)"]}
+        return _models_differ(d, row["p (Holm)"], alpha, base, name), _ev(d, row["p (Holm)"], True)
 
     # 1. highest SRCC
     q1 = "Which loss achieves the highest SRCC?"
@@ -355,9 +389,11 @@ def key_questions(P: dict, runs: dict[str, Run], data: Data, metrics: pd.DataFra
         order = sorted(ok, key=lambda n: -srcc[n])
         best, second = order[0], order[1]
         d = _paired(P, data, runs, second, best)
-        lead = "significant" if d["p_value"] < alpha else "not significant"
-        rows.append([q1, f"{best} (test SRCC {srcc[best]:.4f}); its lead over {second} ({srcc[second]:.4f}) is {lead}",
-                     _ev(d, d["p_value"], False) + " (one paired bootstrap, best vs runner-up)"])
+        rows.append([q1, f"of these models, the {best} model has the highest test SRCC ({srcc[best]:.4f}), then the "
+                         f"{second} model ({srcc[second]:.4f}), a difference {'beyond' if d['p_value'] < alpha else 'within'}"
+                         f" the test-set noise; {NO_VERDICT}; {verdict_how(P)}",
+                     _ev(d, d["p_value"], False) + " (test set only: one paired bootstrap, best vs runner-up, "
+                                                   "outside the Holm family)"])
     else:
         rows.append([q1, "needs two trained losses", "-"])
     # 2. SRCC loss vs L1
@@ -366,10 +402,11 @@ def key_questions(P: dict, runs: dict[str, Run], data: Data, metrics: pd.DataFra
     for name in ("plcc", "srcc"):
         if name in ok and name in c.index and runs[base].ok:
             v, e = vs_base(name)
-            label = "the study's SRCC formula (= plcc)" if name == "plcc" else "a true Spearman loss (srcc)"
+            label = "the study's SRCC formula (plcc)" if name == "plcc" else "a true Spearman loss (srcc)"
             parts.append(f"{label}: {v}")
             evid.append(f"{name}: {e}")
-    rows.append([q2, "; ".join(parts) or "train plcc or srcc and the baseline to answer", "; ".join(evid) or "-"])
+    rows.append([q2, f"{NO_VERDICT}; " + "; ".join(parts) if parts else "train plcc or srcc and the baseline to answer",
+                 "; ".join(evid) + " (test set only)" if evid else "-"])
     # 3. ranking-aware vs point-wise, each group's best chosen on validation
     q3 = "Do ranking-aware losses (SRCC, PLCC, Rank, Fidelity) outperform point-wise ones (L1, L2)?"
     rank_ok = [n for n in RANKING_AWARE if n in ok]
@@ -379,19 +416,23 @@ def key_questions(P: dict, runs: dict[str, Run], data: Data, metrics: pd.DataFra
         pick = {g: max(ns, key=lambda n: iqa_metrics.srcc(runs[n].scores["val"], vmos)) for g, ns in
                 (("rank", rank_ok), ("point", point_ok))}
         d = _paired(P, data, runs, pick["point"], pick["rank"])
-        rows.append([q3, _verdict(d, d["p_value"], alpha, pick["point"], pick["rank"])
-                     + " (each group's best on validation, compared on test)",
-                     _ev(d, d["p_value"], False) + f"; {pick['rank']} vs {pick['point']} (one paired bootstrap)"])
+        rows.append([q3, f"{NO_VERDICT}; of each group's best model on validation, "
+                         + _models_differ(d, d["p_value"], alpha, pick["point"], pick["rank"]),
+                     _ev(d, d["p_value"], False) + f"; {pick['rank']} vs {pick['point']} (test set only: one paired "
+                                                   "bootstrap, outside the Holm family)"])
     else:
         rows.append([q3, "needs at least one loss of each group", "-"])
     # 4. cost vs gain
     q4 = "What is the trade-off between complexity and performance?"
     if runs[base].ok and len(ok) >= 2:
         t0 = runs[base].seconds_per_epoch
-        gains = [n for n in ok if n != base and n in c.index and c.loc[n, "Winner"] == n]
-        losses_ = [n for n in ok if n != base and n in c.index and c.loc[n, "Winner"] == base]
+        tested = [n for n in ok if n != base and n in c.index and np.isfinite(c.loc[n, "p (Holm)"])]
+        beyond = [n for n in tested if c.loc[n, "p (Holm)"] < alpha]
+        higher = [n for n in beyond if c.loc[n, "Δ SRCC (these models)"] > 0]
+        lower = [n for n in beyond if c.loc[n, "Δ SRCC (these models)"] < 0]
         cost = ", ".join(f"{n} {runs[n].seconds_per_epoch / t0:6.2f}× the time of {base}" for n in ok if n != base)
-        ans = (f"significant gains over {base}: {', '.join(gains) or 'none'}; significantly worse: {', '.join(losses_) or 'none'}")
+        ans = (f"performance: {NO_VERDICT}; models whose test SRCC differs from the {base} model's beyond the test-set "
+               f"noise (Holm): higher: {', '.join(higher) or 'none'}; lower: {', '.join(lower) or 'none'}")
         rows.append([q4, ans, f"time per epoch on this machine: {cost}"])
     else:
         rows.append([q4, "needs the baseline and another trained loss", "-"])
@@ -400,11 +441,8 @@ def key_questions(P: dict, runs: dict[str, Run], data: Data, metrics: pd.DataFra
     pw = [n for n in PAIRWISE if n in ok and n in c.index]
     if pw and runs[base].ok:
         verdicts = [vs_base(n) for n in pw]
-        worth = [n for n in pw if c.loc[n, "Winner"] == n]
-        ans = (f"yes, {', '.join(worth)} beat {base} after correction" if worth
-               else f"no evidence for it here: neither pairwise loss beats {base} after correction")
-        rows.append([q5, ans + "; " + "; ".join(v for v, _ in verdicts),
-                     "; ".join(f"{n}: {e}" for n, (_, e) in zip(pw, verdicts))])
+        rows.append([q5, f"{NO_VERDICT}; " + "; ".join(v for v, _ in verdicts),
+                     "; ".join(f"{n}: {e}" for n, (_, e) in zip(pw, verdicts)) + " (test set only)"])
     else:
         rows.append([q5, "train rank or fidelity and the baseline to answer", "-"])
     return pd.DataFrame(rows, columns=["Question", "Answer", "Evidence"])

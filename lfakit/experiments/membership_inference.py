@@ -13,6 +13,11 @@ IN for exactly half of them. Every model's logits and per-example losses on the 
 into the run record (``predictions.npz``: split ``pool``, group ``target`` or ``ref<k>``, field
 ``in_train``), so any attack can be re-run without retraining.
 
+One target model per loss: the leakage table (:func:`leakage_comparison`) gives the Δ AUC of these
+target models over the sampling of the pool, and no "less / more leakage" verdict about the losses,
+which needs several target models per loss (``lfakit sweep membership_inference --seeds 0,1,2`` and
+``lfakit compare`` on the sweep folder).
+
 The notebook ``notebooks/membership_inference.ipynb`` calls :func:`setup`, :func:`load_pool`,
 :func:`pool_summary`, :func:`train_all`, :func:`evaluate`, :func:`tables`, :func:`figures` and
 :func:`save`.
@@ -291,10 +296,29 @@ def attack_table(ev: Evaluation) -> pd.DataFrame:
     return report.round_floats(pd.DataFrame(rows), 3)
 
 
+#: the Test of every leakage row: one target model per loss, so the test covers test-set sampling only
+TEST_SET_ONLY = "paired bootstrap, test set only"
+
+
+def verdict_how(P: dict) -> str:
+    """How to get a verdict about the losses' leakage: several target models per loss, compared by
+    ``lfakit compare``'s test over seeds."""
+    return (f"a verdict needs several target models per loss: lfakit sweep {EXPERIMENT} --seeds 0,1,2, then lfakit "
+            f"compare results/{EXPERIMENT}/sweeps/<sweep-id> --metric attack_auc --baseline {P['baseline']}")
+
+
 def leakage_comparison(P: dict, ev: Evaluation) -> pd.DataFrame:
-    """Each loss's reference-attack AUC against the baseline's: a paired bootstrap over the pool
-    examples (members and non-members resampled separately), Holm-corrected over the losses;
-    "less leakage" / "more leakage" only where the corrected p is below ``alpha``."""
+    """Each loss's target model against the baseline's, by the reference attack's AUC:
+    ``Δ AUC (these models)`` with the percentile 95% interval and two-sided p of a paired bootstrap
+    of the pool examples (members and non-members resampled separately; ``n_boot``, ``seed``;
+    interval and p from the same resamples, the interval not adjusted for multiplicity), and the
+    Holm-adjusted p over the losses (one family, for display).
+
+    Here the test set is the pool: the target's members and non-members. With one target model
+    per loss these tests cover the sampling of those examples only, not the retraining noise
+    (another target of the same loss, trained on another half, leaks differently): they compare
+    these two models, so the table gives no "less / more leakage" verdict; ``Test`` says ``test
+    set only`` and ``Seeds`` is 1 (:func:`verdict_how`)."""
     ra, base = P["reference_attack"], P["baseline"]
     y = ev.is_member.astype(int)
     rows = []
@@ -304,16 +328,12 @@ def leakage_comparison(P: dict, ev: Evaluation) -> pd.DataFrame:
         b = stats.paired_bootstrap(y, ev.results[base][ra].scores, ev.results[name][ra].scores, metric="auroc",
                                    n_boot=P["n_boot"], seed=P["seed"], stratified=True)
         rows.append([name, b["metric1"], b["metric2"], b["delta"], b["ci_low"], b["ci_high"], b["p_value"]])
-    out = pd.DataFrame(rows, columns=["Loss", f"AUC {base}", "AUC", "Δ AUC", "CI low", "CI high", "p-value"])
-    out["p (Holm)"] = stats.holm(out["p-value"].to_numpy(float)) if len(out) else []
-
-    def verdict(row):
-        if not (np.isfinite(row["p (Holm)"]) and row["p (Holm)"] < P["alpha"]):
-            return "tie (n.s.)"
-        return "less leakage" if row["Δ AUC"] < 0 else "more leakage"
-
-    out["Verdict"] = out.apply(verdict, axis=1) if len(out) else []
+    out = pd.DataFrame(rows, columns=["Loss", f"AUC {base}", "AUC", "Δ AUC (these models)", "CI low (test set)",
+                                      "CI high (test set)", "p (test set)"])
+    out["p (Holm)"] = stats.holm(out["p (test set)"].to_numpy(float)) if len(out) else []
+    out["Test"] = TEST_SET_ONLY
     out["Seeds"] = 1
+    out.attrs["baseline"] = base
     return report.round_floats(out, 4)
 
 
@@ -322,9 +342,14 @@ def comparison_note(P: dict, pool: Pool) -> str:
     note = (f"Evidence: one target model per loss (seed {P['seed']}) and {P['n_ref']} reference models per loss; "
             f"{n // 2} members and {n // 2} non-members; thresholds chosen on the reference models' own members and "
             f"non-members (never on the target's). Intervals: bootstrap of the target's members and non-members "
-            f"({P['n_boot']} resamples); Δ AUC of {P['reference_attack']} against {P['baseline']}: paired bootstrap, "
-            f"Holm over the {len(P['losses']) - 1} losses. Training variance (another target seed) is not covered. "
-            f"TPR at 0.1% FPR needs at least 1,000 non-members to be more than 0 or 1 step; here there are {n // 2}.")
+            f"({P['n_boot']} resamples, percentile 95%). Δ AUC (these models): the {P['reference_attack']} AUC of "
+            f"each loss's target model minus the {P['baseline']} target's, paired bootstrap of the pool (the test "
+            f"set here), interval not adjusted for multiplicity; p (Holm): Holm over the {len(P['losses']) - 1} "
+            f"losses (one family), for display. These cover the sampling of the pool's examples only, not the "
+            f"retraining noise (another target of the same loss), so they compare these target models and give no "
+            f"less / more leakage verdict about the losses; {verdict_how(P)} (a test over the targets, retraining "
+            f"noise included). TPR at 0.1% FPR needs at least 1,000 non-members to be more than 0 or 1 step; here "
+            f"there are {n // 2}.")
     if P["dataset"] == "digits":
         note += " Data: scikit-learn's digits and a small MLP: these numbers test the pipeline, not CIFAR-10."
     return note
