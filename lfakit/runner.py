@@ -28,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from lfakit.errors import LfakitError, ParameterError, close_matches
+from lfakit.errors import DataError, LfakitError, ParameterError, close_matches
 from lfakit.params import defaults, literal_default, load_yaml, validate
 
 NOTEBOOK_NAME = "notebook.ipynb"
@@ -596,6 +596,14 @@ def run(
     if resume is not None:
         run_dir, params = _resume_params(experiment, resume, overrides, given)
         if run_complete(run_dir):
+            from lfakit.record import verify_run
+
+            damage = verify_run(run_dir)
+            if damage:  # finished once, damaged since: resuming would run nothing and repair nothing
+                raise DataError(f"run {resume!r} of {experiment} finished, but its record is damaged: "
+                                f"{'; '.join(map(str, damage))}. --resume cannot repair a finished run; copy the "
+                                f"folder again from where it came from, or start a new run with its parameters "
+                                f"({run_dir / PARAMS_NAME})")
             return RunOutcome(experiment, run_dir, run_dir / NOTEBOOK_NAME, True, already_complete=True)
         preflight(experiment, params)
         params["resume"] = True

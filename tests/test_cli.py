@@ -243,8 +243,10 @@ def _fake_run(fresh_results, experiment=EXP, run_id="20261201-093000-smoke", com
                      "outputs": [], "source": ""}], "metadata": {"papermill": {"exception": failed}}}
     (d / runner.NOTEBOOK_NAME).write_text(json.dumps(nb))
     if complete:
+        from lfakit import record
+
         (d / "metrics.json").write_text("{}")
-        (d / "manifest.json").write_text("{}")
+        record.write_manifest(d)  # sizes and SHA-256s, as save_run leaves them
     return d
 
 
@@ -327,6 +329,18 @@ def test_resuming_a_finished_run_says_so_and_changes_nothing(capsys, fresh_resul
     assert f"run {d.name} is already complete" in out and str(d) in out and "nothing was run or changed" in out
     assert _snapshot(fresh_results) == before
     assert not list(d.glob("notebook.attempt-*"))
+
+
+def test_resuming_a_finished_but_damaged_run_names_the_damage_and_changes_nothing(capsys, fresh_results,
+                                                                                    no_execution):
+    d = _fake_run(fresh_results, complete=True)
+    (d / "metrics.json").write_text("{}\n")  # changed after the manifest was written
+    before = _snapshot(fresh_results)
+    assert cli.main(["run", EXP, "--resume", d.name]) == 2
+    err = capsys.readouterr().err
+    assert "finished, but its record is damaged: metrics.json: 3 bytes, the manifest says 2" in err, err
+    assert "cannot repair a finished run" in err and str(d / runner.PARAMS_NAME) in err
+    assert _snapshot(fresh_results) == before and not no_execution
 
 
 def test_a_failed_run_with_a_record_is_not_complete_and_resumes(fresh_results, monkeypatch):
