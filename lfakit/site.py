@@ -200,6 +200,25 @@ def _read_text(path: Path, root: Path | None = None) -> str | None:
         return None
 
 
+MAX_PARAM_VALUES = 100_000  # a run's parameters, every list item and mapping entry counted once per use
+
+
+def _expanded_size(obj: Any, limit: int = MAX_PARAM_VALUES) -> int:
+    """How many values ``obj`` holds once every shared reference (a YAML alias) is expanded, as
+    the page would render it; the count stops just past ``limit``. A few hundred bytes of nested
+    aliases expand to billions of values: counting first keeps the report from hanging on them."""
+    n, stack = 0, [obj]
+    while stack and n <= limit:
+        o = stack.pop()
+        n += 1
+        if isinstance(o, dict):
+            stack.extend(o.keys())
+            stack.extend(o.values())
+        elif isinstance(o, (list, tuple)):
+            stack.extend(o)
+    return n
+
+
 def _read_json(path: Path, root: Path | None = None) -> Any:
     text = _read_text(path, root)
     if text is None:
@@ -468,6 +487,10 @@ def _load_run(experiment: str, d: Path, notes: list[str]) -> Run:
         try:
             loaded = yaml.safe_load(text)
             params = loaded if isinstance(loaded, dict) else {}
+            if _expanded_size(params) > MAX_PARAM_VALUES:  # YAML aliases nested into a "billion laughs"
+                notes.append(f"{d}: {PARAMS_NAME} expands to more than {MAX_PARAM_VALUES:,} values (nested YAML "
+                             "aliases); its parameters are not shown")
+                params = {}
         except (yaml.YAMLError, RecursionError, ValueError) as e:
             notes.append(f"{d}: {PARAMS_NAME} cannot be read ({e.__class__.__name__})")
     metrics = _json_or_none(read(METRICS)) if not damaged else None  # a damaged record is not read

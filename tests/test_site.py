@@ -765,3 +765,22 @@ def test_odd_run_folders_do_not_stop_the_report(tmp_path):
     row = re.search(r'<tr class="(\w+)">(?:(?!</tr>).)*?20261399-999999-smoke.*?</tr>', html, re.S)
     assert row.group(1) == "interrupted" and "notebook.ipynb cannot be read" in row.group(0)
     assert "20261399-999999-smoke: params.yaml cannot be read (RecursionError)" in html
+
+
+def test_nested_yaml_aliases_in_params_are_not_expanded(tmp_path):
+    """A "billion laughs" params.yaml: a few hundred bytes of nested aliases that would expand to
+    10^9 values on the page. The report counts before it renders and leaves them out."""
+    root = tmp_path / "results"
+    make_complete(root)
+    bomb = root / EXP / "20261201-000000-smoke"
+    bomb.mkdir()
+    lines = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    (bomb / "params.yaml").write_text("\n".join(lines) + "\n")
+    assert len((bomb / "params.yaml").read_bytes()) < 1000
+    assert site._expanded_size({"x": [1, 2]}) == 5 and site._expanded_size(list(range(10)), limit=3) == 4
+    index = site.build_site(root)  # returns at once instead of rendering 10^9 strings
+    html = index.read_text()
+    assert "params.yaml expands to more than 100,000 values (nested YAML aliases)" in html
+    assert "20261130-100000-smoke" in html
+    assert not [q for q in index.parent.rglob("*.html") if "lol" in q.read_text()]
