@@ -142,3 +142,53 @@ def simulate(s: Setting, reps: int = 400, seed: int = 0, alpha: float = 0.05) ->
         winners += bool(np.isfinite(r["p_value"]) and r["p_value"] < alpha)
         naive += bool(np.isfinite(p_naive) and p_naive < alpha)
     return Result(s, reps, winners, naive, se_pair)
+
+
+@dataclass(frozen=True)
+class ClassesResult:
+    """:func:`simulate_classes`: shares of comparisons with a false Winner, by kind."""
+
+    seeds: int
+    R: float
+    reps: int
+    raw_class: float  # per-class raw p < alpha (the share of class tests)
+    any_class: int  # comparisons with a class Winner after Holm
+    mean: int  # comparisons with a Winner on the mean row after Holm
+    any: int  # comparisons with any Winner
+
+
+def simulate_classes(seeds: int, R: float, n_classes: int = 14, n: int = 2000, prevalence=(0.02, 0.15),
+                     reps: int = 100, n_boot: int = 200, seed: int = 0, alpha: float = 0.05,
+                     sigma_e: float = 0.5, auc: float = 0.85) -> ClassesResult:
+    """Equal losses over ``n_classes`` labels (prevalences spread evenly over ``prevalence``), one
+    test set shared by every model, tested as :mod:`lfakit.compare` tests them: the seed-level t
+    per class (DeLong covariance) and for the mean over classes (the covariance of the models'
+    mean AUROC over ``n_boot`` stratified bootstrap resamples), Holm over the class rows and the
+    mean row together (one family). ``R`` as in :func:`simulate`, measured on the rarest class."""
+    rng = np.random.default_rng(seed)
+    prev = np.linspace(prevalence[0], prevalence[1], n_classes)
+    scale = math.sqrt(2.0 * (1.0 + sigma_e ** 2))
+    mu0 = scale * float(norm.ppf(auc))
+    pilot = simulate(Setting(seeds=1, R=0.0, n=n, prevalence=float(prev.mean()), sigma_e=sigma_e, auc=auc), reps=1,
+                     seed=seed)
+    tau_mu = R * pilot.se_pair / math.sqrt(2.0) / (float(norm.pdf(mu0 / scale)) / scale)
+    raw_hits = raw_tests = any_class = mean_hits = any_hits = 0
+    for _ in range(reps):
+        y = (rng.random((n, n_classes)) < prev).astype(int)
+        y[:2, :], y[2:4, :] = 1, 0  # at least two of each label per class
+        a = rng.normal(size=(n, n_classes))
+        mus = [mu0 + tau_mu * rng.normal(size=(seeds, n_classes)) for _ in (0, 1)]
+        sc = [np.stack([mus[j][k] * y + a + sigma_e * rng.normal(size=(n, n_classes)) for k in range(seeds)])
+              for j in (0, 1)]  # (seeds, n, C) per method
+        p = [stats.seed_level_auroc(y[:, c], sc[0][:, :, c], sc[1][:, :, c])["p_value"] for c in range(n_classes)]
+        b = stats.seed_paired_bootstrap(y, sc[0], sc[1], "auroc", n_boot=n_boot, seed=int(rng.integers(1 << 31)))
+        (v1, v2), (r1, r2) = b["model_values"], b["model_replicates"]
+        pm = stats.seed_level_test(v1[:, -1], v2[:, -1], stats.replicate_covariance(r1[:, :, -1], r2[:, :, -1]))["p_value"]
+        adj = stats.holm(np.r_[p, pm])
+        raw_hits += int(np.sum(np.asarray(p) < alpha))
+        raw_tests += int(np.isfinite(p).sum())
+        cls, mean = bool(np.any(adj[:-1] < alpha)), bool(adj[-1] < alpha)
+        any_class += cls
+        mean_hits += mean
+        any_hits += cls or mean
+    return ClassesResult(seeds, R, reps, raw_hits / max(raw_tests, 1), any_class, mean_hits, any_hits)

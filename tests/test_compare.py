@@ -95,7 +95,7 @@ def test_a_clear_winner_a_tie_and_the_numbers_behind_them(tmp_path):
 
 
 def test_outputs_are_written_in_every_format(tmp_path):
-    run = _write_run(tmp_path, "20260101-000000-smoke", {"focal": 0.6, "zlpr": 2.0}, seeds=[0, 1])
+    run = _write_run(tmp_path, "20260101-000000-smoke", {"focal": 0.6, "zlpr": 2.0}, seeds=[0, 1, 2])
     c = compare.compare_folder(run, n_boot=200)
     out = c.out_dir
     assert out == run / "comparison" / "auroc-vs-focal"
@@ -118,7 +118,7 @@ def test_outputs_are_written_in_every_format(tmp_path):
     for png in ("forest.png", "seeds.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and doc["files"][png.replace(".", "_")] == png
     seeds = pd.read_csv(out / "seeds.csv")
-    assert list(seeds.columns) == ["Method", "Seed", "AUROC"] and len(seeds) == 4
+    assert list(seeds.columns) == ["Method", "Seed", "AUROC"] and len(seeds) == 6
     assert seeds.groupby("Method")["AUROC"].mean()["zlpr"] > seeds.groupby("Method")["AUROC"].mean()["focal"]
     loaded = compare.load_comparison(out)
     assert list(loaded["tables"]["summary"]["Winner"]) == ["baseline", "zlpr"]
@@ -238,14 +238,14 @@ def _write_membership_run(root: Path, name: str, seed: int, leak: dict[str, floa
 
 def test_membership_leakage_lower_is_better_over_common_seeds(tmp_path):
     root = tmp_path / "results"
-    for s in (0, 1):
+    for s in (0, 1, 2):
         _write_membership_run(root, f"2026010{s}-000000-smoke", s, {"ce": 1.5, "mae": 0.0, "gce": 1.5})
     c = compare.compare_folder(root / "membership_inference", n_boot=200)
     assert c.metric.name == "tpr@1%fpr" and c.baseline == "ce" and not c.metric.higher_is_better
     s = c.summary.set_index("Method")
     assert s.loc["mae", "Winner"] == "mae"  # leaks (much) less than ce
     assert s.loc["gce", "Winner"] == "tie (n.s.)"
-    assert (s["Seeds"] == 2).all()
+    assert (s["Seeds"] == 3).all()
     # the per-seed values are the loss attack's TPR at 1% FPR on each seed's own membership split
     from lfakit.metrics.privacy import tpr_at_fpr
 
@@ -322,14 +322,15 @@ def test_seeds_with_their_own_test_sets_are_paired_by_seed_and_combined_as_indep
     row = c.raw[(c.raw["method"] == "stacking")].iloc[0]
     d = np.array([t["delta"] for t in tests.values()])
     assert row["delta"] == pytest.approx(d.mean(), abs=1e-12) and row["kind"] == "seeds"
-    # by hand: the paired differences' spread beyond their DeLong variances (none shared across seeds)
+    # by hand: the paired differences' spread beyond their DeLong variances; nothing is shared across
+    # seeds, so the degrees of freedom are the paired t's, 3 - 1
     var_d = np.array([t["se"] ** 2 for t in tests.values()])
     s2 = d.var(ddof=1)
     var = var_d.mean() / 3 + max(s2 - var_d.mean(), 0) / 3
-    df = var ** 2 / ((s2 / 3) ** 2 / 2)
     from scipy.stats import t as student_t
 
-    assert row["p_value"] == pytest.approx(2 * student_t.sf(abs(d.mean()) / np.sqrt(var), df), rel=1e-9)
+    assert row["p_value"] == pytest.approx(2 * student_t.sf(abs(d.mean()) / np.sqrt(var), 2), rel=1e-9)
+    assert row["df"] == pytest.approx(2.0)
     assert c.summary.set_index("Method").loc["stacking", "Winner"] == "stacking"
     assert len(c.per_seed) == 3 and "each seed its own test set" in c.evidence
     with pytest.raises(ParameterError, match="shared test set"):
