@@ -590,13 +590,24 @@ def scan(results: Path, out: Path | None = None) -> tuple[list[Run], list[Sweep]
     skip = _site_dirs(results, out)
     runs: list[Run] = []
     notes: list[str] = []
+    def linked(p: Path) -> bool:
+        """A symbolic link in place of an experiment or run folder: its files lie elsewhere, so it is
+        not read (a shared folder's link could point at any folder of the reader's machine)."""
+        if not p.is_symlink():
+            return False
+        notes.append(f"{p}: a symbolic link (to {os.path.realpath(p)}), not a folder of this results folder; "
+                     "left out. Copy the run folder here to report it")
+        return True
+
     exp_dirs = [p for p in sorted(results.iterdir()) if p.is_dir() and not p.name.startswith(".")
-                and not _inside(p, skip) and _is_experiment_folder(p)]
+                and not _inside(p, skip) and _is_experiment_folder(p) and not linked(p)]
     if not exp_dirs and _is_experiment_folder(results):  # `lfakit report results/<experiment>`
         exp_dirs = [results]
     for exp_dir in exp_dirs:
         for d in sorted(p for p in exp_dir.iterdir() if p.is_dir()):
             if d.name == "sweeps" or d.name.startswith(".") or _inside(d, skip) or not _is_run_folder(d):
+                continue
+            if linked(d):
                 continue
             try:
                 runs.append(_load_run(exp_dir.name, d, notes))
@@ -665,7 +676,7 @@ def _url(rel: Any) -> str:
     rel = str(rel)
     if rel.startswith("data:image/svg+xml;base64,"):
         return rel
-    return quote(rel, safe="/#")
+    return quote(rel, safe="/")  # a "#" in a file or run name is a character of the name, not a fragment
 
 
 def _svg_data(path: Path) -> str:
@@ -861,9 +872,21 @@ def clean_html(text: Any) -> str:
         import bleach
         from bleach.css_sanitizer import CSSSanitizer
 
+        class _NoUrlCSS(CSSSanitizer):
+            """bleach's CSS allow-list without ``cursor`` and without any declaration that names a
+            resource (``url(``, ``image-set(``, a backslash escape that could spell one): an inline
+            style may colour and lay out, never load."""
+
+            def sanitize_css(self, style: str) -> str:
+                kept = [d for d in super().sanitize_css(style).split(";")
+                        if not re.search(r"url\s*\(|image-set|image\s*\(|\\", d, re.I)]
+                return ";".join(d for d in kept if d.strip())
+
+        from bleach.css_sanitizer import ALLOWED_CSS_PROPERTIES
+
         _CLEANER = bleach.Cleaner(tags=SAFE_TAGS, attributes=_allowed_attribute,
                                   protocols={"http", "https", "mailto", "data"}, strip=False, strip_comments=True,
-                                  css_sanitizer=CSSSanitizer())
+                                  css_sanitizer=_NoUrlCSS(allowed_css_properties=ALLOWED_CSS_PROPERTIES - {"cursor"}))
     text = text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
     return _CLEANER.clean(text)
 
@@ -1293,7 +1316,12 @@ def build(results: Path, out: Path | None = None) -> Report:
         raise ReportError(f"no results folder at {results}; run an experiment first (`lfakit run <experiment>`) "
                           "or point `lfakit report` at the folder holding the run folders")
     results = results.resolve()
-    out = (Path(out).expanduser() if out else results / "site").resolve()
+    out = Path(out).expanduser() if out else results / "site"
+    if out.is_symlink():  # rebuilding deletes the folder: never through a link to somewhere else
+        raise ReportError(f"{out} is a symbolic link (to {os.path.realpath(out)}); the report folder is deleted and "
+                          "rebuilt, so it must be a real folder: give `lfakit report -o` another folder "
+                          "(nothing was written)")
+    out = out.resolve()
     if out.exists():
         if not out.is_dir():
             raise ReportError(f"{out} is a file; give `lfakit report -o` a folder")

@@ -546,6 +546,8 @@ PAYLOADS = [
     '<img src="https://example.invalid/beacon.png">',
     '<math><mi xlink:href="javascript:alert(13)">x</mi></math>',
     '<div style="background:url(https://example.invalid/css.png)">styled</div>',
+    '<div style="cursor:url(https://example.invalid/c.png),auto;color:red">cursor</div>',
+    '<p style="color:blue;background-image:image-set(\'https://example.invalid/i.png\' 1x)">set</p>',
 ]
 PAYLOAD = "".join(PAYLOADS)
 SVG = ('<svg xmlns="http://www.w3.org/2000/svg" width="20" height="20" onload="window.__pwned=15;alert(15)">'
@@ -784,3 +786,43 @@ def test_nested_yaml_aliases_in_params_are_not_expanded(tmp_path):
     assert "params.yaml expands to more than 100,000 values (nested YAML aliases)" in html
     assert "20261130-100000-smoke" in html
     assert not [q for q in index.parent.rglob("*.html") if "lol" in q.read_text()]
+
+
+def test_a_run_or_experiment_folder_that_is_a_link_is_not_read(tmp_path):
+    """A shared results folder whose run (or experiment) folder is a symbolic link to another place
+    on the reader's machine: nothing there is read or copied; the index names the link."""
+    root = tmp_path / "results"
+    make_complete(root)
+    elsewhere = make_complete(tmp_path / "private", "20261130-150000-smoke")
+    (elsewhere / "tables" / "creds.csv").write_text("k,v\nTOKEN,PRIVATE-RUN-SECRET\n")
+    record.write_manifest(elsewhere)
+    (root / EXP / "20261130-150000-smoke").symlink_to(elsewhere, target_is_directory=True)
+    other_exp = make_complete(tmp_path / "other", "20261130-160000-smoke").parent
+    (other_exp.parent / EXP).rename(other_exp.parent / "iqa_losses")
+    (root / "iqa_losses").symlink_to(other_exp.parent / "iqa_losses", target_is_directory=True)
+    index = site.build_site(root)
+    everything = "".join(p.read_text(errors="replace") for p in index.parent.rglob("*") if p.is_file())
+    assert "PRIVATE-RUN-SECRET" not in everything and "20261130-160000-smoke" not in everything
+    html = index.read_text()
+    assert "20261130-150000-smoke: a symbolic link (to " in html and "iqa_losses: a symbolic link (to " in html
+    assert not (index.parent / "runs" / EXP / "20261130-150000-smoke").exists()
+
+
+def test_a_site_folder_that_is_a_link_is_refused_and_nothing_is_deleted(tmp_path):
+    root = tmp_path / "results"
+    make_complete(root)
+    other_report = tmp_path / "someone-elses-report"
+    other_report.mkdir()
+    (other_report / site.MARKER).write_text("x")
+    (other_report / "keep.html").write_text("keep me")
+    (root / "site").symlink_to(other_report, target_is_directory=True)
+    with pytest.raises(site.ReportError, match="site is a symbolic link .*must be a real folder"):
+        site.build_site(root)
+    assert (other_report / "keep.html").read_text() == "keep me"
+
+
+def test_a_hash_in_a_run_id_stays_part_of_the_link(tmp_path):
+    root = tmp_path / "results"
+    make_complete(root, "20261130-100000-a#b")
+    html = site.build_site(root).read_text()
+    assert 'href="runs/' + EXP + '/20261130-100000-a%23b/index.html"' in html
