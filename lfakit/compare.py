@@ -111,6 +111,7 @@ class Source:
     kind: str  # sweep | results | run
     run_dirs: list[Path]
     not_used: list[str] = field(default_factory=list)  # why a point or folder was left out
+    experiment: str | None = None  # a sweep's experiment: its runs must be of it
 
 
 def _complete(run_dir: Path) -> bool:
@@ -124,42 +125,74 @@ def _looks_like_results_root(folder: Path) -> list[str]:
     return sorted(d.name for d in folder.iterdir() if d.is_dir() and d.name in EXPERIMENTS)
 
 
+def _sweep_run_dir(folder: Path, experiment: str, recorded: str) -> Path | None:
+    """Where a sweep point's run folder is: the run id (the recorded path's last part) in the
+    sweep's experiment folder (``results/<experiment>/`` above ``sweeps/<id>/``), so that a sweep
+    copied off a cluster finds its runs beside it; else the recorded path itself when it is a
+    run folder of that experiment. Never a path elsewhere, and never through a link."""
+    name = Path(recorded).name
+    if not name or name in (".", "..") or "/" in name or "\\" in name:
+        return None
+    candidates = []
+    if folder.parent.name == "sweeps":
+        candidates.append(folder.parent.parent / name)
+    rec = Path(recorded)
+    if rec.is_absolute() and rec.parent.name == experiment:
+        candidates.append(rec)
+    for c in candidates:
+        if not c.is_symlink() and c.is_dir() and _complete(c):
+            return c
+    return None
+
+
 def find_runs(folder: str | Path) -> Source:
     """The complete run folders of a sweep folder, a results folder or one run folder."""
     folder = Path(folder).expanduser().resolve()
     if not folder.is_dir():
         raise ParameterError(f"{folder} is not a folder; give a sweep folder (with sweep.json), an experiment's "
                              "results folder (results/<experiment>) or a run folder")
-    if (folder / "sweep.json").exists():
+    sweep_file = folder / "sweep.json"
+    if sweep_file.exists() or sweep_file.is_symlink():
         try:
-            manifest = json.loads((folder / "sweep.json").read_text())
+            if sweep_file.is_symlink() or not sweep_file.is_file():  # a link or a FIFO is never read
+                raise ValueError("not a regular file")
+            manifest = json.loads(sweep_file.read_text())
             points = manifest["points"]
             if not isinstance(points, list):
                 raise TypeError("points is not a list")
-        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
-            raise DataError(f"{folder}/sweep.json is damaged ({e}); compare its runs through the experiment's "
-                            f"results folder instead: lfakit compare {folder.parent.parent}") from None
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError, RecursionError) as e:
+            raise DataError(f"{folder}/sweep.json is damaged ({type(e).__name__}: {str(e)[:120]}); compare its runs "
+                            f"through the experiment's results folder instead: lfakit compare {folder.parent.parent}"
+                            ) from None
+        experiment = str(manifest.get("experiment") or folder.parent.parent.name)
         runs, not_used = [], []
         for p in points:
             p = p if isinstance(p, dict) else {}
-            rd = Path(p["run_dir"]) if isinstance(p.get("run_dir"), str) and p["run_dir"] else None
-            if p.get("status") in ("complete", "skipped") and rd is not None and _complete(rd):
+            rd = (_sweep_run_dir(folder, experiment, p["run_dir"])
+                  if isinstance(p.get("run_dir"), str) and p["run_dir"] else None)
+            if p.get("status") in ("complete", "skipped") and rd is not None:
                 runs.append(rd)
             else:
                 why = str(p.get("error") or "").strip().splitlines()[:1]
+                if p.get("status") in ("complete", "skipped"):
+                    why = [f"its run folder {p.get('run_dir')!r} is not a complete run of {experiment} beside the "
+                           "sweep"]
                 not_used.append(f"point {p.get('index')} ({p.get('status')}){': ' + why[0] if why else ''}")
-        return Source(folder, "sweep", runs, not_used)
+        return Source(folder, "sweep", runs, not_used, experiment=experiment)
     if (folder / METRICS).exists():
         if not _complete(folder):
             raise DataError(f"{folder} has no manifest.json: the run did not finish")
         return Source(folder, "run", [folder])
     exps = _looks_like_results_root(folder)
     if exps:
+        with_runs = [e for e in exps if any(_complete(d) for d in (folder / e).iterdir() if d.is_dir())] or exps
         raise ParameterError(f"{folder} is a results folder holding several experiments ({', '.join(exps)}); "
-                             f"compare one experiment at a time: lfakit compare {folder / exps[0]}")
+                             f"compare one experiment at a time: lfakit compare {folder / with_runs[0]}")
     runs, not_used = [], []
     for d in sorted(p for p in folder.iterdir() if p.is_dir() and p.name not in ("sweeps", "comparison")):
-        if _complete(d):
+        if d.is_symlink():
+            not_used.append(f"{d.name} (a symbolic link; copy the run folder here to compare it)")
+        elif _complete(d):
             runs.append(d)
         elif (d / "params.yaml").exists():
             not_used.append(f"{d.name} (not complete)")
@@ -173,11 +206,17 @@ def load_records(src: Source) -> list[RunRecord]:
     records = []
     for d in src.run_dirs:
         try:
-            records.append(load_run(d))
+            r = load_run(d)
         except DamagedRun as e:
             src.not_used.append(f"{d.name} (damaged: {e.short})")
+            continue
         except DataError as e:
             src.not_used.append(f"{d.name} ({e})")
+            continue
+        if src.experiment and r.experiment != src.experiment:
+            src.not_used.append(f"{d.name} (a run of {r.experiment}, not of the sweep's {src.experiment})")
+            continue
+        records.append(r)
     src.run_dirs = [r.run_dir for r in records]
     return records
 

@@ -32,6 +32,7 @@ import json
 import math
 import os
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -331,8 +332,8 @@ def read_manifest(run_dir: str | Path) -> tuple[dict[str, dict], list[Damage]]:
                                      "or the folder was copied without it")]
     try:
         doc = json.loads(path.read_bytes())
-    except (ValueError, UnicodeDecodeError) as e:
-        return {}, [Damage(MANIFEST, f"not valid JSON ({e})")]
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:  # RecursionError: nested past the limit
+        return {}, [Damage(MANIFEST, f"not valid JSON ({type(e).__name__}: {str(e)[:120]})")]
     if not isinstance(doc, dict) or doc.get("schema") != SCHEMA or not isinstance(doc.get("files"), dict):
         got = doc.get("schema") if isinstance(doc, dict) else type(doc).__name__
         return {}, [Damage(MANIFEST, f"not an {SCHEMA} manifest (schema {got!r}, or no 'files' table)")]
@@ -414,8 +415,8 @@ def load_run(run_dir: str | Path, verify: bool = True) -> RunRecord:
         raise DamagedRun(run_dir, [Damage(METRICS, "a symbolic link or not a regular file")])
     try:
         m, bad_json = json.loads(mpath.read_bytes()), None
-    except (ValueError, UnicodeDecodeError, OSError) as e:
-        m, bad_json = None, Damage(METRICS, f"not valid JSON ({e})")
+    except (ValueError, UnicodeDecodeError, OSError, RecursionError) as e:
+        m, bad_json = None, Damage(METRICS, f"not valid JSON ({type(e).__name__}: {str(e)[:120]})")
     if m is not None and (not isinstance(m, dict) or m.get("schema") != SCHEMA):
         got = m.get("schema") if isinstance(m, dict) else type(m).__name__
         raise DataError(f"{mpath} has schema {got!r}; this lfakit reads {SCHEMA!r}")
@@ -452,7 +453,8 @@ def load_run(run_dir: str | Path, verify: bool = True) -> RunRecord:
             preds = read_predictions(run_dir / PREDICTIONS)
         except DataError:
             raise
-        except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as e:
+        except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile, zlib.error, NotImplementedError,
+                RuntimeError) as e:  # what numpy's and zipfile's readers raise on a damaged archive
             raise DamagedRun(run_dir, [Damage(PREDICTIONS, f"not a readable npz ({type(e).__name__}: {e})")]) from None
     manifest = listed if verify else read_manifest(run_dir)[0]
     return RunRecord(run_dir=run_dir, predictions=preds, tables=tables, manifest=manifest, **fields)

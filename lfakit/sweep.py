@@ -588,28 +588,34 @@ def _interrupt_live() -> None:
 
 def complete_run(run_dir: str | Path, params_hash: str) -> bool:
     """Whether ``run_dir`` is a finished run with parameters of hash ``params_hash``: its
-    ``metrics.json`` has the hash, its ``manifest.json`` exists (written last), and its executed
-    notebook is not marked as failed by papermill."""
+    ``metrics.json`` has the hash, its ``manifest.json`` exists (written last) and what it lists
+    is intact (:func:`lfakit.record.verify_run`), and its executed notebook is not marked as
+    failed by papermill. A damaged run is not complete: its point runs again."""
     from lfakit.record import MANIFEST as RUN_MANIFEST
-    from lfakit.record import METRICS
+    from lfakit.record import METRICS, verify_run
     from lfakit.runner import NOTEBOOK_NAME
 
     run_dir = Path(run_dir)
-    try:
-        m = json.loads((run_dir / METRICS).read_text())
-    except (OSError, ValueError):
+    mpath = run_dir / METRICS
+    if run_dir.is_symlink() or mpath.is_symlink() or not mpath.is_file():
         return False
-    if not isinstance(m, dict) or m.get("params_hash") != params_hash or not (run_dir / RUN_MANIFEST).exists():
+    try:
+        m = json.loads(mpath.read_text())
+    except (OSError, ValueError, RecursionError):
+        return False
+    if not isinstance(m, dict) or m.get("params_hash") != params_hash or not (run_dir / RUN_MANIFEST).is_file():
         return False
     nb = run_dir / NOTEBOOK_NAME
     if nb.exists():
+        if nb.is_symlink() or not nb.is_file():
+            return False
         try:
             meta = json.loads(nb.read_text()).get("metadata", {}).get("papermill", {})
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError, AttributeError):
             return False
-        if meta.get("exception"):
+        if isinstance(meta, dict) and meta.get("exception"):
             return False
-    return True
+    return not verify_run(run_dir)
 
 
 def find_complete_runs(experiment: str, results_root: str | Path) -> dict[str, Path]:
@@ -620,9 +626,11 @@ def find_complete_runs(experiment: str, results_root: str | Path) -> dict[str, P
     found: dict[str, Path] = {}
     base = Path(results_root) / experiment
     for mpath in sorted(base.glob(f"*/{METRICS}")):  # run ids start with a timestamp: newest last
+        if mpath.is_symlink() or not mpath.is_file():
+            continue
         try:
             h = json.loads(mpath.read_text()).get("params_hash")
-        except (OSError, ValueError, AttributeError):
+        except (OSError, ValueError, AttributeError, RecursionError):
             continue
         if isinstance(h, str) and complete_run(mpath.parent, h):
             found[h] = mpath.parent

@@ -4,6 +4,7 @@ drawn so that the answer is known), the CLI, and its clear early errors."""
 from __future__ import annotations
 
 import json
+import os
 import zlib
 import subprocess
 import sys
@@ -510,10 +511,21 @@ def _damage(run: Path, how: str) -> str:
         b = bytearray(p.read_bytes())
         b[len(b) // 2] ^= 0xFF
         p.write_bytes(bytes(b))
+    elif how == "bad_deflate":  # damaged compressed data under a manifest rewritten to match it
+        p = run / "predictions.npz"
+        b = bytearray(p.read_bytes())
+        for i in range(len(b) // 3, len(b) // 3 + 64):
+            b[i] ^= 0x5A
+        p.write_bytes(bytes(b))
+        record.write_manifest(run)
+    elif how == "nested_json":  # JSON nested past the recursion limit, manifest rewritten to match
+        p = run / "metrics.json"
+        p.write_text("[" * 100_000 + "]" * 100_000)
+        record.write_manifest(run)
     return p.name
 
 
-@pytest.mark.parametrize("how", ["truncated", "corrupt_json", "deleted", "changed"])
+@pytest.mark.parametrize("how", ["truncated", "corrupt_json", "deleted", "changed", "bad_deflate", "nested_json"])
 def test_a_damaged_run_is_named_and_the_others_are_compared(tmp_path, how):
     root = tmp_path / "chestxray_zlpr"
     for i, s in enumerate((0, 1, 2)):
@@ -639,3 +651,29 @@ def test_one_holm_family_spans_challengers_classes_and_data_groups(tmp_path):
     s = c.summary.set_index(["Group", "Method"])
     assert s.loc[("rho=10/fold=1", "focal"), "Winner"] == "focal"
     assert s.loc[("rho=1/fold=1", "focal"), "Winner"] == "tie (n.s.)"
+
+
+def test_a_shared_sweep_finds_its_runs_beside_it_and_nowhere_else(tmp_path):
+    """A sweep folder copied off a cluster records the cluster's run paths: compare finds the runs
+    by their ids in the experiment folder above sweeps/. A sweep.json that names runs of another
+    experiment elsewhere on this machine, or that is not a regular file, reads nothing there."""
+    root = tmp_path / "results"
+    runs = [_write_run(root, f"2026010{s}-000000-smoke", {"focal": 0.6, "zlpr": 2.0}, seeds=[s]) for s in (0, 1, 2)]
+    sweep_dir = root / "chestxray_zlpr" / "sweeps" / "smoke-abc"
+    sweep_dir.mkdir(parents=True)
+    points = [{"index": i, "status": "complete", "run_dir": f"/cluster/home/u/results/chestxray_zlpr/{r.name}"}
+              for i, r in enumerate(runs)]
+    elsewhere = _write_run(tmp_path / "private", "20260105-000000-smoke", {"focal": 0.6, "zlpr": 2.0}, seeds=[5],
+                           experiment="cifar_fece")
+    points.append({"index": 3, "status": "complete", "run_dir": str(elsewhere)})
+    (sweep_dir / "sweep.json").write_text(json.dumps({"schema": "lfakit.sweep/1", "experiment": "chestxray_zlpr",
+                                                      "points": points}))
+    c = compare.compare_folder(sweep_dir, n_boot=200)
+    assert sorted(p.name for p in c.source.run_dirs) == [r.name for r in runs]
+    assert any(w.startswith("point 3 (complete): its run folder") and "not a complete run of chestxray_zlpr" in w
+               for w in c.source.not_used)
+    (sweep_dir / "comparison").rename(tmp_path / "old-comparison")
+    (sweep_dir / "sweep.json").unlink()
+    os.mkfifo(sweep_dir / "sweep.json")  # reading it would block forever
+    with pytest.raises(DataError, match="sweep.json is damaged .*not a regular file"):
+        compare.compare_folder(sweep_dir, n_boot=200)

@@ -214,6 +214,14 @@ def test_local_sweep_completes_then_skips(results, tmp_path, monkeypatch):
     assert [p["run_dir"] for p in moved.points] == [p["run_dir"] for p in r.points]
     assert not (other / EXP).exists() or _run_dirs(other) == []
 
+    # a run damaged since (a table cut short, its manifest no longer holds): its point runs again
+    monkeypatch.setenv("LFAKIT_RESULTS", str(results))
+    table = sorted(Path(r.points[0]["run_dir"]).glob("tables/*.csv"))[0]
+    table.write_text(table.read_text()[:10])
+    third = sweep.run_sweep(EXP, "smoke", grid=GRID, seeds=[0], workers=2, progress=False)
+    assert [p["status"] for p in third.points] == ["complete", "skipped"]
+    assert third.points[0]["run_dir"] != r.points[0]["run_dir"] and third.points[1]["run_dir"] == r.points[1]["run_dir"]
+
     # another sweep in the same folder is refused
     with pytest.raises(Exception, match="belongs to another sweep"):
         sweep.run_sweep(EXP, "smoke", grid={"grid_size": [7]}, out=r.sweep_dir, progress=False)
@@ -591,7 +599,7 @@ def _fake_complete_run(root: Path, h: str) -> Path:
     run = root / EXP / "20260102-000000-smoke"
     run.mkdir(parents=True)
     (run / record.METRICS).write_text(json.dumps({"params_hash": h}))
-    (run / "manifest.json").write_text("{}")
+    record.write_manifest(run)
     return run
 
 
