@@ -903,8 +903,9 @@ def _evidence(exp, records, source, blocks, m, base, n_boot, ci_method, alpha, r
     if "seeds" in kinds:
         tests.append("the seed-level t: each trained model is one draw of its loss, so the seed-to-seed spread "
                      "beyond the test-set noise (a moment estimate) is added to the test-set variance of the "
-                     f"difference of the seed means ({cov}), Welch-Satterthwaite degrees of freedom, paired by seed; "
-                     "the 95% interval comes from the same t")
+                     f"difference of the seed means ({cov}), paired by seed, on Welch-Satterthwaite degrees of "
+                     "freedom with the seeds' spread at its 90% upper confidence bound; the 95% interval comes from "
+                     "the same t")
     if "re-splits" in kinds:
         tests.append("the seeds re-split one pool, so their test sets and training sets overlap: Nadeau and "
                      "Bengio's corrected resampled t over the seeds' differences, with its interval")
@@ -932,9 +933,11 @@ def _evidence(exp, records, source, blocks, m, base, n_boot, ci_method, alpha, r
     if n_fam:
         parts.append(f"one Holm family over all {n_fam} tests ({rows}{' in every data group' if len(blocks) > 1 else ''})"
                      f" at alpha = {alpha}; a Winner is named only where the corrected p < alpha")
-    else:
+    elif len(raw) - untestable:
         parts.append(f"Holm over the {len(raw) - untestable} test-set comparisons, for display: no Winner without "
                      "two or more trained models of each loss")
+    else:
+        parts.append("nothing could be tested, so no Winner")
     if resolution_note:
         parts.append(resolution_note)
     if untestable:
