@@ -57,7 +57,7 @@ def main() -> int:
           "200 bootstrap resamples)\n")
     print("| seeds | R | per-class raw p < 0.05 | any class Winner | mean Winner | any Winner | alpha + 3 MC SE |")
     print("|---|---|---|---|---|---|---|")
-    for k, R in ((3, 0.0), (3, 1.0), (3, 2.0), (5, 2.0)):
+    for k, R in ((3, 0.0), (3, 0.5), (3, 1.0), (3, 2.0), (5, 2.0)):
         c = simulate_classes(k, R, reps=creps, seed=k * 10 + int(R))
         b = bound(creps)
         ok &= c.any / creps <= b

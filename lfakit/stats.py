@@ -119,8 +119,10 @@ def delong_contrast(y, scores, contrast, ci: float = 0.95) -> dict:
 
 def _normal_test(delta: float, se: float, ci: float) -> tuple[float, float, float, float]:
     """``(z, two-sided p, ci_low, ci_high)`` of a normal test of ``delta`` with standard error
-    ``se``; ``se == 0`` gives ``z = 0, p = 1`` for ``delta == 0`` and ``z = +-inf, p = 0`` otherwise.
-    A NaN ``delta`` or ``se`` (a score that is NaN) gives NaN throughout: nothing was tested."""
+    ``se``; ``se == 0`` gives ``z = 0, p = 1`` for ``delta == 0`` and, otherwise, ``z = +-inf`` and
+    **no** p-value (NaN): a zero standard error is a degenerate estimate (a constant score, a
+    perfectly separated class with a handful of positives), not certainty, so it never yields
+    p = 0. A NaN ``delta`` or ``se`` (a score that is NaN) gives NaN throughout: nothing was tested."""
     if math.isnan(delta) or math.isnan(se):
         return math.nan, math.nan, math.nan, math.nan
     if se > 0.0:
@@ -128,7 +130,7 @@ def _normal_test(delta: float, se: float, ci: float) -> tuple[float, float, floa
         p = float(2.0 * norm.sf(abs(z)))
     else:
         z = 0.0 if delta == 0.0 else math.copysign(math.inf, delta)
-        p = 1.0 if delta == 0.0 else 0.0
+        p = 1.0 if delta == 0.0 else math.nan
     half = float(norm.ppf(0.5 + ci / 2.0)) * se
     return z, p, delta - half, delta + half
 
@@ -147,7 +149,7 @@ def delong_test(y, s1, s2, ci: float = 0.95) -> dict:
     dict with ``auc1``, ``auc2`` (equal to ``roc_auc_score``), ``delta = auc2 - auc1``,
     ``se`` (its DeLong standard error), ``z``, ``p_value`` and ``ci_low``/``ci_high``
     (``delta -/+ z_{(1+ci)/2} * se``). When ``se == 0`` (e.g. identical scores) the result
-    is ``z = 0, p = 1`` if ``delta == 0`` and ``z = +-inf, p = 0`` otherwise. With fewer
+    is ``z = 0, p = 1`` if ``delta == 0`` and ``z = +-inf`` with no p-value (NaN) otherwise. With fewer
     than two positives or negatives the variance is undefined: ``se``, ``z``, ``p_value``
     and the interval are NaN (with a warning).
     """

@@ -423,7 +423,11 @@ def test_a_nan_score_is_named_with_its_run_method_and_seed(tmp_path):
     assert not (run / "comparison").exists()
     # and the normal test of a NaN standard error is no test (it was p = 0 before)
     assert all(np.isnan(v) for v in stats._normal_test(0.1, float("nan"), 0.95))
-    assert stats._normal_test(0.1, 0.0, 0.95)[1] == 0.0 and stats._normal_test(0.0, 0.0, 0.95)[1] == 1.0
+    # and a zero standard error with a difference is no test either, never p = 0 (issue 25)
+    assert np.isnan(stats._normal_test(0.1, 0.0, 0.95)[1]) and stats._normal_test(0.0, 0.0, 0.95)[1] == 1.0
+    y = np.r_[np.ones(3), np.zeros(50)].astype(int)  # 3 positives, a constant baseline, a perfect challenger
+    t = stats.delong_test(y, np.zeros(53), y.astype(float))
+    assert t["delta"] == 0.5 and t["se"] == 0.0 and np.isnan(t["p_value"])
 
 
 def test_a_class_absent_from_the_test_set_is_untestable_and_left_out_of_holm(tmp_path):
