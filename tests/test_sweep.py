@@ -396,9 +396,10 @@ def test_the_chestxray_sweep_through_submitit_then_compare(tmp_path):
                          capture_output=True, text=True, env=env, timeout=300)
     assert cmp.returncode == 0, cmp.stderr[-3000:]
     lines = cmp.stdout.splitlines()
-    zlpr = next(line for line in lines if line.startswith("| zlpr"))
-    cells = [c.strip() for c in zlpr.strip("|").split("|")]
-    assert cells[1] == "2" and cells[4].startswith("[") and cells[7] in ("zlpr", "focal", "tie (n.s.)")  # seeds, CI
+    head = [c.strip() for c in next(line for line in lines if line.startswith("| Method")).strip("|").split("|")]
+    zlpr = dict(zip(head, (c.strip() for c in next(line for line in lines if line.startswith("| zlpr")).strip("|").split("|"))))
+    assert zlpr["Seeds"] == "2" and zlpr["95% CI"].startswith("[")
+    assert zlpr["Test"].startswith("seeds (t, df ") and zlpr["Winner"] in ("zlpr", "focal", "tie (n.s.)")
     assert "95% CI" in cmp.stdout and "p (Holm)" in cmp.stdout
     assert "2 seed(s) per method (seeds 0, 1)" in cmp.stdout
     doc = json.loads((sweep_dir / "comparison" / "auroc-vs-focal" / "comparison.json").read_text())

@@ -212,6 +212,7 @@ def train_all(P: dict, pool: Pool, run_dir: Path) -> dict[str, Models]:
             for f in runtime.progress(as_completed(futs), P.get("progress", True), total=len(futs), desc="models"):
                 f.result()
     else:
+        runtime.set_threads(P["num_threads"])  # as each worker process does: the same models either way
         for name, role, seed, mask in runtime.progress(todo, P.get("progress", True), desc="models"):
             train_model(P, pool, name, role, seed, mask, run_dir)
     fns = loss_modules(P)
