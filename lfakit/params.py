@@ -157,6 +157,19 @@ def check_loss_kwargs_trained(p: dict, also: tuple[str, ...] = ()) -> str | None
             "from loss_kwargs")
 
 
+def check_dataset_inputs(P: dict) -> None:
+    """What a run of a ``dataset`` experiment (cifar_fece, membership_inference) needs beyond its
+    parameters, checked without torch before the experiment's code is imported (``lfakit run``
+    calls it first; the experiment's preflight too): the device, and with ``dataset=cifar10``
+    every batch's files, keys, dtypes, shapes and labels and every class present
+    (:func:`lfakit.data.cifar.check_cifar10`)."""
+    check_device(P["device"])
+    if P["dataset"] == "cifar10":
+        from lfakit.data.cifar import check_cifar10
+
+        check_cifar10(P["data_dir"])
+
+
 def check_device(device: str) -> None:
     """``device=cuda`` / ``mps`` on a machine that surely has none: ``ParameterError`` at once,
     without importing torch (no NVIDIA or ROCm driver, ``CUDA_VISIBLE_DEVICES`` empty; MPS off

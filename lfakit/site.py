@@ -220,13 +220,7 @@ def _expanded_size(obj: Any, limit: int = MAX_PARAM_VALUES) -> int:
 
 
 def _read_json(path: Path, root: Path | None = None) -> Any:
-    text = _read_text(path, root)
-    if text is None:
-        return None
-    try:
-        return json.loads(text)
-    except (ValueError, RecursionError):
-        return None
+    return _json_or_none(_read_text(path, root))
 
 
 def _exists(path: Path) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from lfakit.catalog import DATASETS
 from lfakit.fitconfig import fit_params
-from lfakit.params import (Spec, check_bootstrap_resolution, check_loss_kwargs, check_loss_kwargs_trained, check_model, loss_choices, model_choices,
+from lfakit.params import (Spec, check_bootstrap_resolution, check_dataset_inputs, check_loss_kwargs, check_loss_kwargs_trained, check_model, loss_choices, model_choices,
                            model_help, run_params)
 
 EXPERIMENT = "membership_inference"
@@ -89,15 +89,6 @@ def check_params(p: dict) -> str | None:
     return check_model(p["model"], False, side)
 
 
-def check_inputs(P: dict) -> None:
-    """What a run needs beyond its parameters, checked without torch before the experiment's
-    code is imported (``lfakit run`` calls it first; the experiment's preflight too): the device,
-    and with ``dataset=cifar10`` every batch's files, keys, dtypes, shapes and labels and every
-    class present (:func:`lfakit.data.cifar.check_cifar10`)."""
-    from lfakit.params import check_device
-
-    check_device(P["device"])
-    if P["dataset"] == "cifar10":
-        from lfakit.data.cifar import check_cifar10
-
-        check_cifar10(P["data_dir"])
+#: the device and, with ``dataset=cifar10``, every batch, checked without torch before the
+#: experiment's code is imported (:func:`lfakit.params.check_dataset_inputs`)
+check_inputs = check_dataset_inputs
