@@ -783,7 +783,9 @@ def _challenger_tests(b: Block, base: str, name: str, m: Metric, n_boot: int, se
                     seed_rows.append(_seed_row(b, name, cls, k, base, t))
             if len(common) < 2:
                 t = tests[0] if tests else None
-                class_res.append(_result(t["delta"], t["ci_low"], t["ci_high"], t["p_value"], "test set", 1)
+                few = stats.too_few_labels(labels(common[0])[:, j]) if t else None
+                class_res.append(_result(t["delta"], math.nan, math.nan, math.nan, "test set", 1, reason=few) if few
+                                 else _result(t["delta"], t["ci_low"], t["ci_high"], t["p_value"], "test set", 1)
                                  if t else _result(math.nan, math.nan, math.nan, math.nan, "test set", 0))
             elif pool:
                 class_res.append(resplit([t["delta"] for t in tests]))
@@ -861,7 +863,9 @@ def _challenger_tests(b: Block, base: str, name: str, m: Metric, n_boot: int, se
             else:
                 t = stats.delong_contrast(yj, np.concatenate([s1, s2]),
                                           np.r_[np.full(len(kb), -1.0 / len(kb)), np.full(len(km), 1.0 / len(km))])
-                class_res.append(_result(t["delta"], t["ci_low"], t["ci_high"], t["p_value"], "test set", 1))
+                few = stats.too_few_labels(yj)  # DeLong alone is liberal there: shown, not tested
+                class_res.append(_result(t["delta"], math.nan, math.nan, math.nan, "test set", 1, reason=few) if few
+                                 else _result(t["delta"], t["ci_low"], t["ci_high"], t["p_value"], "test set", 1))
     if ncls == 1:  # one AUROC: its test is the class's
         return [], class_res[0]
     return class_res, boot_row(-1, r["mean"]["p_value"])
@@ -940,9 +944,13 @@ def _evidence(exp, records, source, blocks, m, base, n_boot, ci_method, alpha, r
         parts.append("nothing could be tested, so no Winner")
     if resolution_note:
         parts.append(resolution_note)
+    few = int(raw["reason"].astype(str).str.startswith("not tested:").sum()) if len(raw) else 0
     if untestable:
         parts.append(f"{untestable} comparison(s) untestable (a class with one label value in the test data, one "
                      "seed of a method beside several of the other, or no variance) and left out of Holm's families")
+    if few:
+        parts.append(f"of these, {few} class difference(s) of one pair of models not tested: fewer than "
+                     f"{stats.MIN_TEST_SET_LABELS} positives or negatives, where DeLong alone is liberal")
     if len(per_method) == 1 and per_method[0] == 1:
         parts.append("with one seed per method the seed-to-seed spread is unmeasured")
     if source.not_used:

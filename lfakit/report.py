@@ -60,7 +60,8 @@ from lfakit.metrics.classification import (
     auroc_columns,
     roc_points,
 )
-from lfakit.stats import delong_test, holm, paired_bootstrap, replicate_covariance, seed_level_auroc, seed_level_test, seed_paired_bootstrap
+from lfakit.stats import (delong_test, holm, paired_bootstrap, replicate_covariance, seed_level_auroc, seed_level_test,
+                          seed_paired_bootstrap, too_few_labels)
 
 __all__ = [
     "per_class_table",
@@ -216,7 +217,10 @@ def comparison_table(
     p (Holm) | Test | Seeds`` where ``Baseline``/``AUROC`` are the baseline's and the challenger's
     test AUROC and ``Delta = AUROC - Baseline``: the difference of these two trained models.
 
-    * Class rows: DeLong test and its normal 95% interval (``Test = "DeLong, test set only"``).
+    * Class rows: DeLong test and its normal 95% interval (``Test = "DeLong, test set only"``); a
+      class with fewer than :data:`lfakit.stats.MIN_TEST_SET_LABELS` positives or negatives shows
+      its difference untested (``Test = "not tested: 9 positives (< 20)"``), since DeLong's
+      normal approximation is liberal there.
     * ``Mean`` row (last of each block): mean per-class AUROC; delta, percentile interval and
       p-value from a stratified paired bootstrap over test instances (``Test = "bootstrap, test
       set only"``, ``n_boot`` replicates, ``seed``).
@@ -249,16 +253,20 @@ def comparison_table(
     for name in challengers:
         other = as_scores(scores[name], y.shape, f"scores[{name!r}]")
         for j in range(n_classes):
+            test = TEST_SET_ONLY[0]
             if defined[j]:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", UndefinedMetricWarning)
                     r = delong_test(y[:, j], base[:, j], other[:, j])
+                few = too_few_labels(y[:, j])
+                if few:  # DeLong is liberal here: the difference is shown, not tested
+                    r, test = {**r, "ci_low": math.nan, "ci_high": math.nan, "p_value": math.nan}, few
             else:
                 r = dict.fromkeys(
                     ("auc1", "auc2", "delta", "ci_low", "ci_high", "p_value"), math.nan
                 )
             rows.append([name, names[j], r["auc1"], r["auc2"], r["delta"], r["ci_low"], r["ci_high"], r["p_value"],
-                         TEST_SET_ONLY[0]])
+                         test])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UndefinedMetricWarning)
             b = paired_bootstrap(

@@ -681,3 +681,17 @@ def test_a_shared_sweep_finds_its_runs_beside_it_and_nowhere_else(tmp_path):
     os.mkfifo(sweep_dir / "sweep.json")  # reading it would block forever
     with pytest.raises(DataError, match="sweep.json is damaged .*not a regular file"):
         compare.compare_folder(sweep_dir, n_boot=200)
+
+
+def test_one_seed_leaves_a_rare_class_untested_and_says_so(tmp_path):
+    ids, y = _data()
+    y[:, 0] = 0
+    y[:12, 0] = 1  # class A: 12 positives
+    run = _write_run(tmp_path, "r1", {"focal": 0.6, "zlpr": 2.0}, seeds=[0], y=y)
+    c = compare.compare_folder(run, n_boot=200)
+    a = c.raw[c.raw["class"] == "A"].iloc[0]
+    assert np.isfinite(a["delta"]) and np.isnan(a["p_value"]) and a["reason"] == "not tested: 12 positives (< 20)"
+    assert "1 class difference(s) of one pair of models not tested: fewer than 20 positives" in c.evidence
+    seeds = _write_run(tmp_path / "s", "r2", {"focal": 0.6, "zlpr": 2.0}, seeds=[0, 1, 2], y=y)
+    a = compare.compare_folder(seeds, n_boot=200).raw.query("`class` == 'A'").iloc[0]
+    assert a["kind"] == "seeds" and np.isfinite(a["p_value"])  # the seed-level t needs no floor

@@ -679,3 +679,19 @@ def test_identical_seeds_keep_the_test_set_noise_in_the_test():
     row = t.iloc[0]
     pair = delong_test(y[:, 0], base[:, 0], better[:, 0])
     assert row["Delta"] > 0 and row["p-value"] == pytest.approx(pair["p_value"], abs=1e-4)
+
+
+def test_one_seed_rare_class_is_shown_but_not_tested():
+    """DeLong alone is liberal with few positives (issue 25: 21% type-I at 2, 10% at 5): a one-pair
+    comparison shows such a class's difference and no test; 20 positives are tested."""
+    rng = np.random.default_rng(21)
+    n = 400
+    y = np.zeros((n, 2), int)
+    y[rng.choice(n, 8, replace=False), 0] = 1  # 8 positives
+    y[rng.choice(n, 20, replace=False), 1] = 1  # exactly the floor
+    base, other = rng.normal(size=(n, 2)) + y, rng.normal(size=(n, 2)) + 2 * y
+    t = comparison_table(y, {"a": base, "b": other}, "a", ["rare", "twenty"], n_boot=100).set_index("Class")
+    assert t.loc["rare", "Test"] == "not tested: 8 positives (< 20)"
+    assert np.isfinite(t.loc["rare", "Delta"]) and np.isnan(t.loc["rare", "p-value"]) and np.isnan(t.loc["rare", "CI low"])
+    assert np.isnan(t.loc["rare", "p (Holm)"]) and t.loc["twenty", "Test"] == "DeLong, test set only"
+    assert np.isfinite(t.loc["twenty", "p-value"])
