@@ -40,6 +40,7 @@ for _name, _target, _task in [
     ("srcc", "iqa:SRCCLoss", "iqa"),
     ("norm_in_norm", "iqa:NormInNormLoss", "iqa"),
     ("rank", "iqa:RankLoss", "iqa"),
+    ("rank_mos", "iqa:MOSRankLoss", "iqa"),
     ("fidelity", "iqa:FidelityLoss", "iqa"),
 ]:
     LOSSES.add(_name, f"lfakit.losses.{_target}", task=_task)

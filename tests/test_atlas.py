@@ -174,6 +174,11 @@ def test_iqa_pair_l2_and_views():
     r = atlas.iqa_curves("rank", [-0.5, 0.5, 1.5])  # reversed: |x|+dq; within the gap: 0; over it: x-dq
     np.testing.assert_allclose(r["value"], [1.5, 0.0, 0.5])
     np.testing.assert_allclose(r["pull"], [1.0, 0.0, -1.0])
+    # rank_mos: u = max(0, -x) (misordered against the MOS), L = u / (1 + u) (scale 1 + max term,
+    # not detached), pull = 1 / (1 + u)^2 when misordered; 0 in the MOS order however stretched
+    m = atlas.iqa_curves("rank_mos", [-1.5, -0.5, 0.5, 1.5])
+    np.testing.assert_allclose(m["value"], [0.6, 1 / 3, 0.0, 0.0], rtol=1e-12)
+    np.testing.assert_allclose(m["pull"], [0.16, 4 / 9, 0.0, 0.0], rtol=1e-12)
     kinds = {n: atlas.iqa_curves(n, [0.5])["view"].iloc[0] for n in L.available("iqa")}
     assert {n for n, v in kinds.items() if v == "iqa set"} == {"plcc", "srcc", "norm_in_norm"}
 

@@ -20,7 +20,7 @@ IQA = L.available()["iqa"]
 #: the targets are hard, so the range check comes with that read)
 READS_TARGETS_ANYWAY = {"focal"}
 #: IQA losses that use the MOS only through comparisons (pair orders, ranks)
-BY_COMPARISON = {"rank", "fidelity", "srcc"}
+BY_COMPARISON = {"rank", "rank_mos", "fidelity", "srcc"}
 
 
 @pytest.fixture(autouse=True)

@@ -20,14 +20,16 @@ from lfakit.errors import ParameterError
 from lfakit.losses.iqa import average_rank, pair_indices, soft_rank
 from lfakit.metrics import iqa as M
 
-NAMES = ["l1", "l2", "plcc", "srcc", "rank", "fidelity", "norm_in_norm"]
+NAMES = ["l1", "l2", "plcc", "srcc", "rank", "rank_mos", "fidelity", "norm_in_norm"]
 POINTWISE = {"l1", "l2"}
-PAIRWISE = {"rank", "fidelity"}
+PAIRWISE = {"rank", "rank_mos", "fidelity"}
 SETWISE = {"plcc", "srcc", "norm_in_norm"}
 
-# Fixed inputs: distinct predictions (no kink of abs/hinge is hit), a tie in the MOS
-# (images 0 and 3), and an opinion-std vector with one pair (2, 6) of zero total std.
-PRED = [0.31, -1.20, 2.05, 0.77, -0.45, 1.43, 0.02]
+# Fixed inputs: distinct predictions (no kink of abs/hinge is hit) that are not in the MOS
+# order everywhere (pairs (1, 4) and (0, 6) are swapped, with distinct gaps 0.15 and 0.21), a
+# tie in the MOS (images 0 and 3), and an opinion-std vector with one pair (2, 6) of zero total
+# std.
+PRED = [0.31, -0.30, 2.05, 0.77, -0.45, 1.43, 0.52]
 MOS = [3.1, 1.4, 4.6, 3.1, 2.2, 3.9, 2.7]
 STD = [0.5, 0.8, 0.0, 0.6, 0.9, 0.4, 0.0]
 N = len(PRED)
@@ -101,6 +103,16 @@ def ref_rank_terms(p, q):
     return out
 
 
+def sign(x):
+    return (x > 0) - (x < 0)
+
+
+def ref_rank_mos_terms(p, q, scaled=True):
+    out = [max(0.0, -sign(q[i] - q[j]) * (p[i] - p[j])) for i, j in pairs(len(p))]
+    top = max(out)
+    return [t / (1.0 + top) for t in out] if scaled else out
+
+
 def ref_fidelity_terms(p, q, s=None, sig=None, sigma=1.0, eps=1e-8):
     out = []
     for i, j in pairs(len(p)):
@@ -142,6 +154,11 @@ CASES = [
     ("srcc", "srcc", {}, lambda p, q: ref_srcc(p, q, 0.1, 1e-8)),
     ("srcc_T0.7", "srcc", {"temperature": 0.7, "eps": 0.0}, lambda p, q: ref_srcc(p, q, 0.7)),
     ("rank", "rank", {}, lambda p, q: mean(ref_rank_terms(p, q))),
+    ("rank_mos", "rank_mos", {}, lambda p, q: mean(ref_rank_mos_terms(p, q))),
+    ("rank_mos_detached", "rank_mos", {"detach_scale": True},
+     lambda p, q: mean(ref_rank_mos_terms(p, q))),
+    ("rank_mos_unscaled", "rank_mos", {"scaled": False},
+     lambda p, q: mean(ref_rank_mos_terms(p, q, scaled=False))),
     ("fidelity", "fidelity", {}, lambda p, q: mean(ref_fidelity_terms(p, q))),
     ("fidelity_sigma", "fidelity", {"sigma": 0.3, "eps": 1e-6},
      lambda p, q: mean(ref_fidelity_terms(p, q, sigma=0.3, eps=1e-6))),
@@ -172,7 +189,8 @@ def test_build_rejects_unknown_argument():
     "name,kw",
     [("srcc", {"temperature": 0}), ("srcc", {"temperature": -1.0}), ("plcc", {"eps": -1e-8}),
      ("plcc", {"halved": 1}), ("norm_in_norm", {"p": 0.5}), ("norm_in_norm", {"q": 0.9}),
-     ("fidelity", {"sigma": 0.0}), ("rank", {"reduction": "avg"})],
+     ("fidelity", {"sigma": 0.0}), ("rank", {"reduction": "avg"}), ("rank_mos", {"scaled": 1}),
+     ("rank_mos", {"detach_scale": "yes"})],
 )
 def test_bad_parameters_raise(name, kw):
     with pytest.raises(ValueError):
@@ -248,6 +266,134 @@ def test_rank_loss_zero_iff_consistent_and_not_overshooting():
     assert got.tolist() == [1.0 + 2.0]
 
 
+def _linearityiqa_monotonicity(p, q, p_scale=None):
+    """LinearityIQA's monotonicity term, transcribed from its rule on the N x N matrix.
+
+    Source: github.com/lidq92/LinearityIQA, ``IQAloss.py``, ``monotonicity_regularization``
+    (read at commit cbed5e8): ``r = relu((y_pred - y_pred.t()) * sign(y.t() - y))`` on (N, 1)
+    columns, i.e. ``r[i, j] = max(0, (p_i - p_j) sign(q_j - q_i))``; the value is
+    ``sum(r) / N / (N - 1) / (1 + max(r))``, the scale not detached under its default
+    ``detach=False``. ``p_scale`` (None: ``p``) are the predictions the scale is computed from,
+    so that holding them fixed gives the gradient of the detached variant.
+    """
+    n = len(p)
+
+    def matrix(x):
+        r = np.zeros((n, n))
+        for i in range(n):
+            for j in range(n):
+                r[i, j] = max(0.0, (x[i] - x[j]) * np.sign(q[j] - q[i]))
+        return r
+
+    scale = 1.0 + matrix(p if p_scale is None else p_scale).max()
+    return matrix(p).sum() / n / (n - 1) / scale
+
+
+def _pyiqa_rank_loss(p, q, p_scale=None):
+    """pyiqa's ``RankLoss``, transcribed from its rule on the N x N matrix.
+
+    Source: github.com/chaofengc/IQA-PyTorch, ``pyiqa/losses/iqa_losses.py``, ``RankLoss``
+    (read at commit 01ae427): the same matrix ``r`` as LinearityIQA's (which it cites), the value
+    ``mean(r) / (1 + max(r))`` -- the mean over all N^2 entries, the zero diagonal included --
+    with the scale always detached (``torch.max(ranking_loss.detach())``; its ``detach``
+    argument is unused). Here the scale is computed from ``p_scale`` (None: ``p``).
+    """
+    n = len(p)
+    r = np.array([[max(0.0, (p[i] - p[j]) * np.sign(q[j] - q[i])) for j in range(n)]
+                  for i in range(n)])
+    src = p if p_scale is None else p_scale
+    rs = np.array([[max(0.0, (src[i] - src[j]) * np.sign(q[j] - q[i])) for j in range(n)]
+                   for i in range(n)])
+    return r.sum() / (n * n) / (1.0 + rs.max())
+
+
+def _central_difference(f, p, h=1e-6):
+    g = np.zeros(len(p))
+    for k in range(len(p)):
+        up, down = p.copy(), p.copy()
+        up[k] += h
+        down[k] -= h
+        g[k] = (f(up) - f(down)) / (2 * h)
+    return g
+
+
+@pytest.mark.parametrize("seed,n", [(0, 2), (1, 3), (2, 9), (3, 16), (4, 16), (5, 32)])
+def test_rank_mos_equals_linearityiqa_and_pyiqa(seed, n):
+    """``rank_mos`` against independent numpy transcriptions of the two references, on seeded
+    inputs with tied MOS (MOS rounded to halves on 1-5), value and gradient in float64.
+
+    * default (``detach_scale=False``) = LinearityIQA's ``monotonicity_regularization`` with
+      its default ``detach=False``: value and full gradient;
+    * ``detach_scale=True`` = LinearityIQA with ``detach=True``, and ``(N - 1) / N`` times it
+      = pyiqa's ``RankLoss`` (mean over N^2 entries, scale detached).
+
+    Reference gradients are central differences of the transcriptions (h = 1e-6; the detached
+    scale held at the unperturbed predictions), so they share no code with the kit's autograd.
+    Tolerances: values rel 1e-12; gradients abs 1e-8 (the difference quotient's rounding,
+    about 1e-16 / h, and its O(h^2) truncation on a piecewise rational function). The inputs are
+    checked to keep every misordered pair's gap and the top term's lead above 1e-4, so no kink
+    lies within h.
+    """
+    rng = np.random.default_rng(seed)
+    q = np.round(rng.uniform(1, 5, n) * 2) / 2
+    p = q + rng.normal(0, 1.0, n)  # many pairs misordered
+    if n == 2:
+        q, p = np.array([3.5, 2.0]), np.array([0.4, 1.1])  # the one pair misordered
+    if n >= 9:
+        assert len(np.unique(q)) < n  # tied MOS present
+    terms = sorted(max(0.0, -np.sign(q[i] - q[j]) * (p[i] - p[j])) for i, j in pairs(n))
+    assert terms[-1] > 1e-4 and (len(terms) == 1 or terms[-1] - terms[-2] > 1e-4)
+    assert min(abs(p[i] - p[j]) for i, j in pairs(n)) > 1e-4
+
+    def kit(detach_scale):
+        x = torch.tensor(p, dtype=torch.float64, requires_grad=True)
+        val = L.build("rank_mos", detach_scale=detach_scale)(x, torch.tensor(q))
+        val.backward()
+        return val.item(), x.grad.numpy()
+
+    val, grad = kit(False)
+    assert val == pytest.approx(_linearityiqa_monotonicity(p, q), rel=1e-12, abs=0)
+    np.testing.assert_allclose(grad, _central_difference(lambda x: _linearityiqa_monotonicity(x, q), p),
+                               rtol=0, atol=1e-8)
+
+    val_d, grad_d = kit(True)
+    assert val_d == val
+    frozen = _central_difference(lambda x: _linearityiqa_monotonicity(x, q, p_scale=p), p)
+    np.testing.assert_allclose(grad_d, frozen, rtol=0, atol=1e-8)
+    assert (n - 1) / n * val_d == pytest.approx(_pyiqa_rank_loss(p, q), rel=1e-12, abs=0)
+    pyiqa_grad = _central_difference(lambda x: _pyiqa_rank_loss(x, q, p_scale=p), p)
+    np.testing.assert_allclose((n - 1) / n * grad_d, pyiqa_grad, rtol=0, atol=1e-8)
+    assert np.abs(grad).max() > 1e-3  # not a vacuous comparison
+    if n > 2:  # the detached scale changes the gradient (not only by a constant factor)
+        assert np.abs(grad - grad_d).max() > 1e-6
+
+
+def test_rank_mos_sign_from_mos_and_ties_masked():
+    """How ``rank_mos`` differs from the study's ``rank`` (issue 26): the sign comes from the
+    MOS, only the order counts, and a pair with tied MOS costs nothing."""
+    study, field = L.build("rank", reduction="none"), L.build("rank_mos", reduction="none")
+    q = tq([1.0, 2.0, 4.0])
+    # in the MOS order, stretched: the study's rank pays for the overshoot, rank_mos nothing
+    assert study(3.0 * q, q).sum().item() > 0 and field(3.0 * q, q).sum().item() == 0.0
+    # in the MOS order, compressed: both 0
+    assert study(0.5 * q, q).sum().item() == 0.0 == field(0.5 * q, q).sum().item()
+    # a misordered pair: its predicted gap, over 1 + the largest term (here the same pair)
+    got = field(tp([2.0, 1.0]), tq([1.0, 3.0]))
+    assert got.tolist() == [1.0 / (1.0 + 1.0)]
+    assert L.build("rank_mos", scaled=False, reduction="none")(tp([2.0, 1.0]), tq([1.0, 3.0])).tolist() == [1.0]
+    # tied MOS with distinct predictions: the study's rank pays |dpred|, rank_mos is masked
+    p = tp([0.2, 1.7, 0.9], requires_grad=True)
+    qt = tq([3.0, 3.0, 2.0])  # pair (0, 1) tied, (0, 2) misordered (gap 0.7), (1, 2) in order
+    out = field(p, qt)
+    assert out[0].item() == 0.0
+    assert study(p, qt)[0].item() == pytest.approx(1.5)
+    (g,) = torch.autograd.grad(out[0], p, retain_graph=True)
+    assert g.abs().max().item() == 0.0
+    # the mean runs over all N(N-1)/2 pairs, the masked one included as a zero term
+    terms = ref_rank_mos_terms([0.2, 1.7, 0.9], [3.0, 3.0, 2.0])
+    assert L.build("rank_mos")(p, qt).item() == pytest.approx(sum(terms) / 3, rel=1e-12)
+
+
 # ------------------------------------------------------------------------------------------
 # soft-rank SRCC approaches the true Spearman as T -> 0
 # ------------------------------------------------------------------------------------------
@@ -279,6 +425,16 @@ def test_srcc_loss_tends_to_one_minus_spearman():
 @pytest.mark.parametrize("cid,name,kw,ref", CASES, ids=CASE_IDS)
 def test_gradcheck_float64(cid, name, kw, ref):
     loss = L.build(name, **kw)
+    if kw.get("detach_scale"):
+        # a detached scale is by design not differentiated: the gradient is the unscaled loss's
+        # (gradchecked in its own case) over the constant 1 + max t
+        p = tp(requires_grad=True)
+        (g,) = torch.autograd.grad(loss(p, tq()), p)
+        (g0,) = torch.autograd.grad(L.build(name, scaled=False)(p, tq()), p)
+        top = max(ref_rank_mos_terms(PRED, MOS, scaled=False))
+        torch.testing.assert_close(g, g0 / (1.0 + top), rtol=1e-14, atol=0)
+        assert g.abs().max() > 0
+        return
     assert torch.autograd.gradcheck(lambda p: loss(p, tq()), (tp(requires_grad=True),))
 
 
@@ -415,9 +571,13 @@ def test_constant_mos_raises_for_setwise(name):
 
 def test_constant_mos_defined_for_pairwise():
     q = torch.full((N,), 3.0, dtype=torch.float64)
-    # rank: every pair costs |dpred|; fidelity: p = 0.5 everywhere
+    # rank: every pair costs |dpred|; rank_mos: every pair is tied, so masked; fidelity: p = 0.5
     got = L.build("rank")(tp(), q).item()
     assert math.isclose(got, mean(ref_rank_terms(PRED, [3.0] * N)), rel_tol=1e-12)
+    p = tp(requires_grad=True)
+    got = L.build("rank_mos")(p, q)
+    got.backward()
+    assert got.item() == 0.0 and p.grad.abs().max().item() == 0.0
     got = L.build("fidelity")(tp(), q).item()
     assert math.isclose(got, mean(ref_fidelity_terms(PRED, [3.0] * N)), rel_tol=1e-12)
 

@@ -18,7 +18,7 @@ Reduction conventions (``reduction="none" | "mean" | "sum"``):
 
 * point-wise losses (``l1``, ``l2``): ``"none"`` returns the (N,) per-image losses, ``"mean"``
   their mean (the batch loss), ``"sum"`` their sum -- as ``F.l1_loss`` / ``F.mse_loss``;
-* pairwise losses (``rank``, ``fidelity``): the terms are the N(N-1)/2 unordered pairs
+* pairwise losses (``rank``, ``rank_mos``, ``fidelity``): the terms are the N(N-1)/2 unordered pairs
   ``i < j``, in the order of :func:`pair_indices` (row-major upper triangle, as
   ``torch.triu_indices(N, N, 1)``). ``"none"`` returns that pair vector, ``"mean"`` the mean
   over pairs (the batch loss), ``"sum"`` the sum over pairs;
@@ -56,6 +56,7 @@ __all__ = [
     "PLCCLoss",
     "SRCCLoss",
     "RankLoss",
+    "MOSRankLoss",
     "FidelityLoss",
     "NormInNormLoss",
     "pair_indices",
@@ -399,6 +400,71 @@ class RankLoss(Loss):
         dq = q[i] - q[j]
         e = torch.where(dp.detach() >= 0, 1.0, -1.0).to(p.dtype)
         return self._reduce(torch.relu(dp.abs() - e * dq))
+
+
+class MOSRankLoss(Loss):
+    r"""Pairwise ranking (monotonicity) loss with the sign taken from the MOS: the field's rank
+    loss (LinearityIQA's monotonicity regulariser; pyiqa's ``RankLoss``, which cites it).
+
+    Per pair ``i < j``: ``t_ij = max(0, -sign(mos_i - mos_j) (pred_i - pred_j))``, the predicted
+    gap of a pair ordered against its MOS, 0 for a pair in the right order. A pair with tied MOS
+    is masked: ``sign(0) = 0``, so its term is exactly 0 with no gradient, whatever the
+    predictions. With ``scaled=True`` (default, as both references) every term is divided by
+    ``1 + max_kl t_kl``, the largest term of the batch:
+
+    ``loss = mean_{i<j} t_ij / (1 + max t)``.
+
+    How it differs from ``rank`` (the KonIQ-10k IQA study's formula): there the sign comes from
+    the *predictions* and the MOS gap is subtracted, so a correctly ordered pair still pays for a
+    predicted gap larger than its MOS gap, and a tied-MOS pair pays ``|pred_i - pred_j|``. Here
+    the sign comes from the MOS and only the order counts: 0 for any prediction in the MOS order
+    (compressed or stretched), the predicted gap for a misordered pair, nothing for tied MOS.
+    Like ``rank`` it has no gradient at exactly constant predictions (``relu'(0) = 0``); it
+    reads only prediction differences, and constant predictions are a minimiser (value 0). Both
+    references use it as a regulariser beside a main loss (LinearityIQA: weight 0.1 next to
+    Norm-in-Norm); trained alone it only orders the predictions, with no pull towards the MOS
+    scale.
+
+    Reference rule (LinearityIQA ``IQAloss.py``, ``monotonicity_regularization``): on the N x N
+    matrix ``r_ij = relu((pred_i - pred_j) sign(mos_j - mos_i))``, ``sum(r) / (N (N - 1)) /
+    (1 + max r)``, the scale not detached by default (its ``detach=False``). ``r`` is symmetric,
+    so this is the mean over the N(N-1)/2 unordered pairs used here, tied pairs counted as 0
+    terms in the denominator. pyiqa (``pyiqa/losses/iqa_losses.py``, ``RankLoss``) takes the
+    mean over all N^2 entries (the zero diagonal included) and always detaches the scale: its
+    value is ``(N - 1) / N`` times this loss with ``detach_scale=True``. Neither has a margin.
+
+    Reduction: ``"mean"`` (the batch loss) averages over the N(N-1)/2 pairs (tied pairs
+    included, as zeros), ``"sum"`` sums, ``"none"`` returns the scaled pair vector in
+    :func:`pair_indices` order. Needs N >= 2; a batch with all MOS equal gives 0. ``std`` is
+    ignored.
+
+    Args:
+        scaled: divide by ``1 + max t`` (both references); False gives the plain hinge mean.
+        detach_scale: treat ``1 + max t`` as a constant (pyiqa); False (default, LinearityIQA's
+            default) lets the gradient flow through the max too. Ignored when not ``scaled``.
+        reduction: "mean" | "sum" | "none".
+    """
+
+    def __init__(self, scaled: bool = True, detach_scale: bool = False, reduction: str = "mean"):
+        super().__init__(reduction)
+        for name, value in (("scaled", scaled), ("detach_scale", detach_scale)):
+            if not isinstance(value, bool):
+                raise ParameterError(f"{name} must be True or False, got {value!r}")
+        self.scaled = scaled
+        self.detach_scale = detach_scale
+
+    def forward(self, pred: torch.Tensor, mos: torch.Tensor, std=None) -> torch.Tensor:
+        p, q, _ = _prepare(pred, mos, std, min_n=2)
+        i, j = pair_indices(p.shape[0], device=p.device)
+        # sign(dmos) is 0 for a tied pair: its term is 0 with no gradient (masked)
+        terms = torch.relu(-torch.sign(q[i] - q[j]) * (p[i] - p[j]))
+        if self.scaled:
+            top = terms.detach().amax() if self.detach_scale else terms.amax()
+            terms = terms / (1.0 + top)
+        return self._reduce(terms)
+
+    def extra_repr(self) -> str:
+        return f"scaled={self.scaled}, detach_scale={self.detach_scale}, {super().extra_repr()}"
 
 
 class FidelityLoss(Loss):

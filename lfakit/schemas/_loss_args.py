@@ -95,6 +95,7 @@ LOSS_ARGS: dict[str, dict[str, Arg]] = {
     "srcc": {"temperature": num(0, low_open=True), "eps": num(0)},
     "norm_in_norm": {"p": num(1), "q": num(1), "eps": num(0)},
     "rank": {},
+    "rank_mos": {"scaled": BOOL, "detach_scale": BOOL},
     "fidelity": {"sigma": num(0, low_open=True), "eps": num(0)},
 }
 for _args in LOSS_ARGS.values():
