@@ -859,7 +859,7 @@ def _challenger_tests(b: Block, base: str, name: str, m: Metric, n_boot: int, se
             s1 = np.stack([col(b.scores[base][k], j) for k in kb])
             s2 = np.stack([col(b.scores[name][k], j) for k in km])
             if multi:
-                class_res.append(_from_seed_level(stats.seed_level_auroc(yj, s1, s2)))
+                class_res.append(_from_seed_level(stats.seed_level_auroc(yj, s1, s2, paired=paired)))
             else:
                 t = stats.delong_contrast(yj, np.concatenate([s1, s2]),
                                           np.r_[np.full(len(kb), -1.0 / len(kb)), np.full(len(km), 1.0 / len(km))])

@@ -1016,16 +1016,17 @@ def seed_level_test(values1, values2, cov, ci: float = 0.95, paired: bool = True
     return _t_result(out, delta, var, _df(var, max(known, 0.0), parts), ci)
 
 
-def seed_level_auroc(y, s1, s2, ci: float = 0.95) -> dict:
+def seed_level_auroc(y, s1, s2, ci: float = 0.95, paired: bool | None = None) -> dict:
     """:func:`seed_level_test` of AUROC when every model of both methods was scored on the **same**
     test instances: ``y`` (N,) 0/1, ``s1`` (K1, N) and ``s2`` (K2, N) the two methods' models' scores,
-    paired by seed when K1 == K2 (rows aligned by seed), else compared unpaired.
+    paired by seed (rows aligned by seed) when ``paired`` is true, or, left None, when K1 == K2;
+    else compared unpaired.
     The test-set covariance is DeLong's over all K1 + K2 models at once; adds ``auc1`` and ``auc2``
     (the models' AUROCs) to the result."""
     a1, a2 = np.atleast_2d(np.asarray(s1, dtype=float)), np.atleast_2d(np.asarray(s2, dtype=float))
     aucs, cov, m, n = delong_covariance(y, np.concatenate([a1, a2]))
     k1 = a1.shape[0]
-    r = seed_level_test(aucs[:k1], aucs[k1:], cov, ci, paired=k1 == a2.shape[0])
+    r = seed_level_test(aucs[:k1], aucs[k1:], cov, ci, paired=(k1 == a2.shape[0]) if paired is None else paired)
     if m < 2 or n < 2:
         r["reason"] = f"{m} positive(s) and {n} negative(s): DeLong needs at least 2 of each"
     return {**r, "auc1": aucs[:k1], "auc2": aucs[k1:]}

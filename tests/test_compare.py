@@ -695,3 +695,18 @@ def test_one_seed_leaves_a_rare_class_untested_and_says_so(tmp_path):
     seeds = _write_run(tmp_path / "s", "r2", {"focal": 0.6, "zlpr": 2.0}, seeds=[0, 1, 2], y=y)
     a = compare.compare_folder(seeds, n_boot=200).raw.query("`class` == 'A'").iloc[0]
     assert a["kind"] == "seeds" and np.isfinite(a["p_value"])  # the seed-level t needs no floor
+
+
+def test_methods_whose_seeds_do_not_match_are_compared_unpaired(tmp_path):
+    root = tmp_path / "chestxray_zlpr"
+    _write_run(tmp_path, "20260100-000000-smoke", {"focal": 0.6}, seeds=[0, 1, 2])
+    _write_run(tmp_path, "20260101-000000-smoke", {"zlpr": 2.0}, seeds=[3, 4, 5])
+    c = compare.compare_folder(root, baseline="focal", n_boot=200)
+    a = c.raw[c.raw["class"] == "A"].iloc[0]
+    recs = [record.load_run(root / f"2026010{i}-000000-smoke") for i in (0, 1)]
+    s1 = np.stack([recs[0].predictions.select(method="focal", seed=k).scores[:, 0] for k in (0, 1, 2)])
+    s2 = np.stack([recs[1].predictions.select(method="zlpr", seed=k).scores[:, 0] for k in (3, 4, 5)])
+    yj = recs[0].predictions.select(method="focal", seed=0).targets[:, 0]
+    want = stats.seed_level_auroc(yj, s1, s2, paired=False)
+    assert a["kind"] == "seeds" and a["p_value"] == pytest.approx(want["p_value"], rel=1e-12)
+    assert want["p_value"] != pytest.approx(stats.seed_level_auroc(yj, s1, s2)["p_value"], rel=1e-6)
