@@ -420,10 +420,9 @@ class MOSRankLoss(Loss):
     the sign comes from the MOS and only the order counts: 0 for any prediction in the MOS order
     (compressed or stretched), the predicted gap for a misordered pair, nothing for tied MOS.
     Like ``rank`` it has no gradient at exactly constant predictions (``relu'(0) = 0``); it
-    reads only prediction differences, and constant predictions are a minimiser (value 0). Both
-    references use it as a regulariser beside a main loss (LinearityIQA: weight 0.1 next to
-    Norm-in-Norm); trained alone it only orders the predictions, with no pull towards the MOS
-    scale.
+    reads only prediction differences, and constant predictions are a minimiser (value 0).
+    LinearityIQA adds it only as an optional regulariser (weight 0.1) beside its main loss;
+    trained alone it only orders the predictions, with no pull towards the MOS scale.
 
     Reference rule (LinearityIQA ``IQAloss.py``, ``monotonicity_regularization``): on the N x N
     matrix ``r_ij = relu((pred_i - pred_j) sign(mos_j - mos_i))``, ``sum(r) / (N (N - 1)) /
