@@ -1,7 +1,8 @@
 """The IQA loss comparison: patch sampling, the patch average, metrics against scipy, the labelled
 logistic fallback, the comparison of one model per loss (differences of these models, no Winner),
-the opinion SD reaching the fidelity loss, and runs through the CLI on KonIQ-format folders (both
-CSV kinds, both image folders)."""
+the opinion SD reaching the fidelity loss, the data path on a folder written like the published
+KonIQ-10k release (both CSVs, both image folders), a wrong ``mos_scale`` stopped before torch and
+before a run folder, and runs through the CLI on KonIQ-format folders."""
 
 from __future__ import annotations
 
@@ -291,19 +292,24 @@ def _lfakit(*args, **kw):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind, folder", [("sets", "512x384"), ("scores", "1024x768")])
-def test_lfakit_run_on_a_koniq_format_folder(tmp_path, kind, folder):
+@pytest.mark.parametrize("kind, folder, extra", [("sets", "512x384", []), ("scores", "1024x768", []),
+                                                 ("both", "both", ["-p", "image_dir=1024x768", "-p", "mos_scale=0-100"])])
+def test_lfakit_run_on_a_koniq_format_folder(tmp_path, kind, folder, extra):
+    """End to end through the CLI on folders written like the published release (the sets CSV
+    with fractions, the scores CSV with counts; both CSVs and both image folders in the last)."""
     root = write_koniq(tmp_path / "koniq", kind, folder)
     env = {**__import__("os").environ, "LFAKIT_RESULTS": str(tmp_path / "results"), "LFAKIT_CACHE": str(tmp_path / "cache")}
-    r = _lfakit("run", EXP, "-p", f"data_dir={root}", *QUICK, env=env)
+    r = _lfakit("run", EXP, "-p", f"data_dir={root}", *QUICK, *extra, env=env)
     assert r.returncode == 0, r.stderr[-3000:]
     run_dir = Path(r.stdout.strip().splitlines()[-1].split("-> ")[-1])
     from lfakit import record
 
     rec = record.load_run(run_dir)
-    assert set(rec.methods) == {"l1", "fidelity"} and rec.extra["official_split"] == (kind == "sets")
+    assert set(rec.methods) == {"l1", "fidelity"} and rec.extra["official_split"] == (kind != "scores")
+    if kind != "scores":
+        assert "not the official KonIQ-10k split's training 7,058 / validation 1,000 / test 2,015" in r.stderr
     test = rec.predictions.select(method="l1", split="test")
-    idx = koniq.load_index(root).table.set_index("image_name")
+    idx = koniq.load_index(root, "0-100" if extra else "1-5", official_sizes=False).table.set_index("image_name")
     np.testing.assert_allclose(test.targets[:, 0], idx.loc[list(test.sample_id), "mos"].to_numpy())
     assert (run_dir / "figures" / "scatter_test.png").exists() and (run_dir / "tables" / "summary.csv").exists()
 
@@ -318,6 +324,54 @@ def test_a_csv_without_mos_fails_before_training_naming_the_column(tmp_path):
     r = _lfakit("run", EXP, "-p", f"data_dir={root}", *QUICK, env=env)
     assert r.returncode != 0
     assert "'MOS'" in r.stderr and str(csv) in r.stderr
+    assert not (results / EXP).exists() or not any((results / EXP).iterdir())
+
+
+def test_the_data_path_reads_a_folder_written_like_the_published_release(tmp_path):
+    """Both CSVs (sets: fractions, 0-100 MOS, 1-5 SD; scores: counts, MOS_zscore) and both image
+    folders: the experiment's data path takes the sets CSV's official split, either image folder,
+    and the targets on either scale."""
+    from test_data_koniq import _table
+
+    root = write_koniq(tmp_path / "koniq", "both", "both")
+    t = _table().set_index("image_name")
+    base = {**params.defaults(EXP), "data_dir": str(root), "image_size": [48, 64], "cache_dir": str(tmp_path / "c"),
+            "progress": False}
+    for image_dir, scale in (("", "1-5"), ("1024x768", "0-100")):
+        P = {**base, "image_dir": image_dir, "mos_scale": scale}
+        with pytest.warns(UserWarning, match="training 12 / validation 3 / test 5 images, not the official"):
+            d = X.load_data(P)
+        assert d.official_split and not d.embedded
+        assert {s: d.splits[s].images.shape[0] for s in ("train", "val", "test")} == {"train": 12, "val": 3, "test": 5}
+        sp = d.splits["test"]
+        want = t.loc[sp.image_names, "mos" if scale == "1-5" else "z"].to_numpy()
+        np.testing.assert_allclose(sp.mos, want, rtol=1e-11, atol=1e-11)
+        np.testing.assert_allclose(sp.sd, t.loc[sp.image_names, "sd"].to_numpy() * (1 if scale == "1-5" else 25), rtol=1e-10)
+        assert X.data_summary(d)["images"].tolist() == [12, 3, 5]
+
+
+def test_a_wrong_mos_scale_stops_in_the_cli_before_torch_and_before_a_run_folder(tmp_path):
+    """A sets CSV whose MOS is on 1-5, run with mos_scale=0-100: the torch-free input check names
+    the column, the range found and the fix; torch is never imported and no run folder is made."""
+    import os
+
+    from test_data_koniq import _table
+
+    root = write_koniq(tmp_path / "koniq", "sets")
+    csv = root / koniq.SETS_CSV
+    df = pd.read_csv(csv)
+    df["MOS"] = _table()["mos"]
+    df.to_csv(csv, index=False)
+    results = tmp_path / "results"
+    code = ("import sys; from lfakit import cli; "
+            f"rc = cli.main({['run', EXP, '-p', f'data_dir={root}', '-p', 'mos_scale=0-100', '-q']!r}); "
+            "print('RC', rc, 'TORCH', 'torch' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "LFAKIT_RESULTS": str(results), "LFAKIT_CACHE": str(tmp_path / "cache")})
+    assert "TORCH False" in r.stdout and "RC 0" not in r.stdout, (r.stdout, r.stderr[-2000:])
+    m = _table()["mos"]
+    assert f"mos_scale=0-100 takes column 'MOS' as the 0-100 MOS, but its values span {m.min():.4g} to {m.max():.4g}" in r.stderr
+    assert "Fix: run with mos_scale=1-5" in r.stderr
     assert not (results / EXP).exists() or not any((results / EXP).iterdir())
 
 
