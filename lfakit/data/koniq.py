@@ -187,7 +187,7 @@ def _check_mos_scales(csv: Path, df: pd.DataFrame, kind: str, mos_scale: str) ->
         m = df["MOS"].to_numpy(float)
         if np.median(m) > 5 + _TOL:  # a stray row above 5 is named by the row check below
             raise DataError(
-                f"{csv}: column 'MOS' holds the 1-5 mean rating in this file (mos_scale=1-5 reads that scale), "
+                f"{csv}: column 'MOS' holds the 1-5 mean rating in this file (the scores CSV's layout), "
                 f"but its values span {_span(m)}, the 0-100 scale. Fix: write the 1-5 mean rating into 'MOS' and "
                 f"the 0-100 MOS into 'MOS_zscore' (run with mos_scale=0-100 to train on the latter).")
 
