@@ -36,7 +36,7 @@ import math
 import os
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable
 
@@ -101,8 +101,33 @@ class FitResult:
 
 
 def make_optimizer(model: nn.Module, cfg: FitConfig) -> torch.optim.Optimizer:
-    """The optimiser ``cfg.optimizer`` over the trainable parameters of ``model``."""
-    return make_optimizer_for([p for p in model.parameters() if p.requires_grad], cfg)
+    """The optimiser ``cfg.optimizer`` over the trainable parameters of ``model``.
+
+    With ``cfg.head_lr_mult`` != 1 there are two parameter groups: first the submodule
+    ``cfg.backbone_module`` at ``cfg.lr``, then every other trainable parameter (the head) at
+    ``cfg.lr * cfg.head_lr_mult``; a scheduler scales both alike. At 1 (the default) one group."""
+    if cfg.head_lr_mult == 1.0:
+        return make_optimizer_for([p for p in model.parameters() if p.requires_grad], cfg)
+    return make_optimizer_for(head_param_groups(model, cfg), cfg)
+
+
+def head_param_groups(model: nn.Module, cfg: FitConfig) -> list[dict]:
+    """``[{"params": backbone}, {"params": head, "lr": lr * head_lr_mult}]``: every trainable
+    parameter of ``model`` in exactly one group, the backbone being ``cfg.backbone_module``."""
+    try:
+        backbone = model.get_submodule(cfg.backbone_module)
+    except AttributeError:
+        raise ParameterError(f"head_lr_mult={cfg.head_lr_mult} needs the model's backbone, but "
+                             f"{type(model).__name__} has no submodule {cfg.backbone_module!r}") from None
+    in_backbone = {id(p) for p in backbone.parameters()}
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    body = [p for p in trainable if id(p) in in_backbone]
+    head = [p for p in trainable if id(p) not in in_backbone]
+    if not body or not head:
+        raise ParameterError(f"head_lr_mult={cfg.head_lr_mult}: {cfg.backbone_module!r} holds "
+                             f"{'every' if not head else 'no'} trainable parameter of {type(model).__name__}; "
+                             "there is no head and backbone to tell apart")
+    return [{"params": body}, {"params": head, "lr": cfg.lr * cfg.head_lr_mult}]
 
 
 def make_optimizer_for(params, cfg: FitConfig) -> torch.optim.Optimizer:
@@ -651,7 +676,10 @@ def _read_resume_state(last_path: Path | None, device: torch.device, what: str, 
     if last_path is None or not (last_path.exists() or last_path.with_suffix(".prev.pt").exists()):
         return None
     state = _load_checkpoint(last_path, device, what)
-    if state.get("config") != asdict(cfg):
-        diff = {k: (state["config"].get(k), v) for k, v in asdict(cfg).items() if state["config"].get(k) != v}
+    saved = state.get("config")
+    if isinstance(saved, dict):  # a setting added since the checkpoint was written counts at its default
+        saved = {**{f.name: f.default for f in fields(FitConfig) if f.name not in saved}, **saved}
+    if saved != asdict(cfg):
+        diff = {k: (saved.get(k), v) for k, v in asdict(cfg).items() if saved.get(k) != v}
         raise ParameterError(f"cannot resume from {last_path}: settings changed since it was written {diff}")
     return state

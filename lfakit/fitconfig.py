@@ -36,6 +36,11 @@ class FitConfig:
     scheduler: str = _p("none", Spec(str, help="none | cosine | step | plateau", choices=SCHEDULERS))
     step_size: int = _p(10)  # step scheduler: epochs between decays
     step_gamma: float = _p(0.1)
+    # the head (every parameter outside the submodule ``backbone_module``) trains at lr x
+    # head_lr_mult in a second parameter group; 1: one group, as before. An experiment exposes it
+    # as a parameter of its own schema (iqa_losses) and names its model's backbone.
+    head_lr_mult: float = _p(1.0)
+    backbone_module: str = _p("backbone")
     grad_clip: float = _p(0.0, Spec(float, help="max gradient norm (0: off)", min=0.0, max=1e6))
     early_stopping_patience: int = _p(0, Spec(int, help="stop after this many epochs without improvement (0: off)",
                                               min=0, max=10_000))
@@ -65,6 +70,8 @@ class FitConfig:
             raise ParameterError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if not self.val_loss and self.monitor == "val_loss":
             raise ParameterError("monitor=val_loss needs the validation loss; with val_loss off monitor a validation metric")
+        if not (self.head_lr_mult > 0 and self.head_lr_mult < float("inf")):
+            raise ParameterError(f"head_lr_mult must be a positive number, got {self.head_lr_mult!r}")
         if not self.monitor.startswith("val_"):
             raise ParameterError(f"monitor must name a validation quantity (val_loss, val_auroc...), got {self.monitor!r}")
 

@@ -313,3 +313,61 @@ def test_the_opinion_std_reaches_the_fidelity_loss_in_training():
     assert a.history["train_loss"][0] != pytest.approx(b.history["train_loss"][0], rel=1e-6)
     c = engine.fit(_Score(), fid, _IQADataset(1.0), _IQADataset(1.0), cfg)  # and the same std gives the same loss
     assert a.history["train_loss"][0] == c.history["train_loss"][0]
+
+
+class _BackboneHead(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.backbone = nn.Sequential(nn.Linear(8, 16), nn.ReLU())
+        self.fuse = nn.Linear(16, 16)  # not in the backbone: trains with the head
+        self.head = nn.Linear(16, 1)
+
+    def forward(self, x):
+        return self.head(self.fuse(self.backbone(x)))
+
+
+def test_the_head_lr_multiplier_reaches_the_optimizer_parameter_groups():
+    m = _BackboneHead()
+    opt = engine.make_optimizer(m, _cfg(lr=1e-3, head_lr_mult=10.0, weight_decay=0.1))
+    body, head = opt.param_groups
+    assert body["lr"] == 1e-3 and head["lr"] == pytest.approx(1e-2)
+    assert body["weight_decay"] == head["weight_decay"] == 0.1
+    assert {id(p) for p in body["params"]} == {id(p) for p in m.backbone.parameters()}
+    assert {id(p) for p in head["params"]} == {id(p) for p in [*m.fuse.parameters(), *m.head.parameters()]}
+    ids = [id(p) for g in opt.param_groups for p in g["params"]]
+    assert sorted(ids) == sorted(id(p) for p in m.parameters())  # every parameter in exactly one group
+    sched = engine.make_scheduler(opt, _cfg(lr=1e-3, head_lr_mult=10.0, epochs=4))
+    opt.step(), sched.step()
+    assert opt.param_groups[1]["lr"] == pytest.approx(10 * opt.param_groups[0]["lr"])  # the schedule keeps the ratio
+
+
+def test_without_a_head_multiplier_the_optimizer_has_one_group_as_before():
+    m = _model()
+    opt = engine.make_optimizer(m, _cfg())
+    assert len(opt.param_groups) == 1 and opt.param_groups[0]["lr"] == 0.05
+    assert [id(p) for p in opt.param_groups[0]["params"]] == [id(p) for p in m.parameters()]
+
+
+def test_a_head_multiplier_needs_the_named_backbone():
+    with pytest.raises(ParameterError, match="has no submodule 'backbone'"):
+        engine.make_optimizer(_model(), _cfg(head_lr_mult=10.0))
+    with pytest.raises(ParameterError, match="head_lr_mult must be a positive number"):
+        _cfg(head_lr_mult=0.0)
+    opt = engine.make_optimizer(_BackboneHead(), _cfg(head_lr_mult=10.0, backbone_module="backbone.0"))
+    assert len(opt.param_groups) == 2
+
+
+def test_a_fit_with_a_head_multiplier_trains_and_resumes(tmp_path):
+    def data():
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(64, 8, generator=g)
+        return TensorDataset(x, x[:, :1] * 2 + 0.1 * torch.randn(64, 1, generator=g))
+
+    cfg = _cfg(epochs=3, lr=1e-3, head_lr_mult=10.0)
+    torch.manual_seed(0)
+    full = engine.fit(_BackboneHead(), nn.MSELoss(), data(), data(), cfg)
+    torch.manual_seed(0)
+    engine.fit(_BackboneHead(), nn.MSELoss(), data(), data(), cfg, checkpoint_dir=tmp_path, stop_after_epoch=1)
+    torch.manual_seed(0)
+    resumed = engine.fit(_BackboneHead(), nn.MSELoss(), data(), data(), cfg, checkpoint_dir=tmp_path, resume=True)
+    pd.testing.assert_frame_equal(_hist(full.history), _hist(resumed.history))
