@@ -166,6 +166,22 @@ class SwinMultiScaleIQA(nn.Module):
         return [k for k in state if k not in own]
 
 
+# The IQA models' backbone submodule: what trains at the base learning rate when the head (every
+# other parameter: swin_b_iqa's scale tokens, fusion scores and output Linear; tiny_cnn's output
+# Linear) gets lr x head_lr_mult (FitConfig.backbone_module).
+IQA_BACKBONES = {"swin_b_iqa": "backbone", "tiny_cnn": "features"}
+
+
+def start_head_bias(model: nn.Module, value: float) -> None:
+    """Set the bias of an IQA model's output Linear (``model.head``, one output) to ``value`` (the
+    training MOS mean), so that a fresh head predicts about the mean from the first step."""
+    head = getattr(model, "head", None)
+    if not isinstance(head, nn.Linear) or head.bias is None or head.out_features != 1:
+        raise ParameterError(f"{type(model).__name__} has no one-output Linear head with a bias to start at the MOS mean")
+    with torch.no_grad():
+        head.bias.fill_(float(value))
+
+
 def _check_count(name: str, value, low: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
         raise ParameterError(f"{name} must be an integer >= {low}, got {value!r}")

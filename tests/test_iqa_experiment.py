@@ -390,3 +390,58 @@ def test_the_large_sample_path_of_the_srcc_bootstrap_gives_the_same_numbers():
     ref = stats.paired_bootstrap(t, a, b, metric=lambda y, s: sps.spearmanr(y, s).statistic, n_boot=50, seed=4,
                                  stratified=False)
     assert big == pytest.approx(ref, abs=1e-12)
+
+
+# --------------------------------------------------------------------------- the head: lr multiplier, bias start
+
+
+def test_the_head_multiplier_reaches_the_optimizer_groups_and_one_group_by_default():
+    """tiny_cnn: ``features`` is the backbone; the head (its output Linear) gets lr x head_lr_mult.
+    At the smoke default (1) the optimizer keeps one group, as before the option existed."""
+    P = _P(head_lr_mult=10.0)
+    net = X.build_model(P)
+    cfg = FitConfig.from_params(P, **X.fit_overrides(P))
+    body, head = engine.make_optimizer(net, cfg).param_groups
+    assert body["lr"] == P["lr"] and head["lr"] == pytest.approx(10 * P["lr"])
+    assert {id(p) for p in body["params"]} == {id(p) for p in net.features.parameters()}
+    assert {id(p) for p in head["params"]} == {id(p) for p in net.head.parameters()}
+    assert sorted(id(p) for g in (body, head) for p in g["params"]) == sorted(id(p) for p in net.parameters())
+    P0 = _P()
+    assert P0["head_lr_mult"] == 1.0 and "backbone_module" not in X.fit_overrides(P0)
+    assert len(engine.make_optimizer(X.build_model(P0), FitConfig.from_params(P0, **X.fit_overrides(P0))).param_groups) == 1
+
+
+def test_the_head_bias_starts_at_the_training_mos_mean():
+    data = _fake_data()
+    train = X.datasets(_P(patch_size=4, image_size=[4, 4]), data)["train"]
+    P = _P(head_bias_init=True)
+    bias = X.head_bias(P, train)
+    assert bias == pytest.approx(data.splits["train"].mos.mean())
+    net = X.build_model(P, bias)
+    assert net.head.bias.item() == pytest.approx(data.splits["train"].mos.mean())
+    assert X.head_bias(_P(), train) is None  # smoke default: the layer's own initialisation
+    torch.manual_seed(0)
+    a = X.build_model(_P())
+    torch.manual_seed(0)
+    b = X.build_model(P, bias)
+    same = [torch.equal(x, y) for (n, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()) if n != "head.bias"]
+    assert all(same)  # only the bias differs: the other weights draw the same random numbers
+
+
+def test_the_paper_profile_on_a_cpu_warns_once_and_the_smoke_profile_does_not(monkeypatch):
+    from lfakit import runner
+
+    paper = runner.resolve_params(EXP, "paper", {"device": "cpu"})
+    msg = X.cpu_warning(paper, "cpu")
+    assert "no GPU found" in msg and "meant for a GPU" in msg and "days per loss" in msg
+    assert f"7 losses x {5 * 20 * 7058:,} training crops" in msg  # epochs x patches x the official training images
+    assert X.cpu_warning(paper, "cuda") is None
+    assert X.cpu_warning(runner.resolve_params(EXP, "smoke"), "cpu") is None
+    monkeypatch.setattr(X, "_cpu_warned", set())
+    with pytest.warns(UserWarning, match="no GPU found"):
+        X.warn_if_cpu(paper)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        X.warn_if_cpu(paper)  # once per process

@@ -272,3 +272,33 @@ def test_offline_missing_weights_fail_fast_naming_the_file(hub, monkeypatch):
 def test_tiny_cnn_still_refuses_pretrained():
     with pytest.raises(ParameterError, match="tiny_cnn has no pretrained weights"):
         build_model("tiny_cnn", 1, pretrained=True)
+
+
+# --------------------------------------------------------------------------- the paper profile's head
+
+
+def test_the_paper_profile_head_multiplier_reaches_the_swin_models_optimizer_groups(tiny_factory):
+    """The paper profile (pretrained off: no download) on a tiny Swin: the backbone at lr, every
+    other parameter (scale tokens, fusion scores, output Linear) at lr x 10, each in one group."""
+    from lfakit import engine, runner
+    from lfakit.experiments import iqa_losses as X
+    from lfakit.fitconfig import FitConfig
+
+    P = runner.resolve_params("iqa_losses", "paper", {"pretrained": False, "precision": "float64", "device": "cpu"})
+    assert P["head_lr_mult"] == 10.0 and P["head_bias_init"] is True
+    net = X.build_model(P, head_bias=58.7)
+    cfg = FitConfig.from_params(P, **X.fit_overrides(P))
+    body, head = engine.make_optimizer(net, cfg).param_groups
+    assert body["lr"] == P["lr"] == 5e-6 and head["lr"] == pytest.approx(5e-5)
+    assert {id(p) for p in body["params"]} == {id(p) for p in net.backbone.parameters()}
+    rest = [p for n, p in net.named_parameters() if not n.startswith("backbone.")]
+    assert {id(p) for p in head["params"]} == {id(p) for p in rest} and len(rest) > 2
+    assert sorted(id(p) for g in (body, head) for p in g["params"]) == sorted(id(p) for p in net.parameters())
+    assert net.head.bias.item() == 58.7
+
+
+def test_the_head_bias_start_refuses_a_model_without_a_one_output_linear_head():
+    with pytest.raises(ParameterError, match="no one-output Linear head"):
+        models.start_head_bias(nn.Sequential(nn.Linear(3, 1)), 3.0)
+    with pytest.raises(ParameterError, match="no one-output Linear head"):
+        models.start_head_bias(SwinMultiScaleIQA(num_classes=2, backbone=tiny_swin()), 3.0)

@@ -28,6 +28,7 @@ Choices the study leaves open (documented in the notebook too):
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,8 +72,38 @@ def preflight(P: dict, inputs_checked: bool = False) -> None:
         check_inputs(P)  # torch-free: device, the KonIQ-10k folder and its image files
     preflight_losses(P)
     preflight_device(P)
+    warn_if_cpu(P)
     if P["pretrained"]:
         models.ensure_weights(P["model"])
+
+
+_cpu_warned: set[str] = set()
+
+
+def cpu_warning(P: dict, device_type: str) -> str | None:
+    """The warning for the study's model (``swin_b_iqa``, the paper profile's) about to train on a
+    CPU, or None: what the run would cost there and that it is meant for a GPU."""
+    if P["model"] != "swin_b_iqa" or device_type != "cpu":
+        return None
+    n = len(set(P["losses"]))
+    train = koniq.OFFICIAL_SIZES["training"]
+    if P["max_images"]:
+        train = min(train, round(P["max_images"] * train / sum(koniq.OFFICIAL_SIZES.values())))
+    crops = P["epochs"] * P["train_patch_num"] * train
+    return (f"iqa_losses: no GPU found, so the study's Swin-B model (swin_b_iqa) would train on the CPU. This "
+            f"configuration is meant for a GPU: {n} losses x {crops:,.0f} training crops of {P['patch_size']} px each; the "
+            f"study expected 1.7-2.0 h per loss on its GPU, and a CPU trains Swin-B some 50-100x slower, i.e. days per "
+            f"loss. Run it on a CUDA machine, or try the pipeline with --profile smoke.")
+
+
+def warn_if_cpu(P: dict) -> None:
+    """Warn once per process when :func:`cpu_warning` applies (``device`` resolved as the engine does)."""
+    from lfakit.engine import select_device
+
+    msg = cpu_warning(P, select_device(P["device"]).type)
+    if msg and msg not in _cpu_warned:
+        _cpu_warned.add(msg)
+        warnings.warn(msg, UserWarning, stacklevel=3)
 
 
 def setup(P: dict) -> Path:
@@ -153,10 +184,30 @@ def val_metrics(patches_per_image: int) -> dict:
     return {"srcc": srcc, "plcc": plcc}
 
 
-def build_model(P: dict):
-    """The registry's model with one output: the crop's quality score."""
-    return models.build_model(P["model"], 1, pretrained=P["pretrained"], in_chans=3, precision=P["precision"],
-                              **model_options(P))
+def build_model(P: dict, head_bias: float | None = None):
+    """The registry's model with one output: the crop's quality score; ``head_bias`` (the training
+    MOS mean, with ``head_bias_init``) starts the output Linear's bias."""
+    m = models.build_model(P["model"], 1, pretrained=P["pretrained"], in_chans=3, precision=P["precision"],
+                           **model_options(P))
+    if head_bias is not None:
+        models.start_head_bias(m, head_bias)
+    return m
+
+
+def head_bias(P: dict, train: PatchDataset) -> float | None:
+    """The head's starting bias: the training images' MOS mean (on ``mos_scale``) with
+    ``head_bias_init``, else None (the layer's own initialisation)."""
+    return float(np.mean(train.mos)) if P["head_bias_init"] else None
+
+
+def fit_overrides(P: dict) -> dict:
+    """Engine settings beyond the parameters: the last incomplete batch dropped, no validation loss
+    (batch losses), and, with ``head_lr_mult`` != 1, the model's backbone (trained at ``lr``; every
+    other parameter at ``lr x head_lr_mult``)."""
+    out = {"drop_last": True, "val_loss": False}
+    if P["head_lr_mult"] != 1.0:
+        out["backbone_module"] = models.IQA_BACKBONES[P["model"]]
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -192,9 +243,10 @@ def train_one(P: dict, name: str, loss_fn, ds: dict[str, PatchDataset], run_dir:
     """Train a fresh model with one loss (or reload it on ``--resume``); score val and test."""
     k = P["test_patch_num"]
     try:
-        t = train_or_resume(P, name, loss_fn, lambda: build_model(P), ds["train"], ds["val"],
+        bias = head_bias(P, ds["train"])
+        t = train_or_resume(P, name, loss_fn, lambda: build_model(P, bias), ds["train"], ds["val"],
                             {"val": ds["val"], "test": ds["test"]}, run_dir, val_metrics(k), name,
-                            fit_overrides={"drop_last": True, "val_loss": False}, sample_losses=False)
+                            fit_overrides=fit_overrides(P), sample_losses=False)
     except TrainingError as e:
         return Run(name, None, 0, pd.DataFrame({"epoch": [], "seconds": []}), f"failed: {e}")
     scores = {s: image_scores(t.logits[s], k) for s in ("val", "test")}

@@ -49,6 +49,11 @@ SCHEMA: dict[str, Spec] = {
     "pretrained": Spec(bool, False, "ImageNet weights (downloaded once into torchvision's cache)"),
     "drop_path": Spec(float, 0.3, "swin_b_iqa: stochastic depth rate of the backbone", min=0.0, max=0.9),
     "dropout": Spec(float, 0.1, "dropout before the regression head (tiny_cnn and swin_b_iqa)", min=0.0, max=0.9),
+    "head_lr_mult": Spec(float, 1.0, "learning rate of the head (every parameter outside the model's backbone) as a "
+                         "multiple of lr, in its own optimizer group (the study's code: 10); 1: one rate for all",
+                         min=1e-3, max=1e4),
+    "head_bias_init": Spec(bool, False, "start the head's output bias at the training MOS mean (on mos_scale), so a "
+                           "fresh head predicts about the mean from the first step"),
     "n_boot": Spec(int, 1000, "paired bootstrap resamples of the test images for the Δ SRCC intervals", min=100, max=100_000),
     "alpha": Spec(float, 0.05, "significance level of the Holm-corrected comparisons", min=1e-6, max=0.5),
     **fit_params(VAL_METRICS, epochs=3, batch_size=16, optimizer="adamw", lr=2e-3, weight_decay=1e-4,
