@@ -770,7 +770,7 @@ def _challenger_tests(b: Block, base: str, name: str, m: Metric, n_boot: int, se
             return _result(r["delta"], r["ci_low"], r["ci_high"], r["p_value"], "re-splits", r["n"], len(common) - 1)
 
         class_res = []
-        for j, cls in enumerate(b.classes if (auroc and ncls > 1) or (auroc and ncls == 1) else []):
+        for j, cls in enumerate(b.classes if auroc else []):
             tests = []
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", stats.UndefinedMetricWarning)
