@@ -14,6 +14,9 @@
 * :func:`seed_paired_bootstrap` -- the paired bootstrap of that seed-mean difference, per class
   and for the mean over classes; percentile (the kit's resamples) or BCa (``scipy.stats.bootstrap``).
 * :func:`aggregate_seeds` -- mean, standard deviation, count and t-interval over seeds.
+* :func:`seed_level_test` (and :func:`seed_level_auroc`, :func:`seed_level_auroc_independent`,
+  :func:`replicate_covariance`) -- two losses compared over their trained models, the
+  seed-to-seed spread added to the test-set variance: the test behind every Winner.
 
 All differences are ``second - first`` (``s2 - s1``): pass the baseline first.
 """
