@@ -254,12 +254,10 @@ def save_run(run_dir: Path, experiment: str, params: dict[str, Any], *, methods:
 
 
 def _sha256(path: Path) -> str:
-    """SHA-256 of a file, read in 1 MiB blocks (a checkpoint never has to fit in memory)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    """SHA-256 of a file in blocks (:func:`lfakit.data.image_cache.file_sha256`)."""
+    from lfakit.data.image_cache import file_sha256
+
+    return file_sha256(path)
 
 
 def write_manifest(run_dir: Path) -> list[str]:

@@ -121,7 +121,9 @@ def _canonical_key(key) -> str:
         ) from None
 
 
-def _file_digest(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file, read in 1 MiB blocks (a checkpoint or an image never has to fit in
+    memory); the run record's manifest uses it too."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -175,7 +177,7 @@ def _key(files, ids, size, mode, canon_key, fingerprint) -> str:
     digest.update(json.dumps(head, sort_keys=True).encode())
     for i, f in zip(ids, files):
         if fingerprint == "content":
-            mark = _file_digest(f)
+            mark = file_sha256(f)
         else:
             st = os.stat(f)
             mark = f"{st.st_size}\t{st.st_mtime_ns}"
