@@ -906,13 +906,14 @@ def _df(var: float, known: float, parts: list[tuple[float, int]]) -> float:
     return var ** 2 * den / num
 
 
-def _spread(vals: np.ndarray, block: np.ndarray) -> tuple[float, float]:
-    """``(S2, tau2)``: the sample variance of ``vals`` and its excess over the part of the test-set
-    noise that differs between them (``block``'s mean variance minus its mean covariance)."""
+def _spread(vals: np.ndarray, block: np.ndarray) -> tuple[float, float, float]:
+    """``(S2, w, tau2)``: the sample variance of ``vals``, the part of the test-set noise that
+    differs between them (``block``'s mean variance minus its mean covariance), and the excess
+    ``max(S2 - w, 0)``."""
     k = vals.size
     s2 = float(vals.var(ddof=1))
     w = float(np.trace(block) / k - (block.sum() - np.trace(block)) / (k * (k - 1)))
-    return s2, max(s2 - w, 0.0)
+    return s2, w, max(s2 - w, 0.0)
 
 
 def seed_level_test(values1, values2, cov, ci: float = 0.95, paired: bool = True) -> dict:
@@ -981,12 +982,11 @@ def seed_level_test(values1, values2, cov, ci: float = 0.95, paired: bool = True
         cd = lmat @ cv @ lmat.T
         if not np.all(np.isfinite(cd)):
             return {**out, "reason": "the test-set covariance is undefined (too few labels of a kind)"}
-        s2, tau2 = _spread(d, cd)
+        s2, w, tau2 = _spread(d, cd)
         out["tau2"] = tau2
         # the test-set part: w / k for the noise that differs between seeds, plus the shared part
         # (k - 1) c / k, floored at 0: models of one loss are exchangeable draws, whose differences
         # cannot covary negatively however many seeds are drawn (an estimate below 0 is noise)
-        w = float(np.trace(cd) / k - (cd.sum() - np.trace(cd)) / (k * (k - 1)))
         shared = max(float(cd.sum()) / k ** 2 - w / k, 0.0)
         var = max(w, 0.0) / k + shared + tau2 / k
         a_c = _upper_spread(s2, w, k - 1) / k
@@ -1007,8 +1007,7 @@ def seed_level_test(values1, values2, cov, ci: float = 0.95, paired: bool = True
     var, tau2, parts, known = max(float(c @ cv @ c), 0.0), [], [], max(float(c @ cv @ c), 0.0)
     for vals, block in ((v1, cv[:k1, :k1]), (v2, cv[k1:, k1:])):
         k = vals.size
-        s2, t2 = _spread(vals, block)
-        w = s2 - t2 if t2 > 0 else float(np.trace(block) / k - (block.sum() - np.trace(block)) / (k * (k - 1)))
+        s2, w, t2 = _spread(vals, block)
         tau2.append(t2)
         var += t2 / k
         known -= max(w, 0.0) / k  # what remains of the test-set variance once the per-seed parts are taken out
