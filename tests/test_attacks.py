@@ -239,15 +239,15 @@ RMIA_IN = np.array([[1, 0, 1, 0, 1], [0, 1, 0, 1, 0]], bool)
     (0.45, [1 / 4, 3 / 4, 1, 1, 1]),  # ratio(z) <= ratio(x) / 0.45; x's own comparison is still excluded
 ])
 def test_rmia_gamma_hand_computed(gamma, expected):
-    np.testing.assert_allclose(A.rmia(RMIA_T, RMIA_REF, RMIA_IN, gamma=gamma), expected)
+    np.testing.assert_allclose(A.rmia(RMIA_T, RMIA_REF, RMIA_IN, gamma=gamma), expected)  # 2 models: nothing trimmed
 
 
 def test_rmia_population_hand_computed():
     # population {0, 1}: x0 vs x1 only (0.2/0.4 < 1): 0; x1 vs x0: 1; x2..x4 vs both: 1
     expected = [0, 1, 1, 1, 1]
-    np.testing.assert_allclose(A.rmia(RMIA_T, RMIA_REF, RMIA_IN, [0, 1]), expected)
-    np.testing.assert_allclose(A.rmia(RMIA_T, RMIA_REF, RMIA_IN, np.array([1, 1, 0, 0, 0], bool)), expected)
-    np.testing.assert_allclose(A.rmia(RMIA_T, RMIA_REF, RMIA_IN, [1, 0, 1]), expected)  # duplicates dropped
+    np.testing.assert_allclose(A.rmia(RMIA_T, RMIA_REF, RMIA_IN, [0, 1], gamma=1.0), expected)
+    np.testing.assert_allclose(A.rmia(RMIA_T, RMIA_REF, RMIA_IN, np.array([1, 1, 0, 0, 0], bool), gamma=1.0), expected)
+    np.testing.assert_allclose(A.rmia(RMIA_T, RMIA_REF, RMIA_IN, [1, 0, 1], gamma=1.0), expected)  # duplicates dropped
     # population {4}: x4 has nothing else to compare with
     with pytest.raises(ParameterError, match="other than"):
         A.rmia(RMIA_T, RMIA_REF, RMIA_IN, [4])
@@ -255,30 +255,33 @@ def test_rmia_population_hand_computed():
         A.rmia(RMIA_T, RMIA_REF, RMIA_IN, np.zeros(5, bool))
 
 
-def _rmia_brute(t, ref, ref_in, pop, gamma, a):
+def _rmia_brute(t, ref, ref_in, pop, gamma, a, trim=0.0):
+    from scipy.stats import trim_mean
+
     if a is None:
-        pr = ref.mean(0)
+        pr = trim_mean(ref, trim, axis=0)
     else:
-        pr_out = np.array([ref[~ref_in[:, j], j].mean() for j in range(ref.shape[1])])
+        pr_out = np.array([trim_mean(ref[~ref_in[:, j], j], trim) for j in range(ref.shape[1])])
         pr = ((1 + a) * pr_out + 1 - a) / 2
     ratio = t / pr
     out = []
     for i in range(len(t)):
         zs = [j for j in pop if j != i]
-        out.append(np.mean([ratio[i] / ratio[j] >= gamma for j in zs]))
+        out.append(np.mean([ratio[i] / ratio[j] > gamma for j in zs]))
     return np.array(out)
 
 
-@pytest.mark.parametrize("gamma, a", [(1.0, None), (2.0, None), (0.7, 0.3), (1.3, 1.0), (1.0, 0.0)])
-def test_rmia_equals_the_brute_force_definition(gamma, a):
+@pytest.mark.parametrize("gamma, a, trim", [(1.0, None, 0.0), (2.0, None, 0.2), (0.7, 0.3, 0.0), (1.3, 1.0, 0.2),
+                                            (1.0, 0.0, 0.0)])
+def test_rmia_equals_the_brute_force_definition(gamma, a, trim):
     rng = np.random.default_rng(7)
     n, r = 60, 6
     ref_in = A.make_protocol(n, r, 2).ref_in
     ref = rng.uniform(0.01, 1.0, (r, n))
     t = rng.uniform(0.01, 1.0, n)
     pop = np.sort(rng.choice(n, 25, replace=False))
-    got = A.rmia(t, ref, ref_in, pop, gamma=gamma, offline_a=a)
-    np.testing.assert_allclose(got, _rmia_brute(t, ref, ref_in, pop, gamma, a), atol=1e-12)
+    got = A.rmia(t, ref, ref_in, pop, gamma=gamma, offline_a=a, trim=trim)
+    np.testing.assert_allclose(got, _rmia_brute(t, ref, ref_in, pop, gamma, a, trim), atol=1e-12)
 
 
 def test_rmia_offline_uses_only_out_models():
@@ -305,8 +308,12 @@ def test_rmia_validates():
         A.rmia(RMIA_T, RMIA_REF, RMIA_IN, gamma=0.0)
     with pytest.raises(ParameterError, match="offline_a"):
         A.rmia(RMIA_T, RMIA_REF, RMIA_IN, offline_a=1.5)
-    with pytest.raises(ParameterError, match=r"\[0, 1\]"):
-        A.rmia(RMIA_T * 3, RMIA_REF, RMIA_IN)
+    with pytest.raises(ParameterError, match="not finite"):  # Pr(x) = 0: no ratio
+        A.rmia(RMIA_T, np.zeros_like(RMIA_REF), RMIA_IN)
+    with pytest.raises(ParameterError, match="trim"):
+        A.rmia(RMIA_T, RMIA_REF, RMIA_IN, trim=0.5)
+    with pytest.raises(ParameterError, match="self_vote"):
+        A.rmia(RMIA_T, RMIA_REF, RMIA_IN, self_vote="paper")
 
 
 # --------------------------------------------------------------------------- shadow
@@ -426,11 +433,13 @@ def test_reference_scores_are_leave_one_out():
 def test_attack_scores_match_run_attacks():
     pr, labels, tz, tl, rz, rl = _setup(n=100)
     res = A.run_attacks(tz, tl, labels, rz, rl, pr, attacks=("rmia", "lira_offline"), rmia_gamma=2.0)
-    got = A.attack_scores("rmia", tz, tl, labels, rz, rl, pr.ref_in, rmia_gamma=2.0)
+    got = A.attack_scores("rmia", tz, tl, labels, rz, rl, pr.ref_in, members=pr.members, rmia_gamma=2.0)
     np.testing.assert_array_equal(got, res["rmia"].scores)
-    p = A.true_class_probability(tz, labels)
-    rp = np.stack([A.true_class_probability(z, labels) for z in rz])
-    np.testing.assert_array_equal(res["rmia"].scores, A.rmia(p, rp, pr.ref_in, gamma=2.0))
+    p = A.rmia_signal(tz, labels)
+    rp = np.stack([A.rmia_signal(z, labels) for z in rz])
+    np.testing.assert_array_equal(res["rmia"].scores, A.rmia(p, rp, pr.ref_in, ~pr.members, gamma=2.0))
+    with pytest.raises(ParameterError, match="membership"):
+        A.attack_scores("rmia", tz, tl, labels, rz, rl, pr.ref_in)
 
 
 def test_reference_model_minimums():
@@ -474,3 +483,72 @@ def test_attacks_module_stays_torch_free():
         names = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
         names += [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
         assert not any(x == "torch" or x.startswith("torch.") for x in names), mod.__name__
+
+
+# --------------------------------------------------------------------------- queries and targets
+def test_one_query_axis_gives_the_scores_of_plain_logits():
+    pr, labels, tz, tl, rz, rl = _setup(n=200)
+    plain = A.run_attacks(tz, tl, labels, rz, rl, pr)
+    queried = A.run_attacks(tz[:, None], tl, labels, rz[:, :, None], rl, pr)
+    for name in A.ATTACKS:
+        np.testing.assert_array_equal(plain[name].scores, queried[name].scores, err_msg=name)
+        assert plain[name].threshold == queried[name].threshold
+
+
+def test_queries_change_the_scores_and_the_loss_attack_reads_the_identity():
+    pr, labels, tz, tl, rz, rl = _setup(n=200)
+    rng = np.random.default_rng(9)
+    tq = np.stack([tz, tz + rng.normal(0, 1, tz.shape)], 1)
+    rq = np.stack([rz, rz + rng.normal(0, 1, rz.shape)], 2)
+    plain = A.run_attacks(tz, tl, labels, rz, rl, pr)
+    two = A.run_attacks(tq, tl, labels, rq, rl, pr)
+    np.testing.assert_array_equal(two["loss"].scores, plain["loss"].scores)
+    for name in ("confidence", "lira_online", "lira_offline", "rmia", "shadow"):
+        assert not np.array_equal(two[name].scores, plain[name].scores), name
+    np.testing.assert_allclose(two["confidence"].scores, A.true_class_probability(tq, labels).mean(1))
+
+
+def test_attack_targets_is_leave_one_out_over_models():
+    pr, labels, tz, tl, rz, rl = _setup(n=150, n_ref=4)
+    z, loss = np.concatenate([tz[None], rz]), np.concatenate([tl[None], rl])
+    keep = np.vstack([pr.members[None], pr.ref_in])
+    res = A.attack_targets(z, loss, labels, keep, [0, 2], attacks=("lira_online", "rmia"), seed=3)
+    assert set(res) == {0, 2}
+    np.testing.assert_array_equal(res[0]["rmia"].scores,
+                                  A.run_attacks(tz, tl, labels, rz, rl, A.Protocol(pr.members, pr.ref_in, 3),
+                                                attacks=("rmia",))["rmia"].scores)
+    rest = [0, 1, 3, 4]
+    expected = A.run_attacks(z[2], loss[2], labels, z[rest], loss[rest], A.Protocol(keep[2], keep[rest], 3),
+                             attacks=("lira_online",))
+    np.testing.assert_array_equal(res[2]["lira_online"].scores, expected["lira_online"].scores)
+    np.testing.assert_array_equal(res[2]["lira_online"].ref_is_member, keep[rest].reshape(-1))
+    with pytest.raises(ParameterError, match="distinct"):
+        A.attack_targets(z, loss, labels, keep, [0, 0])
+    with pytest.raises(ParameterError, match="distinct"):
+        A.attack_targets(z, loss, labels, keep, [5])
+
+
+def test_rmia_population_rule_in_the_leave_one_out():
+    """Each reference model, attacked in the leave-one-out, uses its own non-members (paper rule)
+    or every point ('all')."""
+    pr, labels, tz, tl, rz, rl = _setup(n=120, n_ref=4)
+    s, _ = A.reference_scores("rmia", rz, rl, labels, pr.ref_in)
+    sig = np.stack([A.rmia_signal(z, labels) for z in rz])
+    others = [1, 2, 3]
+    np.testing.assert_array_equal(s[:120], A.rmia(sig[0], sig[others], pr.ref_in[others], ~pr.ref_in[0]))
+    s_all, _ = A.reference_scores("rmia", rz, rl, labels, pr.ref_in, rmia_population="all")
+    np.testing.assert_array_equal(s_all[:120], A.rmia(sig[0], sig[others], pr.ref_in[others], None))
+    assert not np.array_equal(s, s_all)
+
+
+def test_attack_options_validate():
+    with pytest.raises(ParameterError, match="lira_offline_test"):
+        A.AttackOptions(lira_offline_test="both")
+    with pytest.raises(ParameterError, match="rmia_offline_a"):
+        A.AttackOptions(rmia_offline_a=2.0)
+    with pytest.raises(ParameterError, match="unknown attack option"):
+        A.attack_scores("loss", np.zeros((4, 2)), np.zeros(4), np.zeros(4, int), np.zeros((0, 4, 2)), np.zeros((0, 4)),
+                        np.zeros((0, 4), bool), rmia_gama=2)
+    with pytest.raises(ParameterError, match="at least 4"):
+        pr, labels, tz, tl, rz, rl = _setup(n=60, n_ref=2)
+        A.run_attacks(tz, tl, labels, rz, rl, pr, attacks=("rmia",), rmia_offline_a="tune")

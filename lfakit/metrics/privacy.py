@@ -7,8 +7,11 @@ more likely a member. Both classes must be present.
 * :func:`tpr_at_fpr`: the largest TPR among the **observed** ROC points (``sklearn.metrics.roc_curve``,
   every threshold kept) whose FPR is ``<= fpr``; never interpolated between points. The ROC
   starts at (0, 0) (threshold +inf), so the value is always defined; ``fpr=0`` gives the TPR
-  reached before the first false positive. (LiRA's ``plot.py`` reports ``tpr[fpr < .001][-1]``,
-  a strict inequality; here ``<=``, the usual definition of "at most x% FPR".)
+  reached before the first false positive. ``rule``: ``"<="`` (default: "at most x% FPR", as ML
+  Privacy Meter's ``compute_attack_results``, ``tpr[np.where(fpr <= 0.01)[0][-1]]``) or ``"<"``
+  (LiRA's ``plot.py``, ``tpr[np.where(fpr < .001)[0][-1]]``); they differ when an observed point
+  sits exactly at the FPR (with 1,000 non-members, FPR 0.001 is one false positive). ``"<"`` has no
+  value at FPR 0 (``plot.py`` would fail there): NaN.
 * :func:`attack_metrics`: ``auc`` (``roc_auc_score``), ``balanced_accuracy``, ``accuracy``,
   ``precision``, ``recall``, ``f1`` (scikit-learn's, predicting member when
   ``score >= threshold``; precision and F1 are 0 when nothing is predicted a member),
@@ -28,7 +31,7 @@ import numpy as np
 from sklearn.metrics import (accuracy_score, balanced_accuracy_score, f1_score, precision_score, recall_score,
                              roc_auc_score, roc_curve)
 
-__all__ = ["tpr_at_fpr", "attack_metrics", "bootstrap_ci", "roc_curve_points", "NAMED_STATS"]
+__all__ = ["FPR_RULES", "tpr_at_fpr", "attack_metrics", "bootstrap_ci", "roc_curve_points", "NAMED_STATS"]
 
 LOW_FPRS = {"tpr@1%fpr": 0.01, "tpr@0.1%fpr": 0.001, "tpr@0%fpr": 0.0}
 NAMED_STATS = ("auc", *LOW_FPRS)
@@ -62,17 +65,34 @@ def _check_fpr(fpr) -> float:
     return float(fpr)
 
 
-def tpr_at_fpr(is_member, score, fpr: float) -> float:
-    """The largest TPR over the observed ROC points with FPR ``<= fpr`` (no interpolation)."""
+FPR_RULES = ("<=", "<")
+
+
+def _check_rule(rule: str) -> str:
+    if rule not in FPR_RULES:
+        raise ValueError(f"rule must be '<=' (at most the FPR) or '<' (below it, LiRA's plot.py), got {rule!r}")
+    return rule
+
+
+def _tpr_below(fp: np.ndarray, tp: np.ndarray, f: float, rule: str) -> float:
+    keep = fp <= f if rule == "<=" else fp < f
+    return float(tp[keep].max()) if keep.any() else float("nan")
+
+
+def tpr_at_fpr(is_member, score, fpr: float, rule: str = "<=") -> float:
+    """The largest TPR over the observed ROC points with FPR ``<= fpr`` (``rule="<"``: ``< fpr``;
+    NaN when no point qualifies), no interpolation."""
     y, s = _check(is_member, score)
     f = _check_fpr(fpr)
     fp, tp, _ = roc_curve(y, s, drop_intermediate=False)
-    return float(tp[fp <= f].max())
+    return _tpr_below(fp, tp, f, _check_rule(rule))
 
 
-def attack_metrics(is_member, score, threshold) -> dict:
-    """AUC, threshold metrics at ``score >= threshold``, advantage and TPR at 1%, 0.1%, 0% FPR."""
+def attack_metrics(is_member, score, threshold, fpr_rule: str = "<=") -> dict:
+    """AUC, threshold metrics at ``score >= threshold``, advantage and TPR at 1%, 0.1%, 0% FPR
+    (``fpr_rule``: see :func:`tpr_at_fpr`)."""
     y, s = _check(is_member, score)
+    _check_rule(fpr_rule)
     out = {"auc": float(roc_auc_score(y, s))}
     keys = ("balanced_accuracy", "accuracy", "precision", "recall", "f1", "advantage")
     if threshold is None or math.isnan(float(threshold)):
@@ -85,8 +105,9 @@ def attack_metrics(is_member, score, threshold) -> dict:
         out["recall"] = float(recall_score(y, pred))
         out["f1"] = float(f1_score(y, pred, zero_division=0.0))
         out["advantage"] = float(pred[y].mean() - pred[~y].mean())
+    fp, tp, _ = roc_curve(y, s, drop_intermediate=False)
     for k, f in LOW_FPRS.items():
-        out[k] = tpr_at_fpr(y, s, f)
+        out[k] = _tpr_below(fp, tp, f, fpr_rule)
     return out
 
 
@@ -106,19 +127,20 @@ class _WeightedROC:
         fp = np.cumsum(np.where(self.y, 0, ws))[self.ends]
         return np.r_[0.0, fp / fp[-1]], np.r_[0.0, tp / tp[-1]]
 
-    def stat(self, name: str, w: np.ndarray) -> float:
+    def stat(self, name: str, w: np.ndarray, rule: str = "<=") -> float:
         fpr, tpr = self.points(w)
         if name == "auc":
             return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))  # trapezoid = Mann-Whitney, ties 1/2
-        return float(tpr[fpr <= LOW_FPRS[name]].max())
+        return _tpr_below(fpr, tpr, LOW_FPRS[name], rule)
 
 
 def bootstrap_ci(is_member, score, stat: str | Callable = "auc", n_boot: int = 1000, seed: int = 0,
-                 ci: float = 0.95) -> tuple[float, float]:
+                 ci: float = 0.95, fpr_rule: str = "<=") -> tuple[float, float]:
     """Percentile bootstrap interval of ``stat``: ``"auc"``, ``"tpr@1%fpr"``, ``"tpr@0.1%fpr"``,
     ``"tpr@0%fpr"`` (computed from one sort per call), or a callable ``stat(is_member, score)``.
     Each resample draws the members and the non-members separately, with replacement."""
     y, s = _check(is_member, score)
+    _check_rule(fpr_rule)
     if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 1:
         raise ValueError(f"n_boot must be a positive integer, got {n_boot!r}")
     if not 0.0 < ci < 1.0:
@@ -135,7 +157,7 @@ def bootstrap_ci(is_member, score, stat: str | Callable = "auc", n_boot: int = 1
     for b in range(int(n_boot)):
         idx = np.concatenate([pos[rng.integers(0, len(pos), len(pos))], neg[rng.integers(0, len(neg), len(neg))]])
         if isinstance(stat, str):
-            vals[b] = roc.stat(stat, np.bincount(idx, minlength=len(y)))
+            vals[b] = roc.stat(stat, np.bincount(idx, minlength=len(y)), fpr_rule)
         else:
             vals[b] = stat(y[idx], s[idx])
     lo, hi = np.quantile(vals, [(1.0 - ci) / 2.0, (1.0 + ci) / 2.0])
