@@ -299,10 +299,28 @@ def _check_finite(a, run_dir: Path, method: str, seed: int, group: str, what: st
                         "compared")
 
 
+def _attack_options(P: dict):
+    """The run's attack conventions; a setting added since the run was written takes the value the
+    kit used before it existed (so an older record is attacked as it was)."""
+    from lfakit import attacks
+
+    old = {"lira_center": "mean", "lira_offline_test": "one_sided", "lira_fixed_sd": "separate", "rmia_trim": 0.0,
+           "rmia_signal": "softmax", "rmia_temperature": 1.0, "rmia_margin": 0.6, "rmia_taylor_order": 4,
+           "rmia_population": "all", "rmia_self_vote": "excluded", "rmia_tune_a": False}
+    g = {**old, **P}
+    a = ("tune" if g["rmia_tune_a"] else g["rmia_a"]) if g["rmia_offline"] else None
+    return attacks.AttackOptions(
+        fixed_variance=g["fixed_variance"], lira_center=g["lira_center"], lira_offline_test=g["lira_offline_test"],
+        lira_fixed_sd=g["lira_fixed_sd"], rmia_gamma=g["rmia_gamma"], rmia_offline_a=a, rmia_trim=g["rmia_trim"],
+        rmia_signal=g["rmia_signal"], rmia_temperature=g["rmia_temperature"], rmia_margin=g["rmia_margin"],
+        rmia_taylor_order=g["rmia_taylor_order"], rmia_population=g["rmia_population"],
+        rmia_self_vote=g["rmia_self_vote"], seed=g["seed"])
+
+
 def collect_attacks(records: list[RunRecord]) -> list[Block]:
     """membership_inference: per loss and seed, the run's reference attack re-run from the saved
-    pool logits and losses of its target and reference models (as the experiment ran it), with the
-    target's membership as the per-seed targets."""
+    pool logits (every query) and losses of its target and reference models (as the experiment ran
+    it, on its target model 0), with the target's membership as the per-seed targets."""
     from lfakit import attacks
 
     labels = _config_label(records)
@@ -319,7 +337,15 @@ def collect_attacks(records: list[RunRecord]) -> list[Block]:
             order = np.argsort(t.sample_id, kind="stable")
             refs = [pr.select(method=method, split="pool", group=g) for g in pr.groups() if g.startswith("ref")]
             refs = [q for q in refs if len(q)]
-            ref_logits = np.stack([q.scores[np.argsort(q.sample_id, kind="stable")] for q in refs]) if refs else None
+            # queries: split pool (identity) and pool_q<q> (runs from before queries have pool only)
+            qsplits = ["pool"] + sorted((s for s in pr.splits() if s.startswith("pool_q")), key=lambda s: int(s[6:]))
+
+            def _queried(group: str) -> np.ndarray:
+                blocks = [pr.select(method=method, split=s, group=group) for s in qsplits]
+                return np.stack([b.scores[np.argsort(b.sample_id, kind="stable")] for b in blocks], 1)
+
+            tz = _queried("target")
+            ref_logits = np.stack([_queried(q.group[0]) for q in refs]) if refs else None
             ref_loss = np.stack([q.sample_loss[np.argsort(q.sample_id, kind="stable")] for q in refs]) if refs else None
             ref_in = np.stack([q.fields["in_train"][np.argsort(q.sample_id, kind="stable")] for q in refs]).astype(bool) \
                 if refs else np.zeros((0, len(t)), bool)
@@ -330,10 +356,8 @@ def collect_attacks(records: list[RunRecord]) -> list[Block]:
                 _check_finite(q.scores, r.run_dir, method, int(t.seed[0]), q.group[0], "pool logits")
                 _check_finite(q.sample_loss, r.run_dir, method, int(t.seed[0]), q.group[0], "pool losses")
             proto = attacks.Protocol(members=members, ref_in=ref_in, seed=P["seed"])
-            res = attacks.run_attacks(t.scores[order], t.sample_loss[order], t.targets[order, 0].astype(int),
-                                      ref_logits, ref_loss, proto, attacks=(attack,),
-                                      fixed_variance=P["fixed_variance"], rmia_gamma=P["rmia_gamma"],
-                                      rmia_offline_a=P["rmia_a"] if P["rmia_offline"] else None, seed=P["seed"])
+            res = attacks.run_attacks(tz, t.sample_loss[order], t.targets[order, 0].astype(int),
+                                      ref_logits, ref_loss, proto, attacks=(attack,), options=_attack_options(P))
             ids = np.asarray(t.sample_id)[order]
             seed = int(t.seed[0])
             if block is None:

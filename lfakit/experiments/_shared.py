@@ -86,7 +86,8 @@ class Trained:
 
 def train_or_resume(P: dict, tag: str, loss_fn: nn.Module, build: Callable[[], nn.Module], train_ds, val_ds,
                     predict_on: dict, run_dir: Path, val_metrics: dict, desc: str, *, fit_overrides: dict | None = None,
-                    sample_losses: bool = True) -> Trained:
+                    sample_losses: bool = True, predict_amp: bool | None = None, keep_previous_checkpoint: bool = True,
+                    prune_checkpoints: bool = False) -> Trained:
     """Train ``build()`` with ``loss_fn`` through the engine and predict ``predict_on`` (split ->
     dataset), or, when resuming, reload what an earlier attempt finished.
 
@@ -95,7 +96,11 @@ def train_or_resume(P: dict, tag: str, loss_fn: nn.Module, build: Callable[[], n
     Every training starts from the same seed, so each loss gets the same initial weights.
     ``fit_overrides`` are engine settings beyond the parameters (``drop_last``, ``val_loss``);
     ``sample_losses=False`` predicts without the loss (a batch loss has no per-sample value):
-    the per-sample losses are then NaN."""
+    the per-sample losses are then NaN. ``predict_amp``: the predictions' autocast (None: as the
+    training's ``amp``; False: logits in the model's own precision, float32 or better).
+    ``keep_previous_checkpoint=False``: no ``last.prev.pt`` (at most ``best.pt`` and ``last.pt``
+    while training); ``prune_checkpoints``: ``checkpoints/<tag>/`` deleted once the predictions
+    are saved (a resume then reads those, never the checkpoints)."""
     pred_path = Path(run_dir) / "predictions" / f"{tag}.npz"
     hist_path = Path(run_dir) / "history" / f"{tag}.csv"
     if P["resume"] and pred_path.exists():
@@ -106,10 +111,13 @@ def train_or_resume(P: dict, tag: str, loss_fn: nn.Module, build: Callable[[], n
     runtime.seed_everything(P["seed"])
     model = build()
     cfg = FitConfig.from_params(P, **(fit_overrides or {}))
-    result = engine.fit(model, loss_fn, train_ds, val_ds, cfg, checkpoint_dir=Path(run_dir) / "checkpoints" / tag,
-                        val_metrics=val_metrics, resume=P["resume"], desc=desc)
+    ckpt_dir = Path(run_dir) / "checkpoints" / tag
+    result = engine.fit(model, loss_fn, train_ds, val_ds, cfg, checkpoint_dir=ckpt_dir,
+                        val_metrics=val_metrics, resume=P["resume"], desc=desc,
+                        keep_previous_checkpoint=keep_previous_checkpoint)
     ebs = 2 * P["batch_size"]
-    out = {s: engine.predict(result.model, d, ebs, cfg.device, cfg.amp, loss_fn if sample_losses else None,
+    amp = cfg.amp if predict_amp is None else predict_amp
+    out = {s: engine.predict(result.model, d, ebs, cfg.device, amp, loss_fn if sample_losses else None,
                              cfg.num_workers, sample_losses=sample_losses)
            for s, d in predict_on.items()}
     if not sample_losses:
@@ -121,4 +129,8 @@ def train_or_resume(P: dict, tag: str, loss_fn: nn.Module, build: Callable[[], n
     run.history.to_csv(hist_path, index=False)
     record.write_npz(pred_path, **{f"logits_{s}": v for s, v in run.logits.items()},
                      **{f"loss_{s}": v for s, v in run.sample_loss.items()}, best_epoch=run.best_epoch)
+    if prune_checkpoints and ckpt_dir.exists():
+        import shutil
+
+        shutil.rmtree(ckpt_dir)
     return run

@@ -35,6 +35,8 @@ Choices the study leaves open:
 from __future__ import annotations
 
 import math
+import shutil
+from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,9 +48,10 @@ import pandas as pd
 import torch
 from matplotlib.figure import Figure
 
-from lfakit import attacks, losses, models, record, report, runtime, stats
+from lfakit import attacks, losses, models, record, report, runner, runtime, stats
 from lfakit.data import cifar
 from lfakit.data.datasets import ArrayImageDataset
+from lfakit.errors import ParameterError
 from lfakit.experiments._shared import model_options, open_checked_run, loss_modules, preflight_device, preflight_losses, train_or_resume
 from lfakit.metrics import privacy
 from lfakit.schemas.membership_inference import EXPERIMENT, check_inputs
@@ -69,6 +72,7 @@ def preflight(P: dict, inputs_checked: bool = False) -> None:
         check_inputs(P)
     preflight_losses(P)
     preflight_device(P)
+    check_disk(P)
 
 
 def setup(P: dict) -> Path:
@@ -110,6 +114,117 @@ def pool_summary(pool: Pool) -> pd.DataFrame:
         rows.append({"set": f"each of {pr.ref_in.shape[0]} reference models (mean IN)", "examples": int(round(sizes.mean()))})
         rows.append({"set": "reference models holding each example", "examples": int(pr.ref_in.sum(0).min())})
     return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------------------------
+# queries
+# --------------------------------------------------------------------------------------------
+
+#: the query sets (``queries``): (mirror, dy, dx) per query, the identity first. ``mirror``: LiRA's
+#: default (``research/mi_lira_2021/inference.py``, ``shift=0, reflect=True``: identity + horizontal
+#: mirror); ``mirror_shifts``: LiRA with ``shift=1`` -- both orientations x every shift of -1, 0, 1
+#: pixel in each direction of the reflect-padded image, 18 queries, the RMIA paper's
+#: ``nb_augmentation: 18``.
+QUERY_SETS = {
+    "identity": [(False, 0, 0)],
+    "mirror": [(False, 0, 0), (True, 0, 0)],
+    "mirror_shifts": [(False, 0, 0)] + [(m, dy, dx) for m in (False, True) for dy in (-1, 0, 1) for dx in (-1, 0, 1)
+                                        if (m, dy, dx) != (False, 0, 0)],
+}
+
+
+def query_images(images: np.ndarray, mirror: bool, dy: int, dx: int) -> np.ndarray:
+    """One query's copy of ``images`` (N, H, W[, C]): mirrored left-right, then shifted by ``(dy,
+    dx)`` pixels with reflect padding (``np.pad(mode="reflect")``, TensorFlow's ``REFLECT`` that
+    LiRA's ``inference.py`` pads with: the window at offset ``shift + d`` of the padded image)."""
+    x = images[:, :, ::-1] if mirror else images
+    s = max(abs(dy), abs(dx))
+    if s == 0:
+        return np.ascontiguousarray(x)
+    pad = [(0, 0), (s, s), (s, s)] + [(0, 0)] * (x.ndim - 3)
+    xp = np.pad(x, pad, mode="reflect")
+    h, w = x.shape[1:3]
+    return np.ascontiguousarray(xp[:, s + dy:s + dy + h, s + dx:s + dx + w])
+
+
+def query_split(q: int) -> str:
+    """The prediction split of query ``q``: ``pool`` for the identity (as before queries), else ``pool_q<q>``."""
+    return "pool" if q == 0 else f"pool_q{q}"
+
+
+class _QueryDatasets(Mapping):
+    """split -> the pool's dataset under that query, built when asked for (one copy at a time)."""
+
+    def __init__(self, pool: "Pool", channels: int, queries: str):
+        self.pool, self.channels, self.queries = pool, channels, QUERY_SETS[queries]
+
+    def __len__(self):
+        return len(self.queries)
+
+    def __iter__(self):
+        return iter(query_split(q) for q in range(len(self.queries)))
+
+    def __getitem__(self, split: str):
+        q = 0 if split == "pool" else int(split[len("pool_q"):])
+        return ClassImages(query_images(self.pool.images, *self.queries[q]), self.pool.labels, channels=self.channels)
+
+
+# --------------------------------------------------------------------------------------------
+# disk
+# --------------------------------------------------------------------------------------------
+
+
+def _pool_size_estimate(P: dict) -> int:
+    full = 60_000 if P["dataset"] == "cifar10" else 1_797
+    return min(P["pool_size"] or full, full) // 2 * 2
+
+
+def disk_need(P: dict) -> dict:
+    """Bytes a run needs on disk, estimated before it starts: every model's float64 logits on the
+    pool for every query, twice (``predictions/<model>.npz`` and the run record's
+    ``predictions.npz``; compression not counted), plus the checkpoints of the models training at
+    once (``workers``; ``best.pt`` = the weights, ``last.pt`` = weights + optimiser state, taken as
+    twice the weights, so 3 x the weights; none kept for a finished model unless
+    ``keep_checkpoints``)."""
+    from lfakit.experiments._shared import model_options as _mo
+
+    n = _pool_size_estimate(P)
+    q = len(QUERY_SETS[P["queries"]])
+    k = 10
+    n_models = len(P["losses"]) * (P["n_ref"] + 1)
+    in_ch = 3 if P["dataset"] == "cifar10" else models.input_channels(P["model"])
+    net = models.build_model(P["model"], k, in_chans=in_ch, precision="float32", **_mo(P))
+    weights = sum(p.numel() for p in net.parameters()) * (8 if P["precision"] == "float64" else 4)
+    logits = n_models * n * q * k * 8 * 2
+    ckpt = 3 * weights * (n_models if P["keep_checkpoints"] else P["workers"])
+    return {"models": n_models, "pool": n, "queries": q, "logits_bytes": logits, "checkpoint_bytes": ckpt,
+            "total_bytes": logits + ckpt}
+
+
+def _free_bytes() -> int:
+    root = runner.results_root()
+    p = Path(root).resolve()
+    while not p.exists():
+        p = p.parent
+    return shutil.disk_usage(p).free
+
+
+def check_disk(P: dict) -> dict:
+    """Stop before a run folder exists when the disk holding the results cannot take
+    :func:`disk_need` (a resumed run is not checked: part of it is written already)."""
+    need = disk_need(P)
+    if P.get("resume"):
+        return need
+    free = _free_bytes()
+    need["free_bytes"] = free
+    if need["total_bytes"] > free:
+        raise ParameterError(
+            f"this run needs about {need['total_bytes'] / 1e9:.1f} GB on disk ({need['models']} models x "
+            f"{need['pool']} pool points x {need['queries']} queries of float64 logits, twice: "
+            f"{need['logits_bytes'] / 1e9:.1f} GB; checkpoints {need['checkpoint_bytes'] / 1e9:.1f} GB) but "
+            f"{runner.results_root()} has {free / 1e9:.1f} GB free; free space, set LFAKIT_RESULTS to a larger disk, "
+            "or lower queries / pool_size / n_ref")
+    return need
 
 
 # --------------------------------------------------------------------------------------------
@@ -159,8 +274,12 @@ class ClassImages(ArrayImageDataset):
 
 def train_model(P: dict, pool: Pool, name: str, role: str, seed: int, mask: np.ndarray, run_dir: Path) -> None:
     """Train one model (the target or one reference model of loss ``name``) on ``pool[mask]``
-    and save its float64 logits on the whole pool (``predictions/<loss>__<role>.npz``); nothing
-    to do when that file exists (``--resume``, or another process finished it)."""
+    and save its float64 logits on the whole pool for every query (``predictions/<loss>__<role>.npz``,
+    ``logits_pool`` for the identity, ``logits_pool_q<q>`` for the others), computed outside autocast
+    (the model's own precision, float32 or better); nothing to do when that file exists
+    (``--resume``, or another process finished it). While it trains, its folder
+    ``checkpoints/<loss>__<role>/`` holds at most ``best.pt`` and ``last.pt`` (no ``last.prev.pt``),
+    and it is deleted once the logits are saved unless ``keep_checkpoints``."""
     tag = _tag(name, role)
     if (Path(run_dir) / "predictions" / f"{tag}.npz").exists():
         return
@@ -168,11 +287,11 @@ def train_model(P: dict, pool: Pool, name: str, role: str, seed: int, mask: np.n
     idx = np.flatnonzero(mask)
     train = ClassImages(pool.images[idx], pool.labels[idx], channels=ch, augment=P["augment"])
     own = ClassImages(pool.images[idx[:512]], pool.labels[idx[:512]], channels=ch)  # model selection: own training data
-    everything = ClassImages(pool.images, pool.labels, channels=ch)
     fn = losses.build(name, **P["loss_kwargs"].get(name, {}))
     # no per-epoch bar for each of the many models: train_all shows one bar over the models
     train_or_resume({**P, "seed": seed, "resume": True, "progress": False}, tag, fn, lambda: build_model(P, pool), train, own,
-                    {"pool": everything}, run_dir, {}, f"{name} {role}", sample_losses=False)
+                    _QueryDatasets(pool, ch, P["queries"]), run_dir, {}, f"{name} {role}", sample_losses=False,
+                    predict_amp=False, keep_previous_checkpoint=False, prune_checkpoints=not P["keep_checkpoints"])
 
 
 def _job(P: dict, name: str, role: str, seed: int, mask: np.ndarray, run_dir: str) -> str:
@@ -184,19 +303,22 @@ def _job(P: dict, name: str, role: str, seed: int, mask: np.ndarray, run_dir: st
 
 @dataclass
 class Models:
-    """One loss's models: logits (N, K) and per-example losses (N,) on the pool."""
+    """One loss's M = n_ref + 1 models (the target first, then the references): logits (M, N, Q, K)
+    on the pool for every query, per-example losses (M, N) of the identity query, and each model's
+    training set ``in_train`` (M, N)."""
 
     loss: str
-    target_logits: np.ndarray
-    target_loss: np.ndarray
-    ref_logits: np.ndarray  # (R, N, K)
-    ref_loss: np.ndarray  # (R, N)
+    logits: np.ndarray
+    sample_loss: np.ndarray
+    in_train: np.ndarray
+    roles: list[str]
 
 
 def _read(P: dict, pool: Pool, name: str, role: str, run_dir: Path, fn) -> tuple[np.ndarray, np.ndarray]:
-    z = record.read_npz(Path(run_dir) / "predictions" / f"{_tag(name, role)}.npz")["logits_pool"]
+    zz = record.read_npz(Path(run_dir) / "predictions" / f"{_tag(name, role)}.npz")
+    z = np.stack([zz[f"logits_{query_split(q)}"] for q in range(len(QUERY_SETS[P["queries"]]))], 1)
     with torch.no_grad():
-        loss = sample_loss_fn(name, fn)(torch.from_numpy(z), torch.from_numpy(pool.labels)).numpy()
+        loss = sample_loss_fn(name, fn)(torch.from_numpy(z[:, 0]), torch.from_numpy(pool.labels)).numpy()
     return z, loss.astype(np.float64)
 
 
@@ -217,13 +339,11 @@ def train_all(P: dict, pool: Pool, run_dir: Path) -> dict[str, Models]:
             train_model(P, pool, name, role, seed, mask, run_dir)
     fns = loss_modules(P)
     out = {}
+    roles = model_roles(P, pool)
     for name in P["losses"]:
-        tz, tl = _read(P, pool, name, "target", run_dir, fns[name])
-        refs = [_read(P, pool, name, role, run_dir, fns[name]) for role, _, _ in model_roles(P, pool)[1:]]
-        k = len(pool.classes)
-        rz = np.stack([r[0] for r in refs]) if refs else np.zeros((0, len(pool.labels), k))
-        rl = np.stack([r[1] for r in refs]) if refs else np.zeros((0, len(pool.labels)))
-        out[name] = Models(name, tz, tl, rz, rl)
+        read = [_read(P, pool, name, role, run_dir, fns[name]) for role, _, _ in roles]
+        out[name] = Models(name, np.stack([r[0] for r in read]), np.stack([r[1] for r in read]),
+                           np.stack([m for _, _, m in roles]).astype(bool), [r for r, _, _ in roles])
     return out
 
 
@@ -232,125 +352,199 @@ def train_all(P: dict, pool: Pool, run_dir: Path) -> dict[str, Models]:
 # --------------------------------------------------------------------------------------------
 
 
+def attack_options(P: dict) -> attacks.AttackOptions:
+    """The attacks' conventions from the parameters (:class:`lfakit.attacks.AttackOptions`)."""
+    a = ("tune" if P["rmia_tune_a"] else P["rmia_a"]) if P["rmia_offline"] else None
+    return attacks.AttackOptions(
+        fixed_variance=P["fixed_variance"], lira_center=P["lira_center"], lira_offline_test=P["lira_offline_test"],
+        lira_fixed_sd=P["lira_fixed_sd"], rmia_gamma=P["rmia_gamma"], rmia_offline_a=a, rmia_trim=P["rmia_trim"],
+        rmia_signal=P["rmia_signal"], rmia_temperature=P["rmia_temperature"], rmia_margin=P["rmia_margin"],
+        rmia_taylor_order=P["rmia_taylor_order"], rmia_population=P["rmia_population"],
+        rmia_self_vote=P["rmia_self_vote"], seed=P["seed"])
+
+
+def loss_is_monotone_in_confidence(t: Models, labels: np.ndarray) -> bool:
+    """Whether the loss attack ranks as a one-query confidence attack: the per-example loss is a
+    non-increasing function of the identity query's true-class probability over every example of
+    every model of this loss (checked on the data: sort by p_y, the losses never rise; ties in p_y
+    must share one loss)."""
+    p = np.exp(attacks._log_py(t.logits[:, :, :1], labels))[..., 0].ravel()
+    l = t.sample_loss.ravel()
+    order = np.lexsort((l, p))
+    ps, ls = p[order], l[order]
+    step = np.diff(ls)
+    tol = 1e-9 * max(1.0, float(np.abs(ls).max()))
+    return bool(np.all((step <= tol) | (np.diff(ps) == 0) & (np.abs(step) <= tol)))
+
+
 @dataclass
 class Evaluation:
-    accuracy: dict[str, dict[str, float]]  # loss -> {"train", "test"} target accuracy
-    results: dict[str, dict]  # loss -> attack -> AttackResult
-    metrics: dict[str, dict[str, dict]]  # loss -> attack -> attack_metrics (+ CIs)
-    is_member: np.ndarray
+    targets: list[int]  # indices of the models attacked as targets (0: the target, k: ref{k-1})
+    accuracy: dict[str, dict[int, dict[str, float]]]  # loss -> target -> {"train", "test"} accuracy
+    results: dict[str, dict[int, dict]]  # loss -> target -> attack -> AttackResult
+    metrics: dict[str, dict[int, dict[str, dict]]]  # loss -> target -> attack -> attack_metrics
+    in_train: np.ndarray  # (M, N) every model's training set (shared by the losses)
+    loss_as_confidence: dict[str, bool]  # loss -> its loss attack ranks as the one-query confidence attack
+
+    @property
+    def is_member(self) -> np.ndarray:
+        """The first target's membership."""
+        return self.in_train[self.targets[0]]
 
 
 def evaluate(P: dict, pool: Pool, trained: dict[str, Models]) -> Evaluation:
-    """Every attack on every loss's target model; thresholds from the reference models only;
-    bootstrap intervals for AUC and TPR@1%FPR (members and non-members resampled separately)."""
-    m = pool.protocol.members
-    acc, res, met = {}, {}, {}
+    """Every attack on ``n_targets`` targets of every loss: models 0 .. n_targets - 1 (the target,
+    then the first reference models), each attacked with the other n_ref models as its references
+    (:func:`lfakit.attacks.attack_targets`); thresholds from those references only."""
+    targets = list(range(P["n_targets"]))
+    o = attack_options(P)
+    acc, res, met, mono = {}, {}, {}, {}
+    in_train = None
     for name, t in trained.items():
-        pred = t.target_logits.argmax(1)
-        acc[name] = {"train": float((pred[m] == pool.labels[m]).mean()), "test": float((pred[~m] == pool.labels[~m]).mean())}
-        res[name] = attacks.run_attacks(t.target_logits, t.target_loss, pool.labels, t.ref_logits, t.ref_loss,
-                                        pool.protocol, attacks=tuple(P["attacks"]), fixed_variance=P["fixed_variance"],
-                                        rmia_gamma=P["rmia_gamma"],
-                                        rmia_offline_a=P["rmia_a"] if P["rmia_offline"] else None, seed=P["seed"])
-        met[name] = {}
-        for a, r in res[name].items():
-            d = privacy.attack_metrics(m, r.scores, r.threshold)
-            d["auc_ci"] = privacy.bootstrap_ci(m, r.scores, "auc", P["n_boot"], P["seed"])
-            d["tpr1_ci"] = privacy.bootstrap_ci(m, r.scores, "tpr@1%fpr", P["n_boot"], P["seed"])
-            met[name][a] = d
-    return Evaluation(acc, res, met, m)
+        in_train = t.in_train
+        pred = t.logits[:, :, 0].argmax(-1)
+        hit = pred == pool.labels[None]
+        acc[name] = {k: {"train": float(hit[k][t.in_train[k]].mean()), "test": float(hit[k][~t.in_train[k]].mean())}
+                     for k in targets}
+        res[name] = attacks.attack_targets(t.logits, t.sample_loss, pool.labels, t.in_train, targets,
+                                           attacks=tuple(P["attacks"]), options=o, seed=P["seed"])
+        met[name] = {k: {a: privacy.attack_metrics(t.in_train[k], r.scores, r.threshold, P["tpr_fpr_rule"])
+                         for a, r in res[name][k].items()} for k in targets}
+        mono[name] = loss_is_monotone_in_confidence(t, pool.labels)
+    return Evaluation(targets, acc, res, met, in_train, mono)
 
 
-def _ci(lo_hi) -> str:
-    lo, hi = lo_hi
-    return f"[{lo:.3f}, {hi:.3f}]"
+def _mean_sd(values) -> tuple[float, float]:
+    v = np.asarray(values, dtype=float)
+    return float(np.nanmean(v)), float(np.nanstd(v, ddof=1)) if np.isfinite(v).sum() > 1 else float("nan")
+
+
+def _over_targets(ev: Evaluation, name: str, attack: str, key: str) -> tuple[float, float]:
+    return _mean_sd([ev.metrics[name][k][attack][key] for k in ev.targets])
 
 
 def study_table(P: dict, ev: Evaluation) -> pd.DataFrame:
     """The study's layout (target train / test accuracy in %, the study attack's accuracy in %,
-    precision, recall, F1, AUC), extended with its AUC interval and the TPR at 1% and 0.1% FPR
-    of the study attack and of the reference attack."""
+    precision, recall, F1, AUC) extended with the AUC's standard deviation over the targets and
+    the TPR at 1% and 0.1% FPR of the study and reference attacks: every value the mean over the
+    ``n_targets`` targets."""
     sa, ra = P["study_attack"], P["reference_attack"]
     rows = []
-    for name, d in ev.metrics.items():
-        s, r = d[sa], d[ra]
-        rows.append({"Loss": name, "Target Train Acc (%)": 100 * ev.accuracy[name]["train"],
-                     "Target Test Acc (%)": 100 * ev.accuracy[name]["test"], "Attack Acc (%)": 100 * s["accuracy"],
-                     "Attack Precision": s["precision"], "Attack Recall": s["recall"], "Attack F1": s["f1"],
-                     "Attack AUC": s["auc"], "AUC 95% CI": _ci(s["auc_ci"]),
-                     f"TPR@1%FPR ({sa})": s["tpr@1%fpr"], f"TPR@1%FPR ({ra})": r["tpr@1%fpr"],
-                     f"TPR@0.1%FPR ({ra})": r["tpr@0.1%fpr"]})
-    out = pd.DataFrame(rows)
-    return report.round_floats(out, 3)
-
-
-def attack_table(ev: Evaluation) -> pd.DataFrame:
-    """Every loss x attack: AUC [CI], balanced accuracy, precision, recall, F1 at the threshold
-    chosen on the reference models, membership advantage, TPR at 1% [CI], 0.1% and 0% FPR."""
-    rows = []
-    for name, d in ev.metrics.items():
-        for a, m in d.items():
-            rows.append({"Loss": name, "Attack": a, "AUC": m["auc"], "AUC CI": _ci(m["auc_ci"]),
-                         "Bal. acc": m["balanced_accuracy"], "Precision": m["precision"], "Recall": m["recall"],
-                         "F1": m["f1"], "Advantage": m["advantage"], "TPR@1%": m["tpr@1%fpr"],
-                         "TPR@1% CI": _ci(m["tpr1_ci"]), "TPR@0.1%": m["tpr@0.1%fpr"], "TPR@0%": m["tpr@0%fpr"]})
+    for name in ev.metrics:
+        def m(a, key):
+            return _over_targets(ev, name, a, key)[0]
+        rows.append({"Loss": name,
+                     "Target Train Acc (%)": 100 * np.mean([ev.accuracy[name][k]["train"] for k in ev.targets]),
+                     "Target Test Acc (%)": 100 * np.mean([ev.accuracy[name][k]["test"] for k in ev.targets]),
+                     "Attack Acc (%)": 100 * m(sa, "accuracy"), "Attack Precision": m(sa, "precision"),
+                     "Attack Recall": m(sa, "recall"), "Attack F1": m(sa, "f1"), "Attack AUC": m(sa, "auc"),
+                     "AUC sd (targets)": _over_targets(ev, name, sa, "auc")[1],
+                     f"TPR@1%FPR ({sa})": m(sa, "tpr@1%fpr"), f"TPR@1%FPR ({ra})": m(ra, "tpr@1%fpr"),
+                     f"TPR@0.1%FPR ({ra})": m(ra, "tpr@0.1%fpr"), "Targets": len(ev.targets)})
     return report.round_floats(pd.DataFrame(rows), 3)
 
 
-#: the Test of every leakage row: one target model per loss, so the test covers test-set sampling only
-TEST_SET_ONLY = "paired bootstrap, test set only"
+def attack_table(ev: Evaluation) -> pd.DataFrame:
+    """Every loss x attack, mean and standard deviation over the targets: AUC, balanced accuracy,
+    precision, recall, F1 at the threshold chosen on each target's references, membership
+    advantage, TPR at 1%, 0.1% and 0% FPR. The loss attack's row is left out for a loss whose
+    per-example loss is a monotone function of the true-class probability (it ranks the pool as
+    the one-query confidence attack; :func:`loss_is_monotone_in_confidence`)."""
+    rows = []
+    for name, d in ev.metrics.items():
+        for a in d[ev.targets[0]]:
+            if a == "loss" and ev.loss_as_confidence[name]:
+                continue
+            mean = {k: _over_targets(ev, name, a, k) for k in ("auc", "balanced_accuracy", "precision", "recall", "f1",
+                                                               "advantage", "tpr@1%fpr", "tpr@0.1%fpr", "tpr@0%fpr")}
+            rows.append({"Loss": name, "Attack": a, "AUC": mean["auc"][0], "AUC sd": mean["auc"][1],
+                         "Bal. acc": mean["balanced_accuracy"][0], "Precision": mean["precision"][0],
+                         "Recall": mean["recall"][0], "F1": mean["f1"][0], "Advantage": mean["advantage"][0],
+                         "TPR@1%": mean["tpr@1%fpr"][0], "TPR@1% sd": mean["tpr@1%fpr"][1],
+                         "TPR@0.1%": mean["tpr@0.1%fpr"][0], "TPR@0%": mean["tpr@0%fpr"][0],
+                         "Targets": len(ev.targets)})
+    return report.round_floats(pd.DataFrame(rows), 3)
 
 
-def verdict_how(P: dict) -> str:
-    """How to get a verdict about the losses' leakage: several target models per loss, compared by
-    ``lfakit compare``'s test over seeds."""
-    return (f"a verdict needs several target models per loss: lfakit sweep {EXPERIMENT} --seeds 0,1,2, then lfakit "
-            f"compare results/{EXPERIMENT}/sweeps/<sweep-id> --metric attack_auc --baseline {P['baseline']}")
+def loss_attack_note(P: dict, ev: Evaluation) -> str:
+    """Which losses' loss-attack rows the attacks table leaves out, and why."""
+    if "loss" not in P["attacks"]:
+        return ""
+    same = [n for n, v in ev.loss_as_confidence.items() if v]
+    differ = [n for n, v in ev.loss_as_confidence.items() if not v]
+    if not same:
+        return "Loss attack: shown for every loss (no loss here is a monotone function of the true-class probability)."
+    q = len(QUERY_SETS[P["queries"]])
+    conf = "the confidence attack" if q == 1 else "a confidence attack on the identity query"
+    return (f"Loss attack: left out for {', '.join(same)}: their per-example loss is a monotone function of the "
+            f"true-class probability (checked on every model's pool outputs), so it ranks the pool exactly as {conf}"
+            + (f"; shown for {', '.join(differ)}." if differ else "."))
+
+
+#: the Test of every leakage row: the per-target differences, the target-to-target spread included
+TARGET_TEST = "target-level t (target spread + pool resampling)"
 
 
 def leakage_comparison(P: dict, ev: Evaluation) -> pd.DataFrame:
-    """Each loss's target model against the baseline's, by the reference attack's AUC:
-    ``Δ AUC (these models)`` with the percentile 95% interval and two-sided p of a paired bootstrap
-    of the pool examples (members and non-members resampled separately; ``n_boot``, ``seed``;
-    interval and p from the same resamples, the interval not adjusted for multiplicity), and the
-    Holm-adjusted p over the losses (one family, for display).
-
-    Here the test set is the pool: the target's members and non-members. With one target model
-    per loss these tests cover the sampling of those examples only, not the retraining noise
-    (another target of the same loss, trained on another half, leaks differently): they compare
-    these two models, so the table gives no "less / more leakage" verdict; ``Test`` says ``test
-    set only`` and ``Seeds`` is 1 (:func:`verdict_how`)."""
+    """Each loss against the baseline by the reference attack's AUC over the ``n_targets`` targets.
+    Target ``k`` of every loss is trained on the same examples from the same seed, so the losses
+    are paired by target; ``Δ AUC`` is the mean over targets of the per-target difference, tested by
+    :func:`lfakit.stats.seed_level_test` (paired) with the pool-resampling covariance of all the
+    targets' AUCs (:func:`lfakit.metrics.privacy.shared_bootstrap_auc`: one resample of the pool
+    for every model, ``n_boot``, ``seed``): the variance of the mean difference is the
+    target-to-target spread of the differences plus the pool-sampling noise, referred to a t with
+    at most ``n_targets - 1`` degrees of freedom; its 95% interval; the Holm-adjusted p over the
+    losses (one family). ``Verdict``: "more leakage" / "less leakage" where Holm p < ``alpha``,
+    else "no evidence"; with one target there is no spread to test against and no p.
+    (Caveat: the targets of one loss share their reference models, the leave-one-out over
+    models, so their AUCs are not fully independent.)"""
     ra, base = P["reference_attack"], P["baseline"]
-    y = ev.is_member.astype(int)
+    T = ev.targets
+    y = np.stack([ev.in_train[k] for k in T])
+    reps = {name: privacy.shared_bootstrap_auc(y, np.stack([ev.results[name][k][ra].scores for k in T]), P["n_boot"],
+                                               P["seed"]) for name in ev.results}
     rows = []
     for name in ev.results:
         if name == base:
             continue
-        b = stats.paired_bootstrap(y, ev.results[base][ra].scores, ev.results[name][ra].scores, metric="auroc",
-                                   n_boot=P["n_boot"], seed=P["seed"], stratified=True)
-        rows.append([name, b["metric1"], b["metric2"], b["delta"], b["ci_low"], b["ci_high"], b["p_value"]])
-    out = pd.DataFrame(rows, columns=["Loss", f"AUC {base}", "AUC", "Δ AUC (these models)", "CI low (test set)",
-                                      "CI high (test set)", "p (test set)"])
-    out["p (Holm)"] = stats.holm(out["p (test set)"].to_numpy(float)) if len(out) else []
-    out["Test"] = TEST_SET_ONLY
-    out["Seeds"] = 1
+        v1 = np.array([ev.metrics[base][k][ra]["auc"] for k in T])
+        v2 = np.array([ev.metrics[name][k][ra]["auc"] for k in T])
+        t = stats.seed_level_test(v1, v2, stats.replicate_covariance(reps[base], reps[name]))
+        rows.append([name, v1.mean(), v2.mean(), t["delta"], t["ci_low"], t["ci_high"], t["p_value"], t["df"]])
+    out = pd.DataFrame(rows, columns=["Loss", f"AUC {base}", "AUC", "Δ AUC", "CI low", "CI high", "p", "df"])
+    p = out["p"].to_numpy(float)
+    ok = np.isfinite(p)
+    holm = np.full(len(p), np.nan)
+    if ok.any():
+        holm[ok] = stats.holm(p[ok])
+    out["p (Holm)"] = holm
+    out["Verdict"] = ["more leakage" if h < P["alpha"] and d > 0 else "less leakage" if h < P["alpha"] and d < 0
+                      else "no evidence" if np.isfinite(h) else "untested (1 target)"
+                      for h, d in zip(holm, out["Δ AUC"])]
+    out["Test"] = TARGET_TEST
+    out["Targets"] = len(T)
     out.attrs["baseline"] = base
     return report.round_floats(out, 4)
 
 
 def comparison_note(P: dict, pool: Pool) -> str:
     n = len(pool.labels)
-    note = (f"Evidence: one target model per loss (seed {P['seed']}) and {P['n_ref']} reference models per loss; "
-            f"{n // 2} members and {n // 2} non-members; thresholds chosen on the reference models' own members and "
-            f"non-members (never on the target's). Intervals: bootstrap of the target's members and non-members "
-            f"({P['n_boot']} resamples, percentile 95%). Δ AUC (these models): the {P['reference_attack']} AUC of "
-            f"each loss's target model minus the {P['baseline']} target's, paired bootstrap of the pool (the test "
-            f"set here), interval not adjusted for multiplicity; p (Holm): Holm over the {len(P['losses']) - 1} "
-            f"losses (one family), for display. These cover the sampling of the pool's examples only, not the "
-            f"retraining noise (another target of the same loss), so they compare these target models and give no "
-            f"less / more leakage verdict about the losses; {verdict_how(P)} (a test over the targets, retraining "
-            f"noise included). TPR at 0.1% FPR needs at least 1,000 non-members to be more than 0 or 1 step; here "
-            f"there are {n // 2}.")
+    T = P["n_targets"]
+    note = (f"Evidence: {T} target model(s) per loss -- models 0..{T - 1} of each loss's {P['n_ref'] + 1} (the target and "
+            f"the first reference models), each attacked with the other {P['n_ref']} as its references (leave-one-out "
+            f"over models, as LiRA's and RMIA's code average over targets); {n // 2} members and {n // 2} non-members "
+            f"for the target, about as many for the others; {len(QUERY_SETS[P['queries']])} quer(ies) per example "
+            f"({P['queries']}); thresholds chosen on each target's references' own members and non-members (never on "
+            f"the target's). Tables: means over the targets, sd = their standard deviation. Δ AUC: the "
+            f"{P['reference_attack']} AUC of each loss minus the {P['baseline']} one, target by target (target k of "
+            f"every loss trains on the same examples from the same seed), averaged; Test: {TARGET_TEST} -- "
+            f"lfakit.stats.seed_level_test, paired by target: the variance of the mean difference is the "
+            f"target-to-target spread of the differences plus the pool-resampling noise ({P['n_boot']} resamples of "
+            f"the pool shared by all targets), t with at most {T - 1} df; p (Holm): Holm over the "
+            f"{len(P['losses']) - 1} losses; a verdict (more / less leakage) where p (Holm) < {P['alpha']}. The "
+            f"targets of one loss share reference models, so their AUCs are not fully independent. TPR at FPR uses "
+            f"'{P['tpr_fpr_rule']}' (LiRA's plot.py: '<'). TPR at 0.1% FPR needs at least 1,000 non-members to be "
+            f"more than 0 or 1 step; here there are {n // 2}.")
     if P["dataset"] == "digits":
         note += " Data: scikit-learn's digits and a small MLP: these numbers test the pipeline, not CIFAR-10."
     return note
@@ -365,11 +559,12 @@ def tables(P: dict, ev: Evaluation) -> dict[str, pd.DataFrame]:
 # --------------------------------------------------------------------------------------------
 
 
-
 def plot_roc_loglog(ev: Evaluation, attacks_: list[str]) -> Figure:
-    """Log-log ROC curves, one panel per attack, one line per loss, the chance diagonal dashed;
-    each panel's title names the loss whose attack AUC is highest, one legend below the panels."""
+    """Log-log ROC curves of the first target, one panel per attack, one line per loss, the chance
+    diagonal dashed; each panel's title names the loss whose mean attack AUC over the targets is
+    highest, one legend below the panels."""
     names = list(ev.results)
+    t0 = ev.targets[0]
     colors = report.colors_for(names)
     ncols = min(3, len(attacks_))
     nrows = math.ceil(len(attacks_) / ncols)
@@ -379,7 +574,7 @@ def plot_roc_loglog(ev: Evaluation, attacks_: list[str]) -> Figure:
                                  squeeze=False, sharex=True, sharey=True, layout="constrained")
         for ax, a in zip(axes.flat, attacks_):
             for name in names:
-                fpr, tpr = privacy.roc_curve_points(ev.is_member, ev.results[name][a].scores)
+                fpr, tpr = privacy.roc_curve_points(ev.is_member, ev.results[name][t0][a].scores)
                 ax.plot(fpr, tpr, color=colors[name], linewidth=1.2, label=name)
             lo = 1.0 / max(n_out, 1)
             ax.plot([lo, 1], [lo, 1], "k--", linewidth=0.8)
@@ -387,29 +582,32 @@ def plot_roc_loglog(ev: Evaluation, attacks_: list[str]) -> Figure:
             ax.set_yscale("log")
             ax.set_xlim(lo, 1)
             ax.set_ylim(lo, 1)
-            best = max(names, key=lambda n: ev.metrics[n][a]["auc"])
-            ax.set_title(f"{a} (highest AUC: {best} {ev.metrics[best][a]['auc']:.2f})", fontsize=9)
+            best = max(names, key=lambda n: _over_targets(ev, n, a, "auc")[0])
+            ax.set_title(f"{a} (highest mean AUC: {best} {_over_targets(ev, best, a, 'auc')[0]:.2f})", fontsize=9)
             ax.set_xlabel("false positive rate")
             ax.set_ylabel("true positive rate")
         for ax in axes.flat[len(attacks_):]:
             fig.delaxes(ax)
         handles = [plt.Line2D([], [], color=colors[n], linewidth=1.5) for n in names]
-        fig.legend(handles, names, loc="outside lower center", ncol=min(len(names), 5), title="loss (AUCs: attacks table)")
+        fig.legend(handles, names, loc="outside lower center", ncol=min(len(names), 5),
+                   title="loss (curves: target model 0; AUCs: attacks table)")
     return report._ticks(fig)
 
 
 def plot_privacy_utility(P: dict, ev: Evaluation) -> Figure:
-    """Target test accuracy against the reference attack's TPR at 0.1% FPR and against its AUC."""
+    """Target test accuracy against the reference attack's TPR at 0.1% FPR and against its AUC,
+    each the mean over the targets."""
     ra = P["reference_attack"]
     colors = report.colors_for(list(ev.metrics))
     with report.style():
         fig, axes = plt.subplots(1, 2, figsize=(report.FIG_WIDTH, 4.2), layout="constrained")
         for ax, key, label in ((axes[0], "tpr@0.1%fpr", "TPR at 0.1% FPR"), (axes[1], "auc", "attack AUC")):
-            for name, d in ev.metrics.items():
-                x, y = d[ra][key], 100 * ev.accuracy[name]["test"]
+            for name in ev.metrics:
+                x = _over_targets(ev, name, ra, key)[0]
+                y = 100 * np.mean([ev.accuracy[name][k]["test"] for k in ev.targets])
                 ax.scatter([x], [y], color=colors[name], s=36)
                 ax.annotate(name, (x, y), textcoords="offset points", xytext=(4, 3), fontsize=report.MIN_FONT)
-            ax.set_xlabel(f"{label} ({ra})")
+            ax.set_xlabel(f"{label} ({ra}, mean over targets)")
             ax.set_ylabel("target test accuracy (%)")
         axes[0].set_title("utility vs leakage of the most exposed examples")
         axes[1].set_title("utility vs average-case leakage")
@@ -427,34 +625,46 @@ def figures(P: dict, ev: Evaluation, run_dir: Path) -> dict[str, Figure]:
 # run record
 # --------------------------------------------------------------------------------------------
 
-HEADLINE_ABOUT = ("the study's table: per loss, the target model's accuracy on its members (train) and non-members "
-                  "(test), and the study attack's accuracy, precision, recall and F1 at the threshold chosen on the "
-                  "reference models, its AUC with a bootstrap interval, and the TPR at 1% / 0.1% FPR of the study and "
-                  "reference attacks; rounded to 3 decimals")
+HEADLINE_ABOUT = ("the study's table: per loss, the mean over the targets of the target model's accuracy on its "
+                  "members (train) and non-members (test), and of the study attack's accuracy, precision, recall and "
+                  "F1 at the threshold chosen on the references, its AUC (with its sd over the targets), and the TPR "
+                  "at 1% / 0.1% FPR of the study and reference attacks; rounded to 3 decimals")
 
 
 def save(P: dict, run_dir: Path, pool: Pool, trained: dict[str, Models], ev: Evaluation,
          tabs: dict[str, pd.DataFrame]) -> list[str]:
-    """The run record: every model's logits and per-example losses on the pool (with ``in_train``),
-    metrics.json (the study table as headline, every attack's metrics and threshold), tables."""
+    """The run record: every model's logits on the pool for every query (split ``pool`` for the
+    identity, ``pool_q<q>`` for the others) and its per-example loss (with ``in_train``), so the
+    attacks re-run without retraining; metrics.json (the study table as headline, every target's
+    attack metrics and thresholds), tables."""
     pw = record.PredictionWriter()
+    roles = model_roles(P, pool)
     for name, t in trained.items():
-        roles = model_roles(P, pool)
         for k, (role, seed, mask) in enumerate(roles):
-            z, l = (t.target_logits, t.target_loss) if role == "target" else (t.ref_logits[k - 1], t.ref_loss[k - 1])
-            pw.add(name, "pool", seed, pool.ids, pool.labels, z, l, group=role, in_train=mask.astype(np.int8))
+            for q in range(t.logits.shape[2]):
+                pw.add(name, query_split(q), seed, pool.ids, pool.labels, t.logits[k, :, q], t.sample_loss[k],
+                       group=role, in_train=mask.astype(np.int8))
     built = loss_modules(P)
-    methods = {name: {"config": repr(built[name]), "accuracy": ev.accuracy[name],
-                      "attacks": {a: {**{k: v for k, v in m.items() if not k.endswith("_ci")},
-                                      "auc_ci": list(m["auc_ci"]), "tpr1_ci": list(m["tpr1_ci"]),
-                                      "threshold": float(ev.results[name][a].threshold)}
-                                  for a, m in ev.metrics[name].items()}}
-               for name in trained}
+    methods = {}
+    for name in trained:
+        per = {roles[k][0]: {"accuracy": ev.accuracy[name][k],
+                             "attacks": {a: {**m, "threshold": float(ev.results[name][k][a].threshold)}
+                                         for a, m in ev.metrics[name][k].items()}}
+               for k in ev.targets}
+        means = {a: {key: _over_targets(ev, name, a, key)[0] for key in ev.metrics[name][ev.targets[0]][a]}
+                 for a in ev.metrics[name][ev.targets[0]]}
+        methods[name] = {"config": repr(built[name]), "accuracy": ev.accuracy[name][ev.targets[0]],
+                         "attacks_mean_over_targets": means, "targets": per,
+                         "loss_attack_as_confidence": ev.loss_as_confidence[name]}
     extra = {"baseline": P["baseline"], "dataset": P["dataset"], "classes": list(pool.classes),
-             "pool": len(pool.labels), "n_ref": P["n_ref"], "study_attack": P["study_attack"],
-             "reference_attack": P["reference_attack"],
-             "scores": "logits of every model on every pool example; field_in_train marks its training set",
-             "sample_loss": "each model's own training loss per example (flooding: its base loss)"}
+             "pool": len(pool.labels), "n_ref": P["n_ref"], "n_targets": P["n_targets"],
+             "targets": [roles[k][0] for k in ev.targets], "queries": P["queries"],
+             "query_transforms": [list(map(int, q)) for q in QUERY_SETS[P["queries"]]],
+             "study_attack": P["study_attack"], "reference_attack": P["reference_attack"],
+             "attack_options": {k: v for k, v in vars(attack_options(P)).items() if k != "population"},
+             "scores": "logits of every model on every pool example, split pool (identity query) and pool_q<q> (query q "
+                       "of query_transforms: mirror, dy, dx); field_in_train marks the model's training set",
+             "sample_loss": "each model's own training loss per example on the identity query (flooding: its base loss)"}
     return record.save_run(run_dir, EXPERIMENT, P, methods=methods,
                            headline=("study", tabs["study"], HEADLINE_ABOUT), tables=tabs, predictions=pw,
                            score_kind="logit", extra=extra, table_index=False)

@@ -31,7 +31,7 @@ import numpy as np
 from sklearn.metrics import (accuracy_score, balanced_accuracy_score, f1_score, precision_score, recall_score,
                              roc_auc_score, roc_curve)
 
-__all__ = ["FPR_RULES", "tpr_at_fpr", "attack_metrics", "bootstrap_ci", "roc_curve_points", "NAMED_STATS"]
+__all__ = ["FPR_RULES", "shared_bootstrap_auc", "tpr_at_fpr", "attack_metrics", "bootstrap_ci", "roc_curve_points", "NAMED_STATS"]
 
 LOW_FPRS = {"tpr@1%fpr": 0.01, "tpr@0.1%fpr": 0.001, "tpr@0%fpr": 0.0}
 NAMED_STATS = ("auc", *LOW_FPRS)
@@ -173,3 +173,25 @@ def roc_curve_points(is_member, score) -> tuple[np.ndarray, np.ndarray]:
     fpr, tpr, _ = roc_curve(y, s, drop_intermediate=False)
     keep = fpr > 0
     return fpr[keep], tpr[keep]
+
+
+def shared_bootstrap_auc(members, scores, n_boot: int = 1000, seed: int = 0) -> np.ndarray:
+    """AUC replicates (B, M) of M models on **one** set of pool resamples: ``members`` and
+    ``scores`` (M, N), each model with its own membership over the same N pool points; each
+    replicate draws N pool indices with replacement (not stratified: the models' memberships
+    differ) and applies them to every model, so the replicates' covariance is the pool-sampling
+    covariance of the models' AUCs (:func:`lfakit.stats.replicate_covariance`). A replicate in
+    which a model has one class only is NaN for that model."""
+    y = np.asarray(members, dtype=bool)
+    s = np.asarray(scores, dtype=np.float64)
+    if y.ndim != 2 or y.shape != s.shape:
+        raise ValueError(f"members and scores must be (M, N) of one shape, got {y.shape} and {s.shape}")
+    rocs = [_WeightedROC(*_check(yy, ss)) for yy, ss in zip(y, s)]
+    rng = np.random.default_rng(seed)
+    n = y.shape[1]
+    out = np.empty((int(n_boot), len(rocs)))
+    for b in range(int(n_boot)):
+        w = np.bincount(rng.integers(0, n, n), minlength=n)
+        for m, (roc, yy) in enumerate(zip(rocs, y)):
+            out[b, m] = roc.stat("auc", w) if (w[yy].sum() and w[~yy].sum()) else np.nan
+    return out

@@ -12,6 +12,7 @@ EXPERIMENT = "membership_inference"
 VAL_METRICS = ()
 _multiclass = loss_choices("multiclass")
 ATTACKS = ("loss", "confidence", "shadow", "lira_online", "lira_offline", "rmia")  # as lfakit.attacks.ATTACKS
+QUERIES = ("identity", "mirror", "mirror_shifts")  # as lfakit.experiments.membership_inference.QUERY_SETS
 TEN_LOSSES = ["nce", "mae", "gce", "logit_clip", "sce", "focal_ce", "phuber_ce", "logit_norm", "flooding", "ce"]
 
 
@@ -46,10 +47,45 @@ SCHEMA: dict[str, Spec] = {
                          choices=ATTACKS),
     "reference_attack": Spec(str, "lira_online", "attack of the privacy-utility plot and of the comparison with the "
                              "baseline", choices=ATTACKS),
+    "queries": Spec(str, "mirror", "queries per example, each attack reading all of them: identity (1) | mirror "
+                    "(identity + left-right mirror: LiRA's default) | mirror_shifts (both orientations x shifts of -1, 0, "
+                    "1 pixel, reflect-padded: 18, the RMIA paper's)", choices=QUERIES),
+    "n_targets": Spec(int, 3, "models attacked as the target per loss (the target, then the first reference models, "
+                      "each with the other n_ref models as references); tables give mean and sd over them, and the "
+                      "leakage verdict tests against their spread", min=1, max=1025),
     "fixed_variance": Spec(bool, True, "LiRA: one global standard deviation (recommended below 64 reference models)"),
-    "rmia_gamma": Spec(float, 1.0, "RMIA: likelihood-ratio threshold gamma", min=1e-6, max=1e6),
-    "rmia_offline": Spec(bool, False, "RMIA offline: Pr(x) from the OUT reference models only, approximated with rmia_a"),
-    "rmia_a": Spec(float, 0.3, "RMIA offline: the a of Pr(x) ≈ ((1 + a) Pr_OUT(x) + (1 - a)) / 2", min=0.0, max=1.0),
+    "lira_center": Spec(str, "mean", "LiRA: per-example centre of the IN / OUT fits: mean | median (LiRA's plot.py)",
+                        choices=("mean", "median")),
+    "lira_fixed_sd": Spec(str, "separate", "LiRA online with fixed_variance: separate (each side its own global sd) | "
+                          "in_for_both (LiRA's plot.py: the IN sd for both sides)", choices=("separate", "in_for_both")),
+    "lira_offline_test": Spec(str, "one_sided", "LiRA offline: one_sided (the paper's Algorithm 1) | two_sided "
+                              "(LiRA's plot.py: -log N(phi; mu_out, s_out))", choices=("one_sided", "two_sided")),
+    "rmia_gamma": Spec(float, 2.0, "RMIA: likelihood-ratio threshold gamma (the paper's CIFAR configs: 2)", min=1e-6,
+                       max=1e6),
+    "rmia_trim": Spec(float, 0.2, "RMIA: proportion cut from each end for the trimmed mean Pr(x) over the reference "
+                      "models (the paper's configs: 0.2; 0: the plain mean)", min=0.0, max=0.49),
+    "rmia_signal": Spec(str, "taylor_soft_margin", "RMIA: p(x | model): taylor_soft_margin (the paper's configs) | "
+                        "softmax", choices=("taylor_soft_margin", "softmax")),
+    "rmia_temperature": Spec(float, 2.0, "RMIA: temperature dividing the logits (the paper's configs: 2)", min=1e-3,
+                             max=1e3),
+    "rmia_margin": Spec(float, 0.6, "RMIA taylor_soft_margin: the soft margin m (the paper's configs: 0.6)", min=0.0,
+                        max=100.0),
+    "rmia_taylor_order": Spec(int, 4, "RMIA taylor_soft_margin: terms of the truncated exponential (the paper's "
+                              "configs: 4)", min=2, max=20),
+    "rmia_population": Spec(str, "non_members", "RMIA: the population z: non_members (each attacked model's "
+                            "non-members, as the paper's code) | all (every pool point)", choices=("non_members", "all")),
+    "rmia_self_vote": Spec(str, "excluded", "RMIA: a population point compared with itself: excluded | as_paper_code "
+                           "(the paper code's correction, one vote more for every population point)",
+                           choices=("excluded", "as_paper_code")),
+    "rmia_offline": Spec(bool, False, "RMIA offline: Pr(x) from the OUT reference models only, approximated with a"),
+    "rmia_tune_a": Spec(bool, True, "RMIA offline: a tuned on a paired reference model as ML Privacy Meter does; false: "
+                        "rmia_a"),
+    "rmia_a": Spec(float, 0.3, "RMIA offline without tuning: the a of Pr(x) ≈ ((1 + a) Pr_OUT(x) + (1 - a)) / 2 (the "
+                   "paper's configs: 0.3)", min=0.0, max=1.0),
+    "tpr_fpr_rule": Spec(str, "<=", "TPR at x% FPR over the ROC points with FPR <= x (ML Privacy Meter) | < x "
+                         "(LiRA's plot.py)", choices=("<=", "<")),
+    "keep_checkpoints": Spec(bool, False, "keep every model's checkpoints after its logits are saved (default: "
+                             "deleted then; at most best.pt and last.pt while a model trains)"),
     "n_boot": Spec(int, 1000, "bootstrap resamples for the AUC and TPR@1%FPR intervals", min=100, max=100_000),
     "alpha": Spec(float, 0.05, "significance level of the Holm-corrected comparisons", min=1e-6, max=0.5),
     "model": Spec(str, "mlp", model_help("softmax head", task="privacy"), choices_fn=_models),
@@ -80,6 +116,10 @@ def check_params(p: dict) -> str | None:
     if needs_refs and p["n_ref"] < 4:
         return (f"the attacks {needs_refs} need reference models (at least 4: leave-one-out scoring of the references "
                 f"keeps an IN and an OUT model per example); raise n_ref or run only loss and confidence")
+    if p["n_targets"] > p["n_ref"] + 1:
+        return f"n_targets={p['n_targets']} exceeds the {p['n_ref'] + 1} models per loss (the target + n_ref); lower it"
+    if p["rmia_offline"] and p["rmia_tune_a"] and "rmia" in p["attacks"] and p["n_ref"] < 4:
+        return "tuning RMIA's offline a needs n_ref >= 4 (a paired model held out); set rmia_tune_a=false or raise n_ref"
     for key in ("study_attack", "reference_attack"):
         if p[key] not in p["attacks"]:
             return f"{key}={p[key]!r} is not among the attacks {p['attacks']}"
