@@ -1,4 +1,8 @@
-"""Torch datasets over in-memory or memory-mapped uint8 image arrays."""
+"""Torch datasets over in-memory or memory-mapped uint8 image arrays.
+
+:class:`ArrayImageDataset` reads a whole batch at once when a DataLoader asks for one
+(``__getitems__``, see :mod:`lfakit.data.batching`): the same numbers as item by item, several
+times faster per image."""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from lfakit.data.batching import Normalise, RawBatch, copy_augmented, draw
 from lfakit.errors import ParameterError
 
 __all__ = ["ArrayImageDataset", "IMAGENET_MEAN", "IMAGENET_STD"]
@@ -35,6 +40,13 @@ class ArrayImageDataset(Dataset):
     global RNG, so results are reproducible under ``torch.manual_seed`` (with DataLoader workers
     torch seeds each worker from the global RNG). Note that a horizontal flip swaps laterality
     (e.g. the heart's side) on chest radiographs.
+
+    Batches: a DataLoader calls :meth:`__getitems__`, which returns the whole batch as a
+    :class:`~lfakit.data.batching.RawBatch` (uint8, normalised by the engine's collate on the CPU
+    or the GPU): the same random draws in the same order and the same float operations as
+    :meth:`get` item by item, so the same bits. A subclass that overrides :meth:`get` or
+    ``__getitem__`` is read item by item (its items may differ from this class's), unless it also
+    overrides :meth:`batch_targets` to give its own targets for a batch.
     """
 
     def __init__(self, images, targets, channels: int = 3, augment: bool = False, *,
@@ -76,6 +88,7 @@ class ArrayImageDataset(Dataset):
             raise ParameterError(f"mean/std need {self.channels} entries (std > 0), got {mean!r} / {std!r}.")
         self._mean = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
         self._std = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
+        self._normalise = Normalise(self._mean, self._std, self.channels)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -117,3 +130,51 @@ class ArrayImageDataset(Dataset):
         x = (x - self._mean) / self._std
         y = torch.from_numpy(np.array(self.targets[i], dtype=np.float32, copy=True))
         return x, y, i
+
+    def _plan(self) -> tuple:
+        """The random calls :meth:`_augment` makes per item, in order (see :func:`~lfakit.data.batching.draw`)."""
+        h, w = self.images.shape[1:3]
+        mh, mw = int(round(self.max_shift * h)), int(round(self.max_shift * w))
+        plan = (None,) if self.hflip_p > 0 else ()
+        return plan + (((-mh, mh + 1), (-mw, mw + 1)) if (mh or mw) else ())
+
+    def batch_targets(self, idx: list[int]) -> torch.Tensor:
+        """The ``y`` of a batch read (items ``idx``): what :meth:`get` returns as ``y``, stacked.
+        A subclass whose :meth:`get` returns other targets overrides this too, and is then read a
+        batch at a time again (e.g. int64 class labels: ``torch.from_numpy(self.labels[idx])``)."""
+        return torch.from_numpy(np.ascontiguousarray(self.targets[idx], dtype=np.float32))
+
+    def __getitems__(self, indices):
+        cls = type(self)
+        own_items = cls.get is not ArrayImageDataset.get or cls.__getitem__ is not ArrayImageDataset.__getitem__
+        if own_items and cls.batch_targets is ArrayImageDataset.batch_targets:
+            return [self[i] for i in indices]
+        return self.get_batch(indices, self.generator)
+
+    def get_batch(self, indices, generator: torch.Generator | None = None) -> RawBatch:
+        """Items ``indices`` as one :class:`~lfakit.data.batching.RawBatch` (``.finish()`` gives
+        ``[x, y, index]``, equal bit for bit to the items of :meth:`get` stacked); augmentation
+        draws from ``generator`` (else torch's global RNG) exactly as :meth:`get` would, item by item."""
+        n = len(self)
+        idx = []
+        for index in indices:
+            i = int(index)
+            if not -n <= i < n:
+                raise IndexError(f"index {index} out of range for {n} items")
+            idx.append(i % n)
+        shape = self.images.shape[1:3] if self.images.ndim == 3 or self.images.shape[3] == 1 else self.images.shape[1:]
+        buf = np.empty((len(idx), *shape), np.uint8)
+        plan = self._plan() if self.augment else ()
+        if plan:
+            d = draw(plan, len(idx), generator)
+            flip = d[:, 0] < self.hflip_p if self.hflip_p > 0 else np.zeros(len(idx), bool)
+            shift = d[:, -2:].astype(np.int64) if len(plan) - (self.hflip_p > 0) else np.zeros((len(idx), 2), np.int64)
+            for k, i in enumerate(idx):
+                copy_augmented(buf[k], np.asarray(self.images[i]).reshape(shape), bool(flip[k]), int(shift[k, 0]), int(shift[k, 1]))
+        elif isinstance(self.images, np.ndarray):
+            buf[...] = self.images[idx].reshape(buf.shape)
+        else:
+            for k, i in enumerate(idx):
+                buf[k] = np.asarray(self.images[i]).reshape(shape)
+        y = self.batch_targets(idx)
+        return RawBatch(torch.from_numpy(buf), self._normalise, {"y": y, "index": torch.tensor(idx, dtype=torch.int64)})

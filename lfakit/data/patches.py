@@ -15,6 +15,10 @@ prediction (:func:`image_of`).
 Written by hand: torchvision's ``RandomCrop`` / ``FiveCrop`` transforms give neither seeded
 per-image test positions nor evenly spread grids of any count, and cropping the uint8 array
 before converting is what keeps a 224 px crop of a 512 x 384 photo cheap.
+
+Batches: a DataLoader calls ``__getitems__``, which crops the whole batch into one uint8 array
+and returns a :class:`~lfakit.data.batching.RawBatch` (normalised by the engine's collate, on the
+CPU or the GPU): the same draws in the same order and the same float operations as item by item.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from lfakit.data.batching import Normalise, RawBatch, draw
 from lfakit.data.datasets import IMAGENET_MEAN, IMAGENET_STD
 from lfakit.errors import ParameterError
 
@@ -93,6 +98,7 @@ class PatchDataset(Dataset):
             self._corners = None
         self._mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32).view(3, 1, 1)
         self._std = torch.tensor(IMAGENET_STD, dtype=torch.float32).view(3, 1, 1)
+        self._normalise = Normalise(self._mean, self._std, 3)
 
     def __len__(self) -> int:
         return len(self.images) * self.k
@@ -119,3 +125,38 @@ class PatchDataset(Dataset):
             img = img.flip(-1)
         xt = (img.to(torch.float32).div_(255.0) - self._mean) / self._std
         return {"x": xt, "y": torch.tensor(self.mos[i]), "index": int(index), "std": torch.tensor(self.sd[i])}
+
+    def __getitems__(self, indices):
+        if type(self).__getitem__ is not PatchDataset.__getitem__ or type(self).corner is not PatchDataset.corner:
+            return [self[i] for i in indices]
+        n = len(self)
+        items = []
+        for index in indices:
+            if not 0 <= int(index) < n:
+                raise IndexError(f"index {index} out of range for {n} patches")
+            items.append(int(index))
+        h, w = self.images.shape[1:3]
+        p, b = self.patch, len(items)
+        flip_draw = self.positions == "fresh" and self.hflip_p > 0
+        if self._corners is None:  # "fresh": corner() draws y, x, then __getitem__ the mirror, per item
+            plan = ((0, h - p + 1), (0, w - p + 1)) + ((None,) if flip_draw else ())
+            d = draw(plan, b)
+            corners = d[:, :2].astype(np.int64)
+            flips = d[:, 2] < self.hflip_p if flip_draw else np.zeros(b, bool)
+        else:
+            j = np.asarray(items, dtype=np.int64)
+            corners = np.asarray(self._corners[j // self.k, j % self.k], dtype=np.int64)
+            flips = np.zeros(b, bool)
+        buf = np.empty((b, p, p, 3), np.uint8)
+        for k, index in enumerate(items):
+            y, x = int(corners[k, 0]), int(corners[k, 1])
+            crop = self.images[index // self.k][y:y + p, x:x + p]
+            if flips[k]:
+                import cv2
+
+                crop = cv2.flip(np.ascontiguousarray(crop), 1)
+            buf[k] = crop
+        img = np.asarray(items, dtype=np.int64) // self.k
+        fields = {"y": torch.from_numpy(self.mos[img]), "index": torch.tensor(items, dtype=torch.int64),
+                  "std": torch.from_numpy(self.sd[img])}
+        return RawBatch(torch.from_numpy(buf), self._normalise, fields, form="dict")
