@@ -161,10 +161,22 @@ def _seed_worker(worker_id: int) -> None:  # DataLoader workers: derive numpy/ra
     random.seed(s)
 
 
+def _collate(device: torch.device, num_workers: int):
+    """The loaders' ``collate_fn`` and ``pin_memory``. Data sets that read whole batches
+    (:mod:`lfakit.data.batching`) hand over uint8 batches: with CUDA and no workers they go to the
+    GPU as uint8 and are normalised there (nothing to pin); otherwise they are normalised on the
+    CPU (in the workers, if any) and pinned for CUDA as before. Other data sets: ``default_collate``."""
+    from lfakit.data import batching
+
+    on_gpu = device.type == "cuda" and num_workers == 0
+    return batching.Collate(device if on_gpu else None), device.type == "cuda" and not on_gpu
+
+
 def _loader(ds: Dataset, batch_size: int, shuffle: bool, seed: int, num_workers: int, device: torch.device,
             drop_last: bool = False):
     g = torch.Generator()
     g.manual_seed(seed)
+    collate, pin = _collate(device, num_workers)
     return DataLoader(
         ds,
         batch_size=batch_size,
@@ -172,7 +184,8 @@ def _loader(ds: Dataset, batch_size: int, shuffle: bool, seed: int, num_workers:
         generator=g,
         num_workers=num_workers,
         worker_init_fn=_seed_worker if num_workers else None,
-        pin_memory=device.type == "cuda",
+        collate_fn=collate,
+        pin_memory=pin,
         drop_last=drop_last,
     )
 
@@ -237,6 +250,7 @@ def rank_loader(ds: Dataset, cfg: FitConfig, seed: int, device: torch.device, wo
     sampler = GlobalOrderSampler(ds, shuffled_order(len(ds), seed), world, rank, cfg.drop_last)
     g = torch.Generator()
     g.manual_seed(_rank_seed(seed, rank))  # worker base seeds: each rank's workers draw their own augmentations
+    collate, pin = _collate(device, cfg.num_workers)
     return DataLoader(
         ds,
         batch_size=cfg.batch_size // world,
@@ -244,7 +258,8 @@ def rank_loader(ds: Dataset, cfg: FitConfig, seed: int, device: torch.device, wo
         generator=g,
         num_workers=cfg.num_workers,
         worker_init_fn=_seed_worker if cfg.num_workers else None,
-        pin_memory=device.type == "cuda",
+        collate_fn=collate,
+        pin_memory=pin,
         drop_last=cfg.drop_last,
     )
 
@@ -487,8 +502,13 @@ def fit(
     resume: bool = False,
     desc: str = "",
     stop_after_epoch: int | None = None,
+    keep_previous_checkpoint: bool = True,
 ) -> FitResult:
     """Train ``model`` with ``loss_fn``; validate every epoch; keep and return the best epoch.
+
+    ``keep_previous_checkpoint=False`` writes ``last.pt`` without keeping the previous epoch's as
+    ``last.prev.pt`` (two checkpoints on disk, ``best.pt`` and ``last.pt``, instead of three: the
+    write is atomic, the previous one only guards against a file damaged after it was written).
 
     ``val_metrics={"auroc": fn, ...}`` adds ``val_auroc = fn(targets, scores)`` (scores are
     logits) and the like to the history; ``cfg.monitor`` may name ``val_loss`` or any of them. With ``checkpoint_dir`` a ``last.pt`` is
@@ -621,8 +641,10 @@ def fit(
                             "config": asdict(cfg),
                         },
                         last_path,
-                        keep_previous=True,
+                        keep_previous=keep_previous_checkpoint,
                     )
+                    if not keep_previous_checkpoint:
+                        last_path.with_suffix(".prev.pt").unlink(missing_ok=True)
                     pd.DataFrame(history).to_csv(ckpt / "history.csv", index=False)
 
                 _on_main(save_last, "writing last.pt")
