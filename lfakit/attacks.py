@@ -99,6 +99,7 @@ __all__ = [
     "true_class_probability",
     "true_class_logit_confidence",
     "rmia_signal",
+    "reference_use",
     "tune_offline_a",
     "AttackOptions",
     "attack_targets",
@@ -389,6 +390,54 @@ def _gaussian(ref_phi: np.ndarray, mask: np.ndarray, center: str, fixed_variance
     return mu, np.maximum(sd, MIN_STD)
 
 
+#: which reference models each example's IN / OUT fits use (``ref_counts``; see :func:`reference_use`)
+REF_COUNTS = ("balanced", "reference_code", "all")
+
+
+def reference_use(ref_in, rule: str = "balanced", attack: str = "lira") -> np.ndarray:
+    """Which reference models each example's statistics use, bool (R, N), from ``ref_in`` (R, N).
+
+    Why it matters: with the balanced protocol every example is IN for exactly ``R/2`` reference
+    models *of the kit's target*; a reference model attacked as the target (leave-one-out,
+    :func:`attack_targets`) leaves a design where its own members are IN for fewer of the others
+    and its non-members for more (``R = 4``: members 1-2 IN of 4, non-members 2-3). Fits from
+    unequal counts are unequally noisy, and LiRA's online ratio then carries a bias of
+    ``-(s^2 / 2) (1 / n_in - 1 / n_out)`` that points against membership: it pulls the AUC below
+    0.5 where the membership signal is weak, more so the more queries average the noise away.
+
+    * ``"balanced"`` (kit default): per example the first ``k = min(n_in, n_out)`` IN and the first
+      ``k`` OUT models (model order), so every example's fits use equally many of each; an example
+      with no IN or no OUT model keeps all (the fall-backs of :func:`lira` apply).
+    * ``"reference_code"``: the reference code's rule. LiRA (``plot.py``, ``generate_ours``): every
+      example keeps its first ``in_size`` IN and ``out_size`` OUT values, the smallest IN (OUT)
+      count over the examples (at least 1). RMIA (the paper code's ``aggregate_signals``): the first
+      ``R // 2`` IN and the first ``R // 2`` OUT models of each example.
+    * ``"all"``: every reference model (the kit before this rule existed).
+
+    With every example IN for the same number of models (the kit's target) the three are the same
+    set, so the rule changes only the scores of reference models attacked as targets (and of
+    unbalanced inputs)."""
+    if rule not in REF_COUNTS:
+        raise ParameterError(f"ref_counts must be one of {', '.join(REF_COUNTS)}, got {rule!r}")
+    m = _bool_array(ref_in, "ref_in", 2)
+    if rule == "all" or m.size == 0:
+        return np.ones(m.shape, dtype=bool)
+    n_in, n_out = m.sum(0), (~m).sum(0)
+    if rule == "balanced":
+        k_in = k_out = np.minimum(n_in, n_out)
+        keep_all = k_in == 0
+        k_in = np.where(keep_all, n_in, k_in)
+        k_out = np.where(keep_all, n_out, k_out)
+    elif attack == "rmia":
+        k_in = k_out = np.full(m.shape[1], m.shape[0] // 2)
+    else:
+        k_in = np.full(m.shape[1], max(1, int(n_in.min())))
+        k_out = np.full(m.shape[1], max(1, int(n_out.min())))
+    first_in = m & (np.cumsum(m, 0) <= k_in[None])
+    first_out = ~m & (np.cumsum(~m, 0) <= k_out[None])
+    return first_in | first_out
+
+
 LIRA_CENTERS = ("mean", "median")
 LIRA_OFFLINE_TESTS = ("one_sided", "two_sided")
 LIRA_FIXED_SDS = ("separate", "in_for_both")
@@ -396,7 +445,8 @@ _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
 def lira(target_phi, ref_phi, ref_in, *, online: bool = True, fixed_variance: bool = False,
-         center: str = "mean", offline_test: str = "one_sided", fixed_sd: str = "separate") -> np.ndarray:
+         center: str = "mean", offline_test: str = "one_sided", fixed_sd: str = "separate",
+         ref_counts: str = "balanced") -> np.ndarray:
     """LiRA (Carlini et al. 2022) on the statistic ``phi`` (:func:`true_class_logit_confidence`).
 
     ``target_phi`` (N,) or (N, Q) of the attacked model; ``ref_phi`` (R, N) or (R, N, Q) and
@@ -425,9 +475,11 @@ def lira(target_phi, ref_phi, ref_in, *, online: bool = True, fixed_variance: bo
       s_out)`` averaged over queries (``plot.py``'s ``generate_ours_offline`` ranked by
       ``-score``), large on either side of the OUT distribution.
 
-    ``plot.py`` also truncates every example's IN (OUT) values to the smallest count over the
-    examples (``x[:in_size]``); with every example IN for the same number of models (the balanced
-    protocol) that keeps every value, as here. Fall-backs, never NaN: an example with no IN (no
+    ``ref_counts`` (:func:`reference_use`): which reference models each example's fits use --
+    ``"balanced"`` (kit default: equally many IN and OUT per example), ``"reference_code"``
+    (``plot.py``: every example's IN (OUT) values truncated to the smallest count over the
+    examples, ``x[:in_size]``) or ``"all"``; with every example IN for the same number of models
+    (the kit's target) all three keep every value. Fall-backs, never NaN: an example with no IN (no
     OUT) reference model takes the global location and scale of all IN (OUT) values; one with a
     single IN (OUT) model takes its value as location and the global scale. Online needs at least
     one IN and one OUT value overall, offline at least one OUT value.
@@ -447,13 +499,14 @@ def lira(target_phi, ref_phi, ref_in, *, online: bool = True, fixed_variance: bo
         raise ParameterError(f"ref_phi must have one axis more than target_phi (R first), got {_to_numpy(ref_phi).shape} "
                              f"and {t0.shape}")
     m = _check_refs(t, r, ref_in, "lira")
-    mu_out, sd_out = _gaussian(r, ~m, center, fixed_variance, "OUT")
+    use = reference_use(m, ref_counts, "lira")
+    mu_out, sd_out = _gaussian(r, ~m & use, center, fixed_variance, "OUT")
     z_out = (t - mu_out) / sd_out
     if not online:
         if offline_test == "one_sided":
             return z_out.mean(1)
         return (0.5 * z_out**2 + np.log(sd_out) + _HALF_LOG_2PI).mean(1)
-    mu_in, sd_in = _gaussian(r, m, center, fixed_variance, "IN")
+    mu_in, sd_in = _gaussian(r, m & use, center, fixed_variance, "IN")
     if fixed_variance and fixed_sd == "in_for_both":
         sd_out = sd_in
         z_out = (t - mu_out) / sd_out
@@ -497,12 +550,14 @@ def _trimmed_mean(values: np.ndarray, mask: np.ndarray, trim: float) -> np.ndarr
     return np.divide(total, count, out=np.full(total.shape, np.nan), where=count > 0)
 
 
-def _rmia_marginal(ref_p: np.ndarray, ref_in: np.ndarray, offline_a, trim: float) -> np.ndarray:
+def _rmia_marginal(ref_p: np.ndarray, ref_in: np.ndarray, offline_a, trim: float, use=None) -> np.ndarray:
     """``Pr(x)`` (N, Q): the trimmed mean over every reference model (online) or, offline, ``((1 + a)
     Pr_OUT(x) + (1 - a)) / 2`` with ``Pr_OUT`` the trimmed mean over the OUT models."""
+    if use is None:
+        use = np.ones(ref_p.shape[:2], bool)
     if offline_a is None:
-        return _trimmed_mean(ref_p, np.ones(ref_p.shape[:2], bool), trim)
-    out = ~ref_in
+        return _trimmed_mean(ref_p, use, trim)
+    out = ~ref_in & use
     if not out.any():
         raise ParameterError("RMIA offline: no reference model is OUT for any example")
     pr_out = _trimmed_mean(ref_p, out, trim)
@@ -547,7 +602,7 @@ def _rmia_votes(ratio: np.ndarray, pop: np.ndarray, gamma: float) -> tuple[np.nd
 
 
 def rmia(target_p, ref_p, ref_in, population=None, *, gamma: float = 2.0, offline_a: float | None = None,
-         trim: float = 0.2, self_vote: str = "excluded") -> np.ndarray:
+         trim: float = 0.2, self_vote: str = "excluded", ref_counts: str = "balanced") -> np.ndarray:
     """RMIA (Zarifzadeh et al. 2024) on ``p(x | theta)`` (:func:`rmia_signal`), with queries.
 
     ``target_p`` (N,) or (N, Q) of the attacked model; ``ref_p`` (R, N[, Q]) and ``ref_in`` (R, N)
@@ -563,8 +618,9 @@ def rmia(target_p, ref_p, ref_in, population=None, *, gamma: float = 2.0, offlin
     and its ``attack_configs/cifar10/rmia_*.yaml``): ``gamma = 2`` (configs), ``trim = 0.2``
     (``proportiontocut``; ``scipy.stats.trim_mean`` over the models), strict ``>`` (code; the
     paper's text writes ``>=``: they differ only on exact ties), ``Pr(x)`` from the first
-    ``num_ref_models / 2`` IN and OUT models of each example (here: all references; the same
-    set when every example is IN for half of them). ``population``: indices into the N points
+    ``num_ref_models / 2`` IN and OUT models of each example (``ref_counts="reference_code"``;
+    the kit's default ``"balanced"`` takes the first ``min(n_in, n_out)`` of each, see
+    :func:`reference_use`; the same set when every example is IN for half of the references). ``population``: indices into the N points
     (duplicates dropped) or a bool mask (N,); None: all N points (the paper code passes the
     target's non-members). ``self_vote``: a scored point that is also in the population is
     compared with itself; ``"excluded"`` (kit default) drops that comparison, ``score = (votes -
@@ -590,7 +646,7 @@ def rmia(target_p, ref_p, ref_in, population=None, *, gamma: float = 2.0, offlin
     r = _queries_array(ref_p, "ref_p", 2)
     m = _check_refs(t, r, ref_in, "rmia")
     pop = _population_indices(population, len(t))
-    pr = _rmia_marginal(r, m, offline_a, float(trim))
+    pr = _rmia_marginal(r, m, offline_a, float(trim), reference_use(m, ref_counts, "rmia"))
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = t / pr
     if not np.isfinite(ratio).all():
@@ -617,7 +673,8 @@ OFFLINE_A_GRID = tuple(float(a) for a in np.arange(0, 1.1, 0.1))
 
 
 def tune_offline_a(ref_p, ref_in, pair: int = 0, *, gamma: float = 2.0, trim: float = 0.2,
-                   self_vote: str = "excluded", population: str = "non_members") -> tuple[float, np.ndarray]:
+                   self_vote: str = "excluded", population: str = "non_members",
+                   ref_counts: str = "balanced") -> tuple[float, np.ndarray]:
     """Offline RMIA's ``a`` as ML Privacy Meter tunes it (``modules/mia/attacks/rmia.py`` and
     ``attacks.py``, ``tune_offline_a``): attack a **paired** reference model, ``ref_p[pair]``,
     with the other references' OUT values for every ``a`` of :data:`OFFLINE_A_GRID`, and keep the
@@ -641,7 +698,8 @@ def tune_offline_a(ref_p, ref_in, pair: int = 0, *, gamma: float = 2.0, trim: fl
     pop = ~y if population == "non_members" else None
     best_a, best_auc, aucs = 0.0, 0.0, []
     for a in OFFLINE_A_GRID:
-        s = rmia(r[pair], r[others], m[others], pop, gamma=gamma, offline_a=a, trim=trim, self_vote=self_vote)
+        s = rmia(r[pair], r[others], m[others], pop, gamma=gamma, offline_a=a, trim=trim, self_vote=self_vote,
+                 ref_counts=ref_counts)
         auc = _roc_auc(y, s)
         aucs.append(auc)
         if auc > best_auc:
@@ -730,6 +788,8 @@ class AttackOptions:
     with the public ``plot.py``'s value as an option, see :func:`lira`) and the RMIA paper's
     CIFAR-10 configurations for RMIA (see :func:`rmia`, :func:`rmia_signal`).
 
+    ``ref_counts``: which reference models each example's LiRA / RMIA fits use (:func:`reference_use`):
+    ``"balanced"`` (kit default), ``"reference_code"`` (``plot.py`` / the RMIA paper code) or ``"all"``.
     ``rmia_offline_a``: None (online RMIA), a number in [0, 1] (the paper configs: 0.3), or
     ``"tune"`` (ML Privacy Meter's :func:`tune_offline_a` on a paired reference model).
     ``rmia_population``: ``"non_members"`` (the paper code: the attacked model's non-members) or
@@ -740,6 +800,7 @@ class AttackOptions:
     lira_center: str = "mean"
     lira_offline_test: str = "one_sided"
     lira_fixed_sd: str = "separate"
+    ref_counts: str = "balanced"
     rmia_gamma: float = 2.0
     rmia_offline_a: float | str | None = None
     rmia_trim: float = 0.2
@@ -757,6 +818,7 @@ class AttackOptions:
         for name, value, allowed in (("lira_center", self.lira_center, LIRA_CENTERS),
                                      ("lira_offline_test", self.lira_offline_test, LIRA_OFFLINE_TESTS),
                                      ("lira_fixed_sd", self.lira_fixed_sd, LIRA_FIXED_SDS),
+                                     ("ref_counts", self.ref_counts, REF_COUNTS),
                                      ("rmia_signal", self.rmia_signal, RMIA_SIGNALS),
                                      ("rmia_population", self.rmia_population, RMIA_POPULATIONS),
                                      ("rmia_self_vote", self.rmia_self_vote, RMIA_SELF_VOTES)):
@@ -769,11 +831,11 @@ class AttackOptions:
     def record(self, attack: str) -> dict:
         """The options an attack used, for the run record."""
         if attack.startswith("lira"):
-            keys = ("fixed_variance", "lira_center") + (("lira_offline_test",) if attack == "lira_offline" else
+            keys = ("fixed_variance", "lira_center", "ref_counts") + (("lira_offline_test",) if attack == "lira_offline" else
                                                          ("lira_fixed_sd",))
         elif attack == "rmia":
             keys = ("rmia_gamma", "rmia_offline_a", "rmia_trim", "rmia_signal", "rmia_temperature", "rmia_margin",
-                    "rmia_taylor_order", "rmia_population", "rmia_self_vote")
+                    "rmia_taylor_order", "rmia_population", "rmia_self_vote", "ref_counts")
         else:
             keys = ()
         return {k: getattr(self, k) for k in keys}
@@ -813,10 +875,10 @@ def _score(attack: str, target, ref, ref_in: np.ndarray, o: AttackOptions, membe
         return target
     if attack == "lira_online":
         return lira(target, ref, ref_in, online=True, fixed_variance=o.fixed_variance, center=o.lira_center,
-                    fixed_sd=o.lira_fixed_sd)
+                    fixed_sd=o.lira_fixed_sd, ref_counts=o.ref_counts)
     if attack == "lira_offline":
         return lira(target, ref, ref_in, online=False, fixed_variance=o.fixed_variance, center=o.lira_center,
-                    offline_test=o.lira_offline_test)
+                    offline_test=o.lira_offline_test, ref_counts=o.ref_counts)
     if attack == "rmia":
         pop = o.population
         if pop is None and o.rmia_population == "non_members":
@@ -826,10 +888,10 @@ def _score(attack: str, target, ref, ref_in: np.ndarray, o: AttackOptions, membe
         a = o.rmia_offline_a
         if a == "tune":
             a, _ = tune_offline_a(ref, ref_in, 0, gamma=o.rmia_gamma, trim=o.rmia_trim, self_vote=o.rmia_self_vote,
-                                  population=o.rmia_population)
+                                  population=o.rmia_population, ref_counts=o.ref_counts)
             ref, ref_in = ref[1:], ref_in[1:]  # the paired model is held out of the attack (ML Privacy Meter)
         return rmia(target, ref, ref_in, pop, gamma=o.rmia_gamma, offline_a=a, trim=o.rmia_trim,
-                    self_vote=o.rmia_self_vote)
+                    self_vote=o.rmia_self_vote, ref_counts=o.ref_counts)
     return shadow_attack(ref, ref_in, target, seed=o.seed, max_rows=o.shadow_max_rows)
 
 

@@ -193,9 +193,11 @@ def test_lira_falls_back_to_global_fits_without_in_or_out_models():
     ref_phi = rng.normal(size=(4, 6))
     ref_in = np.array([[1, 1, 0, 0, 1, 0], [1, 0, 1, 0, 1, 0], [0, 1, 1, 0, 1, 1], [0, 0, 0, 0, 1, 0]], bool)
     phi = rng.normal(size=6)
-    online = A.lira(phi, ref_phi, ref_in, online=True)
-    offline = A.lira(phi, ref_phi, ref_in, online=False)
+    # every model used (ref_counts="all": this unbalanced design is about the fall-backs, not the counts)
+    online = A.lira(phi, ref_phi, ref_in, online=True, ref_counts="all")
+    offline = A.lira(phi, ref_phi, ref_in, online=False, ref_counts="all")
     assert np.isfinite(online).all() and np.isfinite(offline).all()
+    assert np.isfinite(A.lira(phi, ref_phi, ref_in, online=True)).all()  # balanced: the same fall-backs where needed
     # example 3: no IN model -> the IN Gaussian is the global one of all IN values
     g_in, s_in = ref_phi[ref_in].mean(), ref_phi[ref_in].std()
     o3 = ref_phi[:, 3]
@@ -552,3 +554,44 @@ def test_attack_options_validate():
     with pytest.raises(ParameterError, match="at least 4"):
         pr, labels, tz, tl, rz, rl = _setup(n=60, n_ref=2)
         A.run_attacks(tz, tl, labels, rz, rl, pr, attacks=("rmia",), rmia_offline_a="tune")
+
+
+def _loo_design(n=3000, q=8, leak=0.1, seed=1):
+    """Five models of the kit's protocol (the target, 4 references) with phi = difficulty + leak * IN
+    + noise per (model, example, query); model 1 (a reference model) is the leave-one-out target."""
+    p = A.make_protocol(n, 4, 0)
+    keep = np.vstack([p.members, p.ref_in])
+    rng = np.random.default_rng(seed)
+    phi = rng.normal(0, 1, (1, n, 1)) + leak * keep[:, :, None] + rng.normal(0, 1, (5, n, q))
+    return phi, keep
+
+
+def test_a_reference_model_attacked_as_target_is_not_biased_by_unequal_in_counts():
+    """Regression (issue 27 follow-up): leave-one-out from the balanced design gives model 1's members
+    fewer IN references than its non-members (1-2 vs 2-3 of 4); with every reference used, LiRA
+    online's unequal fits pushed its AUC below 0.5 (the smoke run: 0.42-0.47 with 2 queries, 0.27-0.38
+    with 18). ref_counts="balanced" (the default) fits each example from equally many IN and OUT
+    models and recovers a leak above chance; on the kit's own target all rules agree."""
+    from sklearn.metrics import roc_auc_score
+
+    phi, keep = _loo_design()
+    rest = [0, 2, 3, 4]
+    n_in = keep[rest].sum(0)
+    assert n_in[keep[1]].mean() < 2 < n_in[~keep[1]].mean()  # the design the bias comes from
+    auc = {rule: roc_auc_score(keep[1], A.lira(phi[1], phi[rest], keep[rest], fixed_variance=True, ref_counts=rule))
+           for rule in ("all", "balanced", "reference_code")}
+    assert auc["all"] < 0.45  # the old behaviour: a real leak scored below chance
+    assert auc["balanced"] > 0.5 and auc["reference_code"] > 0.5
+    use = A.reference_use(keep[rest], "balanced")
+    assert ((keep[rest] & use).sum(0) == (~keep[rest] & use).sum(0)).all()
+    # the kit's target (every example IN for 2 of 4): the rules keep every model and agree
+    for rule in ("balanced", "reference_code"):
+        np.testing.assert_array_equal(A.reference_use(keep[1:], rule), np.ones((4, keep.shape[1]), bool))
+        np.testing.assert_array_equal(A.lira(phi[0], phi[1:], keep[1:], ref_counts=rule),
+                                      A.lira(phi[0], phi[1:], keep[1:], ref_counts="all"))
+    # through attack_targets: the option reaches LiRA and RMIA and is recorded
+    res = A.attack_targets(np.stack([np.zeros((keep.shape[1], 3))] * 5) + np.arange(3), np.zeros(keep.shape), np.zeros(
+        keep.shape[1], int), keep, [1], attacks=["lira_online"], ref_counts="all")
+    assert res[1]["lira_online"].options["ref_counts"] == "all"
+    with pytest.raises(ParameterError, match="ref_counts"):
+        A.AttackOptions(ref_counts="some")

@@ -371,3 +371,32 @@ def test_offline_a_tuning_follows_ml_privacy_meter(outputs):
     got = A.attack_scores("rmia", z[0], loss[0], labels, z[1:], loss[1:], keep[1:], members=keep[0],
                           rmia_offline_a="tune")
     np.testing.assert_array_equal(got, A.rmia(sig[0], ref[1:], ref_in[1:], ~keep[0], offline_a=best))
+
+
+# --------------------------------------------------------------------------- leave-one-out targets
+def test_reference_code_counts_equal_plot_py_and_the_paper_code_on_a_leave_one_out_target(outputs):
+    """A reference model attacked as the target: its references are no longer balanced per example
+    (members IN for fewer of them). ``ref_counts="reference_code"`` then equals the references'
+    own truncations -- plot.py's ``x[:in_size]`` (the smallest count over the examples) and the RMIA
+    paper code's first ``num_ref_models // 2`` IN and OUT models -- which the balanced inputs above
+    could not tell from using every model; ``"all"`` (the kit before) differs."""
+    z, keep, labels = outputs
+    phi = _phi_ref(z, labels)
+    rest = [0] + list(range(2, len(z)))  # model 1 the target, the kit's target among its references
+    assert len(np.unique(keep[rest].sum(0))) > 1  # unbalanced per example
+    prediction, answers = plot_py__generate_ours(keep[rest], phi[rest], keep[1:2], phi[1:2], fix_variance=True)
+    got = A.lira(phi[1], phi[rest], keep[rest], online=True, center="median", fixed_variance=True,
+                 fixed_sd="in_for_both", ref_counts="reference_code")
+    assert np.abs(got - (-np.array(prediction))).max() < TOL
+    every = A.lira(phi[1], phi[rest], keep[rest], online=True, center="median", fixed_variance=True,
+                   fixed_sd="in_for_both", ref_counts="all")
+    assert np.abs(every - (-np.array(prediction))).max() > 1e-6
+    # RMIA: references 2..R (every example keeps at least R // 2 of each side, as the paper code's stack needs)
+    sig = np.stack([A.rmia_signal(m, labels) for m in z])
+    refs = list(range(2, len(z)))
+    for offline in (False, True):
+        prediction, _ = main_py__aggregate_signals_relative(keep[1], sig[1], keep[refs], sig[refs], len(refs), offline)
+        a = 0.3 if offline else None
+        got = A.rmia(sig[1], sig[refs], keep[refs], ~keep[1], offline_a=a, self_vote="as_paper_code",
+                     ref_counts="reference_code")
+        assert np.abs(got - (-prediction.ravel())).max() < TOL

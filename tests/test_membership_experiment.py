@@ -150,7 +150,7 @@ def test_parallel_training_gives_the_serial_models_and_resume_retrains_only_what
 
 @pytest.mark.slow
 def test_attacks_rerun_from_the_record_alone_give_the_table(tmp_path):
-    P = _P(epochs=3)
+    P = _P(epochs=3, queries="mirror")  # two queries: the record keeps both
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     pool = X.load_pool(P)
@@ -234,3 +234,25 @@ def test_paper_profile_rehearsal_keeps_at_most_two_checkpoints_per_model(tmp_pat
     with pytest.raises(ParameterError, match="GB free"):
         monkeypatch.setattr(X, "_free_bytes", lambda: 10)
         X.check_disk(P)
+
+
+def test_an_attack_whose_scores_all_tie_is_reported_as_degenerate():
+    """RMIA with gamma = 2 on bounded logits (logit_clip, logit_norm in the smoke run) never votes yes:
+    every score 0, AUC 0.500 with sd 0 -- the tables say so instead of reporting it as a measurement."""
+    ev = _evaluation({"ce": 0.5, "logit_norm": 0.5})
+    for k in ev.targets:
+        r = ev.results["logit_norm"][k]["lira_online"]
+        r.scores = np.zeros_like(r.scores)
+        ev.metrics["logit_norm"][k]["lira_online"] = privacy.attack_metrics(ev.in_train[k], r.scores, 0.0)
+    assert X.tied_targets(ev, "logit_norm", "lira_online") == 3 and X.tied_targets(ev, "ce", "lira_online") == 0
+    t = X.attack_table(ev).set_index("Loss")
+    assert t.loc["logit_norm", "Note"] == "degenerate: all scores tie (3/3 targets)" and t.loc["ce", "Note"] == ""
+    assert t.loc["logit_norm", "AUC"] == 0.5
+    v = X.leakage_comparison(_P(losses=["ce", "logit_norm"], n_boot=200), ev).set_index("Loss")
+    assert v.loc["logit_norm", "Verdict"] == "untested (lira_online degenerate: all scores tie)"
+    # the real case: bounded logits make p(x | target) / Pr(x) vary by less than gamma = 2
+    rng = np.random.default_rng(0)
+    z = rng.normal(0, 0.1, (5, 200, 1, 10))
+    keep = np.vstack([attacks.make_protocol(200, 4, 0).members, attacks.make_protocol(200, 4, 0).ref_in])
+    s = attacks.attack_targets(z, np.zeros((5, 200)), rng.integers(0, 10, 200), keep, [0], attacks=["rmia"])[0]["rmia"]
+    assert np.unique(s.scores).size == 1

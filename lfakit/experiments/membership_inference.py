@@ -13,10 +13,11 @@ IN for exactly half of them. Every model's logits and per-example losses on the 
 into the run record (``predictions.npz``: split ``pool``, group ``target`` or ``ref<k>``, field
 ``in_train``), so any attack can be re-run without retraining.
 
-One target model per loss: the leakage table (:func:`leakage_comparison`) gives the Δ AUC of these
-target models over the sampling of the pool, and no "less / more leakage" verdict about the losses,
-which needs several target models per loss (``lfakit sweep membership_inference --seeds 0,1,2`` and
-``lfakit compare`` on the sweep folder).
+Several targets per loss (``n_targets``): the target and the first reference models, each attacked
+with the other ``n_ref`` models as its references (leave-one-out over models; ``ref_counts`` keeps each
+example's IN and OUT fits equally sized, see :func:`lfakit.attacks.reference_use`); the leakage table
+(:func:`leakage_comparison`) tests each loss's Δ AUC against the target-to-target spread. Attacks whose
+scores all tie are marked degenerate (:func:`tied_targets`). User documentation: ``docs/membership.md``.
 
 The notebook ``notebooks/membership_inference.ipynb`` calls :func:`setup`, :func:`load_pool`,
 :func:`pool_summary`, :func:`train_all`, :func:`evaluate`, :func:`tables`, :func:`figures` and
@@ -29,7 +30,7 @@ Choices the study leaves open:
   the LiRA and RMIA training code), which in practice is the last or nearly the last.
 * The loss attack reads each model's own training loss per example; for ``flooding``, which
   has no per-example value (it floods the batch mean), its base loss (``ce``).
-* RMIA compares each example with every other pool example (no membership label is used).
+* RMIA's population is each attacked model's non-members (the paper code's; ``rmia_population``).
 """
 
 from __future__ import annotations
@@ -57,6 +58,9 @@ from lfakit.metrics import privacy
 from lfakit.schemas.membership_inference import EXPERIMENT, check_inputs
 
 FPRS = (0.01, 0.001, 0.0)
+#: ``tpr_fpr_rule`` -> :func:`lfakit.metrics.privacy.tpr_at_fpr`'s rule (words in the parameter: papermill
+#: cannot read a default or help holding "=")
+TPR_RULES = {"at_most": "<=", "below": "<"}
 
 
 # --------------------------------------------------------------------------------------------
@@ -357,7 +361,7 @@ def attack_options(P: dict) -> attacks.AttackOptions:
     a = ("tune" if P["rmia_tune_a"] else P["rmia_a"]) if P["rmia_offline"] else None
     return attacks.AttackOptions(
         fixed_variance=P["fixed_variance"], lira_center=P["lira_center"], lira_offline_test=P["lira_offline_test"],
-        lira_fixed_sd=P["lira_fixed_sd"], rmia_gamma=P["rmia_gamma"], rmia_offline_a=a, rmia_trim=P["rmia_trim"],
+        lira_fixed_sd=P["lira_fixed_sd"], ref_counts=P["ref_counts"], rmia_gamma=P["rmia_gamma"], rmia_offline_a=a, rmia_trim=P["rmia_trim"],
         rmia_signal=P["rmia_signal"], rmia_temperature=P["rmia_temperature"], rmia_margin=P["rmia_margin"],
         rmia_taylor_order=P["rmia_taylor_order"], rmia_population=P["rmia_population"],
         rmia_self_vote=P["rmia_self_vote"], seed=P["seed"])
@@ -408,7 +412,7 @@ def evaluate(P: dict, pool: Pool, trained: dict[str, Models]) -> Evaluation:
                      for k in targets}
         res[name] = attacks.attack_targets(t.logits, t.sample_loss, pool.labels, t.in_train, targets,
                                            attacks=tuple(P["attacks"]), options=o, seed=P["seed"])
-        met[name] = {k: {a: privacy.attack_metrics(t.in_train[k], r.scores, r.threshold, P["tpr_fpr_rule"])
+        met[name] = {k: {a: privacy.attack_metrics(t.in_train[k], r.scores, r.threshold, TPR_RULES[P["tpr_fpr_rule"]])
                          for a, r in res[name][k].items()} for k in targets}
         mono[name] = loss_is_monotone_in_confidence(t, pool.labels)
     return Evaluation(targets, acc, res, met, in_train, mono)
@@ -417,6 +421,19 @@ def evaluate(P: dict, pool: Pool, trained: dict[str, Models]) -> Evaluation:
 def _mean_sd(values) -> tuple[float, float]:
     v = np.asarray(values, dtype=float)
     return float(np.nanmean(v)), float(np.nanstd(v, ddof=1)) if np.isfinite(v).sum() > 1 else float("nan")
+
+
+def tied_targets(ev: Evaluation, name: str, attack: str) -> int:
+    """How many of the targets got one score for every pool example: a degenerate attack (its AUC
+    is 0.5 and its TPR at low FPR 0 by construction, not a measured leakage). RMIA with ``gamma = 2``
+    on models whose logits are bounded (logit_clip, logit_norm) is one: ``p(x | target) / Pr(x)``
+    then stays within a factor 2 between points, so no pair ``(x, z)`` ever votes yes."""
+    return sum(int(np.unique(ev.results[name][k][attack].scores).size == 1) for k in ev.targets)
+
+
+def degenerate_note(ev: Evaluation, name: str, attack: str) -> str:
+    n = tied_targets(ev, name, attack)
+    return "" if n == 0 else f"degenerate: all scores tie ({n}/{len(ev.targets)} targets)"
 
 
 def _over_targets(ev: Evaluation, name: str, attack: str, key: str) -> tuple[float, float]:
@@ -447,7 +464,8 @@ def study_table(P: dict, ev: Evaluation) -> pd.DataFrame:
 def attack_table(ev: Evaluation) -> pd.DataFrame:
     """Every loss x attack, mean and standard deviation over the targets: AUC, balanced accuracy,
     precision, recall, F1 at the threshold chosen on each target's references, membership
-    advantage, TPR at 1%, 0.1% and 0% FPR. The loss attack's row is left out for a loss whose
+    advantage, TPR at 1%, 0.1% and 0% FPR; ``Note`` marks a degenerate attack whose scores all tie
+    on some target (:func:`tied_targets`: its AUC 0.5 is no measurement). The loss attack's row is left out for a loss whose
     per-example loss is a monotone function of the true-class probability (it ranks the pool as
     the one-query confidence attack; :func:`loss_is_monotone_in_confidence`)."""
     rows = []
@@ -462,7 +480,7 @@ def attack_table(ev: Evaluation) -> pd.DataFrame:
                          "Recall": mean["recall"][0], "F1": mean["f1"][0], "Advantage": mean["advantage"][0],
                          "TPR@1%": mean["tpr@1%fpr"][0], "TPR@1% sd": mean["tpr@1%fpr"][1],
                          "TPR@0.1%": mean["tpr@0.1%fpr"][0], "TPR@0%": mean["tpr@0%fpr"][0],
-                         "Targets": len(ev.targets)})
+                         "Targets": len(ev.targets), "Note": degenerate_note(ev, name, a)})
     return report.round_floats(pd.DataFrame(rows), 3)
 
 
@@ -521,6 +539,8 @@ def leakage_comparison(P: dict, ev: Evaluation) -> pd.DataFrame:
     out["Verdict"] = ["more leakage" if h < P["alpha"] and d > 0 else "less leakage" if h < P["alpha"] and d < 0
                       else "no evidence" if np.isfinite(h) else "untested (1 target)"
                       for h, d in zip(holm, out["Δ AUC"])]
+    tied = [name for name in ev.results if name != base and (tied_targets(ev, name, ra) or tied_targets(ev, base, ra))]
+    out.loc[out["Loss"].isin(tied), "Verdict"] = f"untested ({ra} degenerate: all scores tie)"
     out["Test"] = TARGET_TEST
     out["Targets"] = len(T)
     out.attrs["baseline"] = base
@@ -543,7 +563,7 @@ def comparison_note(P: dict, pool: Pool) -> str:
             f"the pool shared by all targets), t with at most {T - 1} df; p (Holm): Holm over the "
             f"{len(P['losses']) - 1} losses; a verdict (more / less leakage) where p (Holm) < {P['alpha']}. The "
             f"targets of one loss share reference models, so their AUCs are not fully independent. TPR at FPR uses "
-            f"'{P['tpr_fpr_rule']}' (LiRA's plot.py: '<'). TPR at 0.1% FPR needs at least 1,000 non-members to be "
+            f"'{TPR_RULES[P['tpr_fpr_rule']]}' (LiRA's plot.py: '<'). TPR at 0.1% FPR needs at least 1,000 non-members to be "
             f"more than 0 or 1 step; here there are {n // 2}.")
     if P["dataset"] == "digits":
         note += " Data: scikit-learn's digits and a small MLP: these numbers test the pipeline, not CIFAR-10."

@@ -47,7 +47,7 @@ SCHEMA: dict[str, Spec] = {
                          choices=ATTACKS),
     "reference_attack": Spec(str, "lira_online", "attack of the privacy-utility plot and of the comparison with the "
                              "baseline", choices=ATTACKS),
-    "queries": Spec(str, "mirror", "queries per example, each attack reading all of them: identity (1) | mirror "
+    "queries": Spec(str, "identity", "queries per example, each attack reading all of them: identity (1) | mirror "
                     "(identity + left-right mirror: LiRA's default) | mirror_shifts (both orientations x shifts of -1, 0, "
                     "1 pixel, reflect-padded: 18, the RMIA paper's)", choices=QUERIES),
     "n_targets": Spec(int, 3, "models attacked as the target per loss (the target, then the first reference models, "
@@ -58,6 +58,10 @@ SCHEMA: dict[str, Spec] = {
                         choices=("mean", "median")),
     "lira_fixed_sd": Spec(str, "separate", "LiRA online with fixed_variance: separate (each side its own global sd) | "
                           "in_for_both (LiRA's plot.py: the IN sd for both sides)", choices=("separate", "in_for_both")),
+    "ref_counts": Spec(str, "balanced", "LiRA and RMIA: which reference models each example's fits use: balanced (the "
+                       "first min(n_in, n_out) IN and OUT models, so a reference model attacked as a target is not biased "
+                       "by its members being IN for fewer of the others) | reference_code (LiRA's plot.py truncation; "
+                       "the RMIA paper code's first n_ref/2 of each) | all", choices=("balanced", "reference_code", "all")),
     "lira_offline_test": Spec(str, "one_sided", "LiRA offline: one_sided (the paper's Algorithm 1) | two_sided "
                               "(LiRA's plot.py: -log N(phi; mu_out, s_out))", choices=("one_sided", "two_sided")),
     "rmia_gamma": Spec(float, 2.0, "RMIA: likelihood-ratio threshold gamma (the paper's CIFAR configs: 2)", min=1e-6,
@@ -82,8 +86,8 @@ SCHEMA: dict[str, Spec] = {
                         "rmia_a"),
     "rmia_a": Spec(float, 0.3, "RMIA offline without tuning: the a of Pr(x) ≈ ((1 + a) Pr_OUT(x) + (1 - a)) / 2 (the "
                    "paper's configs: 0.3)", min=0.0, max=1.0),
-    "tpr_fpr_rule": Spec(str, "<=", "TPR at x% FPR over the ROC points with FPR <= x (ML Privacy Meter) | < x "
-                         "(LiRA's plot.py)", choices=("<=", "<")),
+    "tpr_fpr_rule": Spec(str, "at_most", "TPR at x% FPR over the ROC points whose FPR is at_most x (ML Privacy Meter) "
+                         "| below x (LiRA's plot.py)", choices=("at_most", "below")),
     "keep_checkpoints": Spec(bool, False, "keep every model's checkpoints after its logits are saved (default: "
                              "deleted then; at most best.pt and last.pt while a model trains)"),
     "n_boot": Spec(int, 1000, "bootstrap resamples for the AUC and TPR@1%FPR intervals", min=100, max=100_000),
