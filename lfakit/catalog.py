@@ -12,7 +12,14 @@ from lfakit.registry import Registry
 
 LOSS_TASKS = ("multilabel", "multiclass", "iqa")
 
-LOSSES = Registry("loss")
+LOSS_ENTRY_POINTS = "lfakit.losses"  # the entry-point group of losses in installed packages
+
+
+def _discover_losses(reg: Registry) -> None:
+    discover_loss_plugins(reg)
+
+
+LOSSES = Registry("loss", discover=_discover_losses)  # the library's losses, then the plugins' on first use
 for _name, _target, _task in [
     ("bce", "multilabel:BCELoss", "multilabel"),
     ("focal", "multilabel:FocalLoss", "multilabel"),
@@ -53,6 +60,87 @@ for _name in ("bce", "focal", "asl", "exp_ce", "f_ece"):
     LOSSES.meta(_name).update(mean_over="elements", output="probability")
 for _name in ("zlpr", "soft_zlpr", "fzlpr"):
     LOSSES.meta(_name).update(mean_over="samples", output="score")
+
+
+
+def user_loss_meta(name: str, cls, task: str | None = None, *, mean_over: str | None = None,
+                   output: str | None = None, args: dict | None = None, source: str = "register") -> dict:
+    """Check a user's loss class and return its registry metadata (and put its argument table
+    into :data:`lfakit.schemas._loss_args.LOSS_ARGS`, which parameter validation reads).
+
+    ``task`` (else the class's ``task`` attribute) is one of :data:`LOSS_TASKS`; ``mean_over``
+    (``elements`` | ``samples``) and ``output`` (``probability`` | ``score``) default to the
+    class's attributes of those names, if any. ``args``: the argument table (name -> ``Arg``);
+    by default it is read from the class's keyword arguments and their defaults
+    (:func:`lfakit.schemas._loss_args.args_from_defaults`). Nothing here imports torch."""
+    import inspect
+    import re
+
+    from lfakit.errors import ParameterError
+    from lfakit.schemas._loss_args import LOSS_ARGS, args_from_defaults
+
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]*", name):
+        raise ParameterError(f"a loss name is a word of letters, digits, '_', '-' or '.', starting with a letter; got {name!r}")
+    if not inspect.isclass(cls):
+        raise ParameterError(f"loss {name!r}: register a class (an nn.Module subclass taking (logits, targets)), "
+                             f"got {type(cls).__name__} {cls!r}")
+    task = task if task is not None else getattr(cls, "task", None)
+    if task not in LOSS_TASKS:
+        raise ParameterError(f"loss {name!r}: task must be one of {', '.join(LOSS_TASKS)} "
+                             f"(pass task=... or give the class a task attribute), got {task!r}")
+    mean_over = mean_over if mean_over is not None else getattr(cls, "mean_over", None)
+    output = output if output is not None else getattr(cls, "output", None)
+    if mean_over not in (None, "elements", "samples"):
+        raise ParameterError(f"loss {name!r}: mean_over must be 'elements' or 'samples', got {mean_over!r}")
+    if output not in (None, "probability", "score"):
+        raise ParameterError(f"loss {name!r}: output must be 'probability' or 'score', got {output!r}")
+    params = list(inspect.signature(cls.__init__).parameters.values())[1:]
+    defaults = {p.name: (None if p.default is p.empty else p.default)
+                for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    required = [p.name for p in params if p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    if required:
+        raise ParameterError(f"loss {name!r}: every argument of {cls.__name__} needs a default (the kit builds a "
+                             f"loss by name with no arguments); {', '.join(required)} has none")
+    if args is None:
+        args = args_from_defaults(defaults)
+    unknown = [a for a in args if a not in defaults]
+    if unknown:
+        raise ParameterError(f"loss {name!r}: args names {unknown[0]!r}, which {cls.__name__} does not take; "
+                             f"its arguments are: {', '.join(defaults) or '(none)'}")
+    LOSS_ARGS[name] = dict(args)
+    meta = {"task": task, "user": True, "source": source}
+    if mean_over:
+        meta["mean_over"] = mean_over
+    if output:
+        meta["output"] = output
+    return meta
+
+
+def discover_loss_plugins(reg: Registry) -> None:
+    """Add the losses of installed packages: every entry point of the group ``lfakit.losses``
+    (``name = "package.module:LossClass"``; the class's ``task`` attribute gives its task).
+
+    Called once per process on the first lookup of a loss name (parameter validation, a
+    ``lfakit run`` worker's preflight, ``lfakit.losses.build``), so a sweep's or a Dask/Slurm
+    worker's processes find the same names. Loading an entry point imports its package (and so
+    whatever it imports, torch usually). A name the library already has, or a package that
+    fails to import, is skipped with a warning that says why; it does not stop other runs."""
+    import warnings
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=LOSS_ENTRY_POINTS):
+        where = f"entry point {ep.name} = {ep.value}" + (f" of {ep.dist.name}" if getattr(ep, "dist", None) else "")
+        if ep.name in reg._entries:
+            warnings.warn(f"lfakit: {where} is ignored: the name {ep.name!r} is already a registered loss", stacklevel=2)
+            continue
+        try:
+            cls = ep.load()
+            meta = user_loss_meta(ep.name, cls, source=f"entry point {ep.value}")
+        except Exception as exc:  # a broken plugin must not stop the kit
+            warnings.warn(f"lfakit: {where} is skipped: {type(exc).__name__}: {exc}", stacklevel=2)
+            continue
+        reg.add(ep.name, cls, **meta)
+
 
 MODELS = Registry("model")
 # tiny CPU models take the data's channels; ImageNet backbones take 3 (grayscale is replicated)

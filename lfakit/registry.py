@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from lfakit.errors import ParameterError, close_matches
 
@@ -36,16 +36,33 @@ class Entry:
 
 
 class Registry:
-    """Named entries of one ``kind`` ("loss", "model", ...), in the order they were added."""
+    """Named entries of one ``kind`` ("loss", "model", ...), in the order they were added.
 
-    def __init__(self, kind: str):
+    ``discover``, if given, is called once (with the registry) before the first listing, or
+    the first lookup of a name not yet held: it adds entries found elsewhere, e.g. the installed packages' entry points
+    (:func:`lfakit.catalog.discover_loss_plugins`), so every process that asks for a name --
+    a ``lfakit run`` worker included -- finds them without being told."""
+
+    def __init__(self, kind: str, discover: Callable[["Registry"], None] | None = None):
         self.kind = kind
         self._entries: dict[str, Entry] = {}
+        self._discover = discover
 
-    def add(self, name: str, target: Any, **meta) -> None:
-        if name in self._entries:
+    def _discovered(self) -> dict[str, Entry]:
+        if self._discover is not None:
+            discover, self._discover = self._discover, None  # once, and not re-entered
+            discover(self)
+        return self._entries
+
+    def add(self, name: str, target: Any, *, replace: bool = False, **meta) -> None:
+        if name in self._entries and not replace:
             raise ValueError(f"{self.kind} {name!r} is already registered")
         self._entries[name] = Entry(name, target, meta)
+
+    def remove(self, name: str) -> Entry:
+        """Drop entry ``name`` (unknown names: the "did you mean" error); return it."""
+        self.entry(name)
+        return self._entries.pop(name)
 
     def register(self, name: str, **meta):
         """Decorator form of :meth:`add`."""
@@ -57,20 +74,20 @@ class Registry:
         return deco
 
     def __contains__(self, name: object) -> bool:
-        return name in self._entries
+        return name in self._entries or name in self._discovered()
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._entries)
+        return iter(list(self._discovered()))
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._discovered())
 
     def names(self, **meta) -> list[str]:
         """Names whose metadata match every ``key=value`` given, in registration order."""
-        return [n for n, e in self._entries.items() if all(e.meta.get(k) == v for k, v in meta.items())]
+        return [n for n, e in self._discovered().items() if all(e.meta.get(k) == v for k, v in meta.items())]
 
     def entry(self, name: str) -> Entry:
-        if name not in self._entries:
+        if name not in self._entries and name not in self._discovered():
             raise ParameterError(
                 f"unknown {self.kind} {name!r}.{close_matches(name, self._entries)} "
                 f"Available: {', '.join(self._entries) or '(none)'}."

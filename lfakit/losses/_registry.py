@@ -13,7 +13,7 @@ import inspect
 from torch import nn
 
 from lfakit.catalog import LOSS_TASKS as TASKS
-from lfakit.catalog import LOSSES
+from lfakit.catalog import LOSSES, user_loss_meta
 from lfakit.errors import ParameterError, close_matches
 
 
@@ -62,3 +62,46 @@ def available(task: str | None = None):
             raise ParameterError(f"unknown task {task!r}; tasks are {', '.join(TASKS)}.")
         return sorted(LOSSES.names(task=task))
     return {t: sorted(LOSSES.names(task=t)) for t in TASKS}
+
+
+def register(name: str, cls: type, task: str | None = None, *, mean_over: str | None = None,
+             output: str | None = None, args: dict | None = None, replace: bool = False) -> type:
+    """Register a loss class under ``name`` so every experiment of its ``task`` can train it by
+    name (``losses=[..., name]``), as the library's losses are.
+
+    ``cls`` is an ``nn.Module`` subclass whose instances take ``(logits, targets)`` (IQA:
+    ``(pred, mos, std=None)``), every ``__init__`` argument with a default. ``task`` is
+    ``multilabel`` | ``multiclass`` | ``iqa`` (else the class's ``task`` attribute);
+    ``mean_over`` / ``output`` are the metadata the library's multi-label losses carry (see
+    :mod:`lfakit.catalog`). ``args`` is the argument table parameter validation checks
+    ``loss_kwargs`` against (name -> :class:`lfakit.schemas._loss_args.Arg`); by default it is
+    read from the signature. ``replace=True`` re-registers a user loss (a notebook cell run
+    twice); a library loss is never replaced.
+
+    A loss registered here lives in this process (a notebook's kernel): ``lfakit run`` and the
+    workers of a sweep are other processes, which find a loss only through an installed
+    package's ``lfakit.losses`` entry point (see docs/losses.md). :func:`lfakit.losses.check`
+    holds a new loss to the library's standard. Returns ``cls``."""
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        raise ParameterError(f"loss {name!r}: register an nn.Module subclass, got {cls!r}")
+    if name in LOSSES:
+        if not LOSSES.meta(name).get("user"):
+            raise ParameterError(f"{name!r} is one of the library's losses; register yours under another name")
+        if not replace:
+            raise ParameterError(f"loss {name!r} is already registered ({LOSSES.meta(name).get('source')}); "
+                                 "pass replace=True to register it again")
+    meta = user_loss_meta(name, cls, task, mean_over=mean_over, output=output, args=args)
+    LOSSES.add(name, cls, replace=True, **meta)
+    cls.registry_name = name
+    cls.task = meta["task"]
+    return cls
+
+
+def unregister(name: str) -> None:
+    """Remove a loss added by :func:`register` (the library's losses stay)."""
+    from lfakit.schemas._loss_args import LOSS_ARGS
+
+    if not LOSSES.meta(name).get("user"):
+        raise ParameterError(f"{name!r} is one of the library's losses; only registered user losses can be removed")
+    LOSSES.remove(name)
+    LOSS_ARGS.pop(name, None)

@@ -100,3 +100,24 @@ LOSS_ARGS: dict[str, dict[str, Arg]] = {
 }
 for _args in LOSS_ARGS.values():
     _args.setdefault("reduction", REDUCTION)
+
+
+def args_from_defaults(defaults: dict[str, object]) -> dict[str, Arg]:
+    """The argument table of a loss registered by a user (:func:`lfakit.losses.register`, an
+    ``lfakit.losses`` entry point), read from its keyword arguments and their defaults: a
+    ``bool`` default takes True/False, a number default any finite number (``None`` too where
+    the default is None), ``reduction`` one of :data:`REDUCTIONS` (if its default is one); any
+    other argument is ``built`` (the preflight build checks it). So a misspelt argument of a
+    user's loss stops validation as one of the library's does. A loss that wants bounds passes
+    its own table (``register(..., args={"gamma": num(0)})``)."""
+    table: dict[str, Arg] = {}
+    for name, default in defaults.items():
+        if name == "reduction" and default in REDUCTIONS:
+            table[name] = REDUCTION
+        elif isinstance(default, bool):
+            table[name] = BOOL
+        elif isinstance(default, (int, float)):
+            table[name] = num()
+        else:
+            table[name] = BUILT
+    return table
