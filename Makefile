@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 PROFILE ?= smoke
 NBVAL  := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 
-.PHONY: install run test test-fast notebooks bench clean
+.PHONY: install run test test-fast notebooks bench gpu-check clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,12 @@ notebooks: $(STAMP)
 
 bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+# One prepared GPU check (<= 8 minutes on one GPU; docs/performance.md, "GPU check"): DenseNet-121
+# images/s against timm's figure, the loader beside it, every paper profile's rehearsal on CUDA,
+# DDP over NCCL with two GPUs. Without a GPU it says so and exits 0.
+gpu-check: $(STAMP)
+	$(BIN)/python benchmarks/gpu_check.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

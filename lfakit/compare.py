@@ -118,6 +118,19 @@ def _complete(run_dir: Path) -> bool:
     return (run_dir / METRICS).exists() and (run_dir / "manifest.json").exists()
 
 
+#: the file that marks a rehearsal's run folder (``lfakit run --rehearse``, :mod:`lfakit.rehearse`);
+#: compare, report and a sweep's reuse of complete runs never count such a run
+REHEARSAL_FILE = "rehearsal.json"
+
+
+def is_rehearsal(run_dir: Path) -> bool:
+    """Whether ``run_dir`` is a rehearsal's run folder (it holds :data:`REHEARSAL_FILE`)."""
+    return (Path(run_dir) / REHEARSAL_FILE).exists()
+
+
+_REHEARSAL_NOTE = "a rehearsal (lfakit run --rehearse: a few batches, one epoch), never compared"
+
+
 def _looks_like_results_root(folder: Path) -> list[str]:
     """The experiment folders under ``folder`` when it is a results root (``results/``)."""
     from lfakit.catalog import EXPERIMENTS
@@ -170,7 +183,9 @@ def find_runs(folder: str | Path) -> Source:
             p = p if isinstance(p, dict) else {}
             rd = (_sweep_run_dir(folder, experiment, p["run_dir"])
                   if isinstance(p.get("run_dir"), str) and p["run_dir"] else None)
-            if p.get("status") in ("complete", "skipped") and rd is not None:
+            if p.get("status") in ("complete", "skipped") and rd is not None and is_rehearsal(rd):
+                not_used.append(f"point {p.get('index')}: {rd.name} is {_REHEARSAL_NOTE}")
+            elif p.get("status") in ("complete", "skipped") and rd is not None:
                 runs.append(rd)
             else:
                 why = str(p.get("error") or "").strip().splitlines()[:1]
@@ -180,6 +195,9 @@ def find_runs(folder: str | Path) -> Source:
                 not_used.append(f"point {p.get('index')} ({p.get('status')}){': ' + why[0] if why else ''}")
         return Source(folder, "sweep", runs, not_used, experiment=experiment)
     if (folder / METRICS).exists():
+        if is_rehearsal(folder):
+            raise ParameterError(f"{folder} is {_REHEARSAL_NOTE}; its numbers say nothing about the losses. Compare "
+                                 "the runs of the profile itself (lfakit run <experiment> --profile <profile>)")
         if not _complete(folder):
             raise DataError(f"{folder} has no manifest.json: the run did not finish")
         return Source(folder, "run", [folder])
@@ -192,6 +210,8 @@ def find_runs(folder: str | Path) -> Source:
     for d in sorted(p for p in folder.iterdir() if p.is_dir() and p.name not in ("sweeps", "comparison")):
         if d.is_symlink():
             not_used.append(f"{d.name} (a symbolic link; copy the run folder here to compare it)")
+        elif is_rehearsal(d):
+            not_used.append(f"{d.name} ({_REHEARSAL_NOTE})")
         elif _complete(d):
             runs.append(d)
         elif (d / "params.yaml").exists():

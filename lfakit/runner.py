@@ -426,6 +426,11 @@ def resume_dir(experiment: str, resume: str) -> Path:
         form = "" if RUN_ID_PATTERN.match(resume) else f" ({resume!r} does not even have a run id's form)"
         raise ParameterError(f"cannot resume {resume!r}: {experiment} has no run folder {run_dir} with {PARAMS_NAME}"
                              f"{form}; {fix}{_known_runs(experiment, resume)}")
+    from lfakit.compare import REHEARSAL_FILE
+
+    if (run_dir / REHEARSAL_FILE).exists():
+        raise ParameterError(f"{resume!r} is a rehearsal (lfakit run --rehearse), not a run to continue; rehearse "
+                             f"again, or start the real run: lfakit run {experiment} --profile <profile>")
     real = run_dir.resolve()
     if real.parent != base.resolve():
         raise ParameterError(f"cannot resume {resume!r}: {run_dir} is a link to {real}, outside {base.resolve()}; "

@@ -85,6 +85,7 @@ from urllib.parse import quote
 
 import yaml
 
+from lfakit.compare import REHEARSAL_FILE
 from lfakit.errors import LfakitError
 from lfakit.record import MANIFEST, METRICS, Damage, table_from_json, verify_run
 from lfakit.runner import KERNEL_LOG, NOTEBOOK_NAME, PARAMS_NAME
@@ -602,6 +603,10 @@ def scan(results: Path, out: Path | None = None) -> tuple[list[Run], list[Sweep]
             if d.name == "sweeps" or d.name.startswith(".") or _inside(d, skip) or not _is_run_folder(d):
                 continue
             if linked(d):
+                continue
+            if (d / REHEARSAL_FILE).exists():  # lfakit run --rehearse: not a result
+                notes.append(f"{d}: a rehearsal (lfakit run --rehearse: a few batches, one epoch), left out; its plan "
+                             f"is in {REHEARSAL_FILE}")
                 continue
             try:
                 runs.append(_load_run(exp_dir.name, d, notes))

@@ -621,6 +621,7 @@ def complete_run(run_dir: str | Path, params_hash: str) -> bool:
 def find_complete_runs(experiment: str, results_root: str | Path) -> dict[str, Path]:
     """``params_hash -> run folder`` for the complete runs under ``results_root/experiment``
     (the newest run where several share a hash)."""
+    from lfakit.compare import REHEARSAL_FILE
     from lfakit.record import METRICS
 
     found: dict[str, Path] = {}
@@ -631,6 +632,8 @@ def find_complete_runs(experiment: str, results_root: str | Path) -> dict[str, P
         try:
             h = json.loads(mpath.read_text()).get("params_hash")
         except (OSError, ValueError, AttributeError, RecursionError):
+            continue
+        if (mpath.parent / REHEARSAL_FILE).exists():  # a rehearsal is never a point's result
             continue
         if isinstance(h, str) and complete_run(mpath.parent, h):
             found[h] = mpath.parent

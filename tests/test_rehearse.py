@@ -1,0 +1,154 @@
+"""`lfakit run <experiment> --profile <p> --rehearse` (lfakit.rehearse): every non-smoke profile
+under params/ rehearsed on the CPU, its plan printed with the projected time and disk, its run
+folder left out by compare, report, a sweep's reuse and --resume.
+
+Shrunk for the test suite (``tiny=True``): two losses (the baseline and the next), batch <= 4 (8
+for CIFAR at 32 px), one epoch, one or two patches per KonIQ image, 4 reference models,
+n_boot 200, step times measured at batches of 2 x 224 x 224 pixels, offline weights. Still covered: each profile's model
+(DenseNet-121, ResNet-50 at 224 px, Swin-B with its fusion head, ResNet-18 CIFAR), its image
+size and precision, its loader with workers and augmentation, the cache build from real-layout
+files at the real resolution (1024 x 1024 NIH PNGs, 512x384 + 1024x768 KonIQ JPEGs, CIFAR-10
+python batches, the long tail at rho=100), evaluation, statistics, tables, figures and the run
+record, and the plan's arithmetic on the real data sizes.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lfakit import compare, rehearse, runner
+from lfakit.errors import ParameterError
+
+ROOT = Path(__file__).resolve().parents[1]
+PROFILES = sorted((p.parent.name, p.stem) for p in (ROOT / "params").glob("*/*.yaml") if p.stem != "smoke")
+
+
+@pytest.fixture
+def dirs(tmp_path, monkeypatch):
+    monkeypatch.setenv("LFAKIT_RESULTS", str(tmp_path / "results"))
+    monkeypatch.setenv("LFAKIT_CACHE", str(tmp_path / "cache"))
+    return tmp_path
+
+
+def _offline(monkeypatch):
+    """No network in tests: pretrained weights are 'not on disk and cannot be downloaded'."""
+    from lfakit import models
+
+    def fail(name, timeout=15.0):
+        raise ParameterError(f"ImageNet weights for {name} are not on disk and could not be downloaded (offline test)")
+
+    monkeypatch.setattr(models, "ensure_weights", fail)
+
+
+def test_every_experiment_has_a_rehearsal_and_profiles_are_found():
+    assert set(runner.experiments()) <= set(rehearse.KITS)
+    assert ("iqa_losses", "paper") in PROFILES and ("cifar_fece", "lt") in PROFILES
+    assert not any(p == "smoke" for _, p in PROFILES)
+
+
+def test_workloads_come_from_the_real_data_sizes():
+    from lfakit.data.koniq import OFFICIAL_SIZES
+
+    chest = runner.resolve_params("chestxray_zlpr", "paper")
+    w = rehearse.KITS["chestxray_zlpr"].workload(chest)
+    assert w.models == 3 and w.epochs == 25
+    assert w.train + w.val == rehearse.NIH_TRAIN_VAL and w.final - w.val == rehearse.NIH_TEST
+    assert w.cache_bytes == rehearse.NIH_IMAGES * 224 * 224
+    iqa = runner.resolve_params("iqa_losses", "paper")
+    w = rehearse.KITS["iqa_losses"].workload(iqa)
+    assert w.models == len(iqa["losses"]) and w.train == OFFICIAL_SIZES["training"] * iqa["train_patch_num"]
+    assert w.cache_bytes == sum(OFFICIAL_SIZES.values()) * 384 * 512 * 3
+    lt = rehearse.KITS["cifar_fece"].workload(runner.resolve_params("cifar_fece", "lt"))
+    bal = rehearse.KITS["cifar_fece"].workload(runner.resolve_params("cifar_fece", "paper"))
+    assert bal.train + bal.val == rehearse.CIFAR_TRAIN and lt.train + lt.val == 12_406  # Cao et al.'s rho=100 counts
+    mem = rehearse.KITS["membership_inference"].workload(runner.resolve_params("membership_inference", "paper"))
+    assert mem.models == 170 and mem.train == 25_000 and 2e9 < mem.extra_bytes < 3e9
+
+
+def _plan(**over):
+    full = runner.resolve_params("chestxray_zlpr", "paper")
+    timing = {"device": "cpu", "device_name": "CPU", "batch": 4, "eval_batch": 4, "full_batch": 8, "full_eval_batch": 16,
+              "train_step_s": 0.5, "eval_step_s": 0.25, "parameters": 7_000_000, "gpu_peak_bytes": None, "amp": False,
+              **over}
+    return rehearse.make_plan("chestxray_zlpr", "paper", full, full, rehearse.KITS["chestxray_zlpr"], 10.0, [], [], timing)
+
+
+def test_plan_arithmetic_and_what_would_stop_the_run(dirs, monkeypatch):
+    plan = _plan()
+    steps = -(-round(rehearse.NIH_TRAIN_VAL * 0.9) // 8)
+    assert plan["train_steps_per_epoch"] == steps
+    per_model = 25 * (steps * 0.5 + plan["val_steps_per_epoch"] * 0.25) + plan["final_steps"] * 0.25
+    assert plan["projected_seconds"] == pytest.approx(3 * per_model)
+    assert any("no CUDA device" in b for b in plan["blockers"])  # a GPU profile on a CPU
+    assert not any("disk" in b for b in plan["blockers"])
+    monkeypatch.setattr(rehearse, "_free", lambda p: (Path(p), 1000))
+    plan = _plan(device="cuda")
+    assert [b for b in plan["blockers"] if "too little disk" in b] and not any("CUDA" in b for b in plan["blockers"])
+    text = rehearse.format_plan(plan)
+    assert "projected wall time" in text and "disk for the full run" in text and "too little disk" in text
+
+
+def _fake_run(results: Path, experiment: str, name: str, rehearsal: bool) -> Path:
+    d = results / experiment / name
+    d.mkdir(parents=True)
+    (d / "params.yaml").write_text("seed: 1\n")
+    (d / "metrics.json").write_text("{}")
+    (d / "manifest.json").write_text("{}")
+    if rehearsal:
+        (d / compare.REHEARSAL_FILE).write_text(json.dumps({"rehearsal": True}))
+    return d
+
+
+def test_compare_report_and_resume_leave_a_rehearsal_out(dirs):
+    from lfakit import site
+
+    results = dirs / "results"
+    real = _fake_run(results, "chestxray_zlpr", "20260101-000000-paper", False)
+    reh = _fake_run(results, "chestxray_zlpr", "20260101-000001-rehearsal-paper", True)
+    src = compare.find_runs(results / "chestxray_zlpr")
+    assert src.run_dirs == [real.resolve()] and any(reh.name in n and "rehearsal" in n for n in src.not_used)
+    with pytest.raises(ParameterError, match="rehearsal"):
+        compare.find_runs(reh)
+    with pytest.raises(ParameterError, match="rehearsal"):
+        runner.resume_dir("chestxray_zlpr", reh.name)
+    report = site.build(results)
+    assert [r.path.name for r in report.runs] == [real.name]
+    assert any(reh.name in n and "rehearsal" in n for n in report.notes)
+    from lfakit.sweep import find_complete_runs
+
+    assert all(p != reh for p in find_complete_runs("chestxray_zlpr", results).values())
+
+
+def test_cli_refuses_rehearse_with_resume(dirs, capsys):
+    from lfakit import cli
+
+    assert cli.main(["run", "loss_atlas", "--rehearse", "--resume", "20260101-000000"]) == 2
+    assert "--rehearse" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("experiment,profile", PROFILES, ids=[f"{e}-{p}" for e, p in PROFILES])
+def test_every_non_smoke_profile_rehearses_on_the_cpu(experiment, profile, dirs, monkeypatch, capsys):
+    _offline(monkeypatch)
+    r = rehearse.rehearse(experiment, profile, tiny=True, log_output=False)
+    out = capsys.readouterr().out
+    assert "projected wall time of the full profile" in out and "disk for the full run" in out
+    assert r.plan["projected_seconds"] > 0 and r.plan["disk_need"] > 0
+    assert r.run_dir.name.split("-", 2)[2] == f"rehearsal-{profile}"
+    marker = json.loads((r.run_dir / compare.REHEARSAL_FILE).read_text())
+    assert marker["rehearsal"] is True and marker["status"] == "complete" and marker["plan"]["projected_seconds"] > 0
+    assert runner.run_complete(r.run_dir)  # the whole record was written: the path ran to its end
+    full = runner.resolve_params(experiment, profile)
+    if full.get("pretrained"):
+        assert any("pretrained weights" in b for b in r.plan["blockers"]) and r.params["pretrained"] is False
+    if rehearse.wants_gpu(full):
+        assert any("no CUDA device" in b for b in r.plan["blockers"])
+        t = r.plan["timing"]
+        assert t["train_step_s"] > 0 and t["full_batch"] == full["batch_size"]
+    if "data_dir" in full and full["data_dir"]:  # the placeholder: generated data in the real layout
+        assert any("data_dir" in b for b in r.plan["blockers"])
+    src = compare.find_runs(r.run_dir.parent)
+    assert r.run_dir.resolve() not in src.run_dirs and any(r.run_dir.name in n for n in src.not_used)
