@@ -1,0 +1,238 @@
+"""own_data: every layout read, split and trained end to end with a registered user loss; bad
+layouts stop with a clear message before a run folder is made."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch.nn.functional as F
+from torch import nn
+
+import lfakit.losses as L
+from lfakit import params, runner
+from lfakit.data import folders
+from lfakit.errors import DataError, ParameterError
+
+
+def _img(path: Path, value: int, rng) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    px = np.clip(rng.normal(value, 20, (12, 12, 3)), 0, 255).astype(np.uint8)
+    cv2.imwrite(str(path), px)
+    return path.name
+
+
+def image_folder(root: Path, splits: bool, n: int = 12, classes=("cat", "dog", "owl")) -> Path:
+    rng = np.random.default_rng(0)
+    for k, c in enumerate(classes):
+        for s, m in ((("train", n), ("val", 4), ("test", 4)) if splits else ((None, n),)):
+            for i in range(m):
+                _img(root / (s or "") / c / f"{i}.png", 40 + 80 * k, rng)
+    return root
+
+
+def csv_layout(root: Path, kind: str, n: int = 40) -> Path:
+    rng = np.random.default_rng(1)
+    lines = []
+    labs = ("A", "B", "C")
+    for i in range(n):
+        on = [j for j in range(3) if (i >> j) & 1 or (i % 5 == j)] or [i % 3]
+        _img(root / "img" / f"{i}.png", 30 + 60 * len(on), rng)
+        if kind == "multiclass":
+            lines.append(f"img/{i}.png,{labs[i % 3]}")
+        elif kind == "multilabel_sep":
+            lines.append(f"img/{i}.png,{'|'.join(labs[j] for j in on)}")
+        elif kind == "multilabel_cols":
+            lines.append(f"img/{i}.png," + ",".join("1" if j in on else "0" for j in range(3)))
+        else:
+            lines.append(f"img/{i}.png,{1 + len(on) + 0.1 * (i % 7):.2f},0.5")
+    head = {"multiclass": "path,label", "multilabel_sep": "path,label", "multilabel_cols": "path,A,B,C",
+            "score": "path,score,sd"}[kind]
+    (root / "index.csv").write_text(head + "\n" + "\n".join(lines) + "\n")
+    return root
+
+
+class HingeCE(nn.Module):
+    """A user's multi-class loss."""
+
+    def __init__(self, w: float = 0.5, reduction: str = "mean"):
+        super().__init__()
+        if reduction not in ("none", "mean", "sum"):
+            raise ValueError(reduction)
+        self.w, self.reduction = w, reduction
+
+    def forward(self, z, y):
+        v = F.cross_entropy(z, y, reduction="none") + self.w * F.multi_margin_loss(z, y, reduction="none")
+        return v.mean() if self.reduction == "mean" else v.sum() if self.reduction == "sum" else v
+
+
+class SoftBCE(nn.Module):
+    def __init__(self, reduction: str = "mean"):
+        super().__init__()
+        self.reduction = reduction
+
+    def forward(self, z, y):
+        return F.binary_cross_entropy_with_logits(z, y.to(z.dtype), reduction=self.reduction)
+
+
+class Huber(nn.Module):
+    def __init__(self, reduction: str = "mean"):
+        super().__init__()
+        self.reduction = reduction
+
+    def forward(self, p, q, std=None):
+        return F.huber_loss(p.reshape(-1), q.reshape(-1).to(p.dtype), reduction=self.reduction)
+
+
+@pytest.fixture(scope="module")
+def user_losses():
+    for name, cls, task in (("hinge_ce", HingeCE, "multiclass"), ("soft_bce", SoftBCE, "multilabel"),
+                            ("huber", Huber, "iqa")):
+        L.register(name, cls, task=task, replace=True)
+    yield
+    for name in ("hinge_ce", "soft_bce", "huber"):
+        L.unregister(name)
+
+
+def _params(**kw) -> dict:
+    return params.validate("own_data", {**params.defaults("own_data"), "epochs": 1, "batch_size": 16, "n_boot": 200,
+                                        **kw})
+
+
+def _run(P: dict, tmp_path: Path):
+    from lfakit.experiments import own_data as E
+
+    P = {**P, "run_dir": str(tmp_path / "run"), "cache_dir": str(tmp_path / "cache")}
+    run_dir = E.setup(P)
+    data = E.load_data(P)
+    runs = E.train_all(P, data, run_dir)
+    ev = E.evaluate(P, runs, data)
+    T = E.tables(P, ev)
+    E.figures(P, ev, runs, run_dir)
+    files = E.save(P, run_dir, runs, ev, data, T)
+    return data, T, files
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("layout", ["folder", "folder_splits", "csv_multiclass", "multilabel_sep", "multilabel_cols",
+                                    "score"])
+def test_every_layout_end_to_end_with_a_user_loss(layout, tmp_path, user_losses):
+    root = tmp_path / "data"
+    if layout.startswith("folder"):
+        image_folder(root, splits=layout == "folder_splits")
+        kw = {"task": "multiclass", "losses": ["ce", "hinge_ce"], "baseline": "ce"}
+    elif layout == "csv_multiclass":
+        csv_layout(root, "multiclass")
+        kw = {"task": "multiclass", "csv": "index.csv", "losses": ["ce", "hinge_ce"], "baseline": "ce"}
+    elif layout.startswith("multilabel"):
+        csv_layout(root, layout)
+        kw = {"task": "multilabel", "csv": "index.csv", "losses": ["bce", "soft_bce"], "baseline": "bce",
+              "label_columns": ["A", "B", "C"] if layout == "multilabel_cols" else []}
+    else:
+        csv_layout(root, "score")
+        kw = {"task": "score", "csv": "index.csv", "sd_column": "sd", "losses": ["l1", "huber"], "baseline": "l1",
+              "monitor": "val_srcc"}
+    # a torchvision model by name, built without weights (resnet18 for classification, mobilenet's Linear head for scores)
+    P = _params(data_dir=str(root), image_size=32, model="resnet18" if layout != "score" else "mobilenet_v3_small",
+                precision="float32", **kw)
+    data, T, files = _run(P, tmp_path)
+    assert "metrics.json" in files and "comparison" in T
+    if layout == "folder_splits":
+        assert {s: len(sp.image_ids) for s, sp in data.splits.items()} == {"train": 36, "val": 12, "test": 12}
+    if layout.startswith("multilabel"):
+        assert data.classes == ["A", "B", "C"]
+    comp = T["comparison"]
+    assert "p (Holm)" in comp.columns and "Winner" not in comp.columns
+
+
+def test_the_embedded_default_learns(tmp_path):
+    from lfakit.experiments import own_data as E
+
+    P = _params(epochs=3, losses=["ce", "focal_ce"], max_images=600)
+    data, T, _ = _run(P, tmp_path)
+    assert len(data.classes) == 10 and (tmp_path / "cache" / "own_data" / "digits_imagefolder" / "9").is_dir()
+    assert (T["overall"]["Accuracy"] > 0.5).all(), T["overall"]
+    assert "no Winner" in E.comparison_note(P) and "these two models" in E.comparison_note(P)
+
+
+# ------------------------------------------------------------------------------ bad layouts
+
+
+def _refused(tmp_path, monkeypatch, match, **kw):
+    """``lfakit run own_data -p ...`` stops with the message (exit 2) and leaves no run folder."""
+    import re
+
+    import yaml
+
+    from lfakit.cli import main
+
+    results = tmp_path / "results"
+    monkeypatch.setenv("LFAKIT_RESULTS", str(results))
+    with pytest.raises((DataError, ParameterError), match=match):  # the step itself
+        runner.preflight("own_data", params.validate("own_data", {**params.defaults("own_data"), **kw}))
+    argv = ["run", "own_data", "-q"] + [a for k, v in kw.items() for a in ("-p", f"{k}={yaml.safe_dump(v, default_flow_style=True).strip().removesuffix('...').strip()}")]
+    import contextlib
+    import io
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        assert main(argv) == 2
+    assert re.search(match, err.getvalue()), err.getvalue()
+    assert not (results / "own_data").exists()
+
+
+def test_an_empty_class_folder_is_refused(tmp_path, monkeypatch):
+    root = image_folder(tmp_path / "d", splits=False)
+    (root / "emu").mkdir()
+    _refused(tmp_path, monkeypatch, r"class folder\(s\) emu .* hold no image", data_dir=str(root))
+
+
+def test_a_csv_that_does_not_exist_is_refused(tmp_path, monkeypatch):
+    _refused(tmp_path, monkeypatch, "CSV file .*nope.csv does not exist", data_dir=str(tmp_path), csv="nope.csv")
+
+
+def test_a_missing_image_is_refused(tmp_path, monkeypatch):
+    root = csv_layout(tmp_path / "d", "multiclass")
+    (root / "img" / "3.png").unlink()
+    _refused(tmp_path, monkeypatch, r"1 of 40 image file\(s\) do not exist .*img/3.png", data_dir=str(root),
+             csv="index.csv")
+
+
+def test_a_label_column_with_one_value_is_refused(tmp_path, monkeypatch):
+    root = csv_layout(tmp_path / "d", "multiclass")
+    lines = (root / "index.csv").read_text().splitlines()
+    (root / "index.csv").write_text("\n".join([lines[0]] + [ln.rsplit(",", 1)[0] + ",cat" for ln in lines[1:]]))
+    _refused(tmp_path, monkeypatch, "holds one value \\('cat'\\) in all 40 rows", data_dir=str(root), csv="index.csv")
+
+
+def test_a_score_column_with_text_is_refused(tmp_path, monkeypatch):
+    root = csv_layout(tmp_path / "d", "score")
+    text = (root / "index.csv").read_text().replace("img/5.png,", "img/5.png,good").splitlines()
+    (root / "index.csv").write_text("\n".join(text))
+    _refused(tmp_path, monkeypatch, "score column 'score' holds text .* line\\(s\\) 7", data_dir=str(root),
+             csv="index.csv", task="score", losses=["l1"], baseline="l1")
+
+
+def test_a_multilabel_column_with_one_value_and_a_wrong_task_loss_are_refused(tmp_path, monkeypatch):
+    root = csv_layout(tmp_path / "d", "multilabel_cols")
+    lines = (root / "index.csv").read_text().splitlines()
+    (root / "index.csv").write_text("\n".join([lines[0]] + [ln[:-1] + "1" for ln in lines[1:]]))
+    _refused(tmp_path, monkeypatch, r"label\(s\) C hold one value", data_dir=str(root), csv="index.csv",
+             task="multilabel", label_columns=["A", "B", "C"], losses=["bce"], baseline="bce")
+    with pytest.raises(ParameterError, match="task='multilabel' trains multilabel losses; 'ce' is multiclass"):
+        params.validate("own_data", {**params.defaults("own_data"), "task": "multilabel", "csv": "x.csv",
+                                     "data_dir": str(root), "losses": ["ce"], "baseline": "ce"})
+
+
+def test_iterative_stratification_keeps_label_shares():
+    rng = np.random.default_rng(0)
+    y = (rng.random((300, 4)) < np.array([0.05, 0.2, 0.4, 0.7])).astype(np.float32)
+    idx = folders.Index("multilabel", [Path(f"{i}") for i in range(300)], [str(i) for i in range(300)], y,
+                        list("abcd"), None)
+    rows = folders.split_index(idx, 0.2, 0.2, seed=3)
+    assert sum(len(r) for r in rows.values()) == 300
+    for s, r in rows.items():
+        share = y[r].sum(0) / y.sum(0)
+        assert np.all(np.abs(share - len(r) / 300) < 0.07), (s, share)
