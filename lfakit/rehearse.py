@@ -414,6 +414,15 @@ KITS: dict[str, Kit] = {
 }
 
 
+#: an experiment without an entry: one epoch, its own data, the notebook's time scaled by epochs
+GENERIC = Kit(lambda f, u, w, t: {}, lambda f, t: {"epochs": 1} if "epochs" in f else {})
+
+
+def kit_for(experiment: str) -> Kit:
+    """The experiment's entry of :data:`KITS`, or :data:`GENERIC` (which the plan says)."""
+    return KITS.get(experiment, GENERIC)
+
+
 # --------------------------------------------------------------------------- measuring
 
 
@@ -554,12 +563,16 @@ def make_plan(experiment: str, profile: str | None, full: dict, rehearsed: dict,
                     f"+ {final_steps:,} final evaluation steps x {timing['eval_step_s']:.3g} s)")
     else:
         scale = 1.0
+        if kit is GENERIC:
+            scale = full.get("epochs", 1) / rehearsed.get("epochs", 1)
+            plan["notes"].append(f"{experiment} has no entry in lfakit.rehearse.KITS: a generic rehearsal (one epoch, "
+                                 "the profile's own data); its projection scales the notebook's time by the epochs")
         if experiment == "cf_ensemble":  # seeds, and the iterations where the test suite cut them
             scale = full["seeds"] / max(rehearsed["seeds"], 1) * max(
                 full["max_iter"] / rehearsed["max_iter"], full["max_epochs"] / rehearsed["max_epochs"])
         plan.update(projected_seconds=notebook_s * scale, disk={"run folder": 50e6},
-                    formula=f"the rehearsal's {notebook_s:.0f} s" + (f" x {scale:g} (seeds and iterations of the "
-                                                                     "profile over the rehearsal's)" if scale != 1 else "")
+                    formula=f"the rehearsal's {notebook_s:.0f} s" + (f" x {scale:g} (the profile's seeds, iterations "
+                                                                     "or epochs over the rehearsal's)" if scale != 1 else "")
                     + " (no training on a device: the notebook's own wall time)")
     need = sum(plan["disk"].values())
     where, free = _free(results_root())
@@ -661,9 +674,7 @@ def rehearse(experiment: str, profile: str | None = "paper", overrides: dict | N
 
     overrides = dict(overrides or {})
     runner._check_experiment(experiment)
-    if experiment not in KITS:
-        raise ParameterError(f"no rehearsal is defined for {experiment}; add it to lfakit.rehearse.KITS")
-    kit = KITS[experiment]
+    kit = kit_for(experiment)
     full = runner.resolve_params(experiment, profile, overrides)
     blockers: list[str] = []
     notes: list[str] = []

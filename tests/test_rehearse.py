@@ -44,7 +44,12 @@ def _offline(monkeypatch):
 
 
 def test_every_experiment_has_a_rehearsal_and_profiles_are_found():
-    assert set(runner.experiments()) <= set(rehearse.KITS)
+    known = {"chestxray_zlpr", "cifar_fece", "iqa_losses", "membership_inference", "cf_ensemble", "loss_atlas"}
+    assert known <= set(rehearse.KITS)
+    for e in runner.experiments():  # one added later gets the generic rehearsal (one epoch) until it has an entry
+        kit = rehearse.kit_for(e)
+        assert kit is rehearse.KITS.get(e, rehearse.GENERIC)
+    assert rehearse.GENERIC.shrink({"epochs": 9}, False) == {"epochs": 1}
     assert ("iqa_losses", "paper") in PROFILES and ("cifar_fece", "lt") in PROFILES
     assert not any(p == "smoke" for _, p in PROFILES)
 
@@ -152,3 +157,17 @@ def test_every_non_smoke_profile_rehearses_on_the_cpu(experiment, profile, dirs,
         assert any("data_dir" in b for b in r.plan["blockers"])
     src = compare.find_runs(r.run_dir.parent)
     assert r.run_dir.resolve() not in src.run_dirs and any(r.run_dir.name in n for n in src.not_used)
+
+
+def test_a_sweep_rehearses_each_distinct_configuration_once(monkeypatch, capsys):
+    calls = []
+
+    def fake(experiment, profile, overrides, **kw):
+        calls.append(overrides)
+        return rehearse.Rehearsal(Path("x"), {"projected_seconds": 3600.0, "disk_need": 1e9}, {})
+
+    monkeypatch.setattr(rehearse, "rehearse", fake)
+    rehearse.rehearse_sweep("chestxray_zlpr", "paper", {"losses": [["focal"], ["zlpr"]]}, [0, 1, 2])
+    assert calls == [{"losses": ["focal"]}, {"losses": ["zlpr"]}]  # seeds share one rehearsal
+    out = capsys.readouterr().out
+    assert "6 sweep points, 2 distinct configuration(s)" in out and "projected 6.0 h" in out and "6.00 GB" in out
