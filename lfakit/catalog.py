@@ -153,6 +153,9 @@ MODELS = Registry("model")
 _CLASSIFICATION = ("multilabel", "multiclass")
 MODELS.add("tiny_cnn", "lfakit.models:TinyCNN", channels=1, pretrained_weights=None, head=None, min_side=8,
            options=("dropout",), tasks=LOSS_TASKS)
+# A small no-reference IQA model: BRISQUE-style image statistics and an MLP (the IQA smoke profile's)
+MODELS.add("nss_mlp", "lfakit.models:NSSMLP", channels=3, pretrained_weights=None, head=None, min_side=8,
+           options=("dropout",), tasks=("iqa",))
 MODELS.add("densenet121", "torchvision.models:densenet121", channels=3, pretrained_weights="DenseNet121_Weights",
            head="classifier", min_side=32, tasks=_CLASSIFICATION)
 MODELS.add("resnet18", "torchvision.models:resnet18", channels=3, pretrained_weights="ResNet18_Weights", head="fc", min_side=32,

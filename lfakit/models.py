@@ -49,6 +49,116 @@ class TinyCNN(nn.Module):
         return self.head(self.drop(self.pool(self.features(x)).flatten(1)))
 
 
+class _SumLinear(nn.Linear):
+    """``nn.Linear`` whose product is an elementwise multiply and a sum over the inputs.
+
+    Hand-written because it is measured portable where torch's ``linear`` is not: in float64 on
+    the CPU, ``linear`` goes through the BLAS GEMM, whose blocking (so its summation order)
+    differs between AVX2 and AVX-512 for some shapes (a batch of 32 x 22 inputs -> 64 outputs:
+    different last bits), while ATen's multiply and sum give the same bits on AVX2, AVX-512 and
+    the non-vectorised kernels. Costs N x out x in memory: meant for small layers only.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = (x.unsqueeze(-2) * self.weight).sum(-1)
+        return y if self.bias is None else y + self.bias
+
+
+class _MeanAbsNorm(nn.Module):
+    """Per-feature standardisation by the batch mean and mean absolute deviation (running
+    averages, momentum 0.1, at evaluation), like ``BatchNorm1d`` without its ``sqrt``: torch's
+    vectorised ``sqrt`` rounds differently under AVX2 and AVX-512 (measured: one ulp)."""
+
+    def __init__(self, n: int, eps: float = 1e-5, momentum: float = 0.1):
+        super().__init__()
+        self.eps, self.momentum = eps, momentum
+        self.register_buffer("running_mean", torch.zeros(n))
+        self.register_buffer("running_dev", torch.ones(n))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and x.shape[0] > 1:
+            mean = x.mean(0)
+            dev = (x - mean).abs().mean(0)
+            with torch.no_grad():
+                self.running_mean.mul_(1 - self.momentum).add_(self.momentum * mean.detach())
+                self.running_dev.mul_(1 - self.momentum).add_(self.momentum * dev.detach())
+        else:
+            mean, dev = self.running_mean, self.running_dev
+        return (x - mean) / (dev + self.eps)
+
+
+class NSSMLP(nn.Module):
+    """A small no-reference IQA model: natural-scene statistics of the whole input, then an MLP.
+
+    After BRISQUE (Mittal, Moorthy, Bovik 2012, "No-reference image quality assessment in the
+    spatial domain"): the grey image's mean-subtracted contrast-normalised (MSCN) coefficients
+    ``m = (I - mu) / (d + 0.01)`` at ``scales`` dyadic scales, with ``mu`` the local mean under a
+    7 x 7 Gaussian window (sigma 7/6, reflected borders) and ``d`` the local mean of ``|I - mu|``
+    under the same window. Per scale ten statistics: the mean of ``|m|`` and ``m^2``, the mean
+    local deviation ``d``, the mean and mean absolute value of the products of horizontally,
+    vertically and diagonally neighbouring coefficients, and the mean absolute horizontal
+    difference of the grey image; then the mean colour saturation (mean ``|x - grey|``) and the
+    mean absolute deviation of the input. The statistics are standardised per batch by
+    their mean and mean absolute deviation (``_MeanAbsNorm``); two ReLU layers of ``width`` units (``features``, with Dropout) and a linear head give the score.
+
+    Differences from BRISQUE, each for a reason: the moments replace BRISQUE's fitted generalised
+    Gaussian shapes, so that everything is differentiable and trains with any loss; and the local
+    mean absolute deviation replaces the local standard deviation, and no statistic takes a
+    logarithm, because torch's vectorised ``sqrt`` and ``log`` round differently under AVX2 and
+    AVX-512 (measured: one ulp in ``sqrt``), which training amplifies into different printed
+    results, while additions, products, divisions, ``abs`` and these convolutions give the same
+    bits on both; for the same reason the layers are :class:`_SumLinear` (BLAS GEMM blocks
+    differently per instruction set) and the standardisation :class:`_MeanAbsNorm`. Written by hand: the field's BRISQUE implementations (pyiqa, piq) are fixed
+    metrics with their own regressor, not trainable modules. Runs on any input side >= 8; the
+    statistics average over the whole input, so a crop as large as the image sees all of it.
+
+    The smoke profile of ``iqa_losses`` uses it because a small CNN trained from scratch on the
+    embedded set's 47 training contents did not learn the graded distortions (test SRCC below
+    0.4) while these statistics carry them; it says nothing about what a deep model learns on
+    real photographs.
+    """
+
+    N_STATS = 10
+
+    def __init__(self, num_classes: int, in_chans: int = 3, width: int = 64, scales: int = 2, dropout: float = 0.0):
+        super().__init__()
+        self.scales = int(scales)
+        x = torch.arange(7, dtype=torch.get_default_dtype()) - 3
+        g = torch.exp(-x ** 2 / (2 * (7 / 6) ** 2))
+        self.register_buffer("window", g / g.sum(), persistent=False)
+        n = self.scales * self.N_STATS + 2
+        self.norm = _MeanAbsNorm(n)
+        self.features = nn.Sequential(_SumLinear(n, width), nn.ReLU(), nn.Dropout(dropout), _SumLinear(width, width), nn.ReLU())
+        self.head = _SumLinear(width, num_classes)
+
+    def _local_mean(self, x: torch.Tensor) -> torch.Tensor:
+        g = self.window.to(x.dtype)
+        x = nn.functional.pad(x, (3, 3, 3, 3), mode="reflect")
+        x = nn.functional.conv2d(x, g.view(1, 1, 1, 7))
+        return nn.functional.conv2d(x, g.view(1, 1, 7, 1))
+
+    def statistics(self, x: torch.Tensor) -> torch.Tensor:
+        """The (N, scales * 10 + 2) image statistics the MLP reads."""
+        dims = (1, 2, 3)
+        grey = x.mean(1, keepdim=True)
+        stats = []
+        for _ in range(self.scales):
+            mu = self._local_mean(grey)
+            dev = self._local_mean((grey - mu).abs())
+            m = (grey - mu) / (dev + 0.01)
+            stats += [m.abs().mean(dims), (m * m).mean(dims), dev.mean(dims)]
+            for a, b in ((m[..., :, 1:], m[..., :, :-1]), (m[..., 1:, :], m[..., :-1, :]), (m[..., 1:, 1:], m[..., :-1, :-1])):
+                prod = a * b
+                stats += [prod.mean(dims), prod.abs().mean(dims)]
+            stats.append((grey[..., :, 1:] - grey[..., :, :-1]).abs().mean(dims))
+            grey = nn.functional.avg_pool2d(grey, 2)
+        stats += [(x - x.mean(1, keepdim=True)).abs().mean(dims), (x - x.mean(dims, keepdim=True)).abs().mean(dims)]
+        return torch.stack(stats, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(self.norm(self.statistics(x))))
+
+
 class _ScaleToken(nn.Module):
     """One stage's NHWC output -> a ``dim``-wide token: LayerNorm over channels, global average
     pooling over the positions, Linear and GELU."""
@@ -169,7 +279,7 @@ class SwinMultiScaleIQA(nn.Module):
 # The IQA models' backbone submodule: what trains at the base learning rate when the head (every
 # other parameter: swin_b_iqa's scale tokens, fusion scores and output Linear; tiny_cnn's output
 # Linear) gets lr x head_lr_mult (FitConfig.backbone_module).
-IQA_BACKBONES = {"swin_b_iqa": "backbone", "tiny_cnn": "features"}
+IQA_BACKBONES = {"swin_b_iqa": "backbone", "tiny_cnn": "features", "nss_mlp": "features"}
 
 
 def start_head_bias(model: nn.Module, value: float) -> None:

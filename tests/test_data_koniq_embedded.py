@@ -1,6 +1,8 @@
-"""The embedded KonIQ-10k default: written in the real layout and read by the real loader, with
-scores that fall with the distortion level, a content-grouped split, byte-identical output for a
-seed, no download machinery, and a cache folder that is written once and atomically."""
+"""The embedded KonIQ-10k default: written in the real layout (the published sets CSV's fractions,
+sample SD and number format; see tests/test_data_koniq.py for that file's source) and read by the
+real loader, with scores that fall with the distortion level, disjoint windows as contents, a
+content-grouped split, byte-identical output for a seed, no download machinery, and a cache folder
+that is written once and atomically."""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from lfakit.data import koniq
 from lfakit.data import koniq_embedded as ke
 from lfakit.errors import DataError, ParameterError
 
-SMALL = {"photos": ("astronaut", "camera", "coins"), "levels": 2}  # 3 contents, 11 + 9 + 9 images
+SMALL = {"photos": ("astronaut", "camera", "coins"), "levels": 2, "grid": 1}  # 3 contents, 11 + 9 + 9 images
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +39,7 @@ def test_default_folder_loads_through_the_real_loader(default_dir, tables, tmp_p
     assert default_dir.parent.name == "koniq_embedded"
     idx = koniq.load_index(default_dir, "1-5")
     assert idx.official_split and idx.csv.name == koniq.SETS_CSV and idx.image_dir.name == "512x384"
-    assert len(idx.table) == len(meta) == 321  # 8 colour photos x 21 + 9 gray photos x 17
+    assert len(idx.table) == len(meta) == 1284  # 8 colour photos x 4 windows x 21 + 9 gray photos x 4 x 17
     splits = koniq.load_koniq(default_dir, cache_dir=tmp_path, image_size=(48, 64), progress=False)
     want = {s: int((meta["set"] == name).sum()) for name, s in koniq.SET_TO_SPLIT.items()}
     assert {s: len(v.mos) for s, v in splits.items()} == want
@@ -69,14 +71,21 @@ def test_mos_falls_with_the_level_for_every_type(tables):
     assert abs(np.std(drop - expected) - ke.SIGMA_IMG) < 0.05
 
 
-def test_counts_add_up_and_give_the_csv_mos_and_sd(tables):
+def test_fractions_sum_to_one_and_give_the_csv_mos_and_sample_sd(default_dir, tables):
+    """As the published sets CSV: c1..c5 are fractions of c_total ratings (whole counts once
+    multiplied back), SD is the sample SD (n - 1), every number at Python 2's 12 digits."""
     sets, _ = tables
-    c = sets[koniq.RATINGS].to_numpy()
-    assert (c >= 0).all() and (c.sum(1) == sets["c_total"]).all() and (sets["c_total"] == 25).all()
-    mos = c @ np.arange(1, 6) / sets["c_total"]
+    f = sets[koniq.RATINGS].to_numpy()
+    assert (sets["c_total"] == 25).all() and np.abs(f.sum(1) - 1).max() < 1e-11
+    c = f * 25
+    np.testing.assert_allclose(c, np.round(c), atol=1e-9)
+    assert koniq.rating_kind(default_dir / koniq.SETS_CSV, sets)[0] == "fractions"
+    mos = c @ np.arange(1, 6) / 25
     np.testing.assert_allclose(mos, sets["MOS"] / 25 + 1, atol=1e-9)
-    sd = np.sqrt((c * (np.arange(1, 6)[None, :] - mos.to_numpy()[:, None]) ** 2).sum(1) / sets["c_total"])
-    np.testing.assert_allclose(sd, sets["SD"], atol=1e-9)  # ddof = 0
+    sd = np.sqrt((c * (np.arange(1, 6)[None, :] - mos[:, None]) ** 2).sum(1) / 24)
+    np.testing.assert_allclose(sd, sets["SD"], atol=1e-11)  # ddof = 1, as published
+    line = (default_dir / koniq.SETS_CSV).read_text().splitlines()[1].split(",")
+    assert all("." in v and len(v.replace(".", "").lstrip("0")) <= 12 for v in line[1:6] + line[7:9])
 
 
 def test_split_is_by_content_and_every_set_is_filled(tables):
@@ -84,9 +93,9 @@ def test_split_is_by_content_and_every_set_is_filled(tables):
     assert (sets["image_name"] == meta["image_name"]).all() and (sets["set"] == meta["set"]).all()
     per_content = meta.groupby("content")["set"].nunique()
     assert (per_content == 1).all()
-    assert (meta.groupby("photo")["set"].nunique() == 1).all()
     contents = meta.drop_duplicates("content")["set"].value_counts()
-    assert contents.to_dict() == {"training": 12, "validation": 2, "test": 3}
+    assert contents.to_dict() == {"training": 47, "validation": 7, "test": 14}
+    assert (meta.groupby("photo")["content"].nunique() == 4).all()
     # gray photos have no desaturation images, colour photos all 21
     n = meta.groupby("content").size()
     colour = meta.groupby("content")["colour"].first()
@@ -110,7 +119,7 @@ def test_same_seed_same_bytes_other_seed_other_scores(tmp_path):
 
 def test_adding_a_photo_leaves_the_other_images_unchanged(tmp_path):
     a = _files(ke.write_embedded(tmp_path / "a", **SMALL))
-    b = _files(ke.write_embedded(tmp_path / "b", photos=(*SMALL["photos"], "moon"), levels=2))
+    b = _files(ke.write_embedded(tmp_path / "b", photos=(*SMALL["photos"], "moon"), levels=2, grid=1))
     shared = [k for k in a if k.startswith("512x384/")]
     assert shared and all(a[k] == b[k] for k in shared)
 
@@ -166,3 +175,17 @@ def test_missing_photo_is_named(tmp_path, monkeypatch):
     with pytest.raises(DataError, match=r"no sample photo astronaut\.png"):
         ke.write_embedded(tmp_path / "k", **SMALL)
     assert not (tmp_path / "k").exists()
+
+
+def test_the_windows_of_a_photo_are_disjoint_4_3_tiles_of_its_largest_centred_window(tables):
+    _, meta = tables
+    boxes = meta.drop_duplicates("content")
+    for photo, b in boxes.groupby("photo"):
+        assert len(b) == 4
+        w, h = b["window_w"].to_numpy(), b["window_h"].to_numpy()
+        assert (w == w[0]).all() and (h == h[0]).all() and abs(w[0] / h[0] - 4 / 3) < 0.02, photo
+        x, y = b["window_x"].to_numpy(), b["window_y"].to_numpy()
+        for i in range(4):
+            for j in range(i + 1, 4):  # no two windows share a pixel
+                assert x[i] + w[i] <= x[j] or x[j] + w[j] <= x[i] or y[i] + h[i] <= y[j] or y[j] + h[j] <= y[i], photo
+    assert ke._windows((512, 512), 2) == [(0, 64, 256, 192), (256, 64, 256, 192), (0, 256, 256, 192), (256, 256, 256, 192)]

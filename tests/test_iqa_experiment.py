@@ -6,6 +6,7 @@ before a run folder, and runs through the CLI on KonIQ-format folders."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 import subprocess
 import sys
 from pathlib import Path
@@ -191,7 +192,17 @@ def test_one_model_per_loss_gives_differences_of_these_models_and_no_winner():
         assert comp.loc[name, "Δ SRCC (these models)"] == pytest.approx(round(b["delta"], 4), abs=1e-12)
         assert comp.loc[name, "CI high (test set)"] == pytest.approx(round(b["ci_high"], 4), abs=1e-12)
         assert comp.loc[name, "p (test set)"] == pytest.approx(round(b["p_value"], 4), abs=1e-12)
-    np.testing.assert_allclose(comp["p (Holm)"], np.round(stats.holm(raw), 4), atol=1e-12)  # one family: the challengers
+    # Holm within each family: the study's losses (l2, plcc, rank, fidelity) and the kit's additions (srcc)
+    raw = pd.Series(raw, index=comp.index)
+    study = ["l2", "plcc", "rank", "fidelity"]
+    assert (comp.loc[study, "Holm family"] == "study").all() and comp.loc["srcc", "Holm family"] == "kit additions"
+    np.testing.assert_allclose(comp.loc[study, "p (Holm)"], np.round(stats.holm(raw[study].to_numpy()), 4), atol=1e-12)
+    assert comp.loc["srcc", "p (Holm)"] == pytest.approx(round(raw["srcc"], 4), abs=1e-12)  # a family of one
+    # adding a loss outside the study leaves the study's adjusted p unchanged
+    runs["norm_in_norm"] = runs["srcc"]
+    more = X.comparison_table(_P(losses=[*P["losses"], "norm_in_norm"]), runs, data).set_index("Challenger")
+    pd.testing.assert_series_equal(more.loc[study, "p (Holm)"], comp.loc[study, "p (Holm)"])
+    del runs["norm_in_norm"]
     assert comp.loc["plcc", "p (Holm)"] < 0.05 and comp.loc["plcc", "Δ SRCC (these models)"] > 0.2  # far beyond the noise
     assert comp.loc["l2", "p (Holm)"] > 0.5
 
@@ -207,7 +218,12 @@ def test_one_model_per_loss_gives_differences_of_these_models_and_no_winner():
     assert summ.loc["l1", "Time"].strip() == "2.5 s" and summ.loc["l1", "Time/epoch"].strip() == "1.2 s"
 
     kq = X.key_questions(P, runs, data, X.metrics_table(runs, data), X.comparison_table(P, runs, data))
-    assert len(kq) == 5
+    assert len(kq) == 6  # the five questions, and first what they say about KonIQ-10k: nothing (embedded data)
+    data_row = kq.iloc[0]
+    assert data_row["Question"] == "What do these answers say about KonIQ-10k?" and data_row["Answer"].startswith("nothing")
+    assert len(X.key_questions(P, runs, replace(data, embedded=False), X.metrics_table(runs, data),
+                               X.comparison_table(P, runs, data))) == 5  # on a real folder, no such row
+    kq = kq.iloc[1:]
     answers = dict(zip(kq["Question"], kq["Answer"]))
     text = " ".join(kq["Answer"]).lower()
     for claim in ("better", "worse", "beat", "outperform", "gain", "winner", "significant"):
@@ -226,7 +242,8 @@ def test_one_model_per_loss_gives_differences_of_these_models_and_no_winner():
     assert all("test set only" in e for q, e in evidence.items() if not q.startswith("What is"))
 
     note = X.comparison_note(P, data)
-    assert "Holm over the 5 comparisons with l1 (one family), for display" in note
+    assert ("Holm within each family of comparisons with l1 (study: 4 (l2, plcc, rank, fidelity); kit additions: 1 "
+            "(srcc)), for display") in note
     assert "name no Winner about the losses" in note and "--metric srcc --baseline l1" in note
 
 
@@ -243,7 +260,7 @@ def test_a_diverged_loss_is_reported_failed_and_the_others_go_on(monkeypatch, tm
 
     monkeypatch.setattr(X, "train_or_resume", fake_train)
     monkeypatch.setattr(X, "datasets", lambda P, data: dict.fromkeys(("train", "val", "test")))
-    P = _P(losses=["l1", "rank"], epochs=2)
+    P = _P(losses=["l1", "rank"], epochs=2, head_bias_init=False)
     runs = X.train_all(P, data, tmp_path)
     assert runs["l1"].status == "complete" and runs["rank"].status.startswith("failed: loss rank became nan")
     tabs = X.tables(P, runs, data)
@@ -284,7 +301,7 @@ def test_monitor_val_loss_and_oversized_patches_are_refused_before_any_work():
 # --------------------------------------------------------------------------- through the CLI
 
 QUICK = ["-p", "epochs=1", "-p", "losses=[l1, fidelity]", "-p", "image_size=[48, 64]", "-p", "patch_size=32",
-         "-p", "batch_size=8", "-p", "n_boot=200", "-q"]
+         "-p", "batch_size=8", "-p", "n_boot=200", "-p", "test_datasets=[]", "-q"]
 
 
 def _lfakit(*args, **kw):
@@ -336,7 +353,7 @@ def test_the_data_path_reads_a_folder_written_like_the_published_release(tmp_pat
     root = write_koniq(tmp_path / "koniq", "both", "both")
     t = _table().set_index("image_name")
     base = {**params.defaults(EXP), "data_dir": str(root), "image_size": [48, 64], "cache_dir": str(tmp_path / "c"),
-            "progress": False}
+            "progress": False, "test_datasets": []}
     for image_dir, scale in (("", "1-5"), ("1024x768", "0-100")):
         P = {**base, "image_dir": image_dir, "mos_scale": scale}
         with pytest.warns(UserWarning, match="training 12 / validation 3 / test 5 images, not the official"):
@@ -396,16 +413,18 @@ def test_the_large_sample_path_of_the_srcc_bootstrap_gives_the_same_numbers():
 
 
 def test_the_head_multiplier_reaches_the_optimizer_groups_and_one_group_by_default():
-    """tiny_cnn: ``features`` is the backbone; the head (its output Linear) gets lr x head_lr_mult.
+    """tiny_cnn and nss_mlp: ``features`` is the backbone; the rest (tiny_cnn's output Linear;
+    nss_mlp's statistics BatchNorm and output Linear) gets lr x head_lr_mult.
     At the smoke default (1) the optimizer keeps one group, as before the option existed."""
-    P = _P(head_lr_mult=10.0)
-    net = X.build_model(P)
-    cfg = FitConfig.from_params(P, **X.fit_overrides(P))
-    body, head = engine.make_optimizer(net, cfg).param_groups
-    assert body["lr"] == P["lr"] and head["lr"] == pytest.approx(10 * P["lr"])
-    assert {id(p) for p in body["params"]} == {id(p) for p in net.features.parameters()}
-    assert {id(p) for p in head["params"]} == {id(p) for p in net.head.parameters()}
-    assert sorted(id(p) for g in (body, head) for p in g["params"]) == sorted(id(p) for p in net.parameters())
+    for model, head_modules in (("tiny_cnn", ("head",)), ("nss_mlp", ("norm", "head"))):
+        P = _P(head_lr_mult=10.0, model=model)
+        net = X.build_model(P)
+        cfg = FitConfig.from_params(P, **X.fit_overrides(P))
+        body, head = engine.make_optimizer(net, cfg).param_groups
+        assert body["lr"] == P["lr"] and head["lr"] == pytest.approx(10 * P["lr"])
+        assert {id(p) for p in body["params"]} == {id(p) for p in net.features.parameters()}
+        assert {id(p) for p in head["params"]} == {id(p) for m in head_modules for p in getattr(net, m).parameters()}
+        assert sorted(id(p) for g in (body, head) for p in g["params"]) == sorted(id(p) for p in net.parameters())
     P0 = _P()
     assert P0["head_lr_mult"] == 1.0 and "backbone_module" not in X.fit_overrides(P0)
     assert len(engine.make_optimizer(X.build_model(P0), FitConfig.from_params(P0, **X.fit_overrides(P0))).param_groups) == 1
@@ -419,9 +438,9 @@ def test_the_head_bias_starts_at_the_training_mos_mean():
     assert bias == pytest.approx(data.splits["train"].mos.mean())
     net = X.build_model(P, bias)
     assert net.head.bias.item() == pytest.approx(data.splits["train"].mos.mean())
-    assert X.head_bias(_P(), train) is None  # smoke default: the layer's own initialisation
+    assert X.head_bias(_P(head_bias_init=False), train) is None  # the layer's own initialisation
     torch.manual_seed(0)
-    a = X.build_model(_P())
+    a = X.build_model(_P(head_bias_init=False))
     torch.manual_seed(0)
     b = X.build_model(P, bias)
     same = [torch.equal(x, y) for (n, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()) if n != "head.bias"]
@@ -445,3 +464,69 @@ def test_the_paper_profile_on_a_cpu_warns_once_and_the_smoke_profile_does_not(mo
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         X.warn_if_cpu(paper)  # once per process
+
+
+def test_a_logistic_fit_on_its_width_floor_is_labelled_so():
+    """Scores that only say which half of the MOS range an image is in pull the logistic map onto
+    its width bound (a near-step): the table says ``width floor``, not ``ok``."""
+    data = _fake_data()
+    runs = _fake_runs({s: data.splits[s].mos for s in ("val", "test")}, {"l1": 0.8, "l2": 0.3})
+    mos = data.splits["test"].mos
+    rng = np.random.default_rng(3)
+    runs["l1"].scores["test"] = (mos > np.median(mos)) + 1e-3 * rng.normal(size=len(mos))
+    t = X.metrics_table(runs, data).set_index("Loss")
+    assert t.loc["l1", "Logistic fit"] == "width floor"
+    assert t.loc["l2", "Logistic fit"] == "ok"
+
+
+@pytest.mark.slow
+def test_a_cross_dataset_run_prints_the_kadid_column_on_the_embedded_and_on_a_published_layout(tmp_path):
+    """``test_datasets=[kadid10k]``: every loss's model is also scored on the embedded KADID-format
+    set (no kadid_dir) or on a folder written like the published KADID-10k release (its rows from
+    tests/test_data_kadid.py); the summary gains the cross-dataset SRCC column, and the run keeps
+    those predictions."""
+    from lfakit import record
+    from test_data_kadid import write_folder
+
+    env = {**__import__("os").environ, "LFAKIT_RESULTS": str(tmp_path / "results"), "LFAKIT_CACHE": str(tmp_path / "cache")}
+    for extra in ([], ["-p", f"kadid_dir={write_folder(tmp_path / 'kadid10k')}"]):
+        r = _lfakit("run", EXP, *QUICK[:-3], "-p", "test_datasets=[kadid10k]", *extra, "-q", env=env)
+        assert r.returncode == 0, r.stderr[-3000:]
+        run_dir = Path(r.stdout.strip().splitlines()[-1].split("-> ")[-1])
+        summary = pd.read_csv(run_dir / "tables" / "summary.csv")
+        col = X.cross_column("kadid10k")
+        assert col in summary.columns and summary[col].between(-1, 1).all()
+        rec = record.load_run(run_dir)
+        cross = rec.predictions.select(method="l1", split="kadid10k")
+        assert len(cross.sample_id) == (10 if extra else 90)
+        assert rec.extra["cross_datasets"]["kadid10k"]["embedded"] == (not extra)
+        if extra:  # the scores are the published dmos, in the file's order
+            assert list(cross.targets[:, 0]) == [4.57, 4.33, 2.67, 1.67, 1.1, 4.0, 3.23, 1.0, 2.6, 3.33]
+
+
+def test_a_bad_kadid_folder_stops_before_a_run_folder(tmp_path):
+    from test_data_kadid import write_folder
+
+    root = write_folder(tmp_path / "kadid10k")
+    (root / "images" / "I01_01_02.png").unlink()
+    results = tmp_path / "results"
+    env = {**__import__("os").environ, "LFAKIT_RESULTS": str(results), "LFAKIT_CACHE": str(tmp_path / "cache")}
+    r = _lfakit("run", EXP, "-p", "test_datasets=[kadid10k]", "-p", f"kadid_dir={root}", "-q", env=env)
+    assert r.returncode == 2 and "I01_01_02.png" in r.stderr
+    assert not results.exists() or not any(results.rglob("run.json"))
+
+
+def test_the_committed_smoke_notebook_shows_an_l1_baseline_that_learned():
+    """The smoke comparison is one of models that learned: the committed notebook's Results Summary
+    Table (an nbval-checked output, so a re-run must print the same) has the L1 baseline at a test
+    SRCC of at least 0.6, and the cross-dataset column."""
+    import nbformat
+
+    nb = nbformat.read(Path(__file__).parents[1] / "notebooks" / "iqa_losses.ipynb", as_version=4)
+    tables = ["".join(o.get("data", {}).get("text/plain", "")) for c in nb.cells if c.cell_type == "code"
+              for o in c.get("outputs", [])]
+    summary = next(t for t in tables if "| Loss" in t and "As in the study" in t)
+    header = [h.strip() for h in summary.splitlines()[0].strip("|").split("|")]
+    l1 = next([c.strip() for c in line.strip("|").split("|")] for line in summary.splitlines() if line.startswith("| l1 "))
+    assert float(l1[header.index("SRCC")]) >= 0.6
+    assert X.cross_column("kadid10k") in header

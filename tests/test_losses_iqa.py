@@ -734,3 +734,18 @@ def test_std_and_pred_std_value_checks():
     with pytest.raises(ValueError, match="pred_std must be finite"):
         loss(tp().float(), tq(), pred_std=sg)
     assert torch.isfinite(loss(tp(), tq(), pred_std=sg))
+
+
+def test_a_fit_on_its_width_floor_is_reported_as_such():
+    """A step relation pulls the 4-parameter logistic onto its width bound (a near-step): the
+    report says so instead of calling it a plain fit; a smooth sigmoid relation stays off it."""
+    rng = np.random.default_rng(0)
+    p = rng.uniform(0, 1, 200)
+    step = np.where(p > 0.5, 4.0, 2.0) + rng.normal(0, 0.05, 200)
+    rep = M.iqa_report(p, step)
+    assert rep["logistic_fit_ok"] and rep["logistic_at_width_floor"]
+    params, ok = M.fit_logistic(p, step)
+    assert ok and abs(params[3]) == pytest.approx(M.WIDTH_FLOOR * p.std(), rel=1e-6)
+    smooth = 1 + 4 / (1 + np.exp(-(p - 0.5) / 0.2)) + rng.normal(0, 0.05, 200)
+    rep = M.iqa_report(p, smooth)
+    assert rep["logistic_fit_ok"] and not rep["logistic_at_width_floor"]

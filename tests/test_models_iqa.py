@@ -197,7 +197,7 @@ def test_registry_entry_and_choices():
     assert "swin_b_iqa" in models.MODELS
     assert params.model_choices() == ["tiny_cnn", "densenet121", "resnet18", "resnet50"]  # unchanged
     assert params.model_choices("multilabel") == params.model_choices("multiclass") == params.model_choices()
-    assert params.model_choices("iqa") == ["tiny_cnn", "swin_b_iqa"]
+    assert params.model_choices("iqa") == ["tiny_cnn", "nss_mlp", "swin_b_iqa"]
     assert "swin_b_iqa" not in params.model_help() and "swin_b_iqa" in params.model_help(task="iqa")
     assert params.check_model("swin_b_iqa", True, 224) is None
     assert "32" in params.check_model("swin_b_iqa", True, 16)
@@ -302,3 +302,74 @@ def test_the_head_bias_start_refuses_a_model_without_a_one_output_linear_head():
         models.start_head_bias(nn.Sequential(nn.Linear(3, 1)), 3.0)
     with pytest.raises(ParameterError, match="no one-output Linear head"):
         models.start_head_bias(SwinMultiScaleIQA(num_classes=2, backbone=tiny_swin()), 3.0)
+
+
+# --------------------------------------------------------------------------- nss_mlp (the IQA smoke model)
+
+
+def test_nss_mlp_scores_each_image_and_trains_end_to_end():
+    from lfakit import models
+
+    torch.manual_seed(0)
+    net = models.build_model("nss_mlp", 1, in_chans=3, precision="float64")
+    x = torch.rand(6, 3, 40, 48, dtype=torch.float64)
+    out = net(x)
+    assert out.shape == (6, 1) and out.dtype == torch.float64
+    out.sum().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in net.parameters() if p.requires_grad)
+    assert models.IQA_BACKBONES["nss_mlp"] == "features" and hasattr(net, "features") and hasattr(net, "head")
+
+
+def test_nss_mlp_statistics_ignore_brightness_and_see_noise_and_blur():
+    """The MSCN statistics are invariant to a brightness offset; noise raises the mean absolute
+    neighbour difference and blur lowers it (the graded distortions the smoke set is made of)."""
+    from lfakit.models import NSSMLP
+
+    torch.manual_seed(0)
+    net = NSSMLP(1, 3).double()
+    g = torch.Generator().manual_seed(1)
+    base = torch.nn.functional.avg_pool2d(torch.rand(2, 3, 64, 64, generator=g, dtype=torch.float64), 3, 1, 1)
+    s0 = net.statistics(base)
+    torch.testing.assert_close(net.statistics(base + 0.3), s0, rtol=1e-5, atol=1e-6)  # up to the rounding of the offset
+    hdiff = NSSMLP.N_STATS - 1  # the last statistic of the first scale: log mean |horizontal difference|
+    noisy = net.statistics(base + 0.1 * torch.randn(base.shape, generator=g, dtype=torch.float64))
+    blurred = net.statistics(torch.nn.functional.avg_pool2d(base, 5, 1, 2, count_include_pad=False))
+    assert (noisy[:, hdiff] > s0[:, hdiff]).all() and (blurred[:, hdiff] < s0[:, hdiff]).all()
+
+
+_NSS_BITS = """
+import sys, torch, numpy as np
+torch.set_num_threads(1)
+from lfakit import models
+from lfakit.losses import build
+torch.manual_seed(0)
+m = models.build_model("nss_mlp", 1, in_chans=3, precision="float64")
+g = torch.Generator().manual_seed(1)
+x = torch.randn(32, 3, 40, 40, generator=g, dtype=torch.float64)
+y = torch.rand(32, generator=g, dtype=torch.float64) * 4 + 1
+s = m(x).squeeze(1)
+build("srcc")(s, y).backward()
+np.save(sys.argv[1], torch.cat([s.detach(), *(p.grad.flatten() for p in m.parameters())]).numpy())
+"""
+
+
+def test_nss_mlp_gives_the_same_bits_with_avx2_and_the_machines_own_kernels(tmp_path):
+    """The smoke model's forward and backward (through the srcc loss) are bit-identical under
+    AVX2-only kernels (ATen, MKL, oneDNN) and this machine's own (AVX-512 where present): no
+    sqrt, log or BLAS GEMM on its path (torch's Linear differs in the last bits here)."""
+    import os
+    import subprocess
+    import sys
+
+    import numpy as np
+    from test_portability import AVX2
+
+    code = tmp_path / "bits.py"
+    code.write_text(_NSS_BITS)
+    out = {}
+    for name, env in (("avx2", AVX2), ("own", {})):
+        r = subprocess.run([sys.executable, str(code), str(tmp_path / f"{name}.npy")], env={**os.environ, **env},
+                           capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr[-2000:]
+        out[name] = np.load(tmp_path / f"{name}.npy")
+    assert out["avx2"].size > 32 and np.array_equal(out["avx2"], out["own"])

@@ -145,7 +145,7 @@ def test_classification_choices_unchanged():
     assert params.model_choices() == CLASSIFICATION_MODELS
     assert params.model_choices("multilabel") == CLASSIFICATION_MODELS
     assert params.model_choices("multiclass") == CLASSIFICATION_MODELS
-    assert params.model_choices("iqa") == ["tiny_cnn", "swin_b_iqa"]
+    assert params.model_choices("iqa") == ["tiny_cnn", "nss_mlp", "swin_b_iqa"]
     assert params.model_choices("privacy") == ["mlp", "resnet18_cifar"]
     assert params.model_help() == " | ".join(CLASSIFICATION_MODELS)
     for experiment in ("chestxray_zlpr", "cifar_fece"):

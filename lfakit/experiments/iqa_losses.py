@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -38,7 +38,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from lfakit import models, record, report, stats
-from lfakit.data import koniq
+from lfakit.data import kadid, koniq
 from lfakit.data.patches import PatchDataset
 from lfakit.errors import TrainingError
 from lfakit.experiments._shared import model_options, open_checked_run, loss_modules, preflight_device, preflight_losses, train_or_resume
@@ -49,6 +49,8 @@ SPLITS = ("train", "val", "test")
 POINTWISE = ("l1", "l2")
 RANKING_AWARE = ("plcc", "srcc", "rank", "fidelity")
 PAIRWISE = ("rank", "fidelity")
+#: the losses the study planned (its "SRCC loss" is the kit's plcc); the others trained are the kit's additions
+STUDY_LOSSES = ("l1", "l2", "plcc", "rank", "fidelity")
 FAMILY = {"l1": "point-wise", "l2": "point-wise", "plcc": "correlation (set-wise)", "srcc": "rank correlation (set-wise)",
           "rank": "pairwise ranking", "fidelity": "pairwise probabilistic", "norm_in_norm": "normalised regression (set-wise)"}
 STUDY_NAME = {"l1": "L1 (MAE)", "l2": "L2 (MSE)", "plcc": "the study's \"SRCC\" formula (PLCC)", "srcc": "SRCC (soft ranks)",
@@ -113,10 +115,38 @@ def setup(P: dict) -> Path:
 
 @dataclass
 class Data:
+    """KonIQ-10k's train / val / test splits and, in ``cross``, each cross-dataset test set
+    (``test_datasets``) as one split, never used for training or model selection."""
+
     splits: dict[str, koniq.Split]
     folder: Path
     embedded: bool
     official_split: bool
+    cross: dict[str, koniq.Split] = field(default_factory=dict)
+    cross_embedded: dict[str, bool] = field(default_factory=dict)
+
+
+#: cross-dataset test sets: name -> (folder parameter, the set's name in tables)
+CROSS_SETS = {"kadid10k": ("kadid_dir", "KADID-10k")}
+
+
+def cross_folder(P: dict, name: str) -> Path:
+    """The folder of cross-dataset test set ``name``: its parameter, or the embedded default."""
+    param, _ = CROSS_SETS[name]
+    if P[param]:
+        return Path(P[param]).expanduser()
+    return kadid.embedded_kadid_dir(_cache_dir(P))
+
+
+def load_cross(P: dict) -> tuple[dict[str, koniq.Split], dict[str, bool]]:
+    """Each set of ``test_datasets`` as one split of uint8 images at ``image_size``, through its
+    loader (its own scale: SRCC and KRCC need no rescaling), and whether it is the embedded default."""
+    out, embedded = {}, {}
+    for name in dict.fromkeys(P["test_datasets"]):
+        out[name] = kadid.load_kadid(cross_folder(P, name), _cache_dir(P), tuple(P["image_size"]), P["seed"],
+                                     progress=P.get("progress", True))
+        embedded[name] = not P[CROSS_SETS[name][0]]
+    return out, embedded
 
 
 def data_folder(P: dict) -> Path:
@@ -134,7 +164,8 @@ def load_data(P: dict) -> Data:
     idx = koniq.load_index(folder, P["mos_scale"], P["seed"], P["image_dir"] or None, P["max_images"] or None)
     splits = koniq.load_koniq(folder, _cache_dir(P), tuple(P["image_size"]), P["mos_scale"], P["seed"],
                               P["image_dir"] or None, P["max_images"] or None, progress=P.get("progress", True))
-    return Data(splits, folder, not P["data_dir"], idx.official_split)
+    cross, cross_embedded = load_cross(P)
+    return Data(splits, folder, not P["data_dir"], idx.official_split, cross, cross_embedded)
 
 
 def data_summary(data: Data) -> pd.DataFrame:
@@ -144,6 +175,9 @@ def data_summary(data: Data) -> pd.DataFrame:
         sp = data.splits[s]
         rows.append({"split": s, "images": len(sp.mos), "MOS mean": sp.mos.mean(), "MOS std": sp.mos.std(),
                      "MOS min": sp.mos.min(), "MOS max": sp.mos.max(), "SD mean": sp.sd.mean()})
+    for name, sp in data.cross.items():
+        rows.append({"split": f"{name} (cross-dataset test)", "images": len(sp.mos), "MOS mean": sp.mos.mean(),
+                     "MOS std": sp.mos.std(), "MOS min": sp.mos.min(), "MOS max": sp.mos.max(), "SD mean": sp.sd.mean()})
     return report.round_floats(pd.DataFrame(rows), 3)
 
 
@@ -156,6 +190,8 @@ def datasets(P: dict, data: Data) -> dict[str, PatchDataset]:
     for s in ("val", "test"):
         sp = data.splits[s]
         out[s] = PatchDataset(sp.images, sp.mos, sp.sd, p, P["test_patch_num"], P["test_crop"], seed=P["seed"])
+    for name, sp in data.cross.items():
+        out[name] = PatchDataset(sp.images, sp.mos, sp.sd, p, P["test_patch_num"], P["test_crop"], seed=P["seed"])
     return out
 
 
@@ -240,16 +276,17 @@ class Run:
 
 
 def train_one(P: dict, name: str, loss_fn, ds: dict[str, PatchDataset], run_dir: Path) -> Run:
-    """Train a fresh model with one loss (or reload it on ``--resume``); score val and test."""
+    """Train a fresh model with one loss (or reload it on ``--resume``); score val, test and each
+    cross-dataset test set."""
     k = P["test_patch_num"]
     try:
         bias = head_bias(P, ds["train"])
         t = train_or_resume(P, name, loss_fn, lambda: build_model(P, bias), ds["train"], ds["val"],
-                            {"val": ds["val"], "test": ds["test"]}, run_dir, val_metrics(k), name,
+                            {s: d for s, d in ds.items() if s != "train"}, run_dir, val_metrics(k), name,
                             fit_overrides=fit_overrides(P), sample_losses=False)
     except TrainingError as e:
         return Run(name, None, 0, pd.DataFrame({"epoch": [], "seconds": []}), f"failed: {e}")
-    scores = {s: image_scores(t.logits[s], k) for s in ("val", "test")}
+    scores = {s: image_scores(t.logits[s], k) for s in ds if s != "train"}
     epochs = len(t.history)
     status = "complete" if epochs == P["epochs"] else f"complete (early stop after epoch {epochs})"
     return Run(name, scores, t.best_epoch, t.history, status)
@@ -271,11 +308,20 @@ def _fmt_time(seconds: float) -> str:
     return "n/a" if not np.isfinite(seconds) else f"{seconds:8.1f} s"
 
 
+def _fit_label(m: dict) -> str:
+    """``ok``, ``width floor`` (the fit is the steepest the bound allows, a near-step; its PLCC
+    (logistic) is that step's) or ``failed: raw`` (the logistic columns hold the raw values)."""
+    if not m["logistic_fit_ok"]:
+        return "failed: raw"
+    return "width floor" if m["logistic_at_width_floor"] else "ok"
+
+
 def metrics_table(runs: dict[str, Run], data: Data, split: str = "test") -> pd.DataFrame:
     """Per loss on ``split``: SRCC, KRCC (tau-b), PLCC of the raw scores and after the
-    4-parameter logistic map, RMSE after that map (MOS scale), and whether the fit worked
-    (``failed: raw`` means the logistic columns hold the raw-score values)."""
-    mos = data.splits[split].mos
+    4-parameter logistic map, RMSE after that map (MOS scale), and how the fit went (``ok``;
+    ``width floor``: the steepest map the fit allows, a near-step; ``failed: raw``: the logistic
+    columns hold the raw-score values)."""
+    mos = data.splits[split].mos if split in data.splits else data.cross[split].mos
     rows = []
     for name, r in runs.items():
         if not r.ok or len(mos) < 3:
@@ -286,7 +332,7 @@ def metrics_table(runs: dict[str, Run], data: Data, split: str = "test") -> pd.D
         m = iqa_metrics.iqa_report(r.scores[split], mos)
         rows.append({"Loss": name, "SRCC": m["srcc"], "KRCC": m["krcc"], "PLCC (raw)": m["plcc_raw"],
                      "PLCC (logistic)": m["plcc_logistic"], "RMSE (logistic)": m["rmse_logistic"],
-                     "Logistic fit": "ok" if m["logistic_fit_ok"] else "failed: raw"})
+                     "Logistic fit": _fit_label(m)})
     return report.round_floats(pd.DataFrame(rows), 4)
 
 
@@ -307,8 +353,10 @@ def comparison_table(P: dict, runs: dict[str, Run], data: Data) -> pd.DataFrame:
     """Every trained loss against the baseline, one trained model each: test SRCC of both models,
     ``Δ SRCC (these models)`` with the percentile 95% interval and two-sided p of a paired
     bootstrap over the test images (``n_boot`` resamples, ``seed``; interval and p from the same
-    resamples, the interval not adjusted for multiplicity) and the Holm-adjusted p over the
-    challengers (one family, for display).
+    resamples, the interval not adjusted for multiplicity) and the Holm-adjusted p within the
+    challenger's ``Holm family``: ``study`` (the study's losses, :data:`STUDY_LOSSES`) or ``kit
+    additions`` (the losses the kit trains beyond the study, such as ``srcc`` and
+    ``norm_in_norm``), so that adding a loss to the run does not change the study's comparisons.
 
     These tests cover test-set sampling only: they say whether *these two models* differ on the
     population the test images are drawn from, not whether one loss trains better models (another
@@ -329,11 +377,30 @@ def comparison_table(P: dict, runs: dict[str, Run], data: Data) -> pd.DataFrame:
     cols = ["Challenger", "Baseline SRCC", "SRCC", "Δ SRCC (these models)", "CI low (test set)", "CI high (test set)",
             "p (test set)"]
     out = pd.DataFrame(rows, columns=cols)
-    out["p (Holm)"] = stats.holm(out["p (test set)"].to_numpy(float)) if len(out) else []
+    out["Holm family"] = [holm_family(P, n) for n in out["Challenger"]]
+    out["p (Holm)"] = np.nan
+    for fam in out["Holm family"].unique():
+        rows_f = out["Holm family"] == fam
+        out.loc[rows_f, "p (Holm)"] = stats.holm(out.loc[rows_f, "p (test set)"].to_numpy(float))
     out["Test"] = TEST_SET_ONLY
     out["Seeds"] = 1
     out.attrs["baseline"] = base
     return report.round_floats(out, 4)
+
+
+def holm_family(P: dict, name: str) -> str:
+    """The Holm family of a comparison with the baseline: ``study`` when both losses are among
+    the study's (:data:`STUDY_LOSSES`), else ``kit additions``."""
+    return "study" if name in STUDY_LOSSES and P["baseline"] in STUDY_LOSSES else "kit additions"
+
+
+def _holm_families(P: dict) -> str:
+    """How many comparisons each Holm family of this run holds, in words."""
+    fams = {}
+    for n in dict.fromkeys(P["losses"]):
+        if n != P["baseline"]:
+            fams.setdefault(holm_family(P, n), []).append(n)
+    return "; ".join(f"{fam}: {len(ns)} ({', '.join(ns)})" for fam, ns in fams.items()) or "none"
 
 
 def _delta_cell(row) -> str:
@@ -353,10 +420,18 @@ def delta_column(P: dict) -> str:
     return f"Δ SRCC vs {P['baseline']}, these models [95% CI, test set]"
 
 
-def summary_table(P: dict, runs: dict[str, Run], metrics: pd.DataFrame, comp: pd.DataFrame) -> pd.DataFrame:
+def cross_column(name: str) -> str:
+    """The Results Summary Table's column of cross-dataset test set ``name``."""
+    return f"SRCC on {CROSS_SETS[name][1]} (cross-dataset)"
+
+
+def summary_table(P: dict, runs: dict[str, Run], metrics: pd.DataFrame, comp: pd.DataFrame,
+                  cross: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
     """The study's Results Summary Table for every loss: Loss, SRCC, PLCC (raw), the Δ SRCC of this
     loss's model and the baseline's with its 95% test-set bootstrap interval and Holm p (test set
-    only), training time and time per epoch on this machine, and status. The study's Winner
+    only), each cross-dataset test set's SRCC (``cross``: set name -> its :func:`metrics_table`; the
+    model trained and selected on KonIQ-10k, tested on that set as it is), training time and time
+    per epoch on this machine, and status. The study's Winner
     column is left out: with one trained model per loss no test covers the retraining noise."""
     m = metrics.set_index("Loss")
     c = comp.set_index("Challenger")
@@ -368,24 +443,32 @@ def summary_table(P: dict, runs: dict[str, Run], metrics: pd.DataFrame, comp: pd
             delta, p = _delta_cell(c.loc[name]), _p_cell(c.loc[name, "p (Holm)"])
         else:
             delta, p = "n/a", "n/a"
-        rows.append({"Loss": name, "As in the study": STUDY_NAME.get(name, name), "SRCC": m.loc[name, "SRCC"],
-                     "PLCC": m.loc[name, "PLCC (raw)"], delta_column(P): delta, "p (Holm, test set)": p,
-                     "Time": _fmt_time(r.train_seconds), "Time/epoch": _fmt_time(r.seconds_per_epoch),
-                     "Status": r.status})
+        row = {"Loss": name, "As in the study": STUDY_NAME.get(name, name), "SRCC": m.loc[name, "SRCC"],
+               "PLCC": m.loc[name, "PLCC (raw)"], delta_column(P): delta, "p (Holm, test set)": p}
+        for set_name, table in (cross or {}).items():
+            row[cross_column(set_name)] = table.set_index("Loss").loc[name, "SRCC"]
+        row.update({"Time": _fmt_time(r.train_seconds), "Time/epoch": _fmt_time(r.seconds_per_epoch), "Status": r.status})
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
 def comparison_note(P: dict, data: Data) -> str:
     """What the comparison's evidence covers (printed beside the tables)."""
     n = len(data.splits["test"].mos)
-    k = max(len(P["losses"]) - 1, 0)
     note = (f"Evidence: one trained model per loss (seed {P['seed']}), {n} test images. Δ SRCC (these models): the "
             f"challenger's model minus the {P['baseline']} model, with the percentile 95% interval (not adjusted for "
             f"multiplicity) and the two-sided p of one paired bootstrap of the test images ({P['n_boot']} resamples); "
-            f"p (Holm): Holm over the {k} comparisons with {P['baseline']} (one family), for display. These cover "
+            f"p (Holm): Holm within each family of comparisons with {P['baseline']} ({_holm_families(P)}), for display. These cover "
             f"test-set sampling only, not the retraining noise (another seed of either loss), so they compare these "
             f"models and name no Winner about the losses; {verdict_how(P)} (a test over the seeds, retraining noise included). "
             "Times are this machine's wall clock.")
+    for name, sp in data.cross.items():
+        note += (f" {cross_column(name)}: each loss's model, trained and selected on KonIQ-10k, tested on {len(sp.mos)} "
+                 f"{CROSS_SETS[name][1]} images on that set's own scale (a rank correlation needs no rescaling); no test "
+                 "compares these columns.")
+        if data.cross_embedded.get(name):
+            note += (f" {CROSS_SETS[name][1]} here is the embedded synthetic KADID-format set: it tests the pipeline and "
+                     "says nothing about KADID-10k.")
     if data.embedded:
         note += (" Data: the embedded synthetic KonIQ-format set (distorted sample photos, modelled opinion scores): "
                  "these numbers test the pipeline and say nothing about KonIQ-10k.")
@@ -428,6 +511,11 @@ def key_questions(P: dict, runs: dict[str, Run], data: Data, metrics: pd.DataFra
     c = comp.set_index("Challenger")
     srcc = metrics.set_index("Loss")["SRCC"]
     rows = []
+    if data.embedded:
+        rows.append(["What do these answers say about KonIQ-10k?",
+                     "nothing: they come from the embedded synthetic KonIQ-format set (distorted sample photos, "
+                     "modelled opinion scores), which tests the pipeline",
+                     "data_dir is empty: the embedded default; set data_dir to a KonIQ-10k folder for answers about it"])
 
     def vs_base(name):
         row = c.loc[name]
@@ -501,11 +589,14 @@ def key_questions(P: dict, runs: dict[str, Run], data: Data, metrics: pd.DataFra
 
 
 def tables(P: dict, runs: dict[str, Run], data: Data) -> dict[str, pd.DataFrame]:
-    """Test and validation metrics, the comparison, the Results Summary Table and the answers."""
+    """Test and validation metrics, each cross-dataset set's metrics (``metrics_<name>``), the
+    comparison, the Results Summary Table and the answers."""
     metrics = metrics_table(runs, data, "test")
     comp = comparison_table(P, runs, data)
-    return {"metrics_test": metrics, "metrics_val": metrics_table(runs, data, "val"), "comparison": comp,
-            "summary": summary_table(P, runs, metrics, comp),
+    cross = {name: metrics_table(runs, data, name) for name in data.cross}
+    return {"metrics_test": metrics, "metrics_val": metrics_table(runs, data, "val"),
+            **{f"metrics_{name}": t for name, t in cross.items()}, "comparison": comp,
+            "summary": summary_table(P, runs, metrics, comp, cross),
             "key_questions": key_questions(P, runs, data, metrics, comp)}
 
 
@@ -583,6 +674,8 @@ def save(P: dict, run_dir: Path, runs: dict[str, Run], data: Data, tabs: dict[st
         for s in ("val", "test"):
             sp = data.splits[s]
             pw.add(name, s, P["seed"], sp.image_names, sp.mos, r.scores[s], None, sd=sp.sd)
+        for s, sp in data.cross.items():
+            pw.add(name, s, P["seed"], sp.image_names, sp.mos, r.scores[s], None, sd=sp.sd)
     built = loss_modules(P)
     methods = {name: {"config": repr(built[name]), "status": r.status, "best_epoch": r.best_epoch,
                       "family": FAMILY.get(name, ""), "seconds_per_epoch": r.seconds_per_epoch,
@@ -590,6 +683,8 @@ def save(P: dict, run_dir: Path, runs: dict[str, Run], data: Data, tabs: dict[st
     extra = {"baseline": P["baseline"], "data_folder": str(data.folder), "embedded": data.embedded,
              "official_split": data.official_split, "mos_scale": P["mos_scale"],
              "test_images": int(len(data.splits["test"].mos)),
+             "cross_datasets": {n: {"images": int(len(sp.mos)), "embedded": bool(data.cross_embedded.get(n)),
+                                    "folder": str(cross_folder(P, n))} for n, sp in data.cross.items()},
              "scores": "per image, the mean model output over its test_patch_num crops",
              "sample_loss": "NaN: the batch losses have no per-image value"}
     if not any(r.ok for r in runs.values()):

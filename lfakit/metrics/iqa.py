@@ -95,6 +95,19 @@ def logistic_4p(x, b1: float, b2: float, b3: float, b4: float):
     return (b1 - b2) / (1.0 + np.exp(z)) + b2
 
 
+#: the smallest width the fit may take, as a fraction of the predictions' standard deviation
+WIDTH_FLOOR = 0.1
+
+
+def at_width_floor(params, pred) -> bool:
+    """Whether a fitted map (:func:`fit_logistic`) sits on the width bound: ``|b4|`` within 1e-6
+    (relative) of ``WIDTH_FLOOR x std(pred)``. Such a fit is the steepest curve the bound allows,
+    a near-step: its PLCC (logistic) says how well a step separates the scores, not how well a
+    smooth monotone map fits them, so it is reported as such rather than as ``ok``."""
+    sd = float(np.std(np.asarray(pred, dtype=np.float64)))
+    return sd > 0 and abs(float(params[3])) <= WIDTH_FLOOR * sd * (1 + 1e-6)
+
+
 def _bounds(q: np.ndarray, sign: float):
     """Box for the standardised fit: the asymptotes within the MOS range widened by its span on
     each side, the midpoint within 5 standard deviations of the predictions, and the width at
@@ -103,7 +116,7 @@ def _bounds(q: np.ndarray, sign: float):
     (it moves with the last bits of the inputs, so with the CPU's vector kernels)."""
     lo, hi = float(q.min()), float(q.max())
     span = hi - lo
-    w = (0.1, 100.0) if sign > 0 else (-100.0, -0.1)
+    w = (WIDTH_FLOOR, 100.0) if sign > 0 else (-100.0, -WIDTH_FLOOR)
     return ([lo - span, lo - span, -5.0, w[0]], [hi + span, hi + span, 5.0, w[1]])
 
 
@@ -179,7 +192,8 @@ def iqa_report(pred, mos, plcc_kind: str = "raw") -> dict:
     Keys: ``n``, ``srcc``, ``krcc`` (tau-b), ``plcc`` (the headline PLCC), ``plcc_kind``
     (``"raw"`` or ``"logistic4"``, saying which one ``plcc`` is), ``plcc_raw``,
     ``plcc_logistic`` (after the 4-parameter logistic map; the raw PLCC if the fit failed),
-    ``logistic_fit_ok`` (bool), ``rmse`` (raw predictions vs MOS), ``rmse_logistic`` (after the
+    ``logistic_fit_ok`` (bool), ``logistic_at_width_floor`` (the fit sits on its width bound, a
+    near-step; :func:`at_width_floor`), ``rmse`` (raw predictions vs MOS), ``rmse_logistic`` (after the
     logistic map, so on the MOS scale whatever scale the model predicts in; the raw RMSE if the
     fit failed).
 
@@ -206,6 +220,7 @@ def iqa_report(pred, mos, plcc_kind: str = "raw") -> dict:
         "plcc_raw": raw,
         "plcc_logistic": logi,
         "logistic_fit_ok": params is not None,
+        "logistic_at_width_floor": params is not None and at_width_floor(params, p),
         "rmse": rmse(p, q),
         "rmse_logistic": rmse(logistic_4p(p, *params), q) if params is not None else rmse(p, q),
     }

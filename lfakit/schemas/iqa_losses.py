@@ -12,6 +12,7 @@ VAL_METRICS = ("srcc", "plcc")
 _iqa = loss_choices("iqa")
 IMAGE_DIRS = ("", "512x384", "1024x768")  # as lfakit.data.koniq.IMAGE_DIRS ("": the first present)
 MOS_SCALES = ("1-5", "0-100")  # as lfakit.data.koniq.MOS_SCALES
+TEST_DATASETS = ("kadid10k",)  # cross-dataset test sets (lfakit.experiments.iqa_losses.CROSS_LOADERS)
 
 
 def _models() -> list[str]:
@@ -32,11 +33,15 @@ SCHEMA: dict[str, Spec] = {
     "mos_scale": Spec(str, "1-5", "scale of the MOS targets: 1-5 (mean rating) | 0-100 (the data set's z-score MOS)",
                       choices=MOS_SCALES),
     "max_images": Spec(int, 0, "use a seeded sample of at most this many images (0: all)", min=0, max=10_000_000),
+    "test_datasets": Spec(list, ["kadid10k"], "other data sets every trained model is tested on as well (cross-dataset "
+                           "SRCC, never used for training or model selection): kadid10k; []: none", choices=TEST_DATASETS),
+    "kadid_dir": Spec(str, "", "KADID-10k folder (dmos.csv, images/), for test_datasets=[kadid10k]; empty: the embedded "
+                      "default, generated in that layout"),
     "image_size": Spec(list, [96, 128], "[height, width] the images are resized to once, into the cache", check=_check_image_size,
                        unique=False),
-    "patch_size": Spec(int, 64, "side of the square crops the model sees, in training and at test", min=8, max=4096),
+    "patch_size": Spec(int, 96, "side of the square crops the model sees, in training and at test", min=8, max=4096),
     "train_patch_num": Spec(int, 2, "random crops per training image per epoch", min=1, max=1000),
-    "test_patch_num": Spec(int, 4, "crops per validation / test image; their predictions are averaged", min=1, max=1000),
+    "test_patch_num": Spec(int, 2, "crops per validation / test image; their predictions are averaged", min=1, max=1000),
     "test_crop": Spec(str, "random", "test crop positions: random (drawn once from seed) | grid (evenly spread)",
                       choices=("random", "grid")),
     "hflip": Spec(bool, True, "mirror training crops at random (probability 0.5)"),
@@ -45,18 +50,18 @@ SCHEMA: dict[str, Spec] = {
     "baseline": Spec(str, "l1", "loss every other loss is compared against (Δ SRCC, paired bootstrap)", choices_fn=_iqa),
     "loss_kwargs": Spec(dict, {}, 'per-loss arguments, e.g. {"fidelity": {"pred_std": 0.5}}; empty: registry defaults',
                         check=check_loss_kwargs),
-    "model": Spec(str, "tiny_cnn", model_help("one quality score per crop", task="iqa"), choices_fn=_models),
+    "model": Spec(str, "nss_mlp", model_help("one quality score per crop", task="iqa"), choices_fn=_models),
     "pretrained": Spec(bool, False, "ImageNet weights (downloaded once into torchvision's cache)"),
     "drop_path": Spec(float, 0.3, "swin_b_iqa: stochastic depth rate of the backbone", min=0.0, max=0.9),
-    "dropout": Spec(float, 0.1, "dropout before the regression head (tiny_cnn and swin_b_iqa)", min=0.0, max=0.9),
+    "dropout": Spec(float, 0.0, "dropout before the regression head (tiny_cnn, nss_mlp and swin_b_iqa)", min=0.0, max=0.9),
     "head_lr_mult": Spec(float, 1.0, "learning rate of the head (every parameter outside the model's backbone) as a "
                          "multiple of lr, in its own optimizer group (the study's code: 10); 1: one rate for all",
                          min=1e-3, max=1e4),
-    "head_bias_init": Spec(bool, False, "start the head's output bias at the training MOS mean (on mos_scale), so a "
+    "head_bias_init": Spec(bool, True, "start the head's output bias at the training MOS mean (on mos_scale), so a "
                            "fresh head predicts about the mean from the first step"),
     "n_boot": Spec(int, 1000, "paired bootstrap resamples of the test images for the Δ SRCC intervals", min=100, max=100_000),
     "alpha": Spec(float, 0.05, "significance level of the Holm-corrected comparisons", min=1e-6, max=0.5),
-    **fit_params(VAL_METRICS, epochs=3, batch_size=16, optimizer="adamw", lr=2e-3, weight_decay=1e-4,
+    **fit_params(VAL_METRICS, epochs=8, batch_size=16, optimizer="adamw", lr=1e-2, weight_decay=1e-4,
                  scheduler="cosine", monitor="val_srcc", precision="float64"),
     **run_params(EXPERIMENT, seed=42, num_threads=1),
 }
@@ -98,3 +103,10 @@ def check_inputs(P: dict) -> None:
 
         idx = koniq.load_index(P["data_dir"], P["mos_scale"], P["seed"], P["image_dir"] or None, P["max_images"] or None)
         check_image_files([idx.image_dir / n for n in idx.table["image_name"]], f"KonIQ-10k images in {idx.image_dir}")
+    if "kadid10k" in P["test_datasets"] and P["kadid_dir"]:
+        from lfakit.data import kadid
+        from lfakit.data.image_decode import check_image_files
+
+        table = kadid.check_folder(P["kadid_dir"])
+        folder = kadid.find_layout(P["kadid_dir"])[1]
+        check_image_files([folder / n for n in table["image_name"]], f"KADID-10k images in {folder}")
