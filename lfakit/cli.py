@@ -99,7 +99,29 @@ def _run_one(experiment: str, args) -> int:
     return 0
 
 
+def _cmd_rehearse(args) -> int:
+    """``lfakit run <e> --rehearse``: the profile's code path on a few batches, then the plan."""
+    from lfakit import rehearse, runner
+
+    if args.resume is not None:
+        from lfakit.errors import ParameterError
+
+        raise ParameterError("--rehearse starts a new rehearsal; it cannot be combined with --resume")
+    try:
+        rehearse.rehearse(args.experiment, args.profile or "smoke", _overrides(args.param),
+                          timeout=args.timeout or None, log_output=not args.quiet)
+    except runner.RunFailed as e:
+        print(f"lfakit: the rehearsal of {args.experiment} failed, so the real run would too: {e}", file=sys.stderr)
+        return 1
+    except runner.RunInterrupted as e:
+        print(f"\nlfakit: rehearsal interrupted; its folder is {e.run_dir}", file=sys.stderr)
+        return 130
+    return 0
+
+
 def _cmd_run(args) -> int:
+    if getattr(args, "rehearse", False):
+        return _cmd_rehearse(args)
     # --profile defaults to None here so that one given beside --resume (which keeps the run's
     # parameters) is refused like -p, not silently ignored; a new run without it uses smoke
     args.fixed_on_resume = [f"--profile {args.profile}"] if args.resume is not None and args.profile is not None else []
@@ -151,6 +173,16 @@ def _cmd_sweep(args) -> int:
 
             raise ParameterError(f"--seeds takes comma-separated integers, e.g. 0,1,2; got {args.seeds!r}") from None
     slurm = {k: v for k, v in (("partition", args.partition), ("time_min", args.time_min), ("gpus", args.gpus)) if v is not None}
+    if args.rehearse:  # one rehearsal per distinct configuration, in this process; no sweep folder
+        from lfakit import rehearse, runner
+
+        try:
+            rehearse.rehearse_sweep(args.experiment, args.profile, sweep.parse_grid(args.grid or []), seeds,
+                                    timeout=args.timeout or None, log_output=not args.quiet)
+        except runner.RunFailed as e:
+            print(f"lfakit: a rehearsal of {args.experiment} failed, so that sweep point would too: {e}", file=sys.stderr)
+            return 1
+        return 0
     try:
         result = sweep.run_sweep(args.experiment, profile=args.profile, grid=sweep.parse_grid(args.grid or []), seeds=seeds,
                                  executor=args.executor, workers=args.workers, out=args.out,
@@ -187,6 +219,25 @@ def _cmd_report(args) -> int:
     return 0
 
 
+def _cmd_check_loss(args) -> int:
+    import yaml
+
+    from lfakit import losses
+
+    kwargs = yaml.safe_load(args.kwargs) if args.kwargs else {}
+    if not isinstance(kwargs, dict):
+        print(f"lfakit: error: --kwargs must be a mapping such as '{{gamma: 1.0}}', got {args.kwargs!r}", file=sys.stderr)
+        return 2
+    target = args.name
+    if ":" in target:  # package.module:Class, not registered yet
+        import importlib
+
+        module, _, attr = target.partition(":")
+        target = getattr(importlib.import_module(module), attr)
+    report = losses.check(target, kwargs=kwargs, task=args.task, timing=not args.no_timing, verbose=True)
+    return 0 if report.ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lfakit", description="Run and compare loss-function experiments.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -206,6 +257,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-p", "--param", action="append", metavar="NAME=VALUE", help="override a parameter (repeatable; value read as YAML)")
     run.add_argument("--resume", metavar="RUN_ID", help="continue an interrupted run in results/<experiment>/RUN_ID "
                      "(a run id such as 20261201-093000-smoke, not a path), with the parameters it was started with")
+    run.add_argument("--rehearse", action="store_true",
+                     help="run the profile's exact code path on a few batches and one epoch (generated data in the real "
+                          "layout without data_dir), then print the plan: step times, projected wall time, memory, disk "
+                          "and what would stop the real run; the run folder is marked and never compared")
     common(run)
     run.set_defaults(profile=None)  # "smoke" for a new run (_cmd_run); given with --resume it is refused
     run.set_defaults(func=_cmd_run)
@@ -236,6 +291,9 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--gpus", type=int, help="slurm: GPUs per point")
     sw.add_argument("--cluster", help="slurm: submitit's cluster (default: slurm, which needs sbatch; 'local' runs the "
                                       "points as local processes through submitit, 'debug' in the sweep's process)")
+    sw.add_argument("--rehearse", action="store_true",
+                    help="rehearse each distinct configuration (points differing only in seed share one) and print "
+                         "the sweep's plan instead of running it")
     sw.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     sw.set_defaults(func=_cmd_sweep)
 
@@ -256,6 +314,15 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("results", nargs="?", help="results folder (default: results/ or $LFAKIT_RESULTS)")
     rp.add_argument("-o", "--out", help="site folder (default: <results>/site)")
     rp.set_defaults(func=_cmd_report)
+
+    ck = sub.add_parser("check-loss", help="hold a loss to what the library's tests demand of every loss: one verdict "
+                                           "per check, exit status 1 if one fails")
+    ck.add_argument("name", help="a registered loss name (library, lfakit.losses entry point) or package.module:Class")
+    ck.add_argument("--kwargs", metavar="YAML", help="arguments to build it with, e.g. '{gamma: 1.0}'")
+    ck.add_argument("--task", choices=("multilabel", "multiclass", "iqa"),
+                    help="the task of a package.module:Class without a task attribute")
+    ck.add_argument("--no-timing", action="store_true", help="skip the CPU cost against the task's reference loss")
+    ck.set_defaults(func=_cmd_check_loss)
     return p
 
 
