@@ -97,7 +97,17 @@ EXPERIMENT_METRICS = {
     "cf_ensemble": (("auroc",), "auroc", "test"),
     "iqa_losses": (("srcc", "plcc"), "srcc", "test"),
     "membership_inference": (("tpr@1%fpr", "tpr@0.1%fpr", "attack_auc"), "tpr@1%fpr", "pool"),
+    # your own data: AUROC for the classification tasks, SRCC (or PLCC) for task=score (see _default_metric)
+    "own_data": (("auroc", "srcc", "plcc"), "auroc", "test"),
 }
+
+
+def _default_metric(exp: str, records) -> str:
+    """The metric compare uses when --metric is not given: the experiment's, except that own_data
+    runs of ``task=score`` are compared by SRCC."""
+    if exp == "own_data" and records and all((r.params or {}).get("task") == "score" for r in records):
+        return "srcc"
+    return EXPERIMENT_METRICS[exp][1]
 
 
 # --------------------------------------------------------------------------------------------
@@ -573,7 +583,7 @@ def compare_records(records: list[RunRecord], source: Source, baseline: str | No
         raise ParameterError(f"{exp} cannot be compared by lfakit compare: its record has no per-instance scores of a "
                              f"supported metric (supported: {', '.join(EXPERIMENT_METRICS)})")
     allowed, default_metric, split = EXPERIMENT_METRICS[exp]
-    mname = (metric or default_metric).lower()
+    mname = (metric or _default_metric(exp, records)).lower()
     if mname not in allowed:
         raise ParameterError(f"--metric {metric!r} is not available for {exp}; choose {' | '.join(allowed)}")
     if not 0 < alpha < 1:

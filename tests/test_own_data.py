@@ -236,3 +236,32 @@ def test_iterative_stratification_keeps_label_shares():
     for s, r in rows.items():
         share = y[r].sum(0) / y.sum(0)
         assert np.all(np.abs(share - len(r) / 300) < 0.07), (s, share)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["multiclass", "score"])
+def test_a_sweep_over_seeds_of_own_data_is_compared_like_any_other(task, tmp_path):
+    """``lfakit sweep own_data --seeds 0,1`` and ``lfakit compare`` on it: a seed-level verdict table
+    (AUROC for a classification task, SRCC for task=score, chosen without --metric)."""
+    import os
+    import subprocess
+    import sys
+
+    root = image_folder(tmp_path / "data", splits=False) if task == "multiclass" else csv_layout(tmp_path / "data", "score")
+    env = {**os.environ, "LFAKIT_RESULTS": str(tmp_path / "results"), "LFAKIT_CACHE": str(tmp_path / "cache")}
+    extra = ["-g", f"task={task}", "-g", f"data_dir={root}", "-g", "epochs=1", "-g", "image_size=12"]
+    extra += ["-g", "losses=[ce, focal_ce]", "-g", "baseline=ce"] if task == "multiclass" else \
+        ["-g", "losses=[l1, l2]", "-g", "baseline=l1", "-g", "csv=index.csv"]
+    sw = subprocess.run([sys.executable, "-m", "lfakit.cli", "sweep", "own_data", "--seeds", "0,1", "-q", *extra],
+                        capture_output=True, text=True, env=env)
+    assert sw.returncode == 0, sw.stderr[-3000:]
+    sweeps = [d for d in (tmp_path / "results" / "own_data" / "sweeps").iterdir() if not d.name.startswith(".")]
+    cp = subprocess.run([sys.executable, "-m", "lfakit.cli", "compare", str(sweeps[0])], capture_output=True, text=True,
+                        env=env)
+    assert cp.returncode == 0, cp.stderr[-3000:]
+    metric = "AUROC" if task == "multiclass" else "SRCC"
+    challenger = "focal_ce" if task == "multiclass" else "l2"
+    assert cp.stdout.startswith(f"own_data: {metric} vs {'ce' if task == 'multiclass' else 'l1'}")
+    row = next(line for line in cp.stdout.splitlines() if line.startswith(f"| {challenger} "))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1] == "2" and cells[7].startswith("seeds (")  # two seeds, the seed-level test (untestable: too few labels)
