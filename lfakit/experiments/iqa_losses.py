@@ -43,14 +43,12 @@ from lfakit.data.patches import PatchDataset
 from lfakit.errors import TrainingError
 from lfakit.experiments._shared import model_options, open_checked_run, loss_modules, preflight_device, preflight_losses, train_or_resume
 from lfakit.metrics import iqa as iqa_metrics
-from lfakit.schemas.iqa_losses import EXPERIMENT, check_inputs
+from lfakit.schemas.iqa_losses import EXPERIMENT, STUDY_LOSSES, check_inputs, holm_families
 
 SPLITS = ("train", "val", "test")
 POINTWISE = ("l1", "l2")
 RANKING_AWARE = ("plcc", "srcc", "rank", "fidelity")
 PAIRWISE = ("rank", "fidelity")
-#: the losses the study planned (its "SRCC loss" is the kit's plcc); the others trained are the kit's additions
-STUDY_LOSSES = ("l1", "l2", "plcc", "rank", "fidelity")
 FAMILY = {"l1": "point-wise", "l2": "point-wise", "plcc": "correlation (set-wise)", "srcc": "rank correlation (set-wise)",
           "rank": "pairwise ranking", "fidelity": "pairwise probabilistic", "norm_in_norm": "normalised regression (set-wise)"}
 STUDY_NAME = {"l1": "L1 (MAE)", "l2": "L2 (MSE)", "plcc": "the study's \"SRCC\" formula (PLCC)", "srcc": "SRCC (soft ranks)",
@@ -390,17 +388,13 @@ def comparison_table(P: dict, runs: dict[str, Run], data: Data) -> pd.DataFrame:
 
 def holm_family(P: dict, name: str) -> str:
     """The Holm family of a comparison with the baseline: ``study`` when both losses are among
-    the study's (:data:`STUDY_LOSSES`), else ``kit additions``."""
+    the study's (:data:`STUDY_LOSSES`), else ``kit additions`` (:func:`holm_families`)."""
     return "study" if name in STUDY_LOSSES and P["baseline"] in STUDY_LOSSES else "kit additions"
 
 
 def _holm_families(P: dict) -> str:
     """How many comparisons each Holm family of this run holds, in words."""
-    fams = {}
-    for n in dict.fromkeys(P["losses"]):
-        if n != P["baseline"]:
-            fams.setdefault(holm_family(P, n), []).append(n)
-    return "; ".join(f"{fam}: {len(ns)} ({', '.join(ns)})" for fam, ns in fams.items()) or "none"
+    return "; ".join(f"{fam}: {len(ns)} ({', '.join(ns)})" for fam, ns in holm_families(P).items()) or "none"
 
 
 def _delta_cell(row) -> str:

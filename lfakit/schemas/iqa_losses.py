@@ -12,7 +12,21 @@ VAL_METRICS = ("srcc", "plcc")
 _iqa = loss_choices("iqa")
 IMAGE_DIRS = ("", "512x384", "1024x768")  # as lfakit.data.koniq.IMAGE_DIRS ("": the first present)
 MOS_SCALES = ("1-5", "0-100")  # as lfakit.data.koniq.MOS_SCALES
-TEST_DATASETS = ("kadid10k",)  # cross-dataset test sets (lfakit.experiments.iqa_losses.CROSS_LOADERS)
+TEST_DATASETS = ("kadid10k",)
+#: the losses the IQA study planned (its "SRCC loss" is the kit's plcc); the comparisons among them
+#: with the baseline form one Holm family, those of the kit's other losses another
+STUDY_LOSSES = ("l1", "l2", "plcc", "rank", "fidelity")
+
+
+def holm_families(p: dict) -> dict[str, list[str]]:
+    """The challengers of each Holm family: ``study`` (both the challenger and the baseline among
+    :data:`STUDY_LOSSES`) and ``kit additions`` (the others), in the order of ``losses``."""
+    fams: dict[str, list[str]] = {}
+    for n in dict.fromkeys(p["losses"]):
+        if n != p["baseline"]:
+            fam = "study" if n in STUDY_LOSSES and p["baseline"] in STUDY_LOSSES else "kit additions"
+            fams.setdefault(fam, []).append(n)
+    return fams  # cross-dataset test sets (lfakit.experiments.iqa_losses.CROSS_LOADERS)
 
 
 def _models() -> list[str]:
@@ -34,18 +48,19 @@ SCHEMA: dict[str, Spec] = {
                       choices=MOS_SCALES),
     "max_images": Spec(int, 0, "use a seeded sample of at most this many images (0: all)", min=0, max=10_000_000),
     "test_datasets": Spec(list, ["kadid10k"], "other data sets every trained model is tested on as well (cross-dataset "
-                           "SRCC, never used for training or model selection): kadid10k; []: none", choices=TEST_DATASETS),
-    "kadid_dir": Spec(str, "", "KADID-10k folder (dmos.csv, images/), for test_datasets=[kadid10k]; empty: the embedded "
+                           "SRCC, never used for training or model selection): kadid10k; an empty list: none", choices=TEST_DATASETS),
+    "kadid_dir": Spec(str, "", "KADID-10k folder (dmos.csv, images/), used when test_datasets lists kadid10k; empty: the embedded "
                       "default, generated in that layout"),
     "image_size": Spec(list, [96, 128], "[height, width] the images are resized to once, into the cache", check=_check_image_size,
                        unique=False),
     "patch_size": Spec(int, 96, "side of the square crops the model sees, in training and at test", min=8, max=4096),
-    "train_patch_num": Spec(int, 2, "random crops per training image per epoch", min=1, max=1000),
-    "test_patch_num": Spec(int, 2, "crops per validation / test image; their predictions are averaged", min=1, max=1000),
+    "train_patch_num": Spec(int, 1, "random crops per training image per epoch", min=1, max=1000),
+    "test_patch_num": Spec(int, 4, "crops per validation / test image; their predictions are averaged", min=1, max=1000),
     "test_crop": Spec(str, "random", "test crop positions: random (drawn once from seed) | grid (evenly spread)",
                       choices=("random", "grid")),
     "hflip": Spec(bool, True, "mirror training crops at random (probability 0.5)"),
-    "losses": Spec(list, ["l1", "l2", "plcc", "srcc", "rank", "fidelity", "norm_in_norm"], "losses to train, by registry name",
+    "losses": Spec(list, ["l1", "l2", "plcc", "srcc", "rank", "fidelity"], "losses to train, by registry name (also: "
+                   "norm_in_norm, rank_mos, and any registered iqa loss)",
                    choices_fn=_iqa, nonempty=True),
     "baseline": Spec(str, "l1", "loss every other loss is compared against (Δ SRCC, paired bootstrap)", choices_fn=_iqa),
     "loss_kwargs": Spec(dict, {}, 'per-loss arguments, e.g. {"fidelity": {"pred_std": 0.5}}; empty: registry defaults',
@@ -61,7 +76,7 @@ SCHEMA: dict[str, Spec] = {
                            "fresh head predicts about the mean from the first step"),
     "n_boot": Spec(int, 1000, "paired bootstrap resamples of the test images for the Δ SRCC intervals", min=100, max=100_000),
     "alpha": Spec(float, 0.05, "significance level of the Holm-corrected comparisons", min=1e-6, max=0.5),
-    **fit_params(VAL_METRICS, epochs=8, batch_size=16, optimizer="adamw", lr=1e-2, weight_decay=1e-4,
+    **fit_params(VAL_METRICS, epochs=10, batch_size=32, optimizer="adamw", lr=5e-3, weight_decay=1e-4,
                  scheduler="cosine", monitor="val_srcc", precision="float64"),
     **run_params(EXPERIMENT, seed=42, num_threads=1),
 }
@@ -74,7 +89,8 @@ def check_params(p: dict) -> str | None:
     msg = check_loss_kwargs_trained(p)
     if msg:
         return msg
-    msg = check_bootstrap_resolution(len(set(p["losses"])) - 1, p["n_boot"], p["alpha"])  # Holm over the challengers
+    largest = max((len(v) for v in holm_families(p).values()), default=0)
+    msg = check_bootstrap_resolution(largest, p["n_boot"], p["alpha"])  # Holm within the largest family
     if msg:
         return msg
     if p["monitor"] == "val_loss":
