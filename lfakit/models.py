@@ -97,8 +97,10 @@ class NSSMLP(nn.Module):
     under the same window. Per scale ten statistics: the mean of ``|m|`` and ``m^2``, the mean
     local deviation ``d``, the mean and mean absolute value of the products of horizontally,
     vertically and diagonally neighbouring coefficients, and the mean absolute horizontal
-    difference of the grey image; then the mean colour saturation (mean ``|x - grey|``) and the
-    mean absolute deviation of the input. The statistics are standardised per batch by
+    difference of the grey image; then the mean spread of the channels around their mean (mean
+    ``|x - grey|``: colour saturation on raw RGB; on ImageNet-normalised input a grey pixel gives a
+    constant, not 0, so it measures saturation up to that offset) and the mean absolute deviation
+    of the input. All but these two are unchanged by adding one constant to every channel. The statistics are standardised per batch by
     their mean and mean absolute deviation (``_MeanAbsNorm``); two ReLU layers of ``width`` units (``features``, with Dropout) and a linear head give the score.
 
     Differences from BRISQUE, each for a reason: the moments replace BRISQUE's fitted generalised
@@ -277,8 +279,8 @@ class SwinMultiScaleIQA(nn.Module):
 
 
 # The IQA models' backbone submodule: what trains at the base learning rate when the head (every
-# other parameter: swin_b_iqa's scale tokens, fusion scores and output Linear; tiny_cnn's output
-# Linear) gets lr x head_lr_mult (FitConfig.backbone_module).
+# other parameter: swin_b_iqa's scale tokens, fusion scores and output Linear; tiny_cnn's and
+# nss_mlp's output Linear) gets lr x head_lr_mult (FitConfig.backbone_module).
 IQA_BACKBONES = {"swin_b_iqa": "backbone", "tiny_cnn": "features", "nss_mlp": "features"}
 
 

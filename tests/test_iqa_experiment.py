@@ -413,8 +413,8 @@ def test_the_large_sample_path_of_the_srcc_bootstrap_gives_the_same_numbers():
 
 
 def test_the_head_multiplier_reaches_the_optimizer_groups_and_one_group_by_default():
-    """tiny_cnn and nss_mlp: ``features`` is the backbone; the rest (tiny_cnn's output Linear;
-    nss_mlp's statistics BatchNorm and output Linear) gets lr x head_lr_mult.
+    """tiny_cnn and nss_mlp: ``features`` is the backbone; the rest (the output Linear; nss_mlp's
+    standardisation has no parameters) gets lr x head_lr_mult.
     At the smoke default (1) the optimizer keeps one group, as before the option existed."""
     for model, head_modules in (("tiny_cnn", ("head",)), ("nss_mlp", ("norm", "head"))):
         P = _P(head_lr_mult=10.0, model=model)
@@ -513,7 +513,21 @@ def test_a_bad_kadid_folder_stops_before_a_run_folder(tmp_path):
     env = {**__import__("os").environ, "LFAKIT_RESULTS": str(results), "LFAKIT_CACHE": str(tmp_path / "cache")}
     r = _lfakit("run", EXP, "-p", "test_datasets=[kadid10k]", "-p", f"kadid_dir={root}", "-q", env=env)
     assert r.returncode == 2 and "I01_01_02.png" in r.stderr
-    assert not results.exists() or not any(results.rglob("run.json"))
+    assert not (results / EXP).exists() or not any((results / EXP).iterdir())
+
+
+def test_a_real_koniq_folder_with_the_embedded_kadid_set_or_a_kadid_dir_left_unused_is_refused(tmp_path):
+    """Real KonIQ-10k results are never put beside a synthetic KADID column: data_dir without
+    kadid_dir while test_datasets lists kadid10k stops before a run folder, naming both fixes; so
+    does a kadid_dir that test_datasets does not use."""
+    root = write_koniq(tmp_path / "koniq", "sets")
+    results = tmp_path / "results"
+    env = {**__import__("os").environ, "LFAKIT_RESULTS": str(results), "LFAKIT_CACHE": str(tmp_path / "cache")}
+    r = _lfakit("run", EXP, "-p", f"data_dir={root}", "-p", "test_datasets=[kadid10k]", "-q", env=env)
+    assert r.returncode == 2 and "kadid_dir is empty" in r.stderr and "test_datasets=[]" in r.stderr
+    r = _lfakit("run", EXP, "-p", "test_datasets=[]", "-p", f"kadid_dir={tmp_path}", "-q", env=env)
+    assert r.returncode == 2 and "test_datasets=[kadid10k]" in r.stderr
+    assert not (results / EXP).exists() or not any((results / EXP).iterdir())
 
 
 def test_the_committed_smoke_notebook_shows_an_l1_baseline_that_learned():

@@ -331,7 +331,7 @@ def test_nss_mlp_statistics_ignore_brightness_and_see_noise_and_blur():
     base = torch.nn.functional.avg_pool2d(torch.rand(2, 3, 64, 64, generator=g, dtype=torch.float64), 3, 1, 1)
     s0 = net.statistics(base)
     torch.testing.assert_close(net.statistics(base + 0.3), s0, rtol=1e-5, atol=1e-6)  # up to the rounding of the offset
-    hdiff = NSSMLP.N_STATS - 1  # the last statistic of the first scale: log mean |horizontal difference|
+    hdiff = NSSMLP.N_STATS - 1  # the last statistic of the first scale: mean |horizontal difference|
     noisy = net.statistics(base + 0.1 * torch.randn(base.shape, generator=g, dtype=torch.float64))
     blurred = net.statistics(torch.nn.functional.avg_pool2d(base, 5, 1, 2, count_include_pad=False))
     assert (noisy[:, hdiff] > s0[:, hdiff]).all() and (blurred[:, hdiff] < s0[:, hdiff]).all()
@@ -363,6 +363,10 @@ def test_nss_mlp_gives_the_same_bits_with_avx2_and_the_machines_own_kernels(tmp_
 
     import numpy as np
     from test_portability import AVX2
+
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.exists() or "avx512f" not in cpuinfo.read_text():
+        pytest.skip("this CPU has no AVX-512: its own kernels are the AVX2 ones, so the comparison would be empty")
 
     code = tmp_path / "bits.py"
     code.write_text(_NSS_BITS)

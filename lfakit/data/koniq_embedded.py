@@ -27,8 +27,8 @@ Grayscale photos are replicated to RGB. Each photo gives ``grid * grid`` (defaul
 ``grid x grid`` grid of disjoint 4:3 windows, so no two contents share a pixel. Each window is
 resized to 512 x 384 (width x height, KonIQ's ``512x384/`` folder) with Pillow's Lanczos filter.
 That gives the undistorted reference (level 0). For most photos a window is smaller than 512 x 384
-and is enlarged (a 512 x 512 photo gives four 256 x 192 windows, enlarged 2x): the smoke profile
-caches the images at half that size, 256 x 192, close to the windows' own resolution.
+and is enlarged (a 512 x 512 photo gives four 256 x 192 windows, enlarged 2x); the smoke profile
+caches the images at 128 x 96.
 
 Distortions
 -----------

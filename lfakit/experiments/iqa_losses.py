@@ -1,9 +1,9 @@
-"""No-reference IQA on KonIQ-10k: seven training losses on the same quality model.
+"""No-reference IQA on KonIQ-10k: the study's training losses and the kit's on the same quality model.
 
 The IQA loss study planned L1, L2, "SRCC", Rank and Fidelity for a Swin-B quality model (four
 stages' features, attention fusion) on KonIQ-10k, and ran L1 only (SRCC 0.9354 / PLCC 0.9448).
-The kit trains every loss of ``P['losses']`` (default: ``l1, l2, plcc, srcc, rank, fidelity,
-norm_in_norm``) with the same data, crops, schedule and initial weights, and compares each with
+The kit trains every loss of ``P['losses']`` (smoke default: ``l1, l2, plcc, srcc, rank,
+fidelity``; the paper profile adds ``norm_in_norm``) with the same data, crops, schedule and initial weights, and compares each with
 the baseline (``l1``): the test-set difference of these models (one per loss) with its paired
 bootstrap interval. One seed names no Winner about the losses; a verdict needs two or more seeds
 per loss (``lfakit sweep iqa_losses --seeds 0,1,2`` and ``lfakit compare`` on the sweep folder).
@@ -137,12 +137,12 @@ def cross_folder(P: dict, name: str) -> Path:
 
 
 def load_cross(P: dict) -> tuple[dict[str, koniq.Split], dict[str, bool]]:
-    """Each set of ``test_datasets`` as one split of uint8 images at ``image_size``, through its
-    loader (its own scale: SRCC and KRCC need no rescaling), and whether it is the embedded default."""
+    """Each set of ``test_datasets`` as one split of uint8 images at ``image_size`` (a seeded sample
+    of at most ``max_images`` when that is set), through its loader (its own scale: SRCC and KRCC need no rescaling), and whether it is the embedded default."""
     out, embedded = {}, {}
     for name in dict.fromkeys(P["test_datasets"]):
         out[name] = kadid.load_kadid(cross_folder(P, name), _cache_dir(P), tuple(P["image_size"]), P["seed"],
-                                     progress=P.get("progress", True))
+                                     max_images=P["max_images"] or None, progress=P.get("progress", True))
         embedded[name] = not P[CROSS_SETS[name][0]]
     return out, embedded
 
@@ -452,7 +452,7 @@ def comparison_note(P: dict, data: Data) -> str:
     note = (f"Evidence: one trained model per loss (seed {P['seed']}), {n} test images. Δ SRCC (these models): the "
             f"challenger's model minus the {P['baseline']} model, with the percentile 95% interval (not adjusted for "
             f"multiplicity) and the two-sided p of one paired bootstrap of the test images ({P['n_boot']} resamples); "
-            f"p (Holm): Holm within each family of comparisons with {P['baseline']} ({_holm_families(P)}), for display. These cover "
+            f"p (Holm): Holm within each family of comparisons with {P['baseline']} ({_holm_families(P)}), for display; the error rate is controlled within each family, not across the table. These cover "
             f"test-set sampling only, not the retraining noise (another seed of either loss), so they compare these "
             f"models and name no Winner about the losses; {verdict_how(P)} (a test over the seeds, retraining noise included). "
             "Times are this machine's wall clock.")
@@ -524,8 +524,8 @@ def key_questions(P: dict, runs: dict[str, Run], data: Data, metrics: pd.DataFra
         best, second = order[0], order[1]
         d = _paired(P, data, runs, second, best)
         rows.append([q1, f"of these models, the {best} model has the highest test SRCC ({srcc[best]:.4f}), then the "
-                         f"{second} model ({srcc[second]:.4f}), a difference {'beyond' if d['p_value'] < alpha else 'within'}"
-                         f" the test-set noise; {NO_VERDICT}; {verdict_how(P)}",
+                         f"{second} model ({srcc[second]:.4f}); the pair was picked on the test set, so its p is a "
+                         f"post-hoc, unadjusted one; {NO_VERDICT}; {verdict_how(P)}",
                      _ev(d, d["p_value"], False) + " (test set only: one paired bootstrap, best vs runner-up, "
                                                    "outside the Holm family)"])
     else:

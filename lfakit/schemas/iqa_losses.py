@@ -12,7 +12,7 @@ VAL_METRICS = ("srcc", "plcc")
 _iqa = loss_choices("iqa")
 IMAGE_DIRS = ("", "512x384", "1024x768")  # as lfakit.data.koniq.IMAGE_DIRS ("": the first present)
 MOS_SCALES = ("1-5", "0-100")  # as lfakit.data.koniq.MOS_SCALES
-TEST_DATASETS = ("kadid10k",)
+TEST_DATASETS = ("kadid10k",)  # cross-dataset test sets (lfakit.experiments.iqa_losses.CROSS_SETS)
 #: the losses the IQA study planned (its "SRCC loss" is the kit's plcc); the comparisons among them
 #: with the baseline form one Holm family, those of the kit's other losses another
 STUDY_LOSSES = ("l1", "l2", "plcc", "rank", "fidelity")
@@ -26,7 +26,7 @@ def holm_families(p: dict) -> dict[str, list[str]]:
         if n != p["baseline"]:
             fam = "study" if n in STUDY_LOSSES and p["baseline"] in STUDY_LOSSES else "kit additions"
             fams.setdefault(fam, []).append(n)
-    return fams  # cross-dataset test sets (lfakit.experiments.iqa_losses.CROSS_LOADERS)
+    return fams
 
 
 def _models() -> list[str]:
@@ -93,6 +93,9 @@ def check_params(p: dict) -> str | None:
     msg = check_bootstrap_resolution(largest, p["n_boot"], p["alpha"])  # Holm within the largest family
     if msg:
         return msg
+    if p["kadid_dir"] and "kadid10k" not in p["test_datasets"]:
+        return ("kadid_dir is set but test_datasets does not list kadid10k, so the folder would be ignored; add "
+                "-p 'test_datasets=[kadid10k]' (or drop kadid_dir)")
     if p["monitor"] == "val_loss":
         return ("monitor=val_loss is not available here: a batch loss's value on validation depends on how the crops "
                 "are batched; monitor val_srcc or val_plcc")
@@ -119,6 +122,12 @@ def check_inputs(P: dict) -> None:
 
         idx = koniq.load_index(P["data_dir"], P["mos_scale"], P["seed"], P["image_dir"] or None, P["max_images"] or None)
         check_image_files([idx.image_dir / n for n in idx.table["image_name"]], f"KonIQ-10k images in {idx.image_dir}")
+        if "kadid10k" in P["test_datasets"] and not P["kadid_dir"]:
+            from lfakit.errors import ParameterError
+
+            raise ParameterError("data_dir is a KonIQ-10k folder but kadid_dir is empty: the KADID-10k column would come "
+                                 "from the embedded synthetic KADID-format set, beside real KonIQ-10k results; set "
+                                 "-p kadid_dir=/path/to/kadid10k, or -p 'test_datasets=[]' for no cross-dataset column")
     if "kadid10k" in P["test_datasets"] and P["kadid_dir"]:
         from lfakit.data import kadid
         from lfakit.data.image_decode import check_image_files
