@@ -26,7 +26,12 @@ by the kit's generators and written once.
 
 The run folder is ``results/<experiment>/<time>-rehearsal-<profile>`` and holds
 :data:`lfakit.compare.REHEARSAL_FILE` (``"rehearsal": true``, the plan); ``lfakit compare``,
-``lfakit report`` and a sweep's reuse of complete runs leave it out.
+``lfakit report`` and a sweep's reuse of complete runs leave it out. Its checkpoints (``*.pt``,
+gigabytes for Swin-B) are deleted at the end, which the plan says; the plan, the marker, the
+notebook and the run record stay (the manifest lists what is left).
+
+CIFAR-10's long tail is rehearsed at a capped imbalance ratio (:data:`LT_RHO_CAP`: rho=10 on 20
+images per class; the test suite's rho=2 on 4): the profile's rho=100 needs 200 per class.
 
 Per-experiment knowledge (how to shrink, the real sizes, how to time a step) is in one table,
 :data:`KITS`.
@@ -50,9 +55,11 @@ from typing import Any, Callable
 from lfakit.compare import REHEARSAL_FILE
 from lfakit.errors import DataError, LfakitError, ParameterError
 
-#: on a CPU a step is timed at a batch of at most this many input pixels (4 images of 224 x 224),
-#: then scaled linearly to the profile's batch
+#: on a CPU a step is timed at a batch of at most this many pixels the model computes on (4 images
+#: of 224 x 224), then scaled linearly to the profile's batch
 CPU_BATCH_CAP = 4 * 224 * 224
+#: the test suite's probe (``tiny``): one image per batch, one timed step
+TINY_BATCH_CAP = 1
 #: sizes of the real data sets
 NIH_IMAGES, NIH_TRAIN_VAL, NIH_TEST = 112_120, 86_524, 25_596
 CIFAR_TRAIN, CIFAR_TEST = 50_000, 10_000
@@ -89,6 +96,7 @@ class Probe:
     shape: tuple[int, int, int]
     target: Callable[[int, Any], Any]
     loss: Callable[[dict], str]
+    pixels: int | None = None  # pixels per image the model computes on, when it resizes its input (else H x W)
 
 
 @dataclass
@@ -97,6 +105,7 @@ class Kit:
     shrink: Callable[[dict, bool], dict]  # (full params, tiny) -> overrides
     workload: Callable[[dict], Workload] | None = None
     probe: Callable[[dict], Probe] | None = None
+    notes: Callable[[dict, dict, bool], list[str]] | None = None  # (full, rehearsed params, tiny) -> plan notes
 
 
 def _few(full: dict, key: str, keep: int) -> list:
@@ -175,7 +184,7 @@ def generated_cifar(work: Path, per_class: int, test_per_class: int = 4) -> Path
         write_cifar_batches(tmp, *_cifar_like(per_class, test_per_class))
         (tmp / "rehearsal.txt").write_text("written by lfakit's rehearsal in CIFAR-10's python-batches layout\n")
 
-    return _once(work / f"cifar10-{per_class}x10", write, "rehearsal.txt")
+    return _once(work / f"cifar10-{per_class}x10-test{test_per_class}x10", write, "rehearsal.txt")
 
 
 def sampled_cifar(data_dir: str, work: Path, per_class: int, test_per_class: int = 4, seed: int = 0) -> Path:
@@ -234,13 +243,14 @@ def _mkdir(p: Path) -> Path:
 def _chestxray_data(full, user, work, tiny):
     if user:
         return {"max_images": min(full["max_images"] or 10**9, 48 if tiny else 96)}
-    return {"data_dir": str(generated_nih(work, 20)), "max_images": 0}
+    # 20 patients, 30 images at 1024 x 1024; the test suite keeps 16 of them (8 train, 2 val, 6 test)
+    return {"data_dir": str(generated_nih(work, 20)), "max_images": 16 if tiny else 0}
 
 
 def _chestxray_shrink(full, tiny):
     out = {"epochs": 1, "seeds": list(full["seeds"])[:2]}
     if tiny:
-        out.update(losses=_few(full, "losses", 2), batch_size=min(full["batch_size"], 4))
+        out.update(losses=_few(full, "losses", 2), batch_size=min(full["batch_size"], 2), seeds=list(full["seeds"])[:1])
     return out
 
 
@@ -265,21 +275,58 @@ def _chestxray_probe(full):
                  lambda P: P["baseline"])
 
 
+#: the largest imbalance ratio a rehearsal trains (the test suite's, and lfakit run --rehearse's);
+#: rho needs 2 x rho images per class for a tail class of 2 (1 train, 1 validation): the profile's
+#: rho=100 would need 200 per class, 490 images in the long tail, hours of a 224-px ResNet-50 on a CPU
+LT_RHO_CAP = {True: 2, False: 10}
+
+
+def _tail_per_class(rho: float) -> int:
+    """The fewest images per class whose long tail at ``rho`` keeps 2 in the tail class."""
+    from lfakit.data.cifar import long_tail_counts
+
+    n = max(2, math.ceil(2 * rho))
+    while min(long_tail_counts(n, rho)) < 2:
+        n += 1
+    return n
+
+
+def cifar_sample(full: dict, tiny: bool) -> tuple[list, int, int]:
+    """The rehearsal's imbalance ratios (each capped at :data:`LT_RHO_CAP`, so the long-tail code
+    path runs on far fewer images), images per class (train pool) and test images per class."""
+    cap = LT_RHO_CAP[tiny]
+    ratios = list(dict.fromkeys(min(r, cap) for r in full["imbalance_ratios"]))
+    # 2 per class: 1 train + 1 validation image (or one per fold of the rehearsal's 2 folds)
+    per_class = max([2 if tiny else 6] + [_tail_per_class(r) for r in ratios if r > 1])
+    return ratios, per_class, 2 if tiny else 4
+
+
 def _cifar_fece_data(full, user, work, tiny):
     if full["dataset"] != "cifar10":
         return {}
-    lt = max(full["imbalance_ratios"]) > 1
-    per_class = 200 if lt else (8 if tiny else 12)  # rho=100 needs 200 per class for a tail of 2
+    _, per_class, test_per_class = cifar_sample(full, tiny)
     if user:
-        return {"data_dir": str(sampled_cifar(full["data_dir"], work, per_class))}
-    return {"data_dir": str(generated_cifar(work, per_class))}
+        return {"data_dir": str(sampled_cifar(full["data_dir"], work, per_class, test_per_class))}
+    return {"data_dir": str(generated_cifar(work, per_class, test_per_class))}
 
 
 def _cifar_fece_shrink(full, tiny):
     out = {"epochs": 1, "seeds": list(full["seeds"])[:2], "folds": min(full["folds"], 2) if full["folds"] else 0}
+    if full["dataset"] == "cifar10":
+        out["imbalance_ratios"] = cifar_sample(full, tiny)[0]
     if tiny:
-        out.update(losses=_few(full, "losses", 2), batch_size=min(full["batch_size"], 8))
+        out.update(losses=_few(full, "losses", 2), batch_size=min(full["batch_size"], 2), seeds=list(full["seeds"])[:1])
     return out
+
+
+def _cifar_fece_notes(full, P, tiny):
+    if full["dataset"] != "cifar10" or P["imbalance_ratios"] == full["imbalance_ratios"]:
+        return []
+    _, per_class, _ = cifar_sample(full, tiny)
+    big = max(full["imbalance_ratios"])
+    return [f"long tail rehearsed at rho={P['imbalance_ratios']} on {per_class} images per class (the profile's "
+            f"rho={full['imbalance_ratios']}: rho={big:g} needs {_tail_per_class(big)} per class for a tail of 2); the same "
+            "long-tail code path on fewer images; the projection uses the profile's ratios"]
 
 
 def _cifar_fece_workload(full):
@@ -307,7 +354,8 @@ def _cifar_fece_probe(full):
     from lfakit.experiments import cifar_fece as X
 
     return Probe(lambda P: X.build_model({**P, "pretrained": False}, 10, 3), (3, 32, 32),
-                 lambda n, g: torch.randint(0, 2, (n, 10), generator=g).float(), lambda P: P["baseline"])
+                 lambda n, g: torch.randint(0, 2, (n, 10), generator=g).float(), lambda P: P["baseline"],
+                 pixels=full["image_size"] ** 2 if full["image_size"] else None)  # resized inside the model
 
 
 def _iqa_data(full, user, work, tiny):
@@ -315,7 +363,9 @@ def _iqa_data(full, user, work, tiny):
     if user:
         out["max_images"] = min(full["max_images"] or 10**9, 30 if tiny else 60)
     else:
-        out.update(data_dir=str(generated_koniq(work, 6)), max_images=20 if tiny else 0, mos_scale=full["mos_scale"])
+        # 3 photos, one per official split: 16 images (6 train, 5 val, 5 test); a sample of 9 (3 / 3 / 3,
+        # the fewest that fill every split and the test set's logistic fit) or 12 (4 / 4 / 4)
+        out.update(data_dir=str(generated_koniq(work, 3)), max_images=9 if tiny else 12, mos_scale=full["mos_scale"])
     if full["test_datasets"] and not full["kadid_dir"]:
         out["test_datasets"] = full["test_datasets"]  # the embedded KADID default (already small)
     return out
@@ -326,7 +376,7 @@ def _iqa_shrink(full, tiny):
     out = {"epochs": 1, "train_patch_num": min(full["train_patch_num"], n), "test_patch_num": min(full["test_patch_num"], n),
            "n_boot": 200 if tiny else full["n_boot"]}
     if tiny:
-        out.update(losses=_few(full, "losses", 2), batch_size=min(full["batch_size"], 4))
+        out.update(losses=_few(full, "losses", 2), batch_size=min(full["batch_size"], 2))
     return out
 
 
@@ -361,12 +411,15 @@ def _membership_data(full, user, work, tiny):
         return {}
     if user:
         return {}
-    return {"data_dir": str(generated_cifar(work, 52))}  # 520 + 40 images: a pool of up to 512
+    return {"data_dir": str(generated_cifar(work, 8))}  # 80 + 40 images: a pool of up to 64
 
 
 def _membership_shrink(full, tiny):
-    bs = min(full["batch_size"], 32) if tiny else full["batch_size"]
-    out = {"epochs": 1, "pool_size": max(64, min(full["pool_size"] or 512, 2 * bs)), "n_ref": min(full["n_ref"], 4),
+    # the fewest reference models the attacks take (4), each trained on half of a pool of 16 (tiny) or 64
+    # examples; the test suite's batch of 8 is one step (a batch of 2 would take 4 steps and 8 evaluation
+    # batches per query: on these 32 x 32 images small batches cost ~3x the time per image)
+    bs = min(full["batch_size"], 8) if tiny else full["batch_size"]
+    out = {"epochs": 1, "pool_size": min(full["pool_size"] or 10**9, 16 if tiny else 64), "n_ref": min(full["n_ref"], 4),
            "n_boot": 200 if tiny else full["n_boot"]}
     out["n_targets"] = min(full["n_targets"], out["n_ref"] + 1)
     if tiny:
@@ -399,13 +452,14 @@ def _membership_probe(full):
 def _cf_shrink(full, tiny):
     out = {"seeds": min(full["seeds"], 2)}
     if tiny:
-        out.update(max_iter=min(full["max_iter"], 10), max_epochs=min(full["max_epochs"], 50))
+        out.update(max_iter=min(full["max_iter"], 10), max_epochs=min(full["max_epochs"], 50),
+                   collapse_steps=list(full["collapse_steps"])[:2])
     return out
 
 
 KITS: dict[str, Kit] = {
     "chestxray_zlpr": Kit(_chestxray_data, _chestxray_shrink, _chestxray_workload, _chestxray_probe),
-    "cifar_fece": Kit(_cifar_fece_data, _cifar_fece_shrink, _cifar_fece_workload, _cifar_fece_probe),
+    "cifar_fece": Kit(_cifar_fece_data, _cifar_fece_shrink, _cifar_fece_workload, _cifar_fece_probe, _cifar_fece_notes),
     "iqa_losses": Kit(_iqa_data, _iqa_shrink, _iqa_workload, _iqa_probe),
     "membership_inference": Kit(_membership_data, _membership_shrink, _membership_workload, _membership_probe),
     # no training on a device: the rehearsal runs the profile with fewer repetitions and scales its time
@@ -416,6 +470,70 @@ KITS: dict[str, Kit] = {
 
 #: an experiment without an entry: one epoch, its own data, the notebook's time scaled by epochs
 GENERIC = Kit(lambda f, u, w, t: {}, lambda f, t: {"epochs": 1} if "epochs" in f else {})
+
+
+def suite_runtime(full: dict) -> dict:
+    """What ``tiny`` changes in every experiment: one torch thread in the kernel and the probe (the
+    suite runs two workers on two cores, where two threads each oversubscribe the CPU: Swin-B's
+    step took 2.5x as long) and at most one DataLoader worker (still the worker path: processes,
+    worker seeds, augmentation in the worker; each worker more forks the kernel again per loader)."""
+    out = {}
+    if "num_threads" in full:
+        out["num_threads"] = 1
+    if full.get("num_workers", 0) > 1:
+        out["num_workers"] = 1
+    return out
+
+
+#: parameters the test suite's note lists when ``tiny`` changed them
+TINY_NOTED = ("losses", "batch_size", "n_ref", "pool_size", "max_images", "train_patch_num", "test_patch_num",
+              "num_threads", "num_workers", "max_iter", "max_epochs", "collapse_steps")
+
+
+def drop_checkpoints(run_dir: Path) -> tuple[int, int]:
+    """Delete every ``*.pt`` under ``run_dir`` (a rehearsal's checkpoints: gigabytes for Swin-B x 7
+    losses, and no rehearsal is resumed) and the folders they leave empty; ``manifest.json`` then
+    lists what is still there, so the record stays intact. Returns (files, bytes) deleted."""
+    gone, size = [], 0
+    for f in sorted(run_dir.rglob("*.pt")):
+        if f.is_file() and not f.is_symlink():
+            size += f.stat().st_size
+            f.unlink()
+            gone.append(f.relative_to(run_dir).as_posix())
+    for d in sorted({(run_dir / g).parent for g in gone}, key=lambda p: -len(p.parts)):
+        while d != run_dir and d.is_dir() and not any(d.iterdir()):  # the folders left empty, up to the run folder
+            d.rmdir()
+            d = d.parent
+    _update_manifest(run_dir, drop=gone)
+    return len(gone), size
+
+
+def _update_manifest(run_dir: Path, drop=(), refresh=()) -> None:
+    """The run's ``manifest.json`` without the entries of deleted files (``drop``) and with the size
+    and SHA-256 of files rewritten after it (``refresh``: the marker, updated once the plan is made);
+    a manifest that cannot be read is left as it is (:func:`lfakit.record.verify_run` names it)."""
+    import hashlib
+
+    from lfakit.record import MANIFEST
+
+    manifest = run_dir / MANIFEST
+    if not manifest.is_file() or not (drop or refresh):
+        return
+    try:
+        m = json.loads(manifest.read_text())
+        files = m.get("files")
+        if not isinstance(files, dict):
+            return
+        new = {k: v for k, v in files.items() if k not in set(drop)}
+        for rel in refresh:
+            if rel in new and (run_dir / rel).is_file():
+                data = (run_dir / rel).read_bytes()
+                new[rel] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+        if new != files:
+            m["files"] = new
+            manifest.write_text(json.dumps(m, indent=2))
+    except (OSError, ValueError):
+        pass
 
 
 def kit_for(experiment: str) -> Kit:
@@ -437,7 +555,21 @@ def time_steps(P: dict, probe: Probe, steps: int = 2, cpu_cap: int = CPU_BATCH_C
     """Seconds per training step (the engine's own step: forward under the profile's AMP,
     loss, backward, optimizer) and per evaluation batch (:func:`lfakit.engine.predict`) of the
     profile's model on random inputs of the profile's shape. On a CPU the batch is capped at
-    :data:`CPU_BATCH_CAP` and the times scaled linearly to the profile's batch."""
+    :data:`CPU_BATCH_CAP` pixels (:data:`TINY_BATCH_CAP`: one image) and the times scaled linearly
+    to the profile's batch. ``P['num_threads']`` > 0 fixes torch's CPU threads while it measures,
+    as the run does."""
+    import torch
+
+    threads = torch.get_num_threads()
+    if P.get("num_threads", 0) > 0:
+        torch.set_num_threads(P["num_threads"])
+    try:
+        return _time_steps(P, probe, steps, cpu_cap)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _time_steps(P: dict, probe: Probe, steps: int, cpu_cap: int) -> dict:
     import torch
     from torch.utils.data import TensorDataset
 
@@ -448,7 +580,7 @@ def time_steps(P: dict, probe: Probe, steps: int = 2, cpu_cap: int = CPU_BATCH_C
     dev = engine.select_device(P["device"])
     full_bs = P["batch_size"]
     full_ebs = cfg.eval_batch_size or 2 * full_bs
-    per = max(1, cpu_cap // (probe.shape[1] * probe.shape[2]))  # images per CPU batch
+    per = max(1, cpu_cap // (probe.pixels or probe.shape[1] * probe.shape[2]))  # images per CPU batch
     bs = full_bs if dev.type == "cuda" else max(1, min(full_bs, per))
     ebs = full_ebs if dev.type == "cuda" else max(1, min(full_ebs, per))
     if dev.type == "cuda":
@@ -667,8 +799,10 @@ def _weights(P: dict, blockers: list[str], notes: list[str]) -> dict:
 def rehearse(experiment: str, profile: str | None = "paper", overrides: dict | None = None, *, tiny: bool = False,
              timeout: int | None = None, log_output: bool = True, verbose: bool = True) -> Rehearsal:
     """Rehearse ``profile`` of ``experiment`` (see the module docstring); ``tiny`` shrinks further
-    for the test suite (two losses, small batches). Returns the run folder and the plan; a failing
-    notebook raises :class:`lfakit.runner.RunFailed` as a real run does."""
+    for the test suite (two losses, batch 2, a handful of items per split, one torch thread and
+    one loader worker, the long tail at rho=2, the probe at one image: tests/test_rehearse.py's
+    docstring). Its checkpoints are deleted at the end (:func:`drop_checkpoints`). Returns the run
+    folder and the plan; a failing notebook raises :class:`lfakit.runner.RunFailed` as a real run does."""
     from lfakit import runner
     from lfakit.params import validate
 
@@ -692,7 +826,8 @@ def rehearse(experiment: str, profile: str | None = "paper", overrides: dict | N
     work = _mkdir(work_dir() / experiment)
     run_work = Path(tempfile.mkdtemp(prefix="run-", dir=work))
     try:
-        shrunk = {**kit.shrink(full, tiny), **kit.data(full, user, run_work if user else work, tiny)}
+        shrunk = {**kit.shrink(full, tiny), **kit.data(full, user, run_work if user else work, tiny),
+                  **(suite_runtime(full) if tiny else {})}
         if "losses" in shrunk and full.get("loss_kwargs"):  # arguments of losses left out go too
             keep = set(shrunk["losses"]) | {full.get("baseline")}
             shrunk["loss_kwargs"] = {k: v for k, v in full["loss_kwargs"].items() if k in keep}
@@ -700,9 +835,11 @@ def rehearse(experiment: str, profile: str | None = "paper", overrides: dict | N
             shrunk["cache_dir"] = str(_mkdir(run_work / "cache"))
         P = validate(experiment, {**full, **shrunk})
         P = _weights(P, blockers, notes)
-        if tiny and any(k in P and P[k] != full.get(k) for k in ("losses", "batch_size", "n_ref")):
+        if tiny and any(k in P and P[k] != full.get(k) for k in TINY_NOTED):
             notes.append("shrunk for the test suite: " + ", ".join(
-                f"{k}={P[k]!r}" for k in ("losses", "batch_size", "n_ref") if k in P and P[k] != full.get(k)))
+                f"{k}={P[k]!r}" for k in TINY_NOTED if k in P and P[k] != full.get(k)))
+        if kit.notes:
+            notes += kit.notes(full, P, tiny)
         runner.check_results_root()
         runner.preflight(experiment, P)
         run_dir = runner.new_run_dir(experiment, f"rehearsal-{profile or 'default'}")
@@ -716,14 +853,21 @@ def rehearse(experiment: str, profile: str | None = "paper", overrides: dict | N
             runner.execute(experiment, P, run_dir, timeout, log_output)
         except runner.RunFailed:
             marker["status"] = "failed"
+            marker["checkpoints_deleted"] = drop_checkpoints(run_dir)
             (run_dir / REHEARSAL_FILE).write_text(json.dumps(marker, indent=2, default=str))
+            _update_manifest(run_dir, refresh=[REHEARSAL_FILE])
             raise
         notebook_s = time.perf_counter() - t0
-        timing = (time_steps({**full, "pretrained": False}, kit.probe(full), *((1, 2 * 224 * 224) if tiny else ()))
+        n_ckpt, ckpt_bytes = drop_checkpoints(run_dir)
+        notes.append(f"the rehearsal's checkpoints ({n_ckpt} files, {_gb(ckpt_bytes)}) were deleted at its end; the "
+                     f"plan ({REHEARSAL_FILE}), the notebook and the run record are kept (its manifest lists what is left)")
+        probe_params = {**full, "pretrained": False, **({"num_threads": P["num_threads"]} if tiny and "num_threads" in P else {})}
+        timing = (time_steps(probe_params, kit.probe(full), *((1, TINY_BATCH_CAP) if tiny else ()))
                   if kit.probe else None)
         plan = make_plan(experiment, profile, full, P, kit, notebook_s, blockers, notes, timing)
         marker.update(status="complete", plan=plan)
         (run_dir / REHEARSAL_FILE).write_text(json.dumps(marker, indent=2, default=str))
+        _update_manifest(run_dir, refresh=[REHEARSAL_FILE])  # the record lists the marker as it is now
         text = format_plan(plan) + f"\n  rehearsal run folder (left out by compare and report): {run_dir}"
         if verbose:
             print(text)

@@ -1,15 +1,26 @@
 """`lfakit run <experiment> --profile <p> --rehearse` (lfakit.rehearse): every non-smoke profile
 under params/ rehearsed on the CPU, its plan printed with the projected time and disk, its run
-folder left out by compare, report, a sweep's reuse and --resume.
+folder left out by compare, report, a sweep's reuse and --resume, its checkpoints deleted at the end.
 
-Shrunk for the test suite (``tiny=True``): two losses (the baseline and the next), batch <= 4 (8
-for CIFAR at 32 px), one epoch, one or two patches per KonIQ image, 4 reference models,
-n_boot 200, step times measured at batches of 2 x 224 x 224 pixels, offline weights. Still covered: each profile's model
-(DenseNet-121, ResNet-50 at 224 px, Swin-B with its fusion head, ResNet-18 CIFAR), its image
-size and precision, its loader with workers and augmentation, the cache build from real-layout
-files at the real resolution (1024 x 1024 NIH PNGs, 512x384 + 1024x768 KonIQ JPEGs, CIFAR-10
-python batches, the long tail at rho=100), evaluation, statistics, tables, figures and the run
-record, and the plan's arithmetic on the real data sizes.
+Shrunk for the test suite (``tiny=True``, about 3-4 minutes for all profiles on 2 cores), beyond
+`lfakit run --rehearse`'s own one epoch: two losses (the baseline and the next), one seed, batch 2
+(8 for membership's 32 x 32 images: small batches there cost 3x the time per image), a handful of items per
+split (ChestX-ray14 16 images: 8 train / 2 val / 6 test; CIFAR-10 2 train + 2 test images per
+class; KonIQ-10k 9 images, 3 per split, one patch each; a membership pool of 16 with the 4
+reference models the attacks need), one torch thread and at most one DataLoader worker in the
+kernel, n_boot 200, and the step-time probe at one image per batch and one timed step. The
+long-tailed profile (cifar_fece lt, rho=100, which needs 200 images per class: 490 in the tail
+at 224 px) is rehearsed at rho=2 on 4 images per class (`lfakit run --rehearse`: rho=10 on 20),
+the same long-tail code path on fewer images, as the plan's notes say. cf_ensemble: two seeds, 10
+ALS iterations, 50 PyTorch steps, the first two collapse-study settings.
+
+Still covered: each profile's model (DenseNet-121, ResNet-50 at 224 px, Swin-B with its fusion
+head, ResNet-18 CIFAR), its image size and precision, its loader with a worker process and
+augmentation, the cache build from real-layout files at the real resolution (1024 x 1024 NIH
+PNGs, 512x384 + 1024x768 KonIQ JPEGs, CIFAR-10 python batches, a long tail with imbalance ratio
+> 1), every split's evaluation, statistics, tables, figures and the run record, the plan's
+arithmetic on the real data sizes, and the deletion of the checkpoints (no ``*.pt`` left; the
+plan, the marker and the record kept).
 """
 
 from __future__ import annotations
@@ -146,6 +157,10 @@ def test_every_non_smoke_profile_rehearses_on_the_cpu(experiment, profile, dirs,
     marker = json.loads((r.run_dir / compare.REHEARSAL_FILE).read_text())
     assert marker["rehearsal"] is True and marker["status"] == "complete" and marker["plan"]["projected_seconds"] > 0
     assert runner.run_complete(r.run_dir)  # the whole record was written: the path ran to its end
+    assert not list(r.run_dir.rglob("*.pt"))  # checkpoints deleted at the end; the record is still intact
+    from lfakit.record import verify_run
+
+    assert verify_run(r.run_dir) == [] and any("checkpoints" in n and "deleted" in n for n in r.plan["notes"])
     full = runner.resolve_params(experiment, profile)
     if full.get("pretrained"):
         assert any("pretrained weights" in b for b in r.plan["blockers"]) and r.params["pretrained"] is False
@@ -155,8 +170,43 @@ def test_every_non_smoke_profile_rehearses_on_the_cpu(experiment, profile, dirs,
         assert t["train_step_s"] > 0 and t["full_batch"] == full["batch_size"]
     if "data_dir" in full and full["data_dir"]:  # the placeholder: generated data in the real layout
         assert any("data_dir" in b for b in r.plan["blockers"])
+    if experiment == "cifar_fece" and max(full["imbalance_ratios"]) > 2:  # the long tail, on fewer images
+        assert max(r.params["imbalance_ratios"]) == 2 and any("long tail rehearsed at rho=[2]" in n for n in r.plan["notes"])
     src = compare.find_runs(r.run_dir.parent)
     assert r.run_dir.resolve() not in src.run_dirs and any(r.run_dir.name in n for n in src.not_used)
+
+
+def test_rehearsal_sizes_for_the_suite_and_for_the_cli():
+    lt = runner.resolve_params("cifar_fece", "lt")
+    assert rehearse.cifar_sample(lt, True) == ([2], 4, 2) and rehearse.cifar_sample(lt, False) == ([10], 20, 4)
+    from lfakit.data.cifar import long_tail_counts
+
+    assert min(long_tail_counts(4, 2)) == 2 and min(long_tail_counts(20, 10)) == 2  # a tail of 2: 1 train, 1 val
+    paper = runner.resolve_params("cifar_fece", "paper")
+    assert rehearse.cifar_sample(paper, True) == ([1], 2, 2)
+    assert rehearse.suite_runtime(paper) == {"num_threads": 1, "num_workers": 1}
+    assert rehearse.suite_runtime(runner.resolve_params("loss_atlas", "paper")) == {"num_threads": 1}
+    probe = rehearse.KITS["cifar_fece"].probe(paper)
+    assert probe.pixels == 224 * 224  # the 32 px images are resized to 224 inside the model: capped as 224 px
+
+
+def test_checkpoints_are_deleted_and_the_manifest_follows(tmp_path):
+    from lfakit.record import MANIFEST, verify_run, write_manifest
+
+    run = tmp_path / "run"
+    (run / "checkpoints" / "l1").mkdir(parents=True)
+    (run / "checkpoints" / "l1" / "best.pt").write_bytes(b"x" * 10)
+    (run / "checkpoints" / "l1" / "history.csv").write_text("epoch\n1\n")
+    (run / "checkpoints" / "l2").mkdir()
+    (run / "checkpoints" / "l2" / "last.pt").write_bytes(b"y" * 5)
+    (run / "metrics.json").write_text("{}")
+    write_manifest(run)
+    assert "checkpoints/l1/best.pt" in json.loads((run / MANIFEST).read_text())["files"]
+    assert rehearse.drop_checkpoints(run) == (2, 15)
+    assert not list(run.rglob("*.pt")) and not (run / "checkpoints" / "l2").exists()
+    assert (run / "checkpoints" / "l1" / "history.csv").exists() and (run / "metrics.json").exists()
+    assert "checkpoints/l1/best.pt" not in json.loads((run / MANIFEST).read_text())["files"]
+    assert verify_run(run) == []
 
 
 def test_a_sweep_rehearses_each_distinct_configuration_once(monkeypatch, capsys):
