@@ -239,10 +239,11 @@ def _kit_figures() -> dict:
     names = ["nce", "mae", "gce", "logit_clip", "sce", "focal_ce", "phuber_ce", "logit_norm", "flooding", "ce"]
     attacks = ["loss", "confidence", "shadow", "lira_online", "lira_offline", "rmia"]
     member = np.arange(400) < 200
-    ev = types.SimpleNamespace(
-        results={n: {a: types.SimpleNamespace(scores=rng.normal(size=400) + member) for a in attacks} for n in names},
-        metrics={n: {a: {"auc": 0.6, "tpr@0.1%fpr": 0.01} for a in attacks} for n in names},
-        accuracy={n: {"test": 0.9, "train": 1.0} for n in names}, is_member=member)
+    ev = types.SimpleNamespace(  # one target (model 0), shaped like membership_inference.Evaluation
+        targets=[0],
+        results={n: {0: {a: types.SimpleNamespace(scores=rng.normal(size=400) + member) for a in attacks}} for n in names},
+        metrics={n: {0: {a: {"auc": 0.6, "tpr@0.1%fpr": 0.01} for a in attacks}} for n in names},
+        accuracy={n: {0: {"test": 0.9, "train": 1.0}} for n in names}, is_member=member)
 
     computed = {}
 
