@@ -92,7 +92,6 @@ about KADID-10k: it only shows that the cross-dataset pipeline works.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import importlib.metadata
 import importlib.util
@@ -279,11 +278,7 @@ def write_embedded_kadid(root, *, seed: int = 0, levels: int = 5, raters: int = 
                 rows.append([name, ref_file, _num(s1 / raters, 2), _num(sd, 3)])
                 meta.append([name, ref_file, photo, PHOTOS[photo][2], x0, y0, w, h, kind, TYPES[kind], level,
                              repr(latent), repr(q_top)])
-    for fname, header, table in ((DMOS_CSV, list(COLUMNS), rows), (META_CSV, _META_COLUMNS, meta)):
-        with open(root / fname, "w", newline="", encoding="utf-8") as f:
-            wr = csv.writer(f, lineterminator="\n")
-            wr.writerow(header)
-            wr.writerows(table)
+    _ke.write_tables(root, ((DMOS_CSV, list(COLUMNS), rows), (META_CSV, _META_COLUMNS, meta)))
     if progress:
         print(f"embedded KADID-10k: {len(rows)} images of {len(REFERENCES)} references written to {root} "
               f"in {time.perf_counter() - t0:.1f} s")

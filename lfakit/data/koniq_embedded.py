@@ -396,16 +396,23 @@ def write_embedded(root, *, seed: int = 0, grid: int = 2, levels: int = 4, rater
                 rows.append([name, *(_py2(c / raters) for c in counts), raters, _py2(mos100), _py2(sd), sets[content]])
                 meta.append([name, content, photo, PHOTOS[photo], window, kind, level, _fmt(latent), _fmt(q_ref),
                              int(colour), sets[content], x0, y0, w, h])
-    for fname, header, table in ((SETS_CSV, ["image_name", *RATINGS, "c_total", "MOS", "SD", "set"], rows),
-                                 (META_CSV, _META_COLUMNS, meta)):
-        with open(root / fname, "w", newline="", encoding="utf-8") as f:
-            wr = csv.writer(f, lineterminator="\n")
-            wr.writerow(header)
-            wr.writerows(table)
+    write_tables(root, ((SETS_CSV, ["image_name", *RATINGS, "c_total", "MOS", "SD", "set"], rows),
+                        (META_CSV, _META_COLUMNS, meta)))
     if progress:
         print(f"embedded KonIQ-10k: {len(rows)} images of {len(names) * grid * grid} contents written to "
               f"{root} in {time.perf_counter() - t0:.1f} s")
     return root
+
+
+def write_tables(root: Path, tables) -> None:
+    """Write each ``(file name, header, rows)`` of ``tables`` into ``root`` as the published CSVs are
+    laid out: UTF-8, ``\n`` line ends, no quoting unless a cell needs it (also used by
+    :mod:`lfakit.data.kadid_embedded`)."""
+    for fname, header, table in tables:
+        with open(root / fname, "w", newline="", encoding="utf-8") as f:
+            wr = csv.writer(f, lineterminator="\n")
+            wr.writerow(header)
+            wr.writerows(table)
 
 
 def embedded_koniq_dir(cache_dir=None, *, seed: int = 0, **options) -> Path:
