@@ -128,8 +128,8 @@ def test_cifar_format_data_through_the_pipeline_and_resume(tmp_path):
     assert set(tabs["significance_rho2"].columns) == {"f_ece"}
     # resume: the saved predictions are reloaded, not retrained
     again = X.train_all({**P, "resume": True}, data, run_dir)
-    for tag, r in runs.items():
-        np.testing.assert_array_equal(again[tag].logits["test"], r.logits["test"])
+    for name, r in runs["2"][0].items():
+        np.testing.assert_array_equal(again["2"][0][name][P["seed"]].logits["test"], r[P["seed"]].logits["test"])
 
 
 def test_missing_cifar_in_setup_is_a_data_error(tmp_path):
@@ -142,11 +142,11 @@ def test_missing_cifar_in_setup_is_a_data_error(tmp_path):
 def test_kfold_averages_per_class_metrics_over_folds(tmp_path):
     P = _tiny_params(tmp_path, imbalance_ratios=[1], folds=2, digits_test_per_class=20)
     run_dir, data, runs, ev, tabs = _pipeline(P)
-    assert len(data.splits["1"]) == 2 and len(runs) == 4
+    assert len(data.splits["1"]) == 2 and [len(f) for f in runs["1"]] == [2, 2]
     frames = ev.per_fold["1"]["bce"]
     pd.testing.assert_frame_equal(ev.per_class["1"]["bce"][list(METRICS)], ((frames[0] + frames[1]) / 2)[list(METRICS)])
     assert set(tabs["folds"]["fold"]) == {1, 2}
-    np.testing.assert_allclose(ev.probs_test["1"]["bce"], (expit(runs["rho1_fold1_bce"].logits["test"]) + expit(runs["rho1_fold2_bce"].logits["test"])) / 2)
+    np.testing.assert_allclose(ev.probs_test["1"]["bce"], (expit(runs["1"][0]["bce"][P["seed"]].logits["test"]) + expit(runs["1"][1]["bce"][P["seed"]].logits["test"])) / 2)
 
 
 @pytest.mark.slow

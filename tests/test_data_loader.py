@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 
 from lfakit import engine
 from lfakit.data import batching
-from lfakit.data.datasets import ArrayImageDataset
+from lfakit.data.datasets import ArrayImageDataset, LabelImageDataset
 from lfakit.data.patches import PatchDataset
 from lfakit.fitconfig import FitConfig
 
@@ -153,23 +153,8 @@ def test_engine_loaders_give_the_per_item_batches(num_workers):
     assert y.dtype == torch.int64 and y.tolist() == [0, 1, 2, 0] and i.tolist() == [0, 1, 2, 3]
 
 
-class Labelled(ArrayImageDataset):
-    """membership_inference's ClassImages, with the batch hook: int64 labels as targets."""
-
-    def __init__(self, images, labels, **kw):
-        super().__init__(images, np.zeros(len(labels), np.float32), **kw)
-        self.labels = np.asarray(labels, dtype=np.int64)
-
-    def get(self, index, generator=None):
-        x, _, i = super().get(index, generator)
-        return x, torch.tensor(self.labels[i]), i
-
-    def batch_targets(self, idx):
-        return torch.from_numpy(self.labels[idx])
-
-
 def test_a_subclass_with_its_own_targets_reads_batches_through_batch_targets():
-    ds = Labelled(_images((32, 32, 3)), np.arange(40) % 10, augment=True)
+    ds = LabelImageDataset(_images((32, 32, 3)), np.arange(40) % 10, augment=True)  # own_data, membership_inference
     idx = list(range(0, 40, 3))
     torch.manual_seed(1)
     ref = _per_item(ds, idx)
@@ -256,7 +241,7 @@ _DIGEST = """
 import hashlib, sys, numpy as np, torch
 from torch.utils.data import default_collate
 from lfakit.data import batching
-from lfakit.data.datasets import ArrayImageDataset
+from lfakit.data.datasets import ArrayImageDataset, LabelImageDataset
 h = hashlib.sha256()
 for shape, ch in [((20, 20), 3), ((18, 26, 3), 3), ((18, 26, 3), 1)]:
     imgs = np.random.default_rng(0).integers(0, 256, (40, *shape), dtype=np.uint8)

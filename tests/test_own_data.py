@@ -265,3 +265,64 @@ def test_a_sweep_over_seeds_of_own_data_is_compared_like_any_other(task, tmp_pat
     row = next(line for line in cp.stdout.splitlines() if line.startswith(f"| {challenger} "))
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[1] == "2" and cells[7].startswith("seeds (")  # two seeds, the seed-level test (untestable: too few labels)
+
+
+# ------------------------------------------------------------------------------ the general steps
+
+
+@pytest.mark.slow
+def test_seeds_give_the_seed_level_comparison_of_the_study_experiments(tmp_path, user_losses):
+    """own_data trains and compares through the steps chestxray_zlpr calls: with seeds=[0, 1] every
+    loss has a model per seed (files tagged _seed<k>), the comparison is the seed-level t with a
+    Winner column, and the note says two models per loss."""
+    from lfakit.experiments import own_data as E
+
+    root = image_folder(tmp_path / "data", splits=False)
+    P = _params(data_dir=str(root), image_size=12, losses=["ce", "hinge_ce"], baseline="ce", seeds=[0, 1], augment=True)
+    data, T, files = _run(P, tmp_path)
+    assert {"predictions/ce_seed0.npz", "predictions/hinge_ce_seed1.npz"} <= set(files)
+    comp = T["comparison"]
+    assert set(comp["Test"]) <= {"seed-level t"} | {t for t in comp["Test"] if t.startswith("not tested")}
+    assert "Winner" in comp.columns and (comp["Seeds"] == 2).all()
+    assert "2 trained models per loss (seeds [0, 1])" in E.comparison_note(P)
+    assert "Threshold, seed mean" in T["per_class_ce"].columns and "Threshold" not in T["per_class_ce"].columns
+
+
+def test_the_training_split_is_predicted_without_augmentation():
+    """The general dataset step: the augmented split is trained on, the plain one predicted."""
+    from lfakit.experiments import steps
+
+    x, y = np.zeros((4, 8, 8), np.uint8), np.zeros((4, 2), np.float32)
+    train_on, predict_on = steps.image_datasets({"augment": True}, {"train": (x, y), "val": (x, y)}, 1)
+    assert train_on["train"].augment and not predict_on["train"].augment and not train_on["val"].augment
+    train_on, predict_on = steps.image_datasets({"augment": False}, {"train": (x, y)}, 1)
+    assert not train_on["train"].augment
+
+
+@pytest.mark.slow
+def test_the_score_task_passes_the_ratings_sd_to_the_fidelity_loss(tmp_path, monkeypatch):
+    """The CSV's sd column reaches the loss as ``std`` (the fidelity loss's Thurstone probability
+    uses it), as KonIQ-10k's SD does in iqa_losses; the metrics and comparison are iqa_losses'."""
+    seen = []
+    root = csv_layout(tmp_path / "data", "score")
+    built = L.build("fidelity")
+    orig = type(built).forward
+
+    def spy(self, p, q, std=None, **kw):
+        seen.append(std is not None and bool((std == 0.5).all()))  # the layout's sd column: 0.5
+        return orig(self, p, q, std=std, **kw)
+
+    monkeypatch.setattr(type(built), "forward", spy)
+    P = _params(task="score", data_dir=str(root), csv="index.csv", sd_column="sd", image_size=12,
+                losses=["l1", "fidelity"], baseline="l1", monitor="val_srcc")
+    data, T, files = _run(P, tmp_path)
+    assert seen and all(seen)
+    assert list(T["overall"].columns) == ["SRCC", "KRCC", "PLCC (raw)", "PLCC (logistic)", "RMSE (logistic)",
+                                          "Logistic fit"]
+    assert T["comparison"]["Test"].iloc[0] == "paired bootstrap, test set only"
+
+
+def test_seeds_for_the_score_task_are_refused_with_the_sweep_to_use(tmp_path, monkeypatch):
+    root = csv_layout(tmp_path / "data", "score", n=12)
+    with pytest.raises(ParameterError, match="lfakit sweep own_data --seeds"):
+        _params(task="score", data_dir=str(root), csv="index.csv", losses=["l1", "l2"], baseline="l1", seeds=[0, 1])

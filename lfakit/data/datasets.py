@@ -178,3 +178,20 @@ class ArrayImageDataset(Dataset):
                 buf[k] = np.asarray(self.images[i]).reshape(shape)
         y = self.batch_targets(idx)
         return RawBatch(torch.from_numpy(buf), self._normalise, {"y": y, "index": torch.tensor(idx, dtype=torch.int64)})
+
+
+class LabelImageDataset(ArrayImageDataset):
+    """:class:`ArrayImageDataset` whose ``y`` is an int64 class index (what the multi-class losses
+    take; the base class returns float targets), read a batch at a time like the base class: items
+    ``(x, label, index)``; ``labels`` (N,) ints."""
+
+    def __init__(self, images, labels, **kw):
+        super().__init__(images, np.zeros(len(labels), np.float32), **kw)
+        self.labels = np.asarray(labels, dtype=np.int64)
+
+    def get(self, index, generator=None):
+        x, _, i = super().get(index, generator)
+        return x, torch.tensor(self.labels[i]), i
+
+    def batch_targets(self, idx):
+        return torch.from_numpy(self.labels[idx])

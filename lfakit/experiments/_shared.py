@@ -43,6 +43,21 @@ def preflight_device(P: dict) -> None:
     select_device(P["device"])
 
 
+def preflight_run(P: dict, check_inputs: Callable[[dict], None] | None, *, weights: bool | None = None) -> None:
+    """The checks every experiment runs before a run folder is made: its torch-free
+    ``check_inputs`` (data and device; ``None`` when ``lfakit run`` has already run them), every
+    loss built with its arguments, the device, and the pretrained weights of ``P['model']``
+    (``weights``: default ``P['pretrained']``)."""
+    from lfakit import models
+
+    if check_inputs is not None:
+        check_inputs(P)
+    preflight_losses(P)
+    preflight_device(P)
+    if P.get("pretrained") if weights is None else weights:
+        models.ensure_weights(P["model"])
+
+
 def open_checked_run(P: dict, experiment: str, preflight: Callable[[dict], None]) -> Path:
     """Every notebook's setup step: fix threads and seeds, run the experiment's ``preflight``
     (its data, weights, device and loss checks, before any work) and open the run folder."""

@@ -39,7 +39,6 @@ from torch import nn
 
 from lfakit import models, record, report
 from lfakit.data import cifar
-from lfakit.data.datasets import ArrayImageDataset
 from lfakit.errors import DataError
 from lfakit.metrics.lfa import (
     METRICS,
@@ -49,7 +48,8 @@ from lfakit.metrics.lfa import (
     table2_numbers,
     true_class_probability,
 )
-from lfakit.experiments._shared import open_checked_run, mean_auroc, loss_modules, mean_frame, preflight_device, preflight_losses, train_or_resume
+from lfakit.experiments import steps
+from lfakit.experiments._shared import Trained, loss_modules, mean_auroc, mean_frame, open_checked_run, preflight_run
 from lfakit.schemas.cifar_fece import EXPERIMENT, check_inputs
 
 SPLITS = ("train", "val", "test")
@@ -65,12 +65,7 @@ def preflight(P: dict, inputs_checked: bool = False) -> None:
     pretrained weights. ``lfakit run`` calls it before making a run folder; so does :func:`setup`.
     The torch-free :func:`~lfakit.schemas.cifar_fece.check_inputs` (data, device) runs first,
     unless ``lfakit run`` has run it (``inputs_checked``)."""
-    if not inputs_checked:
-        check_inputs(P)
-    preflight_losses(P)
-    preflight_device(P)
-    if P["pretrained"]:
-        models.ensure_weights(P["model"])
+    preflight_run(P, None if inputs_checked else check_inputs)
 
 
 def setup(P: dict) -> Path:
@@ -138,62 +133,32 @@ def build_model(P: dict, num_classes: int, channels: int) -> nn.Module:
     return ResizeInput(net, P["image_size"]) if P["image_size"] else net
 
 
-@dataclass
-class Run:
-    """What one (ratio, fold, loss) training left: logits and per-image losses per split, the
-    kept epoch and the history."""
-
-    rho: str
-    fold: int
-    loss: str
-    logits: dict[str, np.ndarray]
-    best_epoch: int
-    history: pd.DataFrame
-    sample_loss: dict[str, np.ndarray]
-    seed: int | None = None  # None: the run's seed (no seeds list)
-
-    @property
-    def tag(self) -> str:
-        return run_tag(self.rho, self.fold, self.loss, self.seed)
+def run_prefix(rho: str, fold: int) -> str:
+    """The trainings of one ratio and fold are named ``rho<r>_fold<k>_<loss>[_seed<s>]``."""
+    return f"rho{rho}_fold{fold + 1}_"
 
 
-def run_tag(rho: str, fold: int, loss: str, seed: int | None = None) -> str:
-    return f"rho{rho}_fold{fold + 1}_{loss}" + ("" if seed is None else f"_seed{seed}")
+training_seeds = steps.training_seeds
+
+#: rho -> one ``{loss: {seed: Trained}}`` per fold
+Runs = dict[str, list[dict[str, dict[int, Trained]]]]
 
 
-def training_seeds(P: dict) -> list[int | None]:
-    """The training seeds of every (ratio, fold, loss): ``seeds``, else ``[None]`` (``seed``)."""
-    return [int(v) for v in P["seeds"]] or [None]
-
-
-def train_one(P: dict, rho: str, fold: int, name: str, loss_fn, splits: dict, channels: int, run_dir: Path,
-              seed: int | None = None) -> Run:
-    """Train a fresh model with one loss on one ratio/fold and seed (``None``: ``P['seed']``), or
-    reload it when resuming. The seed sets the initial weights and data order; the splits are
-    ``P['seed']``'s."""
-    tag = run_tag(rho, fold, name, seed)
-    ds = {s: ArrayImageDataset(sp.images, sp.targets, channels=channels, augment=P["augment"] and s == "train")
-          for s, sp in splits.items()}
-    # the training split is predicted without augmentation
-    plain = {**ds, "train": ArrayImageDataset(splits["train"].images, splits["train"].targets, channels=channels)}
-    Ps = P if seed is None else {**P, "seed": seed}
-    desc = f"rho={rho} fold={fold + 1} {name}" + ("" if seed is None else f" seed {seed}")
-    t = train_or_resume(Ps, tag, loss_fn, lambda: build_model(P, len(splits["test"].classes), channels), ds["train"], ds["val"],
-                        plain, run_dir, {"auroc": mean_auroc}, desc)
-    return Run(rho, fold, name, t.logits, t.best_epoch, t.history, t.sample_loss, seed)
-
-
-def train_all(P: dict, data: Data, run_dir: Path) -> dict[str, Run]:
-    """Train one model per (ratio, fold, loss, seed): same data and schedule for every loss."""
+def train_all(P: dict, data: Data, run_dir: Path) -> Runs:
+    """Train one model per (ratio, fold, loss, seed) through the general training step
+    (:func:`lfakit.experiments.steps.train_losses`): same data and schedule for every loss, the
+    seed setting the initial weights and data order, the splits ``P['seed']``'s; the training
+    split is predicted without augmentation."""
     channels = input_channels(P, data.source)
-    fns = loss_modules(P)
-    runs = {}
+    runs: Runs = {}
     for rho, folds in data.splits.items():
+        runs[rho] = []
         for f, splits in enumerate(folds):
-            for name, fn in fns.items():
-                for seed in training_seeds(P):
-                    r = train_one(P, rho, f, name, fn, splits, channels, run_dir, seed=seed)
-                    runs[r.tag] = r
+            train_on, predict_on = steps.image_datasets(P, {s: (sp.images, sp.targets) for s, sp in splits.items()},
+                                                        channels)
+            build = lambda n=len(splits["test"].classes): build_model(P, n, channels)  # noqa: E731
+            runs[rho].append(steps.train_losses(P, build, train_on, predict_on, run_dir, {"auroc": mean_auroc},
+                                                prefix=run_prefix(rho, f), desc=f"rho={rho} fold={f + 1} "))
     return runs
 
 
@@ -210,7 +175,7 @@ class Evaluation:
     logits_by_seed: dict[str, dict[str, dict]]  # rho -> loss -> seed -> float64 test logits (fold mean)
 
 
-def evaluate(P: dict, runs: dict[str, Run], data: Data) -> Evaluation:
+def evaluate(P: dict, runs: Runs, data: Data) -> Evaluation:
     """LFA metrics per class on test, thresholds by best F1 on each fold's validation split; the
     same metrics on validation (what the hard classes are chosen by, so that the test set only
     measures them). With several seeds every per-class metric is the mean over folds and seeds;
@@ -227,7 +192,7 @@ def evaluate(P: dict, runs: dict[str, Run], data: Data) -> Evaluation:
             for seed in seeds:
                 z_seed = []
                 for f, splits in enumerate(folds):
-                    r = runs[run_tag(rho, f, name, seed)]
+                    r = runs[rho][f][name][seed]
                     p_val, p_test = expit(r.logits["val"]), expit(r.logits["test"])
                     yv = splits["val"].labels
                     frames.append(per_class_metrics(yv, p_val, splits["test"].labels, p_test, data.classes,
@@ -280,7 +245,7 @@ def comparison_summary(comp: pd.DataFrame) -> pd.DataFrame:
 
 def comparison_note(P: dict) -> str:
     """What the comparison's evidence covers (printed beside the tables)."""
-    if len(P["seeds"]) > 1:
+    if len(training_seeds(P)) > 1:
         return (f"Evidence: {len(P['seeds'])} trained models per loss and ratio (seeds {P['seeds']}) on one split and "
                 "test set. Each row is the seed-level t: the seed-to-seed spread of the paired per-seed AUC "
                 "differences beyond the test-set noise is added to the test-set variance of their mean (DeLong's "
@@ -301,12 +266,7 @@ def tables(P: dict, ev: Evaluation) -> dict[str, pd.DataFrame]:
         for name, df in by_loss.items():
             out[f"per_class_rho{rho}_{name}"] = df[list(METRICS)].round(4) + 0.0
         if len(by_loss) > 1:
-            y = np.eye(len(ev.classes))[ev.y_test]
-            if len(training_seeds(P)) > 1:
-                comp = report.seed_comparison_table(y, ev.logits_by_seed[rho], P["baseline"], ev.classes,
-                                                    seed=P["seed"])
-            else:
-                comp = report.comparison_table(y, ev.logits_test[rho], P["baseline"], ev.classes, seed=P["seed"])
+            comp = steps.compare_logits(P, np.eye(len(ev.classes))[ev.y_test], ev.logits_by_seed[rho], ev.classes)
             out[f"comparison_rho{rho}"] = comp
             out[f"significance_rho{rho}"] = comparison_summary(comp)
     if P["folds"] >= 2:
@@ -390,21 +350,21 @@ def hard_set(table: pd.DataFrame) -> set:
     return {c for c, h in table["hard"].items() if h}
 
 
-def figures(P: dict, ev: Evaluation, runs: dict[str, Run], data: Data, tabs: dict, run_dir: Path) -> dict[str, Figure]:
+def figures(P: dict, ev: Evaluation, runs: Runs, data: Data, tabs: dict, run_dir: Path) -> dict[str, Figure]:
     """True-class probability distributions (test and training split) per ratio, recall against
     class size, per-class AUC and training curves; saved under ``figures/`` and returned."""
     figs = {}
     for rho, folds in data.splits.items():
         hard = hard_set(tabs[f"hard_classes_rho{rho}"])
         for split in ("test", "train"):
-            probs = {n: expit(runs[run_tag(rho, 0, n, training_seeds(P)[0])].logits[split]) for n in P["losses"]}
+            probs = {n: expit(steps.first(r).logits[split]) for n, r in runs[rho][0].items()}
             figs[f"true_class_prob_{split}_rho{rho}"] = plot_true_class_probability(
                 folds[0][split].labels, probs, ev.classes, hard,
                 f"p(true class) on the {split} split, rho = {rho}" + (" (fold 1)" if P["folds"] else ""))
         figs[f"per_class_auc_rho{rho}"] = report.plot_per_class_auroc(
             {n: df.rename(columns={"AUC": "AUROC"}) for n, df in ev.per_class[rho].items()})
         figs[f"history_rho{rho}"] = report.plot_history(
-            {n: runs[run_tag(rho, 0, n, training_seeds(P)[0])].history for n in P["losses"]})
+            {n: steps.first(r).history for n, r in runs[rho][0].items()})
     figs["recall_vs_class_size"] = plot_recall_vs_size(ev.per_class, ev.class_sizes, ev.classes)
     for name, fig in figs.items():
         report.save_figure(fig, run_dir / "figures" / f"{name}.png")
@@ -421,28 +381,23 @@ def table2_numbers_all(ev: Evaluation) -> pd.DataFrame:
     return report.round_floats(_per_ratio(ev, table2_numbers), 4)
 
 
-def save(P: dict, run_dir: Path, runs: dict[str, Run], ev: Evaluation, data: Data, tabs: dict[str, pd.DataFrame]) -> list[str]:
+def save(P: dict, run_dir: Path, runs: Runs, ev: Evaluation, data: Data, tabs: dict[str, pd.DataFrame]) -> list[str]:
     """Write the run record (:mod:`lfakit.record`): every run's logits and per-image losses on
     every split (group ``rho=<r>/fold=<k>``), metrics.json with Table 2's numbers as headline,
     tables/*.csv and the manifest; return the files of the run folder."""
     pw = record.PredictionWriter()
     for rho, folds in data.splits.items():
         for f, splits in enumerate(folds):
-            for name in P["losses"]:
-                for seed in training_seeds(P):
-                    r = runs[run_tag(rho, f, name, seed)]
-                    for split, sp in splits.items():
-                        pw.add(name, split, P["seed"] if seed is None else seed, sp.ids, sp.labels, r.logits[split],
-                               r.sample_loss[split], group=f"rho={rho}/fold={f + 1}")
+            steps.add_predictions(pw, runs[rho][f], {s: (sp.ids, sp.labels) for s, sp in splits.items()},
+                                  group=f"rho={rho}/fold={f + 1}")
     built = loss_modules(P)
     methods = {
         name: {
             "config": repr(built[name]),
             "per_ratio": {
                 rho: {
-                    "best_epochs": {str(seed if seed is not None else P["seed"]): [
-                        runs[run_tag(rho, f, name, seed)].best_epoch for f in range(len(data.splits[rho]))]
-                        for seed in training_seeds(P)},
+                    "best_epochs": {str(seed): [runs[rho][f][name][seed].best_epoch for f in range(len(data.splits[rho]))]
+                                    for seed in training_seeds(P)},
                     "per_class": {c: {m: float(by_loss[name].loc[c, m]) for m in METRICS} for c in by_loss[name].index},
                 }
                 for rho, by_loss in ev.per_class.items()

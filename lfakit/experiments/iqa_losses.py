@@ -41,7 +41,9 @@ from lfakit import models, record, report, stats
 from lfakit.data import kadid, koniq
 from lfakit.data.patches import PatchDataset
 from lfakit.errors import TrainingError
-from lfakit.experiments._shared import model_options, open_checked_run, loss_modules, preflight_device, preflight_losses, train_or_resume
+from lfakit.experiments import steps
+from lfakit.experiments._shared import loss_modules, model_options, open_checked_run, preflight_run, train_or_resume
+from lfakit.experiments.steps import ScoreRun as Run
 from lfakit.metrics import iqa as iqa_metrics
 from lfakit.schemas.iqa_losses import EXPERIMENT, STUDY_LOSSES, check_inputs, holm_families
 
@@ -68,10 +70,8 @@ def preflight(P: dict, inputs_checked: bool = False) -> None:
     """What the run needs beyond its parameters: a readable KonIQ-10k folder (every listed image
     present, the CSV's columns and values checked) and the pretrained weights. ``lfakit run``
     calls it before making a run folder; so does :func:`setup`."""
-    if not inputs_checked:
-        check_inputs(P)  # torch-free: device, the KonIQ-10k folder and its image files
-    preflight_losses(P)
-    preflight_device(P)
+    # check_inputs is torch-free: device, the KonIQ-10k folder and its image files
+    preflight_run(P, None if inputs_checked else check_inputs, weights=False)
     warn_if_cpu(P)
     if P["pretrained"]:
         models.ensure_weights(P["model"])
@@ -249,45 +249,19 @@ def fit_overrides(P: dict) -> dict:
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass
-class Run:
-    """One loss's training: per-image scores on val / test (None if it failed), the kept epoch,
-    the history (with seconds per epoch) and its status."""
-
-    loss: str
-    scores: dict[str, np.ndarray] | None
-    best_epoch: int
-    history: pd.DataFrame
-    status: str
-
-    @property
-    def ok(self) -> bool:
-        return self.scores is not None
-
-    @property
-    def seconds_per_epoch(self) -> float:
-        return float(self.history["seconds"].mean()) if len(self.history) else math.nan
-
-    @property
-    def train_seconds(self) -> float:
-        return float(self.history["seconds"].sum()) if len(self.history) else math.nan
-
-
 def train_one(P: dict, name: str, loss_fn, ds: dict[str, PatchDataset], run_dir: Path) -> Run:
     """Train a fresh model with one loss (or reload it on ``--resume``); score val, test and each
-    cross-dataset test set."""
+    cross-dataset test set (each image: the mean of its crops' predictions). A training that
+    diverges is kept as failed (:func:`lfakit.experiments.steps.train_scored`)."""
     k = P["test_patch_num"]
-    try:
+
+    def fit():
         bias = head_bias(P, ds["train"])
-        t = train_or_resume(P, name, loss_fn, lambda: build_model(P, bias), ds["train"], ds["val"],
-                            {s: d for s, d in ds.items() if s != "train"}, run_dir, val_metrics(k), name,
-                            fit_overrides=fit_overrides(P), sample_losses=False)
-    except TrainingError as e:
-        return Run(name, None, 0, pd.DataFrame({"epoch": [], "seconds": []}), f"failed: {e}")
-    scores = {s: image_scores(t.logits[s], k) for s in ds if s != "train"}
-    epochs = len(t.history)
-    status = "complete" if epochs == P["epochs"] else f"complete (early stop after epoch {epochs})"
-    return Run(name, scores, t.best_epoch, t.history, status)
+        return train_or_resume(P, name, loss_fn, lambda: build_model(P, bias), ds["train"], ds["val"],
+                               {s: d for s, d in ds.items() if s != "train"}, run_dir, val_metrics(k), name,
+                               fit_overrides=fit_overrides(P), sample_losses=False)
+
+    return steps.train_scored(P, name, fit, lambda z: image_scores(z, k))
 
 
 def train_all(P: dict, data: Data, run_dir: Path) -> dict[str, Run]:
@@ -306,36 +280,14 @@ def _fmt_time(seconds: float) -> str:
     return "n/a" if not np.isfinite(seconds) else f"{seconds:8.1f} s"
 
 
-def _fit_label(m: dict) -> str:
-    """``ok``, ``width floor`` (the fit is the steepest the bound allows, a near-step; its PLCC
-    (logistic) is that step's) or ``failed: raw`` (the logistic columns hold the raw values)."""
-    if not m["logistic_fit_ok"]:
-        return "failed: raw"
-    return "width floor" if m["logistic_at_width_floor"] else "ok"
-
-
 def metrics_table(runs: dict[str, Run], data: Data, split: str = "test") -> pd.DataFrame:
-    """Per loss on ``split``: SRCC, KRCC (tau-b), PLCC of the raw scores and after the
-    4-parameter logistic map, RMSE after that map (MOS scale), and how the fit went (``ok``;
-    ``width floor``: the steepest map the fit allows, a near-step; ``failed: raw``: the logistic
-    columns hold the raw-score values)."""
+    """Per loss on ``split`` (a KonIQ-10k split or a cross-dataset test set): SRCC, KRCC (tau-b),
+    PLCC raw and after the 4-parameter logistic map, RMSE after that map (MOS scale), and how the
+    fit went (:func:`lfakit.experiments.steps.score_metrics_table`)."""
     mos = data.splits[split].mos if split in data.splits else data.cross[split].mos
-    rows = []
-    for name, r in runs.items():
-        if not r.ok or len(mos) < 3:
-            rows.append({"Loss": name, "SRCC": math.nan, "KRCC": math.nan, "PLCC (raw)": math.nan,
-                         "PLCC (logistic)": math.nan, "RMSE (logistic)": math.nan,
-                         "Logistic fit": "n/a" if not r.ok else f"n/a ({len(mos)} images)"})
-            continue
-        m = iqa_metrics.iqa_report(r.scores[split], mos)
-        rows.append({"Loss": name, "SRCC": m["srcc"], "KRCC": m["krcc"], "PLCC (raw)": m["plcc_raw"],
-                     "PLCC (logistic)": m["plcc_logistic"], "RMSE (logistic)": m["rmse_logistic"],
-                     "Logistic fit": _fit_label(m)})
-    return report.round_floats(pd.DataFrame(rows), 4)
+    return steps.score_metrics_table(runs, mos, split)
 
 
-#: the Test of every comparison row: one trained model per loss, so the test covers test-set sampling only
-TEST_SET_ONLY = "paired bootstrap, test set only"
 #: said where a verdict about the losses would go: what one model per loss cannot tell
 NO_VERDICT = "no verdict about the losses (one model each)"
 
@@ -348,42 +300,15 @@ def verdict_how(P: dict) -> str:
 
 
 def comparison_table(P: dict, runs: dict[str, Run], data: Data) -> pd.DataFrame:
-    """Every trained loss against the baseline, one trained model each: test SRCC of both models,
-    ``Δ SRCC (these models)`` with the percentile 95% interval and two-sided p of a paired
-    bootstrap over the test images (``n_boot`` resamples, ``seed``; interval and p from the same
-    resamples, the interval not adjusted for multiplicity) and the Holm-adjusted p within the
-    challenger's ``Holm family``: ``study`` (the study's losses, :data:`STUDY_LOSSES`) or ``kit
-    additions`` (the losses the kit trains beyond the study, such as ``srcc`` and
-    ``norm_in_norm``), so that adding a loss to the run does not change the study's comparisons.
-
-    These tests cover test-set sampling only: they say whether *these two models* differ on the
-    population the test images are drawn from, not whether one loss trains better models (another
-    seed of either could reverse the difference). So the table has no Winner column; ``Test``
-    says ``test set only`` and ``Seeds`` is 1 (:func:`verdict_how`)."""
-    base = P["baseline"]
-    mos = data.splits["test"].mos
-    rows = []
-    for name, r in runs.items():
-        if name == base:
-            continue
-        if not (r.ok and runs[base].ok):
-            rows.append([name, math.nan, math.nan, math.nan, math.nan, math.nan, math.nan])
-            continue
-        b = stats.paired_bootstrap_correlation(mos, runs[base].scores["test"], r.scores["test"], "srcc",
-                                               P["n_boot"], P["seed"])
-        rows.append([name, b["metric1"], b["metric2"], b["delta"], b["ci_low"], b["ci_high"], b["p_value"]])
-    cols = ["Challenger", "Baseline SRCC", "SRCC", "Δ SRCC (these models)", "CI low (test set)", "CI high (test set)",
-            "p (test set)"]
-    out = pd.DataFrame(rows, columns=cols)
-    out["Holm family"] = [holm_family(P, n) for n in out["Challenger"]]
-    out["p (Holm)"] = np.nan
-    for fam in out["Holm family"].unique():
-        rows_f = out["Holm family"] == fam
-        out.loc[rows_f, "p (Holm)"] = stats.holm(out.loc[rows_f, "p (test set)"].to_numpy(float))
-    out["Test"] = TEST_SET_ONLY
-    out["Seeds"] = 1
-    out.attrs["baseline"] = base
-    return report.round_floats(out, 4)
+    """Every trained loss against the baseline, one trained model each
+    (:func:`lfakit.experiments.steps.score_comparison_table`): both models' test SRCC, ``Δ SRCC
+    (these models)`` with the paired-bootstrap interval and p over the test images, and the
+    Holm-adjusted p within the challenger's ``Holm family``: ``study`` (the study's losses,
+    :data:`STUDY_LOSSES`) or ``kit additions`` (the losses the kit trains beyond the study, such
+    as ``srcc`` and ``norm_in_norm``), so that adding a loss to the run does not change the
+    study's comparisons. These tests cover test-set sampling only, so the table has no Winner
+    column (:func:`verdict_how`)."""
+    return steps.score_comparison_table(P, runs, data.splits["test"].mos, lambda n: holm_family(P, n))
 
 
 def holm_family(P: dict, name: str) -> str:

@@ -51,9 +51,9 @@ from matplotlib.figure import Figure
 
 from lfakit import attacks, losses, models, record, report, runner, runtime, stats
 from lfakit.data import cifar
-from lfakit.data.datasets import ArrayImageDataset
+from lfakit.data.datasets import LabelImageDataset
 from lfakit.errors import ParameterError
-from lfakit.experiments._shared import model_options, open_checked_run, loss_modules, preflight_device, preflight_losses, train_or_resume
+from lfakit.experiments._shared import loss_modules, model_options, open_checked_run, preflight_run, train_or_resume
 from lfakit.metrics import privacy
 from lfakit.schemas.membership_inference import EXPERIMENT, check_inputs
 
@@ -72,10 +72,7 @@ def preflight(P: dict, inputs_checked: bool = False) -> None:
     """CIFAR-10 on disk (``dataset=cifar10``), the losses and the device: before a run folder.
     The torch-free :func:`~lfakit.schemas.membership_inference.check_inputs` (data, device) runs
     first, unless ``lfakit run`` has run it (``inputs_checked``)."""
-    if not inputs_checked:
-        check_inputs(P)
-    preflight_losses(P)
-    preflight_device(P)
+    preflight_run(P, None if inputs_checked else check_inputs, weights=False)
     check_disk(P)
 
 
@@ -263,17 +260,8 @@ def sample_loss_fn(name: str, fn: torch.nn.Module) -> torch.nn.Module:
     return per_sample_loss(fn.base if name == "flooding" else fn)
 
 
-class ClassImages(ArrayImageDataset):
-    """Items ``(x, class index (int64), index)``: what the multi-class losses take (the base
-    dataset returns float targets)."""
-
-    def __init__(self, images, labels, **kw):
-        super().__init__(images, np.zeros(len(labels), np.float32), **kw)
-        self.labels = np.asarray(labels, dtype=np.int64)
-
-    def get(self, index, generator=None):
-        x, _, i = super().get(index, generator)
-        return x, torch.tensor(self.labels[i]), i
+#: items ``(x, class index (int64), index)``, read a batch at a time (the multi-class losses take int64 labels)
+ClassImages = LabelImageDataset
 
 
 def train_model(P: dict, pool: Pool, name: str, role: str, seed: int, mask: np.ndarray, run_dir: Path) -> None:

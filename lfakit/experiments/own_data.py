@@ -2,13 +2,12 @@
 
 The notebook ``notebooks/own_data.ipynb`` calls, in order: :func:`setup` (threads, seed, the data
 read and checked, run folder), :func:`load_data`, :func:`train_all`, :func:`evaluate`,
-:func:`tables`, :func:`figures` and :func:`save`. The steps are those of the study experiments:
-the kit's image cache and ``ArrayImageDataset``, ``engine.fit`` through
-:func:`lfakit.experiments._shared.train_or_resume`, per-class AUROC / F1 (multi-class and
-multi-label, as ``chestxray_zlpr``) or SRCC / PLCC (score, as ``iqa_losses``), and the
-comparison against the baseline with Holm's correction (DeLong per class and a paired bootstrap
-for the mean; for scores a paired bootstrap of the SRCC difference). One model per loss: the
-comparison is between *these models* on this test set and names no Winner.
+:func:`tables`, :func:`figures` and :func:`save`. This module holds only what is its own (the
+layouts, the torchvision model by name, its summary); training, evaluation, comparison and the
+predictions of the record are the general steps of :mod:`lfakit.experiments.steps`, the ones
+the study experiments call: per-class AUROC / F1 and DeLong or the seed-level t with Holm, as
+``chestxray_zlpr`` (multi-class and multi-label), or SRCC / PLCC and a paired bootstrap of the
+SRCC difference with Holm, as ``iqa_losses`` (score).
 """
 
 from __future__ import annotations
@@ -22,14 +21,13 @@ import torch
 from scipy.special import expit, softmax
 from torch import nn
 
-from lfakit import models, record, report, stats
+from lfakit import models, record, report
 from lfakit.catalog import MODELS
 from lfakit.data import folders
-from lfakit.data.datasets import ArrayImageDataset
-from lfakit.experiments._shared import (Trained, loss_modules, mean_auroc, open_checked_run, preflight_device,
-                                        preflight_losses, train_or_resume)
+from lfakit.data.datasets import ArrayImageDataset, LabelImageDataset
+from lfakit.experiments import steps
+from lfakit.experiments._shared import Trained, loss_modules, mean_auroc, open_checked_run, preflight_run, train_or_resume
 from lfakit.metrics import iqa as iqa_metrics
-from lfakit.metrics.classification import multilabel_report
 from lfakit.schemas.own_data import EXPERIMENT, check_inputs, read
 
 SPLITS = folders.SPLITS
@@ -41,12 +39,7 @@ def data_folder(P: dict) -> Path:
 
 def preflight(P: dict, inputs_checked: bool = False) -> None:
     """The data (read and split, torch-free), the losses, the device and any pretrained weights."""
-    if not inputs_checked:
-        check_inputs(P)
-    preflight_losses(P)
-    preflight_device(P)
-    if P["pretrained"] and P["model"] in MODELS:
-        models.ensure_weights(P["model"])
+    preflight_run(P, None if inputs_checked else check_inputs, weights=P["pretrained"] and P["model"] in MODELS)
 
 
 def setup(P: dict) -> Path:
@@ -131,26 +124,21 @@ def build_net(P: dict, n_out: int) -> nn.Module:
     return net
 
 
-class _LabelImages(ArrayImageDataset):
-    """int64 class labels as ``y`` (what the multi-class losses take), read a batch at a time."""
+class _ScoredImages(ArrayImageDataset):
+    """Scores as ``y`` and the ratings' SD (the CSV's ``sd_column``) as ``std``, which the
+    fidelity loss reads; items are dicts, as the engine passes extra fields to the loss."""
 
-    def __init__(self, images, labels, **kw):
-        super().__init__(images, np.zeros(len(labels), np.float32), **kw)
-        self.labels = np.asarray(labels, dtype=np.int64)
+    def __init__(self, images, targets, sd, **kw):
+        super().__init__(images, targets, **kw)
+        self.sd = np.asarray(sd, dtype=np.float64)
 
     def get(self, index, generator=None):
-        x, _, i = super().get(index, generator)
-        return x, torch.tensor(self.labels[i]), i
-
-    def batch_targets(self, idx):
-        return torch.from_numpy(self.labels[idx])
+        x, y, i = super().get(index, generator)
+        return {"x": x, "y": y, "index": i, "std": torch.tensor(self.sd[i])}
 
 
-def datasets(P: dict, data: Data) -> dict:
-    ch = _channels(P)
-    cls = _LabelImages if P["task"] == "multiclass" else ArrayImageDataset
-    return {s: cls(sp.images, sp.targets, channels=ch, augment=P["augment"] and s == "train")
-            for s, sp in data.splits.items()}
+def _splits(data: Data) -> dict[str, tuple]:
+    return {s: (sp.images, sp.targets) for s, sp in data.splits.items()}
 
 
 def _val_metrics(P: dict, data: Data) -> dict:
@@ -162,13 +150,27 @@ def _val_metrics(P: dict, data: Data) -> dict:
     return {"auroc": mean_auroc}
 
 
-def train_all(P: dict, data: Data, run_dir: Path) -> dict[str, Trained]:
-    """One model per loss, from the same initial weights, data and schedule."""
-    ds = datasets(P, data)
+def train_all(P: dict, data: Data, run_dir: Path) -> dict:
+    """One model per loss (and training seed), from the same initial weights, data and schedule:
+    ``{loss: {seed: Trained}}`` (classification) or ``{loss: ScoreRun}`` (score; a loss whose
+    training the engine stops is kept as failed, so the others still compare)."""
     n_out = _outputs(P, data)
-    return {name: train_or_resume(P, name, fn, lambda: build_net(P, n_out), ds["train"], ds["val"], ds, run_dir,
-                                  _val_metrics(P, data), name)
-            for name, fn in loss_modules(P).items()}
+    build = lambda: build_net(P, n_out)  # noqa: E731
+    if P["task"] != "score":
+        cls = LabelImageDataset if P["task"] == "multiclass" else ArrayImageDataset
+        train_on, predict_on = steps.image_datasets(P, _splits(data), _channels(P), cls)
+        return steps.train_losses(P, build, train_on, predict_on, run_dir, _val_metrics(P, data))
+    ds = {s: _score_images(P, sp) for s, sp in data.splits.items()}
+    train = _score_images(P, data.splits["train"], augment=P["augment"])
+    return {name: steps.train_scored(P, name, lambda n=name, f=fn: train_or_resume(
+        P, n, f, build, train, ds["val"], ds, run_dir, _val_metrics(P, data), n, sample_losses=False), np.ravel)
+        for name, fn in loss_modules(P).items()}
+
+
+def _score_images(P: dict, sp: folders.Split, augment: bool = False) -> ArrayImageDataset:
+    if sp.sd is None:  # read a batch at a time
+        return ArrayImageDataset(sp.images, sp.targets, channels=_channels(P), augment=augment)
+    return _ScoredImages(sp.images, sp.targets, sp.sd, channels=_channels(P), augment=augment)
 
 
 # ------------------------------------------------------------------------------------------ evaluation
@@ -177,10 +179,10 @@ def train_all(P: dict, data: Data, run_dir: Path) -> dict[str, Trained]:
 @dataclass
 class Evaluation:
     task: str
-    per_class: dict[str, pd.DataFrame]  # classification: loss -> per-class report
     overall: pd.DataFrame  # one row per loss
+    classification: steps.ClassEvaluation | None  # multi-class and multi-label
+    score_runs: dict | None  # score: loss -> ScoreRun
     y_test: np.ndarray  # classification: (N, C) 0/1 (multi-class: one-hot); score: (N,)
-    scores_test: dict[str, np.ndarray]  # classification: logits (N, C); score: (N,)
 
 
 def _onehot(data: Data, split: str) -> np.ndarray:
@@ -188,75 +190,61 @@ def _onehot(data: Data, split: str) -> np.ndarray:
     return np.eye(len(data.classes), dtype=int)[t] if data.index.task == "multiclass" else t.astype(int)
 
 
-def evaluate(P: dict, runs: dict[str, Trained], data: Data) -> Evaluation:
-    """Test-set metrics of every loss's model: per-class AUROC and F1 at the validation-tuned
-    threshold (+ accuracy for multi-class), or SRCC / KRCC / PLCC / RMSE for scores."""
-    per_class, rows, scores = {}, {}, {}
+def evaluate(P: dict, runs: dict, data: Data) -> Evaluation:
+    """Test-set metrics of every loss's models: per-class AUROC and F1 at the validation-tuned
+    threshold, averaged over training seeds (+ accuracy for multi-class), or SRCC / KRCC / PLCC
+    (raw and logistic) / RMSE for scores."""
     if P["task"] == "score":
         y = data.splits["test"].targets.astype(float)
-        for name, r in runs.items():
-            s = np.ravel(r.logits["test"]).astype(float)
-            m = iqa_metrics.iqa_report(s, y)
-            rows[name] = {"Loss (own scale)": r.loss("test"), **{k.upper(): m[k] for k in ("srcc", "krcc", "plcc", "rmse")}}
-            scores[name] = s
-        return Evaluation("score", {}, pd.DataFrame(rows).T, y, scores)
-    y_val, y_test = _onehot(data, "val"), _onehot(data, "test")
-    for name, r in runs.items():
-        zv, zt = r.logits["val"].astype(float), r.logits["test"].astype(float)
-        pv, pt = (softmax(zv, 1), softmax(zt, 1)) if P["task"] == "multiclass" else (expit(zv), expit(zt))
-        rep = multilabel_report(y_val, pv, y_test, pt, data.classes, rank_test=zt)
-        per_class[name] = rep
-        row = {"Loss (own scale)": r.loss("test"), "Avg AUROC": float(np.nanmean(rep["AUROC"])),
-               "Avg F1": float(np.nanmean(rep["F1"]))}
+        return Evaluation("score", steps.score_metrics_table(runs, y).set_index("Loss"), None, runs, y)
+    prob = (lambda z: softmax(z, 1)) if P["task"] == "multiclass" else expit
+    ev = steps.evaluate_classification(runs, _onehot(data, "val"), _onehot(data, "test"), data.classes, prob)
+    rows = {}
+    for name, seeds in runs.items():
+        row = {"Loss (own scale)": ev.test_loss[name], "Avg AUROC": ev.average(name, "AUROC"),
+               "Avg F1": ev.average(name, "F1")}
         if P["task"] == "multiclass":
-            row["Accuracy"] = float((zt.argmax(1) == data.splits["test"].targets).mean())
+            t = data.splits["test"].targets
+            row["Accuracy"] = float(np.mean([(r.logits["test"].argmax(1) == t).mean() for r in seeds.values()]))
         rows[name] = row
-        scores[name] = zt
-    return Evaluation(P["task"], per_class, pd.DataFrame(rows).T, y_test, scores)
+    return Evaluation(P["task"], pd.DataFrame(rows).T, ev, None, ev.y_test)
 
 
 def comparison_note(P: dict) -> str:
-    what = ("DeLong per class, a paired stratified bootstrap for the Mean" if P["task"] != "score" else
-            "a paired bootstrap of the test images for the SRCC difference")
-    return (f"Evidence: one trained model per loss (seed {P['seed']}). Each row is the difference of these two models "
-            f"on this test set ({what}), over test-set sampling only; another seed could reverse it, so no Winner is "
-            f"named. Holm family: every row of the table. For a verdict about the losses: lfakit sweep {EXPERIMENT} "
-            "--seeds 0,1,2 and lfakit compare.")
-
-
-def _score_comparison(P: dict, ev: Evaluation) -> pd.DataFrame:
-    base = ev.scores_test[P["baseline"]]
-    rows = []
-    for name, s in ev.scores_test.items():
-        if name == P["baseline"]:
-            continue
-        b = stats.paired_bootstrap_correlation(ev.y_test, base, s, "srcc", n_boot=P["n_boot"], seed=P["seed"])
-        rows.append({"Method": name, "Δ SRCC": b["delta"], "95% CI": f"[{b['ci_low']:.4f}, {b['ci_high']:.4f}]",
-                     "p (test set)": b["p_value"]})
-    out = pd.DataFrame(rows).set_index("Method")
-    out["p (Holm)"] = stats.holm(out["p (test set)"].to_numpy(float))
-    return out
+    if P["task"] != "score":
+        return steps.comparison_note(P, EXPERIMENT)
+    return ("Evidence: one trained model per loss (seed " + str(P["seed"]) + "). Each row is the difference of these two "
+            "models on this test set (a paired bootstrap of the test images for the SRCC difference), over test-set "
+            "sampling only; another seed could reverse it, so no Winner is named. Holm family: every row of the table. "
+            f"For a verdict about the losses: lfakit sweep {EXPERIMENT} --seeds 0,1,2 and lfakit compare.")
 
 
 def tables(P: dict, ev: Evaluation) -> dict[str, pd.DataFrame]:
     """Per-class tables (classification), the overall table and the comparison with the baseline."""
-    out = {f"per_class_{n}": report.per_class_table(rep) for n, rep in ev.per_class.items()}
+    if ev.task == "score":
+        out = {"overall": ev.overall}
+        if len(ev.score_runs) > 1:
+            out["comparison"] = steps.score_comparison_table(P, ev.score_runs, ev.y_test)
+        return out
+    c = ev.classification
+    seeded = len(steps.training_seeds(P)) > 1
+    out = {}
+    for n, rep in c.per_class.items():
+        t = report.per_class_table(rep)
+        out[f"per_class_{n}"] = t.rename(columns={k: f"{k}, seed mean" for k in t.columns if seeded and k.startswith("Threshold")})
     out["overall"] = report.round_floats(ev.overall.astype(float), 4)
-    if len(ev.scores_test) > 1:
-        if ev.task == "score":
-            out["comparison"] = _score_comparison(P, ev)
-        else:
-            out["comparison"] = report.comparison_table(ev.y_test, ev.scores_test, P["baseline"], list(ev.per_class
-                                                        [P["baseline"]].index), seed=P["seed"], n_boot=P["n_boot"])
+    if len(c.per_class) > 1:
+        out["comparison"] = steps.classification_comparison(P, c)
     return out
 
 
-def figures(P: dict, ev: Evaluation, runs: dict[str, Trained], run_dir: Path) -> dict:
-    figs = {"history": report.plot_history({n: r.history for n, r in runs.items()})}
-    if ev.task != "score":
-        figs["per_class_auroc"] = report.plot_per_class_auroc_ci(ev.y_test, {n: {P["seed"]: s} for n, s in
-                                                                             ev.scores_test.items()},
-                                                                 list(next(iter(ev.per_class.values())).index))
+def figures(P: dict, ev: Evaluation, runs: dict, run_dir: Path) -> dict:
+    if ev.task == "score":
+        figs = {"history": report.plot_history({n: r.history for n, r in runs.items()})}
+    else:
+        figs = {"history": report.plot_history({n: steps.first(r).history for n, r in runs.items()}),
+                "per_class_auroc": report.plot_per_class_auroc_ci(ev.y_test, ev.classification.logits_by_seed,
+                                                                 ev.classification.classes)}
     for name, fig in figs.items():
         report.save_figure(fig, run_dir / "figures" / f"{name}.png")
     return figs
@@ -265,23 +253,39 @@ def figures(P: dict, ev: Evaluation, runs: dict[str, Trained], run_dir: Path) ->
 HEADLINE_ABOUT = ("test split of your data; Loss (own scale): each loss's mean test loss in its own convention, not "
                   "comparable across losses; classification: Avg AUROC (per-class AUROC of the float64 logits, one "
                   "class against the rest), Avg F1 at per-class thresholds tuned on validation, Accuracy (multi-class, "
-                  "argmax); score: SRCC, KRCC, PLCC (raw), RMSE; one model per loss; rounded to 4 decimals")
+                  "argmax), each per-class metric the mean over training seeds; score: SRCC, KRCC (tau-b), PLCC raw "
+                  "and after the 4-parameter logistic map, RMSE after that map; rounded to 4 decimals")
 
 
-def save(P: dict, run_dir: Path, runs: dict[str, Trained], ev: Evaluation, data: Data,
+def save(P: dict, run_dir: Path, runs: dict, ev: Evaluation, data: Data,
          tables: dict[str, pd.DataFrame]) -> list[str]:
-    """The run record: every loss's outputs on every split, metrics.json (the overall table as the
-    headline), tables and the manifest."""
+    """The run record: every loss's outputs on every split (and seed), metrics.json (the overall
+    table as the headline), tables and the manifest."""
     pw = record.PredictionWriter()
-    for name, r in runs.items():
-        for split, sp in data.splits.items():
-            t = sp.targets.reshape(len(sp.targets), -1)
-            pw.add(name, split, P["seed"], sp.image_ids, t, r.logits[split].reshape(len(t), -1), r.sample_loss[split])
-    built = loss_modules(P)
-    methods = {n: {"config": repr(built[n]), "best_epoch": {int(P["seed"]): r.best_epoch},
-                   **{k.lower(): float(v) for k, v in ev.overall.loc[n].items()}} for n, r in runs.items()}
-    extra = {"task": P["task"], "classes": list(data.classes), "seeds": [P["seed"]], "baseline": P["baseline"],
-             "data": data.index.source}
-    return record.save_run(run_dir, EXPERIMENT, P, methods=methods,
-                           headline=("overall", tables["overall"], HEADLINE_ABOUT), tables=tables, predictions=pw,
-                           score_kind="score" if P["task"] == "score" else "logit", extra=extra)
+    extra = {"task": P["task"], "classes": list(data.classes), "seeds": steps.training_seeds(P),
+             "baseline": P["baseline"], "data": data.index.source}
+    if ev.task == "score":
+        built = loss_modules(P)
+        for name, r in runs.items():
+            if r.ok:
+                for split in ("val", "test"):
+                    sp = data.splits[split]
+                    pw.add(name, split, P["seed"], sp.image_ids, sp.targets, r.scores[split], None,
+                           **({} if sp.sd is None else {"sd": sp.sd}))
+        methods = {n: {"config": repr(built[n]), "status": r.status, "best_epoch": {int(P["seed"]): r.best_epoch}}
+                   for n, r in runs.items()}
+        headline = ev.overall.reset_index()
+        table_index = False
+        extra["sample_loss"] = "not written: the score losses include batch losses without a per-image value"
+    else:
+        steps.add_predictions(pw, runs, {s: (sp.image_ids, sp.targets.reshape(len(sp.targets), -1))
+                                         for s, sp in data.splits.items()})
+        methods = steps.method_records(P, runs)
+        headline, table_index = tables["overall"], True
+    for n in methods:
+        if n in ev.overall.index:
+            methods[n].update({k.lower(): (float(v) if isinstance(v, (int, float, np.floating)) else v)
+                               for k, v in ev.overall.loc[n].items()})
+    return record.save_run(run_dir, EXPERIMENT, P, methods=methods, headline=("overall", headline, HEADLINE_ABOUT),
+                           tables=tables, predictions=pw, score_kind="score" if P["task"] == "score" else "logit",
+                           extra=extra, table_index=table_index)

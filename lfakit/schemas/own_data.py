@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from lfakit.catalog import LOSSES
 from lfakit.fitconfig import fit_params
-from lfakit.params import Spec, check_device, check_loss_kwargs, check_loss_kwargs_trained, loss_choices, run_params
+from lfakit.params import (Spec, check_device, check_loss_kwargs, check_loss_kwargs_trained, check_seeds, loss_choices,
+                           run_params)
 
 EXPERIMENT = "own_data"
 TASKS = ("multiclass", "multilabel", "score")
@@ -65,6 +66,9 @@ SCHEMA: dict[str, Spec] = {
                   check=_check_model),
     "pretrained": Spec(bool, False, "ImageNet weights (torchvision's, downloaded once into its cache)"),
     "augment": Spec(bool, False, "random flips and shifts on the training split"),
+    "seeds": Spec(list, [], "classification: training seeds, one model per loss and seed (initial weights, data order; "
+                  "the split keeps seed); two or more: the comparison tests per-seed deltas; empty: seed only",
+                  check=check_seeds),
     "n_boot": Spec(int, 1000, "bootstrap resamples of the comparison's intervals", min=100, max=100_000),
     "cache_dir": Spec(str, "", "image cache root (default: $LFAKIT_CACHE or ~/.cache/lfakit)"),
     **fit_params(VAL_METRICS, epochs=8, batch_size=64, optimizer="adam", lr=0.003, weight_decay=0.0001,
@@ -92,6 +96,9 @@ def check_params(p: dict) -> str | None:
         return "the embedded default is a multi-class ImageFolder: set data_dir (and csv) for your own data"
     if p["pretrained"] and p["model"] == "tiny_cnn":
         return "tiny_cnn has no pretrained weights; use pretrained=false"
+    if p["task"] == "score" and len(p["seeds"]) > 1:
+        return ("task='score' trains one model per loss in a run (seeds has several): for a seed-level verdict run "
+                "lfakit sweep own_data --seeds 0,1,2 and lfakit compare on the sweep")
     if p["val_fraction"] + p["test_fraction"] >= 0.9:
         return "val_fraction + test_fraction leave under 10% for training"
     return None
