@@ -320,6 +320,10 @@ def test_the_score_task_passes_the_ratings_sd_to_the_fidelity_loss(tmp_path, mon
     assert list(T["overall"].columns) == ["SRCC", "KRCC", "PLCC (raw)", "PLCC (logistic)", "RMSE (logistic)",
                                           "Logistic fit"]
     assert T["comparison"]["Test"].iloc[0] == "paired bootstrap, test set only"
+    import pandas as pd
+
+    written = pd.read_csv(tmp_path / "run" / "tables" / "overall.csv")
+    assert list(written.iloc[:, 0]) == ["l1", "fidelity"]  # the loss names kept in the CSV
 
 
 def test_seeds_for_the_score_task_are_refused_with_the_sweep_to_use(tmp_path, monkeypatch):

@@ -274,18 +274,15 @@ def save(P: dict, run_dir: Path, runs: dict, ev: Evaluation, data: Data,
                            **({} if sp.sd is None else {"sd": sp.sd}))
         methods = {n: {"config": repr(built[n]), "status": r.status, "best_epoch": {int(P["seed"]): r.best_epoch}}
                    for n, r in runs.items()}
-        headline = ev.overall.reset_index()
-        table_index = False
         extra["sample_loss"] = "not written: the score losses include batch losses without a per-image value"
     else:
         steps.add_predictions(pw, runs, {s: (sp.image_ids, sp.targets.reshape(len(sp.targets), -1))
                                          for s, sp in data.splits.items()})
         methods = steps.method_records(P, runs)
-        headline, table_index = tables["overall"], True
     for n in methods:
         if n in ev.overall.index:
             methods[n].update({k.lower(): (float(v) if isinstance(v, (int, float, np.floating)) else v)
                                for k, v in ev.overall.loc[n].items()})
-    return record.save_run(run_dir, EXPERIMENT, P, methods=methods, headline=("overall", headline, HEADLINE_ABOUT),
+    return record.save_run(run_dir, EXPERIMENT, P, methods=methods, headline=("overall", tables["overall"], HEADLINE_ABOUT),
                            tables=tables, predictions=pw, score_kind="score" if P["task"] == "score" else "logit",
-                           extra=extra, table_index=table_index)
+                           extra=extra)
