@@ -47,7 +47,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from lfakit import engine
 from lfakit.data import chestxray
-from lfakit.data.datasets import IMAGENET_MEAN, IMAGENET_STD, ArrayImageDataset
+from lfakit.data.datasets import IMAGENET_MEAN, IMAGENET_STD, ArrayImageDataset, LabelImageDataset
 from lfakit.data.image_cache import build_image_cache, resize_to
 from lfakit.data.patches import PatchDataset
 
@@ -164,7 +164,10 @@ def loaders(work: Path, args, rows: list) -> None:
         imgs = np.stack([smooth(rng, h, w, c) for _ in range(min(n, 200))])
         imgs = imgs[np.arange(n) % len(imgs)]
         imgs = imgs[..., 0] if c == 1 else imgs
-        ds = ArrayImageDataset(imgs, np.zeros((n, 14 if c == 1 else 1), np.float32), channels=ch, augment=True)
+        if name.startswith("membership"):  # its data set: int64 class labels (LabelImageDataset)
+            ds = LabelImageDataset(imgs, np.arange(n) % 10, channels=ch, augment=True)
+        else:
+            ds = ArrayImageDataset(imgs, np.zeros((n, 14 if c == 1 else 1), np.float32), channels=ch, augment=True)
         ours = best_rate(lambda: epoch(ds, batch), n, args.repeats)
         per_item = best_rate(lambda: epoch(PerItem(ds), batch), n, args.repeats)
         root = work / name.split()[0] / "files"
