@@ -147,7 +147,7 @@ def test_engine_loaders_give_the_per_item_batches(num_workers):
     ranks = epoch(ds, lambda d: engine.rank_loader(d, cfg, 123, cpu, 2, 1))
     ranks_ref = epoch(PerItem(ds), lambda d: engine.rank_loader(d, cfg, 123, cpu, 2, 1))
     assert all(_same(x, y) for x, y in zip(ranks, ranks_ref))
-    # a subclass with its own items (membership_inference's ClassImages) is read item by item
+    # a subclass with its own items and no batch_targets is read item by item
     sub = type("Labelled", (ArrayImageDataset,), {"get": lambda self, i, g=None: (*super(type(self), self).get(i, g)[:1], torch.tensor(int(i) % 3), int(i))})(imgs, targets)
     x, y, i = next(iter(engine._loader(sub, 4, False, 0, 0, cpu)))
     assert y.dtype == torch.int64 and y.tolist() == [0, 1, 2, 0] and i.tolist() == [0, 1, 2, 3]

@@ -330,3 +330,35 @@ def test_seeds_for_the_score_task_are_refused_with_the_sweep_to_use(tmp_path, mo
     root = csv_layout(tmp_path / "data", "score", n=12)
     with pytest.raises(ParameterError, match="lfakit sweep own_data --seeds"):
         _params(task="score", data_dir=str(root), csv="index.csv", losses=["l1", "l2"], baseline="l1", seeds=[0, 1])
+    with pytest.raises(ParameterError, match="seeds is for the classification tasks"):  # one seed would be ignored
+        _params(task="score", data_dir=str(root), csv="index.csv", losses=["l1", "l2"], baseline="l1", seeds=[5])
+
+
+class NaNScore(nn.Module):
+    """A score loss that diverges at once."""
+
+    def __init__(self, reduction: str = "mean"):
+        super().__init__()
+        self.reduction = reduction
+
+    def forward(self, p, q, std=None):
+        return (p.reshape(-1) * float("nan")).mean()
+
+
+@pytest.mark.slow
+def test_a_score_run_where_one_loss_diverges_compares_the_others_and_all_diverging_stops(tmp_path, monkeypatch):
+    from lfakit.errors import TrainingError
+    from lfakit.experiments import own_data as E
+
+    L.register("nan_score", NaNScore, task="iqa", replace=True)
+    try:
+        root = csv_layout(tmp_path / "data", "score")
+        P = _params(task="score", data_dir=str(root), csv="index.csv", image_size=12, losses=["l1", "nan_score"],
+                    baseline="l1", monitor="val_srcc")
+        data, T, files = _run(P, tmp_path)
+        assert T["overall"].loc["nan_score", "Logistic fit"] == "n/a" and np.isnan(T["comparison"]["p (test set)"]).all()
+        P = {**P, "losses": ["nan_score"], "baseline": "nan_score", "run_dir": str(tmp_path / "run2")}
+        with pytest.raises(TrainingError, match="every loss failed to train: nan_score: failed"):
+            E.train_all(P, E.load_data({**P, "cache_dir": str(tmp_path / "cache")}), tmp_path / "run2")
+    finally:
+        L.unregister("nan_score")

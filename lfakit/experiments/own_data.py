@@ -26,7 +26,8 @@ from lfakit.catalog import MODELS
 from lfakit.data import folders
 from lfakit.data.datasets import ArrayImageDataset, LabelImageDataset
 from lfakit.experiments import steps
-from lfakit.experiments._shared import Trained, loss_modules, mean_auroc, open_checked_run, preflight_run, train_or_resume
+from lfakit.errors import TrainingError
+from lfakit.experiments._shared import loss_modules, mean_auroc, open_checked_run, preflight_run, train_or_resume
 from lfakit.metrics import iqa as iqa_metrics
 from lfakit.schemas.own_data import EXPERIMENT, check_inputs, read
 
@@ -125,8 +126,8 @@ def build_net(P: dict, n_out: int) -> nn.Module:
 
 
 class _ScoredImages(ArrayImageDataset):
-    """Scores as ``y`` and the ratings' SD (the CSV's ``sd_column``) as ``std``, which the
-    fidelity loss reads; items are dicts, as the engine passes extra fields to the loss."""
+    """Scores as ``y`` and the ratings' SD (the CSV's ``sd_column``) as ``std``, which the engine
+    passes to the loss (the IQA losses take ``std=``; ``fidelity`` uses it); items are dicts."""
 
     def __init__(self, images, targets, sd, **kw):
         super().__init__(images, targets, **kw)
@@ -160,11 +161,14 @@ def train_all(P: dict, data: Data, run_dir: Path) -> dict:
         cls = LabelImageDataset if P["task"] == "multiclass" else ArrayImageDataset
         train_on, predict_on = steps.image_datasets(P, _splits(data), _channels(P), cls)
         return steps.train_losses(P, build, train_on, predict_on, run_dir, _val_metrics(P, data))
-    ds = {s: _score_images(P, sp) for s, sp in data.splits.items()}
+    ds = {s: _score_images(P, sp) for s, sp in data.splits.items() if s != "train"}  # what is predicted
     train = _score_images(P, data.splits["train"], augment=P["augment"])
-    return {name: steps.train_scored(P, name, lambda n=name, f=fn: train_or_resume(
+    runs = {name: steps.train_scored(P, name, lambda n=name, f=fn: train_or_resume(
         P, n, f, build, train, ds["val"], ds, run_dir, _val_metrics(P, data), n, sample_losses=False), np.ravel)
         for name, fn in loss_modules(P).items()}
+    if not any(r.ok for r in runs.values()):
+        raise TrainingError("every loss failed to train: " + "; ".join(f"{n}: {r.status}" for n, r in runs.items()))
+    return runs
 
 
 def _score_images(P: dict, sp: folders.Split, augment: bool = False) -> ArrayImageDataset:
@@ -240,7 +244,7 @@ def tables(P: dict, ev: Evaluation) -> dict[str, pd.DataFrame]:
 
 def figures(P: dict, ev: Evaluation, runs: dict, run_dir: Path) -> dict:
     if ev.task == "score":
-        figs = {"history": report.plot_history({n: r.history for n, r in runs.items()})}
+        figs = {"history": report.plot_history({n: r.history for n, r in runs.items() if r.ok})}
     else:
         figs = {"history": report.plot_history({n: steps.first(r).history for n, r in runs.items()}),
                 "per_class_auroc": report.plot_per_class_auroc_ci(ev.y_test, ev.classification.logits_by_seed,
@@ -250,8 +254,8 @@ def figures(P: dict, ev: Evaluation, runs: dict, run_dir: Path) -> dict:
     return figs
 
 
-HEADLINE_ABOUT = ("test split of your data; Loss (own scale): each loss's mean test loss in its own convention, not "
-                  "comparable across losses; classification: Avg AUROC (per-class AUROC of the float64 logits, one "
+HEADLINE_ABOUT = ("test split of your data; classification: Loss (own scale), each loss's mean test loss in its own "
+                  "convention, not comparable across losses, Avg AUROC (per-class AUROC of the float64 logits, one "
                   "class against the rest), Avg F1 at per-class thresholds tuned on validation, Accuracy (multi-class, "
                   "argmax), each per-class metric the mean over training seeds; score: SRCC, KRCC (tau-b), PLCC raw "
                   "and after the 4-parameter logistic map, RMSE after that map; rounded to 4 decimals")
@@ -259,8 +263,10 @@ HEADLINE_ABOUT = ("test split of your data; Loss (own scale): each loss's mean t
 
 def save(P: dict, run_dir: Path, runs: dict, ev: Evaluation, data: Data,
          tables: dict[str, pd.DataFrame]) -> list[str]:
-    """The run record: every loss's outputs on every split (and seed), metrics.json (the overall
-    table as the headline), tables and the manifest."""
+    """The run record: classification, every loss's logits and per-image losses on every split
+    and seed; score, every trained loss's scores on val and test with the SD where the CSV has
+    one (no per-image losses: batch losses have none); metrics.json (the overall table as the
+    headline), tables and the manifest."""
     pw = record.PredictionWriter()
     extra = {"task": P["task"], "classes": list(data.classes), "seeds": steps.training_seeds(P),
              "baseline": P["baseline"], "data": data.index.source}

@@ -96,9 +96,9 @@ def check_params(p: dict) -> str | None:
         return "the embedded default is a multi-class ImageFolder: set data_dir (and csv) for your own data"
     if p["pretrained"] and p["model"] == "tiny_cnn":
         return "tiny_cnn has no pretrained weights; use pretrained=false"
-    if p["task"] == "score" and len(p["seeds"]) > 1:
-        return ("task='score' trains one model per loss in a run (seeds has several): for a seed-level verdict run "
-                "lfakit sweep own_data --seeds 0,1,2 and lfakit compare on the sweep")
+    if p["task"] == "score" and p["seeds"]:
+        return ("seeds is for the classification tasks: task='score' trains one model per loss in a run, with seed; "
+                "for a seed-level verdict run lfakit sweep own_data --seeds 0,1,2 and lfakit compare on the sweep")
     if p["val_fraction"] + p["test_fraction"] >= 0.9:
         return "val_fraction + test_fraction leave under 10% for training"
     return None
