@@ -56,7 +56,7 @@ def run_tag(P: dict, name: str, seed: int, prefix: str = "") -> str:
 def image_datasets(P: dict, splits: Mapping[str, tuple], channels: int, cls=ArrayImageDataset) -> tuple[dict, dict]:
     """``(train_on, predict_on)``: split -> dataset of ``(images, targets)``, augmented on the
     training split when ``P['augment']``, and the same splits without augmentation, which the
-    trained model predicts (the training split included, as it was seen, not as augmented)."""
+    trained model predicts (the training split included: its stored images, not augmented copies)."""
     plain = {s: cls(x, y, channels=channels) for s, (x, y) in splits.items()}
     train_on = dict(plain)
     if P["augment"] and "train" in splits:
