@@ -16,7 +16,12 @@ import torch
 from lfakit import losses, models
 
 
-def throughput(device: str, batch: int, steps: int, amp: bool, channels_last: bool) -> float:
+def throughput(device: str, batch: int, steps: int, amp: bool, channels_last: bool,
+               amp_dtype: torch.dtype = torch.float16, warmup: int = 1) -> float:
+    """Training images/s of DenseNet-121 at 224 px, 14 sigmoid outputs (the chestxray paper
+    model), focal loss, AdamW: forward, loss, backward, step on one random batch. ``amp``:
+    autocast to ``amp_dtype`` (float16 with a GradScaler, as the engine's AMP; bfloat16 without);
+    ``warmup`` steps first (allocations, cuDNN autotune). ``benchmarks/gpu_check.py`` uses it too."""
     torch.manual_seed(0)
     model = models.build_model("densenet121", 14).to(device)
     x = torch.randn(batch, 3, 224, 224, device=device)
@@ -26,10 +31,10 @@ def throughput(device: str, batch: int, steps: int, amp: bool, channels_last: bo
         x = x.contiguous(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=1e-5)
     loss_fn = losses.build("focal")
-    scaler = torch.amp.GradScaler(device, enabled=amp)
+    scaler = torch.amp.GradScaler(device, enabled=amp and amp_dtype == torch.float16)
 
     def step():
-        with torch.autocast(device, enabled=amp):
+        with torch.autocast(device, dtype=amp_dtype, enabled=amp):
             out = model(x)
         loss = loss_fn(out.float(), y)
         opt.zero_grad(set_to_none=True)
@@ -37,7 +42,8 @@ def throughput(device: str, batch: int, steps: int, amp: bool, channels_last: bo
         scaler.step(opt)
         scaler.update()
 
-    step()  # warm-up (allocations, cuDNN autotune)
+    for _ in range(warmup):
+        step()
     if device == "cuda":
         torch.cuda.synchronize()
     t0 = time.perf_counter()

@@ -51,46 +51,18 @@ def no_gpu_message() -> str | None:
 
 
 def densenet_rate(batch: int, steps: int, mode: str) -> tuple[float, float]:
-    """Training images/s and peak GPU memory (bytes) of DenseNet-121 at 224 px, 14 sigmoid
-    outputs (the chestxray paper model), focal loss, AdamW: forward, loss, backward, step.
+    """Training images/s and peak GPU memory (bytes) of DenseNet-121 at 224 px
+    (``bench_densenet_throughput.throughput``: the chestxray paper model, focal loss, AdamW).
     ``mode``: fp32 (NCHW, no autocast), bf16 (autocast bfloat16, channels-last, no scaler) or
     fp16 (autocast float16 with a GradScaler, channels-last: the engine's AMP, timm's setting)."""
     import torch
-
-    from lfakit import losses, models
-
-    torch.manual_seed(0)
-    model = models.build_model("densenet121", 14).cuda()
-    x = torch.randn(batch, 3, 224, 224, device="cuda")
-    y = (torch.rand(batch, 14, device="cuda") < 0.1).float()
-    if mode != "fp32":
-        model = model.to(memory_format=torch.channels_last)
-        x = x.contiguous(memory_format=torch.channels_last)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=1e-5)
-    loss_fn = losses.build("focal")
-    scaler = torch.amp.GradScaler("cuda", enabled=mode == "fp16")
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mode)
-
-    def step():
-        with torch.autocast("cuda", dtype=dtype or torch.float16, enabled=dtype is not None):
-            out = model(x)
-        loss = loss_fn(out.float(), y)
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(opt)
-        scaler.update()
+    from bench_densenet_throughput import throughput
 
     torch.cuda.reset_peak_memory_stats()
-    for _ in range(2):  # warm-up: allocations, cuDNN autotune
-        step()
-    torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        step()
-    torch.cuda.synchronize()
-    rate = batch * steps / (time.perf_counter() - t0)
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mode, torch.float16)
+    rate = throughput("cuda", batch, steps, amp=mode != "fp32", channels_last=mode != "fp32", amp_dtype=amp_dtype,
+                      warmup=2)
     peak = torch.cuda.max_memory_allocated()
-    del model, opt, x, y
     torch.cuda.empty_cache()
     return rate, peak
 
