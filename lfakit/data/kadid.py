@@ -74,7 +74,7 @@ import numpy as np
 import pandas as pd
 
 from lfakit.data.image_cache import build_image_cache, default_cache_dir
-from lfakit.data.koniq import Split
+from lfakit.data.koniq import Split, check_listed_images
 from lfakit.errors import DataError, ParameterError
 
 __all__ = [
@@ -224,13 +224,8 @@ def load_index(folder, max_images: int | None = None, seed: int = 0) -> KadidInd
     if max_images is not None and max_images < len(t):
         keep = np.random.default_rng(seed).choice(len(t), size=max_images, replace=False)
         t = t.iloc[np.sort(keep)].reset_index(drop=True)
-    absent = ~np.array([(folder / n).is_file() for n in t["image_name"]], dtype=bool)
-    if absent.any():
-        rows = t[absent]
-        shown = ", ".join(f"row {r} ({n})" for r, n in zip(rows["row"][:5], rows["image_name"][:5]))
-        more = f" and {absent.sum() - 5} more" if absent.sum() > 5 else ""
-        raise DataError(f"{csv}: {absent.sum()} listed image(s) are not in {folder}/: {shown}{more}. "
-                        "Put the PNGs there (the whole images/ folder of kadid10k.zip), or remove their rows.")
+    check_listed_images(t, csv, folder, "Put the PNGs there (the whole images/ folder of kadid10k.zip), or remove "
+                        "their rows.")
     return KadidIndex(t, csv, folder)
 
 

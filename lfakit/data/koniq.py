@@ -321,14 +321,20 @@ def load_index(root, mos_scale: str = "1-5", seed: int = 0, image_dir: str | Non
             how = "its set column" if official else f"the seeded {SPLIT_FRACTIONS} split of {len(t)} images"
             raise DataError(f"{csv}: the {s} split is empty after {how}; list more images"
                             + (" or raise max_images" if max_images else "") + ".")
-    absent = ~np.array([(folder / n).is_file() for n in t["image_name"]])
+    check_listed_images(t, csv, folder, "Put the JPEGs there, or remove their rows.")
+    return KonIQIndex(t.reset_index(drop=True), csv, folder, mos_scale, official)
+
+
+def check_listed_images(t: pd.DataFrame, csv: Path, folder: Path, fix: str) -> None:
+    """Every ``image_name`` of the index table ``t`` (CSV line numbers in ``row``) is a file in
+    ``folder``; else a DataError naming the first five missing rows, the count and ``fix``.
+    KonIQ-10k's and KADID-10k's readers share it."""
+    absent = ~np.array([(folder / n).is_file() for n in t["image_name"]], dtype=bool)
     if absent.any():
         rows = t[absent]
         shown = ", ".join(f"row {r} ({n})" for r, n in zip(rows["row"][:5], rows["image_name"][:5]))
         more = f" and {absent.sum() - 5} more" if absent.sum() > 5 else ""
-        raise DataError(f"{csv}: {absent.sum()} listed image(s) are not in {folder}/: {shown}{more}. "
-                        "Put the JPEGs there, or remove their rows.")
-    return KonIQIndex(t.reset_index(drop=True), csv, folder, mos_scale, official)
+        raise DataError(f"{csv}: {absent.sum()} listed image(s) are not in {folder}/: {shown}{more}. {fix}")
 
 
 def load_koniq(data_dir, cache_dir=None, image_size=(384, 512), mos_scale: str = "1-5", seed: int = 0,
